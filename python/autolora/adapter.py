@@ -1,0 +1,88 @@
+"""The AutoLoRA adapter itself: k rank-1 components U[:, j] V[j, :] weighted by alpha = softmax(beta).
+
+Modes (SPEC.md section 1):
+- search: rank k, beta trainable, scale lora_alpha / k;
+- fixed:  rank r, no beta (alpha = 1), scale lora_alpha / r, exactly PEFT's LoRA.
+Merging into a base weight is the wrapping layer's business (layer.py, sliced.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from autolora_kernels import lora_delta_reference, selection_weights
+
+MODES = ("search", "fixed")
+
+
+class AutoLoraAdapter(nn.Module):
+    """U: (out, r) zeros, V: (r, in) kaiming-uniform(a=sqrt(5)), beta: (r,) zeros in search mode."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        rank: int = 8,
+        lora_alpha: float = 16.0,
+        dropout: float = 0.0,
+        mode: str = "search",
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(rank, int) or rank < 1:
+            raise ValueError(f"rank: expected an integer >= 1, got {rank!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
+        if lora_alpha <= 0:
+            raise ValueError(f"lora_alpha: expected a positive number, got {lora_alpha!r}")
+        self.in_features, self.out_features = in_features, out_features
+        self.rank, self.lora_alpha, self.mode = rank, float(lora_alpha), mode
+        self.U = nn.Parameter(torch.zeros(out_features, rank, dtype=dtype, device=device))
+        self.V = nn.Parameter(torch.empty(rank, in_features, dtype=dtype, device=device))
+        nn.init.kaiming_uniform_(self.V, a=math.sqrt(5))  # LoRA's A init, as in PEFT and loralib
+        if mode == "search":
+            self.beta = nn.Parameter(torch.zeros(rank, dtype=torch.float32, device=device))
+        else:
+            self.register_parameter("beta", None)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    @property
+    def scaling(self) -> float:
+        """lora_alpha / rank: k in search mode (16 / 8 = 2 by default), r in fixed mode."""
+        return self.lora_alpha / self.rank
+
+    def alpha(self) -> torch.Tensor:
+        """Selection weights softmax(beta), fp32, shape (rank,); ones in fixed mode."""
+        return selection_weights(self.beta, self.rank, self.V)
+
+    def selected(self) -> torch.Tensor:
+        """Boolean mask of the components kept by rank selection: alpha >= 1 / k (SPEC 3)."""
+        if self.beta is None:
+            return torch.ones(self.rank, dtype=torch.bool, device=self.V.device)
+        return self.alpha() >= 1.0 / self.rank
+
+    def selected_rank(self) -> int:
+        """r = #{j : alpha_j >= 1/k}; at least 1, since the largest alpha is always >= 1/k."""
+        return int(self.selected().sum().item())
+
+    def delta(self, x: torch.Tensor) -> torch.Tensor:
+        """The adapter's output s * ((drop(x) V^T) * alpha) U^T, shape (..., out)."""
+        return lora_delta_reference(self.dropout(x), self.U, self.V, self.beta, self.scaling)
+
+    @torch.no_grad()
+    def delta_weight(self) -> torch.Tensor:
+        """Delta = s * U diag(alpha) V as (out, in), computed in fp32."""
+        scale = self.alpha().to(self.U.device) * self.scaling
+        return (self.U.float() * scale) @ self.V.float()
+
+    def extra_repr(self) -> str:
+        return (
+            f"in={self.in_features}, out={self.out_features}, rank={self.rank}, "
+            f"lora_alpha={self.lora_alpha:g}, mode={self.mode}"
+        )

@@ -1,0 +1,113 @@
+"""Put AutoLoRA adapters into any Hugging Face model, all or nothing, and take them out again."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from torch import nn
+
+from autolora.base import is_supported_base
+from autolora.layer import FusedAutoLoraLinear
+from autolora.params import adapter_layers, adapters
+from autolora.sliced import SlicedAutoLoraLinear
+from autolora.targets import FUSED_PARTS, Target, candidate_names, default_targets, name_matches
+
+
+def _plan(model: nn.Module, targets: Sequence[Target]) -> dict[str, Target]:
+    """Map each module name to the target it matches; every target must match something."""
+    plan: dict[str, Target] = {}
+    for target in targets:
+        hits = [n for n, _ in model.named_modules() if n and target.matches(n)]
+        if not hits:
+            cands = candidate_names(model)
+            raise ValueError(
+                f"targets: {target.pattern!r} matches no module. Candidate module names: "
+                f"{', '.join(cands[:40])}{' ...' if len(cands) > 40 else ''}"
+            )
+        for name in hits:
+            plan.setdefault(name, target)
+    modules = dict(model.named_modules())
+    for name in plan:
+        if not is_supported_base(modules[name]):
+            raise TypeError(
+                f"targets: module {name!r} is a {type(modules[name]).__name__}; "
+                "only torch.nn.Linear and transformers' Conv1D can take an adapter"
+            )
+    return plan
+
+
+def _build(name, base, target, rank, ranks, **kw) -> nn.Module:
+    if target.parts is None:
+        return FusedAutoLoraLinear(base, rank=int(ranks.get(name, rank)), **kw)
+    layer_rank = {p: int(ranks.get(f"{name}.adapters.{p}", rank)) for p in target.parts}
+    return SlicedAutoLoraLinear(base, FUSED_PARTS, target.parts, rank=layer_rank, **kw)
+
+
+def inject(
+    model: nn.Module,
+    targets: Sequence[str] | None = None,
+    *,
+    rank: int = 8,
+    lora_alpha: float = 16.0,
+    dropout: float = 0.0,
+    mode: str = "search",
+    ranks: Mapping[str, int] | None = None,
+    trainable: Sequence[str] = (),
+) -> list[str]:
+    """Wrap the target projections of `model` with AutoLoRA adapters, in place.
+
+    targets: patterns (see autolora.targets); None picks the paper's q/v projections by family.
+    rank: k in search mode, r in fixed mode; ranks: per-adapter overrides keyed by adapter name
+    (as `autolora.adapters(model)` yields them). trainable: patterns of modules left trainable
+    besides the adapters (e.g. "classifier"). Everything else is frozen.
+    Nothing changes unless every target matches and every adapter builds. Returns the wrapped names.
+    """
+    if any(True for _ in adapter_layers(model)):
+        raise ValueError("model: already has AutoLoRA adapters; call autolora.unload(model) first")
+    if isinstance(targets, str):
+        targets = [targets]
+    parsed = [Target.parse(t) for t in (targets if targets is not None else default_targets(model))]
+    trainable = [trainable] if isinstance(trainable, str) else list(trainable)
+    for pattern in trainable:
+        if not any(name_matches([pattern], n) for n, _ in model.named_modules() if n):
+            raise ValueError(f"trainable: {pattern!r} matches no module of the model")
+    plan = _plan(model, parsed)
+    modules = dict(model.named_modules())
+    kw = dict(lora_alpha=lora_alpha, dropout=dropout, mode=mode)
+    built = {n: _build(n, modules[n], t, rank, dict(ranks or {}), **kw) for n, t in plan.items()}
+    # Nothing above touched the model; from here on nothing can fail.
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for name, new in built.items():
+        parent_name, _, attr = name.rpartition(".")
+        setattr(modules[parent_name] if parent_name else model, attr, new)
+    for name, module in model.named_modules():
+        if name and name_matches(trainable, name):
+            for p in module.parameters():
+                p.requires_grad_(True)
+    for _, adapter in adapters(model):
+        for p in adapter.parameters(recurse=False):
+            p.requires_grad_(True)
+    return list(built)
+
+
+def merge(model: nn.Module) -> None:
+    """Fold every adapter into its base weight (inference)."""
+    for _, layer in adapter_layers(model):
+        layer.merge()
+
+
+def unmerge(model: nn.Module) -> None:
+    for _, layer in adapter_layers(model):
+        layer.unmerge()
+
+
+def unload(model: nn.Module, merge_weights: bool = True) -> nn.Module:
+    """Replace every adapter layer by its base layer, merged first unless merge_weights=False."""
+    modules = dict(model.named_modules())
+    for name, layer in list(adapter_layers(model)):
+        if merge_weights:
+            layer.merge()
+        parent_name, _, attr = name.rpartition(".")
+        setattr(modules[parent_name] if parent_name else model, attr, layer.base_layer)
+    return model

@@ -1,0 +1,102 @@
+"""Save and load AutoLoRA adapters: safetensors weights plus a small JSON config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from autolora.atomic import atomic_write, atomic_write_json
+from autolora.inject import inject
+from autolora.params import adapter_layers, adapters
+from autolora.sliced import SlicedAutoLoraLinear
+from autolora.targets import name_matches
+
+WEIGHTS_NAME = "autolora_adapter.safetensors"
+CONFIG_NAME = "autolora_config.json"
+FORMAT_VERSION = 1
+
+
+def adapter_config(model: nn.Module, trainable: list[str] | tuple[str, ...] = ()) -> dict:
+    """Everything needed to rebuild the adapters of `model` on a fresh copy of the base model."""
+    targets = []
+    for name, layer in adapter_layers(model):
+        targets.append(
+            f"{name}[{','.join(layer.adapters)}]" if isinstance(layer, SlicedAutoLoraLinear) else name
+        )
+    all_adapters = list(adapters(model))
+    if not all_adapters:
+        raise ValueError("model: has no AutoLoRA adapters to save")
+    first = all_adapters[0][1]
+    return {
+        "format": "autolora",
+        "version": FORMAT_VERSION,
+        "targets": targets,
+        "mode": first.mode,
+        "lora_alpha": first.lora_alpha,
+        "dropout": float(getattr(first.dropout, "p", 0.0)),
+        "ranks": {name: a.rank for name, a in all_adapters},
+        "trainable": list(trainable),
+    }
+
+
+def adapter_state_dict(
+    model: nn.Module, trainable: list[str] | tuple[str, ...] = ()
+) -> dict[str, torch.Tensor]:
+    """Adapter tensors (U, V, beta) and the parameters of the named trainable modules."""
+    state = {}
+    for name, a in adapters(model):
+        for pname, p in a.named_parameters(recurse=False):
+            state[f"{name}.{pname}"] = p.detach()
+    for mname, module in model.named_modules():
+        if mname and name_matches(trainable, mname):
+            for pname, p in module.named_parameters():
+                state[f"{mname}.{pname}"] = p.detach()
+    return state
+
+
+def save_adapter(
+    model: nn.Module, directory: str | Path, trainable: list[str] | tuple[str, ...] = ()
+) -> Path:
+    """Write autolora_adapter.safetensors and autolora_config.json, each atomically."""
+    directory = Path(directory)
+    config = adapter_config(model, trainable)
+    state = {k: v.contiguous().cpu() for k, v in adapter_state_dict(model, trainable).items()}
+    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    atomic_write_json(directory / CONFIG_NAME, config)
+    return directory
+
+
+def load_adapter(model: nn.Module, directory: str | Path) -> nn.Module:
+    """Inject adapters as saved (unless the model already has them) and load their weights."""
+    directory = Path(directory)
+    config = json.loads((directory / CONFIG_NAME).read_text())
+    if config.get("format") != "autolora" or config.get("version") != FORMAT_VERSION:
+        raise ValueError(f"directory: {directory} holds no autolora adapter of version {FORMAT_VERSION}")
+    state = load_file(str(directory / WEIGHTS_NAME))
+    if not any(True for _ in adapter_layers(model)):
+        inject(
+            model,
+            config["targets"],
+            mode=config["mode"],
+            lora_alpha=config["lora_alpha"],
+            dropout=config["dropout"],
+            ranks=config["ranks"],
+            rank=max(config["ranks"].values()),
+            trainable=config["trainable"],
+        )
+    params = dict(model.named_parameters())
+    missing = sorted(set(state) - set(params))
+    if missing:
+        raise KeyError(f"directory: saved tensors not in the model: {missing[:10]}")
+    with torch.no_grad():
+        for key, value in state.items():
+            if params[key].shape != value.shape:
+                raise ValueError(
+                    f"{key}: saved shape {tuple(value.shape)}, model has {tuple(params[key].shape)}"
+                )
+            params[key].copy_(value)
+    return model

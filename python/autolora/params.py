@@ -1,0 +1,70 @@
+"""Find AutoLoRA parts of a model by structure (module types), never by name substrings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from torch import nn
+
+from autolora.adapter import AutoLoraAdapter
+
+
+def adapter_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """(name, layer) for every wrapping layer: FusedAutoLoraLinear or SlicedAutoLoraLinear."""
+    from autolora.layer import FusedAutoLoraLinear
+    from autolora.sliced import SlicedAutoLoraLinear
+
+    for name, m in model.named_modules():
+        if isinstance(m, (FusedAutoLoraLinear, SlicedAutoLoraLinear)):
+            yield name, m
+
+
+def adapters(model: nn.Module) -> Iterator[tuple[str, AutoLoraAdapter]]:
+    """(name, adapter) for every AutoLoraAdapter, in module order."""
+    for name, m in model.named_modules():
+        if isinstance(m, AutoLoraAdapter):
+            yield name, m
+
+
+def adapter_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The inner variables W of the bilevel problem: every U and V."""
+    return [p for _, a in adapters(model) for p in (a.U, a.V)]
+
+
+def selection_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The outer variables A: every beta (search-mode adapters only)."""
+    return [a.beta for _, a in adapters(model) if a.beta is not None]
+
+
+def current_ranks(model: nn.Module) -> dict[str, int]:
+    """Per-adapter rank r = #{j : alpha_j >= 1/k} (the configured rank in fixed mode)."""
+    return {name: a.selected_rank() for name, a in adapters(model)}
+
+
+def rank_summary(model: nn.Module) -> list[dict]:
+    """Per adapter: name, mode, k, alpha (list), current rank."""
+    return [
+        {
+            "name": name,
+            "mode": a.mode,
+            "k": a.rank,
+            "alpha": [round(float(v), 6) for v in a.alpha().detach().cpu()],
+            "rank": a.selected_rank(),
+        }
+        for name, a in adapters(model)
+    ]
+
+
+def format_rank_summary(model: nn.Module) -> str:
+    """A plain-text table of rank_summary, one adapter a line."""
+    rows = rank_summary(model)
+    width = max((len(r["name"]) for r in rows), default=4)
+    lines = [f"{'adapter':<{width}}  rank/k  alpha"]
+    for r in rows:
+        alphas = " ".join(f"{v:.3f}" for v in r["alpha"])
+        lines.append(f"{r['name']:<{width}}  {r['rank']:>2}/{r['k']:<3} {alphas}")
+    return "\n".join(lines)
+
+
+def count_trainable(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,60 @@
+"""Adapters round-trip through safetensors + JSON, onto a fresh copy of the base model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import randomize_adapters, tiny_bert, tiny_gpt2
+
+import autolora
+
+IDS = torch.tensor([[1, 5, 7, 9, 11, 2]])
+
+
+@pytest.mark.parametrize("make, trainable", [(tiny_bert, ["classifier"]), (tiny_gpt2, [])])
+def test_save_load_round_trip(tmp_path, make, trainable):
+    torch.manual_seed(1)
+    model = make()
+    base_state = {k: v.clone() for k, v in model.state_dict().items()}
+    autolora.inject(model, trainable=trainable)
+    randomize_adapters(model)
+    if trainable:
+        torch.nn.init.normal_(model.classifier.weight)
+    with torch.no_grad():
+        expected = model(input_ids=IDS).logits
+    autolora.save_adapter(model, tmp_path, trainable=trainable)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "autolora_adapter.safetensors",
+        "autolora_config.json",
+    ]
+    config = json.loads((tmp_path / "autolora_config.json").read_text())
+    assert config["mode"] == "search" and all(r == 8 for r in config["ranks"].values())
+
+    fresh = make()
+    fresh.load_state_dict(base_state)
+    autolora.load_adapter(fresh, tmp_path)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(input_ids=IDS).logits, expected, rtol=0, atol=0)
+    assert autolora.current_ranks(fresh) == autolora.current_ranks(model)
+
+
+def test_fixed_mode_ranks_round_trip(tmp_path):
+    model = tiny_bert()
+    ranks = {"bert.encoder.layer.0.attention.self.query": 1, "bert.encoder.layer.1.attention.self.value": 5}
+    autolora.inject(model, mode="fixed", rank=2, ranks=ranks)
+    randomize_adapters(model)
+    autolora.save_adapter(model, tmp_path)
+    fresh = tiny_bert()
+    fresh.load_state_dict(
+        {k: v for k, v in model.state_dict().items() if "base_layer" not in k}, strict=False
+    )
+    autolora.load_adapter(fresh, tmp_path)
+    assert autolora.current_ranks(fresh) == autolora.current_ranks(model)
+
+
+def test_save_without_adapters_fails_and_writes_nothing(tmp_path):
+    with pytest.raises(ValueError, match="model: has no AutoLoRA adapters"):
+        autolora.save_adapter(tiny_bert(), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
