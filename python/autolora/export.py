@@ -1,0 +1,111 @@
+"""Export a trained AutoLoRA model in PEFT's LoRA layout, so `PeftModel.from_pretrained` loads it.
+
+Each adapter becomes lora_A = V, lora_B = U * alpha * s / s_peft with s_peft = alpha_pattern / r:
+exact in fixed mode (alpha = 1, s = s_peft). GPT-2's sliced c_attn becomes one LoRA on the whole
+projection: A stacks the slices' V, B places each slice's scaled U in its rows (zeros for k), and
+alpha_pattern = r makes PEFT's own scaling 1. Per-layer ranks go into rank_pattern.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from autolora.atomic import atomic_write, atomic_write_text
+from autolora.layer import FusedAutoLoraLinear
+from autolora.params import adapter_layers
+from autolora.sliced import SlicedAutoLoraLinear
+from autolora.targets import name_matches
+
+PEFT_WEIGHTS = "adapter_model.safetensors"
+PEFT_CONFIG = "adapter_config.json"
+
+
+@torch.no_grad()
+def _lora_pair(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(A: r x in, B: out x r, lora_alpha for PEFT) reproducing layer's update with PEFT's scaling."""
+    if isinstance(layer, FusedAutoLoraLinear):
+        B = layer.U.float() * layer.alpha() * layer.scaling / (layer.lora_alpha / layer.rank)
+        return layer.V.float(), B, layer.lora_alpha
+    assert isinstance(layer, SlicedAutoLoraLinear)
+    A = torch.cat([a.V.float() for a in layer.adapters.values()], dim=0)
+    B = torch.zeros(layer.out_features, A.shape[0])
+    col = 0
+    for part, a in layer.adapters.items():
+        B[layer.slices[part], col : col + a.rank] = a.U.float() * a.alpha() * a.scaling
+        col += a.rank
+    return A, B, float(A.shape[0])  # lora_alpha = r: PEFT scaling 1, the scales live in B
+
+
+def export_peft(
+    model: nn.Module,
+    directory: str | Path,
+    trainable: list[str] | tuple[str, ...] = (),
+    base_model_name_or_path: str | None = None,
+) -> Path:
+    """Write adapter_model.safetensors + adapter_config.json (PEFT LoRA, rank/alpha patterns)."""
+    from peft import LoraConfig
+
+    directory = Path(directory)
+    layers = list(adapter_layers(model))
+    if not layers:
+        raise ValueError("model: has no AutoLoRA adapters to export")
+    tensors, rank_pattern, alpha_pattern = {}, {}, {}
+    dtype = next(iter(layers))[1].base_layer.weight.dtype
+    for name, layer in layers:
+        A, B, lora_alpha = _lora_pair(layer)
+        tensors[f"base_model.model.{name}.lora_A.weight"] = A.to(dtype).contiguous()
+        tensors[f"base_model.model.{name}.lora_B.weight"] = B.to(dtype).contiguous()
+        rank_pattern[name], alpha_pattern[name] = A.shape[0], lora_alpha
+    heads = sorted({n for n, _ in model.named_modules() if n and name_matches(trainable, n)})
+    for head in heads:
+        for pname, p in model.get_submodule(head).named_parameters():
+            tensors[f"base_model.model.{head}.{pname}"] = p.detach().contiguous()
+    config = LoraConfig(
+        r=max(rank_pattern.values()),
+        lora_alpha=max(alpha_pattern.values()),
+        target_modules=[n for n, _ in layers],
+        rank_pattern=rank_pattern,
+        alpha_pattern=alpha_pattern,
+        fan_in_fan_out=any(
+            getattr(layer, "conv1d", False)
+            or isinstance(layer, SlicedAutoLoraLinear)
+            and type(layer.base_layer).__name__ == "Conv1D"
+            for _, layer in layers
+        ),
+        modules_to_save=[h.rsplit(".", 1)[-1] for h in heads] or None,
+        base_model_name_or_path=base_model_name_or_path,
+    ).to_dict()
+    config = json.loads(json.dumps(config, default=lambda o: sorted(o) if isinstance(o, set) else str(o)))
+    tensors = {k: v.cpu() for k, v in tensors.items()}
+    atomic_write(directory / PEFT_WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    atomic_write_text(directory / PEFT_CONFIG, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return directory
+
+
+def save_merged(model: nn.Module, directory: str | Path, tokenizer=None) -> Path:
+    """Fold the adapters into a copy's base weights and `save_pretrained` it (written, then renamed)."""
+    import copy
+
+    from autolora.inject import unload
+
+    directory = Path(directory)
+    merged = unload(copy.deepcopy(model), merge_weights=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        merged.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        if directory.exists():
+            shutil.rmtree(directory)
+        tmp.rename(directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory

@@ -1,0 +1,125 @@
+"""A resumable training phase: deterministic batch streams, atomic checkpoints, a NaN/inf guard."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from autolora.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+
+
+class NonFiniteLoss(RuntimeError):
+    """A loss became NaN or inf; the last good checkpoint stays on disk."""
+
+
+class BatchStream:
+    """Endless shuffled batches over a dataset; epoch e uses permutation seeded by (seed, e).
+
+    Its position is two integers, so a resumed run draws exactly the batches it would have drawn.
+    """
+
+    def __init__(self, dataset, batch_size: int, collate: Callable, seed: int, device: torch.device):
+        if len(dataset) == 0:
+            raise ValueError("dataset: is empty")
+        self.dataset, self.batch_size, self.collate = dataset, batch_size, collate
+        self.seed, self.device = seed, device
+        self.epoch, self.index = 0, 0
+
+    def __len__(self) -> int:
+        """Batches per epoch (the last may be short)."""
+        return math.ceil(len(self.dataset) / self.batch_size)
+
+    def _order(self) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return torch.randperm(len(self.dataset), generator=g)
+
+    def next(self) -> dict:
+        order = self._order()
+        idx = order[self.index * self.batch_size : (self.index + 1) * self.batch_size].tolist()
+        self.index += 1
+        if self.index >= len(self):
+            self.epoch, self.index = self.epoch + 1, 0
+        batch = self.collate([self.dataset[i] for i in idx])
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.index = state["epoch"], state["index"]
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@torch.no_grad()
+def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    for name, value in state.items():
+        params[name].copy_(value)
+
+
+def run_phase(
+    name: str,
+    total_steps: int,
+    step_fn: Callable[[], dict[str, float]],
+    model: torch.nn.Module,
+    stateful: dict,
+    checkpoint: Path | None,
+    checkpoint_every: int,
+    history: list,
+    on_step: Callable[[int, dict], dict] | None = None,
+    progress: bool = True,
+) -> list:
+    """Run step_fn until total_steps, resuming from `checkpoint` if it holds this phase.
+
+    stateful: objects with state_dict/load_state_dict (optimisers, batch streams) saved alongside
+    the trainable parameters, the RNG state and `history`. on_step(step, losses) returns the
+    record appended to history (and shown on the progress bar).
+    """
+    start = 0
+    saved = load_checkpoint(checkpoint) if checkpoint is not None else None
+    if saved is not None and saved.get("phase") == name:
+        load_trainable_state(model, saved["params"])
+        for key, obj in stateful.items():
+            obj.load_state_dict(saved["state"][key])
+        set_rng_state(saved["rng"])
+        history[:] = saved["history"]
+        start = saved["step"]
+
+    def save(step: int) -> None:
+        if checkpoint is not None:
+            state = {k: obj.state_dict() for k, obj in stateful.items()}
+            save_checkpoint(
+                checkpoint,
+                {
+                    "phase": name,
+                    "step": step,
+                    "params": trainable_state(model),
+                    "state": state,
+                    "rng": rng_state(),
+                    "history": list(history),
+                },
+            )
+
+    bar = tqdm(total=total_steps, initial=start, desc=name, disable=not progress, dynamic_ncols=True)
+    for step in range(start, total_steps):
+        losses = step_fn()
+        bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
+        if bad:
+            bar.close()
+            kept = f"; the last good checkpoint {checkpoint} is kept" if checkpoint is not None else ""
+            raise NonFiniteLoss(f"{name}: non-finite loss {bad} at step {step + 1}{kept}")
+        record = on_step(step + 1, losses) if on_step else {"step": step + 1, **losses}
+        history.append(record)
+        bar.set_postfix({k: v for k, v in record.items() if k != "step" and not isinstance(v, list)})
+        bar.update(1)
+        if (step + 1) % checkpoint_every == 0 or step + 1 == total_steps:
+            save(step + 1)
+    bar.close()
+    return history

@@ -1,0 +1,227 @@
+"""The whole AutoLoRA pipeline: split -> bilevel search -> rank selection -> retrain -> evaluate -> export.
+
+Artifacts in the output directory (each written atomically):
+  config.json           the resolved configuration
+  ranks.json            per-adapter ranks (alpha >= 1/k) and final alpha
+  alpha_history.json    alpha of every adapter along the search
+  rank_heatmap.png, alpha_trajectories.png
+  metrics.json          the evaluation metrics of the retrained model, cost and parameter counts
+  adapter/              the retrained adapter in PEFT's layout (adapter_config.json, safetensors)
+  autolora_adapter/     the same in autolora's own format (autolora.load_adapter)
+  merged/               on request: the merged model via save_pretrained
+  checkpoints/          search.pt and retrain.pt, for --resume
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import autolora
+from autolora.atomic import atomic_write_json
+from autolora.config import PipelineConfig
+from autolora.data import TaskData, load_task, split_train_val
+from autolora.evaluate import evaluate
+from autolora.export import export_peft, save_merged
+from autolora.loop import BatchStream, run_phase
+from autolora.models import load_model, load_tokenizer
+from autolora.plots import alpha_trajectories, rank_heatmap
+from autolora.search import BilevelSearch, SearchStepConfig, model_loss
+from autolora.selection import select_ranks, warm_start
+
+
+def check_output_dir(path: Path) -> None:
+    """Fail before any training if the output directory cannot be created or written."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"output_dir: cannot create {path}: {err.strerror}") from err
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"output_dir: {path} is not writable")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _steps(epochs: float, stream: BatchStream, cap: int | None) -> int:
+    steps = max(1, math.ceil(epochs * len(stream)))
+    return min(steps, cap) if cap else steps
+
+
+class Pipeline:
+    """Runs the phases in order; each phase resumes from its checkpoint when config.resume is set."""
+
+    def __init__(self, config: PipelineConfig, log: Callable[[str], None] = print) -> None:
+        config.validate()
+        self.config, self.log = config, log
+        self.out = Path(config.output_dir)
+        self.device = pick_device(config.device)
+
+    # -- setup -------------------------------------------------------------------------------------
+    def prepare(self) -> TaskData:
+        """Everything that can fail on bad input, before any training starts."""
+        check_output_dir(self.out)
+        torch.manual_seed(self.config.seed)
+        self.tokenizer = load_tokenizer(self.config.model)
+        self.task = load_task(self.config.data, self.tokenizer)
+        stratify = self.task.task == "classification"
+        self.d_tr, self.d_val = split_train_val(self.task.train, self.config.seed, stratify)
+        # Validate targets and trainable modules on a throwaway copy of the model.
+        self.new_model(mode="search")
+        return self.task
+
+    def new_model(self, mode: str, ranks: dict[str, int] | None = None) -> nn.Module:
+        cfg = self.config
+        model, new_modules = load_model(
+            cfg.model, self.task.task, self.task.num_labels, self.tokenizer, cfg.hypergradient == "exact"
+        )
+        self.trainable = list(cfg.trainable) if cfg.trainable is not None else new_modules
+        autolora.inject(
+            model,
+            cfg.targets,
+            rank=cfg.k,
+            lora_alpha=cfg.lora_alpha,
+            dropout=cfg.dropout,
+            mode=mode,
+            ranks=ranks,
+            trainable=self.trainable,
+        )
+        return model.to(self.device)
+
+    def inner_parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        betas = {id(p) for p in autolora.selection_parameters(model)}
+        return [p for p in model.parameters() if p.requires_grad and id(p) not in betas]
+
+    # -- phases ------------------------------------------------------------------------------------
+    def search(self) -> tuple[dict[str, int], list[dict], nn.Module]:
+        cfg = self.config
+        model = self.new_model(mode="search").train()
+        inner, outer = self.inner_parameters(model), autolora.selection_parameters(model)
+        inner_opt = torch.optim.AdamW(inner, lr=cfg.lr_w, weight_decay=cfg.weight_decay)
+        outer_opt = torch.optim.Adam(outer, lr=cfg.lr_beta)
+        step_cfg = SearchStepConfig(
+            cfg.hypergradient, cfg.lr_w if cfg.xi is None else cfg.xi, cfg.fd_r, cfg.lookahead
+        )
+        searcher = BilevelSearch(model, inner, outer, inner_opt, outer_opt, step_cfg, model_loss)
+        tr = BatchStream(self.d_tr, cfg.batch_size, self.task.collate, cfg.seed, self.device)
+        val = BatchStream(self.d_val, cfg.batch_size, self.task.collate, cfg.seed + 1, self.device)
+        names = [n for n, a in autolora.adapters(model) if a.beta is not None]
+
+        def on_step(step: int, losses: dict) -> dict:
+            alphas = {
+                n: [round(float(v), 5) for v in a.alpha().detach().cpu()]
+                for n, a in autolora.adapters(model)
+                if a.beta is not None
+            }
+            ranks = [sum(v >= 1 / len(al) for v in al) for al in alphas.values()]
+            return {"step": step, **losses, "rank_sum": sum(ranks), "alpha": alphas}
+
+        history: list[dict] = []
+        run_phase(
+            "search",
+            _steps(cfg.search_epochs, tr, cfg.max_search_steps),
+            lambda: searcher.step(tr.next(), val.next()),
+            model,
+            {"inner_opt": inner_opt, "outer_opt": outer_opt, "tr": tr, "val": val},
+            self.out / "checkpoints" / "search.pt",
+            cfg.checkpoint_every,
+            history,
+            on_step,
+            cfg.progress,
+        )
+        ranks = select_ranks(model)
+        final_alpha = {n: [float(v) for v in a.alpha().detach().cpu()] for n, a in autolora.adapters(model)}
+        atomic_write_json(self.out / "ranks.json", {"ranks": ranks, "k": cfg.k, "alpha": final_alpha})
+        atomic_write_json(self.out / "alpha_history.json", {"adapters": names, "history": history})
+        rank_heatmap(ranks, self.out / "rank_heatmap.png")
+        alpha_trajectories(history, self.out / "alpha_trajectories.png")
+        return ranks, history, model
+
+    def retrain(self, ranks: dict[str, int], searched: nn.Module | None) -> nn.Module:
+        cfg = self.config
+        model = self.new_model(mode="fixed", ranks=ranks).train()
+        if cfg.retrain_init == "warm":
+            if searched is None:
+                raise ValueError("retrain_init: 'warm' needs the searched model in this process")
+            warm_start(model, searched)
+        from datasets import concatenate_datasets
+
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=cfg.lr_retrain or cfg.lr_w, weight_decay=cfg.weight_decay)
+        stream = BatchStream(
+            concatenate_datasets([self.d_tr, self.d_val]),
+            cfg.batch_size,
+            self.task.collate,
+            cfg.seed + 2,
+            self.device,
+        )
+
+        def step() -> dict[str, float]:
+            loss = model_loss(model, stream.next())
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            return {"loss": float(loss.detach())}
+
+        run_phase(
+            "retrain",
+            _steps(cfg.retrain_epochs, stream, cfg.max_retrain_steps),
+            step,
+            model,
+            {"opt": opt, "stream": stream},
+            self.out / "checkpoints" / "retrain.pt",
+            cfg.checkpoint_every,
+            [],
+            None,
+            cfg.progress,
+        )
+        return model
+
+    # -- everything --------------------------------------------------------------------------------
+    def run(self) -> dict:
+        cfg = self.config
+        t0 = time.perf_counter()
+        self.prepare()
+        if not cfg.resume:
+            for ckpt in ("search.pt", "retrain.pt"):
+                (self.out / "checkpoints" / ckpt).unlink(missing_ok=True)
+        atomic_write_json(self.out / "config.json", cfg.to_dict())
+        # On resume a finished search reloads its final checkpoint and takes no step.
+        ranks, _, searched = self.search()
+        t_search = time.perf_counter() - t0
+        model = self.retrain(ranks, searched)
+        t_retrain = time.perf_counter() - t0 - t_search
+        metrics = evaluate(model, self.task, cfg.eval_batch_size, self.device, cfg.progress, cfg.max_generate)
+        export_peft(model, self.out / "adapter", self.trainable, cfg.model)
+        autolora.save_adapter(model, self.out / "autolora_adapter", self.trainable)
+        if cfg.save_merged:
+            save_merged(model, self.out / "merged", self.tokenizer)
+        summary = {
+            "task": self.task.task,
+            "metric": self.task.metric,
+            "eval": metrics,
+            "ranks": ranks,
+            "rank_total": sum(ranks.values()),
+            "trainable_parameters": autolora.count_trainable(model),
+            "seconds": {
+                "search": round(t_search, 2),
+                "retrain": round(t_retrain, 2),
+                "total": round(time.perf_counter() - t0, 2),
+            },
+            "device": str(self.device),
+        }
+        atomic_write_json(self.out / "metrics.json", summary)
+        return summary
+
+
+def run_pipeline(config: PipelineConfig, log: Callable[[str], None] = print) -> dict:
+    return Pipeline(config, log).run()

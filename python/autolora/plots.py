@@ -1,0 +1,92 @@
+"""Figures of a search: the rank heatmap (layers x {q, v}, the paper's Figure 3) and alpha trajectories."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from autolora.atomic import atomic_write
+
+_PROJ = {
+    "query": "q",
+    "q_proj": "q",
+    "q_lin": "q",
+    "q": "q",
+    "value": "v",
+    "v_proj": "v",
+    "v_lin": "v",
+    "v": "v",
+    "key": "k",
+    "k_proj": "k",
+    "k": "k",
+}
+
+
+def layer_and_projection(name: str) -> tuple[int, str]:
+    """("...layer.3.attention.self.query") -> (3, "q"); unknown names keep their last component."""
+    numbers = re.findall(r"\.(\d+)\.", f".{name}.")
+    last = name.rsplit(".", 1)[-1]
+    return (int(numbers[0]) if numbers else 0), _PROJ.get(last, last)
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def rank_heatmap(ranks: dict[str, int], path: str | Path, title: str = "AutoLoRA ranks") -> Path:
+    plt = _figure()
+    cells = {layer_and_projection(n): r for n, r in ranks.items()}
+    layers = sorted({lp[0] for lp in cells})
+    projs = sorted({lp[1] for lp in cells}, key=lambda p: "qkv".find(p) if p in "qkv" else 9)
+    grid = [[cells.get((layer, p), 0) for layer in layers] for p in projs]
+    fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(layers) + 2), 1.0 * len(projs) + 1.2))
+    im = ax.imshow(grid, cmap="viridis", aspect="auto", vmin=0)
+    for i, row in enumerate(grid):
+        for j, value in enumerate(row):
+            ax.text(
+                j,
+                i,
+                str(value),
+                ha="center",
+                va="center",
+                color="w" if value < max(map(max, grid)) * 0.6 else "k",
+            )
+    ax.set_xticks(range(len(layers)), [str(la) for la in layers])
+    ax.set_yticks(range(len(projs)), projs)
+    ax.set_xlabel("layer")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label="rank")
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
+    return Path(path)
+
+
+def alpha_trajectories(history: list[dict], path: str | Path) -> Path:
+    """One panel per adapter: alpha_j against the search step, with the 1/k threshold dashed."""
+    plt = _figure()
+    names = list(history[0]["alpha"]) if history else []
+    cols = min(4, max(1, len(names)))
+    rows = max(1, -(-len(names) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.2 * rows), squeeze=False, sharex=True)
+    steps = [h["step"] for h in history]
+    for ax, name in zip(axes.flat, names, strict=False):
+        series = list(zip(*[h["alpha"][name] for h in history], strict=True))
+        for s in series:
+            ax.plot(steps, s, lw=0.8)
+        ax.axhline(1 / len(series), color="k", ls="--", lw=0.6)
+        layer, proj = layer_and_projection(name)
+        ax.set_title(f"layer {layer} {proj}", fontsize=8)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    fig.supxlabel("search step")
+    fig.supylabel("alpha")
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+    return Path(path)

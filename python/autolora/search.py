@@ -1,0 +1,160 @@
+"""One iteration of AutoLoRA's bilevel rank search (SPEC.md section 2, paper Algorithm 1).
+
+Inner variables W (every U, V and any trainable head) learn on D_tr; outer variables A (every beta)
+learn on D_val through a one-step lookahead W' = W - xi * g. The hypergradient of beta is
+
+  second-order:  d_direct - xi * (grad_beta L_tr(W+) - grad_beta L_tr(W-)) / (2 eps)   (DARTS)
+  first-order:   grad_beta L_val(W)                                  (the paper's eta = 0 ablation)
+  exact:         autograd through W' = W - xi * g with create_graph (small models; the oracle)
+
+with v = grad_W' L_val(W'), eps = r / ||v||, W+- = W +- eps * v. Every pass over B_tr replays the
+same RNG state, so dropout draws the same masks: otherwise mask noise divided by 2 eps swamps the
+second-order signal. The elementwise lookahead work (backup, virtual step, norm, perturb, restore)
+goes through autolora.lookahead, one fused call per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from autolora import lookahead
+
+HYPERGRADIENTS = ("second-order", "first-order", "exact")
+LossFn = Callable[[nn.Module, dict], torch.Tensor]
+
+
+def model_loss(model: nn.Module, batch: dict) -> torch.Tensor:
+    """The Hugging Face convention: the model computes its own loss when the batch has labels."""
+    return model(**batch).loss
+
+
+@dataclass
+class SearchStepConfig:
+    hypergradient: str = "second-order"
+    xi: float = 1e-4  # lookahead step size; the paper takes the inner learning rate
+    fd_r: float = 0.01  # eps = r / ||v||
+    lookahead: str = "sgd"  # "sgd" (paper Eq. 4) or "adam" (the inner optimiser's direction)
+
+    def __post_init__(self) -> None:
+        if self.hypergradient not in HYPERGRADIENTS:
+            raise ValueError(f"hypergradient: expected one of {HYPERGRADIENTS}, got {self.hypergradient!r}")
+        if self.lookahead not in ("sgd", "adam"):
+            raise ValueError(f"lookahead: expected 'sgd' or 'adam', got {self.lookahead!r}")
+        if self.xi < 0 or self.fd_r <= 0:
+            raise ValueError(f"xi >= 0 and fd_r > 0 expected, got xi={self.xi}, fd_r={self.fd_r}")
+
+
+class RngReplay:
+    """Capture the RNG state once, replay it before each pass that must see the same dropout masks."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cpu = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        self.device = device
+
+    def replay(self) -> None:
+        torch.set_rng_state(self.cpu)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state(self.cuda, self.device)
+
+
+def _grads(loss: torch.Tensor, params: list[torch.Tensor], **kw) -> list[torch.Tensor]:
+    grads = torch.autograd.grad(loss, params, allow_unused=True, **kw)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
+
+
+class BilevelSearch:
+    """Holds W, A and their optimisers; `step(b_tr, b_val)` runs one search iteration."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        inner: list[nn.Parameter],
+        outer: list[nn.Parameter],
+        inner_opt: torch.optim.Optimizer,
+        outer_opt: torch.optim.Optimizer,
+        config: SearchStepConfig,
+        loss_fn: LossFn = model_loss,
+    ) -> None:
+        if not outer:
+            raise ValueError("outer: the model has no selection variables (beta); inject in search mode")
+        self.model, self.inner, self.outer = model, inner, outer
+        self.inner_opt, self.outer_opt = inner_opt, outer_opt
+        self.config, self.loss_fn = config, loss_fn
+
+    def hypergradient(self, b_tr: dict, b_val: dict):
+        """(loss_tr, g = grad_W L_tr, hypergradient of each beta, loss_val); W is left unchanged."""
+        rng = RngReplay(self.inner[0].device)
+        if self.config.hypergradient == "exact":
+            return self._exact(b_tr, b_val)
+        loss_tr = self.loss_fn(self.model, b_tr)
+        g = _grads(loss_tr, self.inner)  # step 1, also W's real update
+        if self.config.hypergradient == "first-order" or self.config.xi == 0:
+            loss_val = self.loss_fn(self.model, b_val)
+            return loss_tr, g, _grads(loss_val, self.outer), loss_val
+        hyper, loss_val = self._second_order(g, b_tr, b_val, rng)
+        return loss_tr, g, hyper, loss_val
+
+    def step(self, b_tr: dict, b_val: dict) -> dict[str, float]:
+        """One iteration: beta <- Adam(hypergradient), W <- AdamW(grad L_tr). Returns the losses."""
+        loss_tr, g, hyper, loss_val = self.hypergradient(b_tr, b_val)
+        for p, h in zip(self.outer, hyper, strict=True):
+            p.grad = h.detach()
+        for p, gi in zip(self.inner, g, strict=True):
+            p.grad = gi.detach()
+        self.outer_opt.step()
+        self.inner_opt.step()
+        self.outer_opt.zero_grad(set_to_none=True)
+        self.inner_opt.zero_grad(set_to_none=True)
+        return {"loss_tr": float(loss_tr.detach()), "loss_val": float(loss_val.detach())}
+
+    def _virtual_step(self, g: list[torch.Tensor]) -> None:
+        """W <- W - xi * g, or the inner AdamW's step from its moments (which stay untouched)."""
+        xi = self.config.xi
+        if self.config.lookahead == "sgd":
+            lookahead.sgd_step_(self.inner, g, xi)
+            return
+        group = self.inner_opt.param_groups[0]
+        states = [self.inner_opt.state.get(p, {}) for p in self.inner]
+        avg = [s["exp_avg"] if s else torch.zeros_like(p) for s, p in zip(states, self.inner, strict=True)]
+        sq = [s["exp_avg_sq"] if s else torch.zeros_like(p) for s, p in zip(states, self.inner, strict=True)]
+        step = int(states[0]["step"]) + 1 if states[0] else 1
+        b1, b2 = group["betas"]
+        lookahead.adam_step_(self.inner, g, avg, sq, step, xi, b1, b2, group["eps"], group["weight_decay"])
+
+    def _second_order(self, g, b_tr, b_val, rng: RngReplay):
+        backup = lookahead.backup(self.inner)
+        self._virtual_step(g)  # step 2: W' = W - xi g
+        loss_val = self.loss_fn(self.model, b_val)  # step 3
+        grads = _grads(loss_val, self.outer + self.inner)
+        d_direct, v = grads[: len(self.outer)], grads[len(self.outer) :]
+        eps = lookahead.fd_eps(v, self.config.fd_r)  # step 4, stays on the device
+        beta_grads = []
+        for sign in (1.0, -1.0):  # steps 5-6
+            lookahead.set_perturbed_(self.inner, backup, v, eps, sign)
+            rng.replay()
+            beta_grads.append(_grads(self.loss_fn(self.model, b_tr), self.outer))
+        lookahead.restore_(self.inner, backup)  # step 8: W exactly as before
+        scale = self.config.xi / (2 * eps)
+        hyper = [d - scale * (gp - gm) for d, gp, gm in zip(d_direct, *beta_grads, strict=True)]
+        return hyper, loss_val
+
+    def _exact(self, b_tr, b_val):
+        """Differentiate L_val(W - xi * g(W, beta), beta) with respect to beta through g."""
+        from torch.func import functional_call
+
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        loss_tr = self.loss_fn(self.model, b_tr)
+        g = _grads(loss_tr, self.inner, create_graph=True)
+        shifted = {names[id(p)]: p - self.config.xi * gi for p, gi in zip(self.inner, g, strict=True)}
+
+        def model_at_w_prime(**batch):  # the model with W' substituted, differentiable in W' and beta
+            return functional_call(self.model, shifted, args=(), kwargs=batch, strict=False)
+
+        loss_val = self.loss_fn(model_at_w_prime, b_val)
+        hyper = _grads(loss_val, self.outer)
+        return loss_tr, [gi.detach() for gi in g], hyper, loss_val

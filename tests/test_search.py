@@ -1,0 +1,131 @@
+"""The bilevel search step: finite-difference hypergradient against the exact one, dropout masks,
+the exact restore of W, and the first-order (eta = 0) mode."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from conftest import randomize_adapters
+
+import autolora
+from autolora.search import BilevelSearch, RngReplay, SearchStepConfig
+
+
+def tiny_classifier(dropout: float = 0.0, dtype=torch.float64):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    cfg = BertConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        num_labels=3,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=0.0,
+    )
+    cfg._attn_implementation = "eager"  # exact mode needs double backward; CPU SDPA has none
+    model = BertForSequenceClassification(cfg).to(dtype)
+    autolora.inject(model, rank=4, dropout=dropout, trainable=["classifier"])
+    randomize_adapters(model, scale=0.3)  # U = 0 would make every beta gradient vanish (SPEC 2)
+    return model.train()
+
+
+def batch(seed: int, n: int = 6, length: int = 7) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "input_ids": torch.randint(1, 50, (n, length), generator=g),
+        "attention_mask": torch.ones(n, length, dtype=torch.long),
+        "labels": torch.randint(0, 3, (n,), generator=g),
+    }
+
+
+def searcher(model, mode: str, xi: float = 0.5, lookahead: str = "sgd") -> BilevelSearch:
+    betas = {id(p) for p in autolora.selection_parameters(model)}
+    inner = [p for p in model.parameters() if p.requires_grad and id(p) not in betas]
+    outer = autolora.selection_parameters(model)
+    return BilevelSearch(
+        model,
+        inner,
+        outer,
+        torch.optim.AdamW(inner, lr=1e-2),
+        torch.optim.Adam(outer, lr=1e-2),
+        SearchStepConfig(hypergradient=mode, xi=xi, lookahead=lookahead),
+    )
+
+
+def flat(tensors) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def hyper(model, mode: str, seed: int = 0, **kw) -> torch.Tensor:
+    torch.manual_seed(seed)  # the same dropout masks for every mode compared
+    return flat(searcher(model, mode, **kw).hypergradient(batch(1), batch(2))[2])
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def test_finite_difference_matches_exact_hypergradient():
+    model = tiny_classifier()
+    exact, fd, first = hyper(model, "exact"), hyper(model, "second-order"), hyper(model, "first-order")
+    # The central difference of grad_beta L_tr along v with eps * ||v|| = r = 0.01 is exact up to
+    # O(r^2) = 1e-4 relative (third derivatives of a smooth network are O(1)); float64 adds nothing.
+    assert rel(fd, exact) < 1e-3
+    # ...and the check can fail: the second-order term moves the hypergradient by far more than that.
+    assert rel(first, exact) > 1e-2
+
+
+def test_dropout_masks_are_replayed_in_the_finite_difference_passes(monkeypatch):
+    model = tiny_classifier(dropout=0.3)
+    exact, fd = hyper(model, "exact"), hyper(model, "second-order")
+    assert rel(fd, exact) < 1e-3
+    monkeypatch.setattr(RngReplay, "replay", lambda self: None)  # fresh masks in every pass
+    assert rel(hyper(model, "second-order"), exact) > 1e-2
+
+
+def test_first_order_is_the_validation_gradient():
+    model = tiny_classifier()
+    torch.manual_seed(0)
+    loss = model(**batch(2)).loss
+    expected = flat(torch.autograd.grad(loss, autolora.selection_parameters(model)))
+    torch.testing.assert_close(hyper(model, "first-order"), expected, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(hyper(model, "second-order", xi=0.0), expected, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("lookahead", ["sgd", "adam"])
+def test_step_restores_w_and_applies_the_real_update(lookahead):
+    model = tiny_classifier(dtype=torch.float32)
+    s = searcher(model, "second-order", xi=1e-2, lookahead=lookahead)
+    s.step(batch(3), batch(4))  # give AdamW moments for the adam lookahead
+    before = [p.detach().clone() for p in s.inner]
+    betas_before = [p.detach().clone() for p in s.outer]
+    torch.manual_seed(5)
+    loss = model(**batch(1)).loss
+    g = torch.autograd.grad(loss, s.inner)
+    ref_params = [p.detach().clone().requires_grad_(True) for p in s.inner]
+    ref_opt = torch.optim.AdamW(ref_params, lr=1e-2)
+    ref_opt.load_state_dict(copy.deepcopy(s.inner_opt.state_dict()))  # moments are shared otherwise
+    for p, gi in zip(ref_params, g, strict=True):
+        p.grad = gi.clone()
+    ref_opt.step()
+    torch.manual_seed(5)
+    s.step(batch(1), batch(2))
+    for p, ref, old in zip(s.inner, ref_params, before, strict=True):
+        assert not torch.equal(p, old)
+        torch.testing.assert_close(p.detach(), ref.detach(), rtol=0, atol=0)  # restore is exact
+    assert any(not torch.equal(p, b) for p, b in zip(s.outer, betas_before, strict=True))
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="hypergradient"):
+        SearchStepConfig(hypergradient="third-order")
+    with pytest.raises(ValueError, match="lookahead"):
+        SearchStepConfig(lookahead="newton")
+    with pytest.raises(ValueError, match="outer"):
+        model = torch.nn.Sequential(torch.nn.Linear(2, 2))
+        BilevelSearch(model, list(model.parameters()), [], None, None, SearchStepConfig())
