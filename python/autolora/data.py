@@ -1,0 +1,714 @@
+"""Task data: read local files (or the Hub), tokenize, and pad batches dynamically.
+
+Where data enters: `load_task(DataConfig, tokenizer)` reads the train and eval files, checks every
+column and label before any training starts, and returns a `TaskData` whose datasets hold only
+`input_ids`, `attention_mask`, [`token_type_ids`] and `labels`. `split_train_val` makes the paper's
+seeded 1:1 split D_tr : D_val of the training set (stratified for classification).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+
+TASK_TYPES = ("classification", "regression", "token-classification", "causal-lm")
+BUNDLED_COLA = Path(__file__).resolve().parent / "bundled" / "cola"
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+IGNORE_INDEX = -100  # label of positions the loss skips (torch cross_entropy's default ignore_index)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Column layout of one GLUE-style TSV file: which columns hold the text, pair and label."""
+
+    task: str
+    text: str
+    label: str
+    pair: str | None = None
+    columns: tuple[str, ...] | None = None  # headerless files: names given to the columns in order
+    names: tuple[str, ...] | None = None  # fixed label names (index = label id)
+    string_labels: bool = False  # True: the file holds the names, not the ids
+    metric: str = "accuracy"
+
+
+_ENTAIL = ("entailment", "not_entailment")
+_CLS = "classification"
+LAYOUTS: dict[str, Layout] = {
+    "cola": Layout(_CLS, "sentence", "label", columns=("source", "label", "mark", "sentence"),
+                   names=("unacceptable", "acceptable"), metric="matthews_correlation"),
+    "sst2": Layout(_CLS, "sentence", "label", names=("negative", "positive")),
+    "mrpc": Layout(_CLS, "#1 String", "Quality", pair="#2 String", names=("not_equivalent", "equivalent")),
+    "rte": Layout(_CLS, "sentence1", "label", pair="sentence2", names=_ENTAIL, string_labels=True),
+    "stsb": Layout("regression", "sentence1", "score", pair="sentence2", metric="spearman"),
+    "qnli": Layout(_CLS, "question", "label", pair="sentence", names=_ENTAIL, string_labels=True),
+    "mnli": Layout(_CLS, "sentence1", "gold_label", pair="sentence2",
+                   names=("contradiction", "entailment", "neutral"), string_labels=True),
+    "qqp": Layout(_CLS, "question1", "is_duplicate", pair="question2", names=("not_duplicate", "duplicate")),
+    "sentence-tsv": Layout(_CLS, "sentence", "label", columns=("label", "sentence")),
+}  # fmt: skip
+FORMATS = ("auto", *LAYOUTS)
+EXTENSIONS = (".tsv", ".csv", ".json", ".jsonl")
+DEFAULT_METRIC = {
+    "classification": "accuracy",
+    "regression": "spearman",
+    "token-classification": "f1",
+    "causal-lm": "perplexity",
+}
+
+# Column names tried, in order, when the config does not name one. Pair-able names come first so
+# that ("question", "sentence") reads as a QNLI pair rather than a lone "sentence".
+TEXT_CANDIDATES = ("sentence1", "question1", "premise", "question", "sentence", "text")
+PAIR_OF = {
+    "sentence1": "sentence2",
+    "question1": "question2",
+    "premise": "hypothesis",
+    "question": "sentence",
+}
+LABEL_CANDIDATES = ("label", "labels", "score", "gold_label")
+TOKENS_CANDIDATES = ("tokens", "words")
+TAGS_CANDIDATES = ("ner_tags", "tags", "labels", "label")
+SOURCE_CANDIDATES = ("source", "prompt", "meaning_representation", "input")
+TARGET_CANDIDATES = ("target", "completion", "human_reference", "output")
+
+Table = dict[str, list]  # raw rows as columns
+
+
+@dataclass
+class DataConfig:
+    """Where the data is and how to read it. Column names left as None are guessed from common names."""
+
+    task: str = "classification"
+    train_file: str | None = None  # None with format "cola": the bundled CoLA
+    eval_file: str | None = None
+    format: str = "auto"  # "auto" (by extension), a GLUE layout name, or "sentence-tsv"
+    text_column: str | None = None
+    text_pair_column: str | None = None
+    label_column: str | None = None
+    tokens_column: str | None = None  # token classification: words (list, or a space-separated string)
+    tags_column: str | None = None  # token classification: tags (names or ids), one per word
+    source_column: str | None = None  # causal-lm: the prompt
+    target_column: str | None = None  # causal-lm: the completion the loss is taken on
+    hub_dataset: str | None = None
+    hub_config: str | None = None
+    max_length: int = 128
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+
+
+@dataclass
+class Collator:
+    """Pads a list of examples to the longest sequence of the batch (never to max_length).
+
+    Input ids are padded with `pad_token_id`, masks and token types with 0, per-token labels with -100.
+    Per-example labels become a long tensor (classes) or a float32 tensor (regression).
+    """
+
+    pad_token_id: int
+    per_token_labels: bool
+
+    def __call__(self, rows: Sequence[dict]) -> dict[str, torch.Tensor]:
+        if not rows:
+            raise ValueError("rows: empty batch")
+        seqs = [torch.as_tensor(r["input_ids"], dtype=torch.long) for r in rows]
+        width = max(len(s) for s in seqs)
+        batch = {"input_ids": _pad(seqs, width, self.pad_token_id)}
+        for key in ("attention_mask", "token_type_ids"):
+            if key in rows[0]:
+                batch[key] = _pad([torch.as_tensor(r[key], dtype=torch.long) for r in rows], width, 0)
+        if "labels" in rows[0]:
+            if self.per_token_labels:
+                labels = [torch.as_tensor(r["labels"], dtype=torch.long) for r in rows]
+                batch["labels"] = _pad(labels, width, IGNORE_INDEX)
+            else:
+                labels = torch.as_tensor([r["labels"] for r in rows])
+                batch["labels"] = labels.float() if labels.is_floating_point() else labels.long()
+        return batch
+
+
+def _pad(seqs: list[torch.Tensor], width: int, value: int) -> torch.Tensor:
+    out = torch.full((len(seqs), width), value, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = s
+    return out
+
+
+@dataclass
+class TaskData:
+    """Tokenized train/eval sets plus what training and evaluation need to know about the task.
+
+    eval_raw (causal-lm with a prompt column): one dict per distinct eval prompt, in order:
+    {"prompt": str, "prompt_ids": list[int], "references": list[str]}, for generation metrics.
+    tokenizer: the tokenizer the data was encoded with (decoding generated text needs it).
+    """
+
+    task: str
+    train: datasets.Dataset
+    eval: datasets.Dataset
+    num_labels: int
+    label_names: list[str] | None
+    metric: str
+    collate: Callable[[list[dict]], dict[str, torch.Tensor]]
+    eval_raw: list[dict] | None = None
+    tokenizer: Any = field(default=None, repr=False)
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric != "perplexity"
+
+
+def default_data_config() -> DataConfig:
+    """The embedded default task: the bundled GLUE CoLA (no network needed)."""
+    return DataConfig(task="classification", format="cola")
+
+
+# ----------------------------------------------------------------------------------------- reading
+
+
+def _read_file(path: str, layout: Layout | None, which: str) -> Table:
+    """Read one local file into columns. `which` ("train_file"/"eval_file") names it in errors."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{which}: file not found: {path!r}")
+    ext = p.suffix.lower()
+    if layout is not None:
+        table = _read_delimited(p, "\t", layout.columns, which)
+    elif ext in (".tsv", ".csv"):
+        table = _read_delimited(p, "\t" if ext == ".tsv" else ",", None, which)
+    elif ext in (".json", ".jsonl"):
+        table = _read_json(p, which)
+    else:
+        raise ValueError(
+            f"{which}: cannot tell the format of {path!r} from its extension {ext!r}; "
+            f"expected one of {EXTENSIONS}, or set format to one of {FORMATS[1:]}"
+        )
+    if not table or not len(next(iter(table.values()))):
+        raise ValueError(f"{which}: {path!r} has no rows (empty split)")
+    return table
+
+
+def _read_delimited(path: Path, sep: str, names: tuple[str, ...] | None, which: str) -> Table:
+    import pandas as pd
+
+    # GLUE TSVs are not quoted (MRPC/QQP text holds bare quote characters): read them verbatim.
+    quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
+    kw = dict(sep=sep, quoting=quoting, dtype=str, keep_default_na=False, encoding="utf-8")
+    try:
+        frame = pd.read_csv(path, header=None if names else 0, **kw)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{which}: {str(path)!r} has no rows (empty split)") from None
+    except pd.errors.ParserError as e:
+        raise ValueError(f"{which}: cannot parse {str(path)!r}: {e}") from e
+    if names is not None:
+        if frame.shape[1] != len(names):
+            raise ValueError(
+                f"{which}: {str(path)!r} has {frame.shape[1]} tab-separated columns; this headerless "
+                f"layout expects {len(names)}: {list(names)}"
+            )
+        frame.columns = list(names)
+    return {str(c): frame[c].tolist() for c in frame.columns}
+
+
+def _read_json(path: Path, which: str) -> Table:
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            data = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{which}: {str(path)!r} is neither JSON nor JSON lines: {e}") from e
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = data["data"]
+    if isinstance(data, dict):  # columnar: {"col": [values...]}
+        if not all(isinstance(v, list) for v in data.values()):
+            raise ValueError(f"{which}: {str(path)!r}: expected a list of records or a dict of columns")
+        return dict(data)
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise ValueError(f"{which}: {str(path)!r}: expected a list of JSON objects (one per example)")
+    keys = list(dict.fromkeys(k for r in data for k in r))
+    return {k: [r.get(k) for r in data] for k in keys}
+
+
+def _subset(table: Table, n: int | None, arg: str) -> Table:
+    """A fixed-seed random subset of n rows, in file order (the first n rows of CoLA share one source)."""
+    size = len(next(iter(table.values())))
+    if n is None or n >= size:
+        return table
+    if n < 1:
+        raise ValueError(f"{arg}: must be >= 1 or None, got {n}")
+    keep = np.sort(np.random.default_rng(0).permutation(size)[:n])
+    return {k: [v[i] for i in keep] for k, v in table.items()}
+
+
+def _load_hub(config: DataConfig) -> tuple[Table, Table, dict[str, Any]]:
+    """Train and eval splits of a Hub dataset, plus its features (label names live there)."""
+    try:
+        dd = datasets.load_dataset(config.hub_dataset, config.hub_config)
+    except Exception as e:  # network, missing dataset or config: re-raised with the arguments named
+        raise ValueError(
+            f"hub_dataset={config.hub_dataset!r}, hub_config={config.hub_config!r}: cannot load "
+            f"({type(e).__name__}: {e}). Offline? Use train_file/eval_file instead."
+        ) from e
+    eval_split = next((s for s in ("validation", "validation_matched", "dev", "test") if s in dd), None)
+    if "train" not in dd or eval_split is None:
+        raise ValueError(
+            f"hub_dataset={config.hub_dataset!r}: needs a 'train' and a 'validation' split; found {list(dd)}"
+        )
+    train, ev = dd["train"], dd[eval_split]
+    for name, split in (("train", train), (eval_split, ev)):
+        if len(split) == 0:
+            raise ValueError(f"hub_dataset={config.hub_dataset!r}: split {name!r} is empty")
+    return train.to_dict(), ev.to_dict(), dict(train.features)
+
+
+def _feature_names(feature: Any) -> list[str] | None:
+    """Label names of a ClassLabel feature, or of a sequence of ClassLabel (token tags)."""
+    inner = getattr(feature, "feature", feature)
+    return list(inner.names) if isinstance(inner, datasets.ClassLabel) else None
+
+
+# --------------------------------------------------------------------------------------- columns
+
+
+def _column(table: Table, explicit: str | None, candidates: Sequence[str], arg: str, where: str) -> str:
+    if explicit is not None:
+        if explicit not in table:
+            raise ValueError(f"{arg}={explicit!r}: no such column in {where}; columns found: {list(table)}")
+        return explicit
+    found = next((c for c in candidates if c in table), None)
+    if found is None:
+        hint = (
+            " (a headerless TSV? set format to 'sentence-tsv' or a GLUE layout name)"
+            if where.endswith(".tsv'")
+            else ""
+        )
+        raise ValueError(
+            f"{arg}: none of the columns {list(candidates)} is in {where}; columns found: "
+            f"{list(table)}{hint}. Set {arg} to name the column."
+        )
+    return found
+
+
+def _strings(values: list, column: str, where: str) -> list[str]:
+    for i, v in enumerate(values):
+        if not isinstance(v, str):
+            raise ValueError(f"{column}: row {i} of {where} is {v!r}, expected text")
+    return values
+
+
+def _words(values: list, column: str, where: str) -> list[list]:
+    """Token-classification cells: a list, or a whitespace-separated string (TSV/CSV files)."""
+    out = []
+    for i, v in enumerate(values):
+        v = v.split() if isinstance(v, str) else v
+        if not isinstance(v, list) or not v:
+            raise ValueError(
+                f"{column}: row {i} of {where} is {v!r}, expected a non-empty list of words/tags"
+            )
+        out.append(v)
+    return out
+
+
+# ---------------------------------------------------------------------------------------- labels
+
+
+def _as_int(v: Any) -> int | None:
+    """The integer a label cell holds (7, 7.0, "7", True), or None if it is not an integer."""
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, int | np.integer):
+        return int(v)
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    if isinstance(v, str):
+        try:
+            return int(v.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def encode_class_labels(
+    train: list, evals: list, column: str, names: Sequence[str] | None = None, string_labels: bool = False
+) -> tuple[list[int], list[int], list[str]]:
+    """Map raw labels to ids 0..n-1. Returns (train ids, eval ids, label names).
+
+    names + string_labels: cells hold names, id = position in `names`. names alone: cells hold ids in
+    range(len(names)). No names: integer cells are ids (n = max train id + 1); other cells are names,
+    mapped through the sorted names found in the training set.
+    """
+    if names is not None and string_labels:
+        index = {n: i for i, n in enumerate(names)}
+        return _map(train, index, column, "train"), _map(evals, index, column, "eval"), list(names)
+    ints = [_as_int(v) for v in train]
+    if names is None and any(i is None for i in ints):
+        return _encode_named(train, evals, column)
+    n = len(names) if names is not None else max(ints) + 1
+    train_ids = _check_ids(ints, train, n, column, "train")
+    eval_ids = _check_ids([_as_int(v) for v in evals], evals, n, column, "eval")
+    if n < 2:
+        raise ValueError(f"{column}: classification needs at least 2 classes; every train label is 0")
+    return train_ids, eval_ids, list(names) if names is not None else [str(i) for i in range(n)]
+
+
+def _encode_named(train: list, evals: list, column: str) -> tuple[list[int], list[int], list[str]]:
+    for split, values in (("train", train), ("eval", evals)):
+        for i, v in enumerate(values):
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                raise ValueError(f"{column}: {split} row {i} has no label")
+    found = sorted({str(v) for v in train})
+    if len(found) < 2:
+        raise ValueError(f"{column}: classification needs at least 2 classes; train has only {found}")
+    index = {n: i for i, n in enumerate(found)}
+    train_ids = _map([str(v) for v in train], index, column, "train")
+    return train_ids, _map([str(v) for v in evals], index, column, "eval"), found
+
+
+def _map(values: list, index: dict[str, int], column: str, split: str) -> list[int]:
+    out = []
+    for i, v in enumerate(values):
+        if v not in index:
+            raise ValueError(
+                f"{column}: {split} row {i} has label {v!r}, not one of the known labels {list(index)}"
+            )
+        out.append(index[v])
+    return out
+
+
+def _check_ids(ids: list[int | None], raw: list, n: int, column: str, split: str) -> list[int]:
+    for i, (v, r) in enumerate(zip(ids, raw, strict=True)):
+        if v is None or not 0 <= v < n:
+            raise ValueError(
+                f"{column}: {split} row {i} has label {r!r}; labels must be integers in 0..{n - 1}"
+                + (" (use task='regression' for real-valued scores)" if v is None else "")
+            )
+    return ids  # type: ignore[return-value]
+
+
+def encode_scores(values: list, column: str, split: str) -> list[float]:
+    """Regression targets: finite floats, or a ValueError naming the column and the row."""
+    out = []
+    for i, v in enumerate(values):
+        try:
+            x = float(v) if not isinstance(v, bool) else math.nan
+        except (TypeError, ValueError):
+            x = math.nan
+        if not math.isfinite(x):
+            raise ValueError(f"{column}: {split} row {i} has {v!r}; regression needs a finite number")
+        out.append(x)
+    return out
+
+
+# -------------------------------------------------------------------------------------- load_task
+
+
+def load_task(config: DataConfig, tokenizer: Any) -> TaskData:
+    """Read, check and tokenize the train and eval sets that `config` names.
+
+    Every problem with the data (missing file or column, empty split, bad label) raises a ValueError
+    naming the argument or column here, before any model is touched.
+    """
+    layout = _check_config(config, tokenizer)
+    train, evals, features, where = _read_splits(config, layout)
+    train = _subset(train, config.max_train_samples, "max_train_samples")
+    evals = _subset(evals, config.max_eval_samples, "max_eval_samples")
+    encode = {
+        "classification": _encode_sequences,
+        "regression": _encode_sequences,
+        "token-classification": _encode_tokens,
+        "causal-lm": _encode_causal,
+    }[config.task]
+    data = encode(config, layout, tokenizer, train, evals, features, where)
+    if config.task == "classification" and layout is None and _is_cola(config):
+        data.metric = "matthews_correlation"
+    return data
+
+
+def _check_config(config: DataConfig, tokenizer: Any) -> Layout | None:
+    if config.task not in TASK_TYPES:
+        raise ValueError(f"task: {config.task!r} is not one of {TASK_TYPES}")
+    if config.format not in FORMATS:
+        raise ValueError(f"format: {config.format!r} is not one of {FORMATS}")
+    if not isinstance(config.max_length, int) or config.max_length < 2:
+        raise ValueError(f"max_length: must be an integer >= 2, got {config.max_length!r}")
+    if tokenizer is None:
+        raise ValueError("tokenizer: required (a Hugging Face tokenizer)")
+    layout = LAYOUTS.get(config.format)
+    glue_task = _hub_glue_layout(config)
+    expected = (layout or glue_task).task if (layout or glue_task) else None
+    if expected is not None and expected != config.task:
+        raise ValueError(
+            f"task: {config.task!r} does not fit format={config.format!r}/hub_config={config.hub_config!r}, "
+            f"which is a {expected} task"
+        )
+    return layout
+
+
+def _hub_glue_layout(config: DataConfig) -> Layout | None:
+    is_glue = (config.hub_dataset or "").lower().split("/")[-1] == "glue"
+    return LAYOUTS.get(config.hub_config or "") if is_glue else None
+
+
+def _is_cola(config: DataConfig) -> bool:
+    return config.hub_config == "cola" or (config.hub_dataset or "").lower().endswith("cola")
+
+
+def _read_splits(config: DataConfig, layout: Layout | None) -> tuple[Table, Table, dict, tuple[str, str]]:
+    if config.hub_dataset:
+        train, evals, features = _load_hub(config)
+        return train, evals, features, (f"hub dataset {config.hub_dataset!r} (train)", "the eval split")
+    train_file, eval_file = config.train_file, config.eval_file
+    if train_file is None:
+        if config.format != "cola":
+            raise ValueError(
+                "train_file: required (or set hub_dataset, or format='cola' for the bundled CoLA)"
+            )
+        train_file = str(BUNDLED_COLA / "train.tsv")
+        eval_file = eval_file or str(BUNDLED_COLA / "dev.tsv")
+    if eval_file is None:
+        raise ValueError("eval_file: required with train_file (the dev/test set the final score is taken on)")
+    train = _read_file(train_file, layout, "train_file")
+    evals = _read_file(eval_file, layout, "eval_file")
+    return train, evals, {}, (f"train_file '{train_file}'", f"eval_file '{eval_file}'")
+
+
+def _both(train: Table, evals: Table, where, explicit, candidates, arg) -> str:
+    """Resolve a column on the train split and require the same column in the eval split."""
+    name = _column(train, explicit, candidates, arg, where[0])
+    _column(evals, name, (), arg, where[1])
+    return name
+
+
+def _tokenizer_pad_id(tokenizer: Any) -> int:
+    for attr in ("pad_token_id", "eos_token_id"):  # GPT-2 style tokenizers have no pad: pad with eos
+        if getattr(tokenizer, attr, None) is not None:
+            return int(getattr(tokenizer, attr))
+    raise ValueError("tokenizer: has neither a pad token nor an eos token to pad batches with")
+
+
+def _dataset(enc: Any, labels: list) -> datasets.Dataset:
+    cols = {k: list(enc[k]) for k in MODEL_INPUTS if k in enc}
+    return datasets.Dataset.from_dict({**cols, "labels": labels})
+
+
+def _encode_sequences(config, layout, tokenizer, train, evals, features, where) -> TaskData:
+    text = _both(
+        train, evals, where, config.text_column or (layout and layout.text), TEXT_CANDIDATES, "text_column"
+    )
+    pair = config.text_pair_column or (layout.pair if layout else None)
+    if pair is None and config.text_column is None and layout is None and PAIR_OF.get(text) in train:
+        pair = PAIR_OF[text]
+    if pair is not None:
+        pair = _both(train, evals, where, pair, (), "text_pair_column")
+    label = _both(
+        train,
+        evals,
+        where,
+        config.label_column or (layout and layout.label),
+        LABEL_CANDIDATES,
+        "label_column",
+    )
+    if config.task == "regression":
+        y_train = encode_scores(train[label], label, "train")
+        y_eval = encode_scores(evals[label], label, "eval")
+        num_labels, names = 1, None
+    else:
+        fixed = layout.names if layout else _feature_names(features.get(label))
+        string_labels = bool(layout and layout.string_labels)
+        y_train, y_eval, names = encode_class_labels(train[label], evals[label], label, fixed, string_labels)
+        num_labels = len(names)
+
+    def tok(table: Table, split_where: str) -> Any:
+        texts = _strings(table[text], text, split_where)
+        pairs = _strings(table[pair], pair, split_where) if pair else None
+        return tokenizer(texts, pairs, truncation=True, max_length=config.max_length)
+
+    return TaskData(
+        task=config.task,
+        train=_dataset(tok(train, where[0]), y_train),
+        eval=_dataset(tok(evals, where[1]), y_eval),
+        num_labels=num_labels,
+        label_names=names,
+        metric=layout.metric if layout else DEFAULT_METRIC[config.task],
+        collate=Collator(_tokenizer_pad_id(tokenizer), per_token_labels=False),
+        tokenizer=tokenizer,
+    )
+
+
+def _encode_tokens(config, layout, tokenizer, train, evals, features, where) -> TaskData:
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(
+            "tokenizer: token-classification needs a fast tokenizer (word_ids() aligns tags to subwords); "
+            f"got {type(tokenizer).__name__}"
+        )
+    tokens = _both(train, evals, where, config.tokens_column, TOKENS_CANDIDATES, "tokens_column")
+    tags = _both(train, evals, where, config.tags_column, TAGS_CANDIDATES, "tags_column")
+    splits = []
+    for table, split_where in ((train, where[0]), (evals, where[1])):
+        words, row_tags = _words(table[tokens], tokens, split_where), _words(table[tags], tags, split_where)
+        for i, (w, t) in enumerate(zip(words, row_tags, strict=True)):
+            _strings(w, tokens, f"{split_where}, row {i},")
+            if len(w) != len(t):
+                raise ValueError(f"{tags}: row {i} of {split_where} has {len(t)} tags for {len(w)} words")
+        splits.append((words, row_tags))
+    flat = [[t for row in row_tags for t in row] for _, row_tags in splits]
+    names = _feature_names(features.get(tags))
+    flat_train, flat_eval, all_names = encode_class_labels(flat[0], flat[1], tags, names)
+    # Integer tags without names: which id is B-/I-/O is unknown, so no label names (see metrics.py).
+    unnamed = names is None and all(_as_int(t) is not None for t in flat[0])
+    encoded = []
+    for (words, row_tags), ids in zip(splits, (flat_train, flat_eval), strict=True):
+        enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=config.max_length)
+        labels, pos = [], 0
+        for i, row in enumerate(row_tags):
+            word_labels = ids[pos : pos + len(row)]
+            pos += len(row)
+            labels.append(_align(enc.word_ids(i), word_labels))
+        encoded.append(_dataset(enc, labels))
+    return TaskData(
+        task=config.task,
+        train=encoded[0],
+        eval=encoded[1],
+        num_labels=len(all_names),
+        label_names=None if unnamed else all_names,
+        metric="f1",
+        collate=Collator(_tokenizer_pad_id(tokenizer), per_token_labels=True),
+        tokenizer=tokenizer,
+    )
+
+
+def _align(word_ids: list[int | None], word_labels: list[int]) -> list[int]:
+    """Subword labels: the first subword of each word gets the word's label, the rest and specials -100."""
+    out, prev = [], None
+    for w in word_ids:
+        out.append(IGNORE_INDEX if w is None or w == prev else word_labels[w])
+        prev = w
+    return out
+
+
+def _encode_causal(config, layout, tokenizer, train, evals, features, where) -> TaskData:
+    """Prompt + completion (+ eos); the loss is on the completion only. No prompt column: plain LM.
+
+    Labels are aligned with input_ids (not shifted): Hugging Face causal LMs shift them internally.
+    """
+    eos = (
+        tokenizer.eos_token_id
+        if tokenizer.eos_token_id is not None
+        else getattr(tokenizer, "sep_token_id", None)
+    )
+    if eos is None:
+        raise ValueError("tokenizer: causal-lm needs an eos (or sep) token to end completions with")
+    bos = tokenizer.bos_token_id
+    prefix = [bos] if bos is not None and bos != eos else []  # GPT-2's bos is its eos: not prepended
+    explicit = config.source_column is not None or config.target_column is not None
+    has_pair = explicit or (
+        any(c in train for c in SOURCE_CANDIDATES) and any(c in train for c in TARGET_CANDIDATES)
+    )
+    if has_pair:
+        src = _both(train, evals, where, config.source_column, SOURCE_CANDIDATES, "source_column")
+        tgt = _both(train, evals, where, config.target_column, TARGET_CANDIDATES, "target_column")
+    else:
+        src, tgt = None, _both(train, evals, where, config.text_column, ("text",), "text_column")
+
+    def encode(table: Table, split_where: str) -> tuple[datasets.Dataset, list[list[int]]]:
+        targets = _strings(table[tgt], tgt, split_where)
+        prompts = _strings(table[src], src, split_where) if src else [""] * len(targets)
+        joined = [_join(p, t) for p, t in zip(prompts, targets, strict=True)]
+        p_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"] if src else [[]] * len(targets)
+        t_ids = tokenizer(joined, add_special_tokens=False)["input_ids"]
+        rows = [
+            _lm_example(prefix + p, t + [eos], config.max_length) for p, t in zip(p_ids, t_ids, strict=True)
+        ]
+        ids = [r[0] for r in rows]
+        cols = {
+            "input_ids": ids,
+            "attention_mask": [[1] * len(x) for x in ids],
+            "labels": [r[1] for r in rows],
+        }
+        prompt_ids = [(prefix + p)[-(config.max_length - 1) :] for p in p_ids]
+        return datasets.Dataset.from_dict(cols), prompt_ids
+
+    train_ds, _ = encode(train, where[0])
+    eval_ds, prompt_ids = encode(evals, where[1])
+    eval_raw = None
+    if src is not None:  # one entry per distinct prompt, all its completions as references
+        grouped: dict[str, dict] = {}
+        for p, ids, t in zip(evals[src], prompt_ids, evals[tgt], strict=True):
+            grouped.setdefault(p, {"prompt": p, "prompt_ids": ids, "references": []})["references"].append(t)
+        eval_raw = list(grouped.values())
+    return TaskData(
+        task="causal-lm",
+        train=train_ds,
+        eval=eval_ds,
+        num_labels=0,
+        label_names=None,
+        metric="perplexity",
+        collate=Collator(_tokenizer_pad_id(tokenizer), per_token_labels=True),
+        eval_raw=eval_raw,
+        tokenizer=tokenizer,
+    )
+
+
+def _join(prompt: str, target: str) -> str:
+    """The completion text as it follows the prompt: a space between them unless one is already there
+    (byte-level BPE encodes " word" and "word" differently, so the boundary matters)."""
+    if prompt and not prompt[-1].isspace() and not target[:1].isspace():
+        return " " + target
+    return target
+
+
+def _lm_example(prompt: list[int], completion: list[int], max_length: int) -> tuple[list[int], list[int]]:
+    """Truncate to max_length: the completion keeps up to half (more if the prompt is short), the
+    prompt keeps its last tokens (the ones the completion follows). Returns (input_ids, labels)."""
+    prompt_keep = min(len(prompt), max_length - min(len(completion), (max_length + 1) // 2))
+    completion = completion[: max_length - prompt_keep]
+    kept = prompt[len(prompt) - prompt_keep :]
+    return kept + completion, [IGNORE_INDEX] * len(kept) + completion
+
+
+# ---------------------------------------------------------------------------------- D_tr / D_val
+
+
+def split_train_val(
+    dataset: datasets.Dataset, seed: int, stratify: bool
+) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """The paper's seeded 1:1 split of the training set into D_tr and D_val (D_tr gets the odd one).
+
+    stratify: keep the class proportions of the `labels` column in both halves (classification).
+    If a class is too rare to stratify (fewer than 2 examples), says so and splits at random.
+    """
+    import warnings
+
+    from sklearn.model_selection import train_test_split
+
+    n = len(dataset)
+    if n < 2:
+        raise ValueError(f"dataset: needs at least 2 examples to split into D_tr and D_val, got {n}")
+    labels = None
+    if stratify:
+        labels = np.asarray(list(dataset.with_format(None)["labels"]))
+        if labels.ndim != 1 or labels.dtype.kind not in "iub":
+            raise ValueError(
+                "stratify: needs one integer class label per example; the labels column holds "
+                f"{labels.dtype} with shape {labels.shape}"
+            )
+        counts = np.unique(labels, return_counts=True)[1]
+        if counts.min() < 2 or len(counts) > n // 2:
+            warnings.warn(
+                "split_train_val: a class has fewer than 2 examples (or there are more classes than "
+                "examples per half); splitting at random, not stratified",
+                stacklevel=2,
+            )
+            labels = None
+    idx = np.arange(n)
+    tr, val = train_test_split(idx, test_size=n // 2, random_state=seed, shuffle=True, stratify=labels)
+    return dataset.select(np.sort(tr)), dataset.select(np.sort(val))
