@@ -2,20 +2,23 @@
 
 `autolora_linear` is the one entry point: it validates its inputs and computes
 y = x W0^T + b + s * ((x_a V^T) * softmax(beta)) U^T (see reference.py for the math).
+
+Importing registers the custom ops autolora::fused_linear and autolora::fused_linear_backward
+(fused_linear.py); triton itself is imported only on first use of the Triton path.
 """
 
 from autolora_kernels.checks import check_autolora_inputs, check_x
-from autolora_kernels.reference import autolora_linear_reference, lora_delta_reference, selection_weights
-
-
-def autolora_linear(x, weight, bias, U, V, beta, scaling, conv1d=False, x_adapter=None):
-    """Fused AutoLoRA projection; shapes as in `autolora_linear_reference`."""
-    check_autolora_inputs(x, weight, bias, U, V, beta, conv1d)
-    return autolora_linear_reference(x, weight, bias, U, V, beta, scaling, conv1d, x_adapter)
-
+from autolora_kernels.fused_linear import autolora_linear
+from autolora_kernels.reference import (
+    autolora_linear_backward_reference,
+    autolora_linear_reference,
+    lora_delta_reference,
+    selection_weights,
+)
 
 __all__ = [
     "autolora_linear",
+    "autolora_linear_backward_reference",
     "autolora_linear_reference",
     "check_autolora_inputs",
     "check_x",

@@ -27,6 +27,7 @@ def check_autolora_inputs(
     V: torch.Tensor,
     beta: torch.Tensor | None,
     conv1d: bool,
+    x_adapter: torch.Tensor | None = None,
 ) -> None:
     """Raise ValueError/TypeError before any launch if shapes, dtypes or devices disagree."""
     if weight.dim() != 2:
@@ -48,4 +49,16 @@ def check_autolora_inputs(
         if t is not None and (t.device != weight.device or t.dtype != weight.dtype):
             raise TypeError(
                 f"{name}: expected {weight.dtype} on {weight.device}, got {t.dtype} on {t.device}"
+            )
+    if beta is not None and (beta.device != weight.device or not beta.is_floating_point()):
+        raise TypeError(
+            f"beta: expected a floating tensor on {weight.device}, got {beta.dtype} on {beta.device}"
+        )
+    if x_adapter is not None:
+        if not isinstance(x_adapter, torch.Tensor) or x_adapter.shape != x.shape:
+            got = tuple(x_adapter.shape) if isinstance(x_adapter, torch.Tensor) else type(x_adapter).__name__
+            raise ValueError(f"x_adapter: expected the shape of x {tuple(x.shape)}, got {got}")
+        if x_adapter.device != x.device or x_adapter.dtype != x.dtype:
+            raise TypeError(
+                f"x_adapter: expected {x.dtype} on {x.device}, got {x_adapter.dtype} on {x_adapter.device}"
             )

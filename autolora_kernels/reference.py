@@ -58,3 +58,39 @@ def autolora_linear_reference(
     """
     y = F.linear(x, base_weight_nk(weight, conv1d), bias)
     return y + lora_delta_reference(x if x_adapter is None else x_adapter, U, V, beta, scaling)
+
+
+def autolora_linear_backward_reference(
+    grad_y: torch.Tensor,
+    x_a: torch.Tensor,
+    weight: torch.Tensor,
+    U: torch.Tensor,
+    V: torch.Tensor,
+    beta: torch.Tensor | None,
+    scaling: float,
+    conv1d: bool = False,
+    t: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The backward of `autolora_linear_reference` written out (SPEC section 1), for code that cannot
+    run autograd itself (a custom op's implementation runs below the autograd dispatch key).
+
+    grad_y: (M, N); x_a: (M, K) the adapter input; t: x_a V^T if already known. Returns
+    (gx_base, gx_adapter, gU, gV, gbeta): gx_base = gy W0 is the gradient through the frozen
+    projection, gx_adapter = s (h * alpha) V through the adapter (their sum when x_a is x);
+    gbeta is None in fixed mode. Tests check this against autograd of the forward above.
+    """
+    dtype = x_a.dtype
+    alpha = selection_weights(beta, V.shape[0], x_a)
+    coef = (alpha * scaling).to(dtype)
+    t = F.linear(x_a, V) if t is None else t.to(dtype)
+    h = grad_y @ U  # (M, r)
+    hc = h * coef
+    gx_base = grad_y @ base_weight_nk(weight, conv1d)
+    gx_adapter = hc @ V
+    g_u = grad_y.t() @ (t * coef)
+    g_v = hc.t() @ x_a
+    if beta is None:
+        return gx_base, gx_adapter, g_u, g_v, None
+    g_alpha = scaling * (t.to(alpha.dtype) * h.to(alpha.dtype)).sum(0)
+    g_beta = alpha * (g_alpha - (alpha * g_alpha).sum())
+    return gx_base, gx_adapter, g_u, g_v, g_beta.to(beta.dtype)

@@ -1,0 +1,233 @@
+"""The fused AutoLoRA projection as PyTorch custom ops (torch.library), with fake impls and autograd.
+
+    y = x W0^T + b + s * ((x_a V^T) * alpha) U^T,   alpha = softmax(beta) (1 in fixed mode)
+
+Layers, as in flash-attention's Python side:
+  autolora::fused_linear / autolora::fused_linear_backward   registered ops on 2-D tensors; the
+      implementation picks Triton (CUDA tensors, fused_linear_kernels.py) or the reference
+      (reference.py: CPU tensors, AUTOLORA_FORCE_REFERENCE=1, dtypes or ranks the kernels lack, or
+      triton missing; the last two say so once). Fake impls let torch.compile trace them.
+  autolora_linear   the functional wrapper: validates, flattens leading dims, calls the op.
+
+This file imports no triton (the kernels live beside it) so the package imports without it.
+AUTOLORA_TRITON_ON_CPU=1 runs the Triton path on CPU tensors; it needs TRITON_INTERPRET=1 (tests).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from autolora_kernels.checks import check_autolora_inputs
+from autolora_kernels.reference import (
+    autolora_linear_backward_reference,
+    autolora_linear_reference,
+    selection_weights,
+)
+
+KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+KERNEL_MAX_RANK = 64  # same as fused_linear_kernels.MAX_RANK, kept here to avoid importing triton
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def _kernels():
+    """The Triton module, or None (with one warning) when triton cannot be imported."""
+    try:
+        from autolora_kernels import fused_linear_kernels
+    except ImportError as err:  # triton not installed, or broken
+        _warn_once("triton", f"autolora: triton unavailable ({err}); using the slower reference path")
+        return None
+    return fused_linear_kernels
+
+
+def _use_triton(x: Tensor, rank: int):
+    """The kernel module when this call should take the Triton path, else None."""
+    if os.environ.get("AUTOLORA_FORCE_REFERENCE", "0") == "1":
+        return None
+    if x.device.type == "cpu":
+        if os.environ.get("AUTOLORA_TRITON_ON_CPU", "0") != "1":
+            return None
+        if os.environ.get("TRITON_INTERPRET", "0") != "1":
+            raise RuntimeError(
+                "AUTOLORA_TRITON_ON_CPU=1 needs TRITON_INTERPRET=1 (set before triton is imported)"
+            )
+    elif x.device.type != "cuda":
+        return None
+    if x.dtype not in KERNEL_DTYPES or rank > KERNEL_MAX_RANK:
+        _warn_once(
+            f"{x.dtype}/{rank > KERNEL_MAX_RANK}",
+            f"autolora: no Triton kernel for dtype {x.dtype} and rank {rank} "
+            f"(kernels: {KERNEL_DTYPES}, rank <= {KERNEL_MAX_RANK}); using the reference path",
+        )
+        return None
+    return _kernels()
+
+
+def _coef(beta: Tensor | None, rank: int, scaling: float, like: Tensor) -> tuple[Tensor, Tensor]:
+    """(alpha, s * alpha), both fp32 (r,)."""
+    alpha = selection_weights(beta, rank, like).float()
+    return alpha, alpha * scaling
+
+
+# ----------------------------------------------------------------------------------------------------
+# Forward op
+# ----------------------------------------------------------------------------------------------------
+
+
+@torch.library.custom_op("autolora::fused_linear", mutates_args=())
+def fused_linear_op(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    U: Tensor,
+    V: Tensor,
+    beta: Tensor | None,
+    scaling: float,
+    conv1d: bool,
+    x_adapter: Tensor | None,
+) -> tuple[Tensor, Tensor]:
+    """x, x_adapter: (M, K) -> (y (M, N) in x's dtype, t = x_a V^T (M, r) fp32, saved for backward)."""
+    kernels = _use_triton(x, U.shape[1])
+    if kernels is not None:
+        _, coef = _coef(beta, U.shape[1], scaling, x)
+        return kernels.fused_linear_forward(x, weight, bias, U, V, coef, conv1d, x_adapter)
+    y = autolora_linear_reference(x, weight, bias, U, V, beta, scaling, conv1d, x_adapter)
+    t = F.linear(x if x_adapter is None else x_adapter, V).float()
+    return y, t
+
+
+@fused_linear_op.register_fake
+def _(x, weight, bias, U, V, beta, scaling, conv1d, x_adapter):
+    m, (n, r) = x.shape[0], U.shape
+    return x.new_empty((m, n)), x.new_empty((m, r), dtype=torch.float32)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Backward op: gradients that are not wanted come back as empty (0,) tensors (ops return no None)
+# ----------------------------------------------------------------------------------------------------
+
+
+@torch.library.custom_op("autolora::fused_linear_backward", mutates_args=())
+def fused_linear_backward_op(
+    grad_y: Tensor,
+    x_a: Tensor,
+    weight: Tensor,
+    U: Tensor,
+    V: Tensor,
+    beta: Tensor | None,
+    t: Tensor,
+    scaling: float,
+    conv1d: bool,
+    need_dx: bool,
+    need_dx_adapter: bool,
+    adapter_separate: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(gx (M, K), gx_adapter (M, K), gU (N, r), gV (r, K), gbeta (r,)), each (0,) when not wanted.
+
+    adapter_separate: x_a was a separate dropout output, so gx = gy W0 only and the adapter's part
+    goes to gx_adapter; otherwise gx holds both. gbeta is (0,) in fixed mode (beta None).
+    """
+    rank = U.shape[1]
+
+    def empty() -> Tensor:  # a fresh one each time: outputs of a custom op may not alias each other
+        return grad_y.new_empty((0,))
+
+    kernels = _use_triton(grad_y, rank)
+    if kernels is None:
+        gx_base, gx_ad, g_u, g_v, g_beta = autolora_linear_backward_reference(
+            grad_y, x_a, weight, U, V, beta, scaling, conv1d, t
+        )
+        gx = (gx_base if adapter_separate else gx_base + gx_ad) if need_dx else empty()
+        gx_ad = gx_ad if need_dx_adapter else empty()
+        return gx, gx_ad, g_u, g_v, g_beta if g_beta is not None else empty()
+    alpha, coef = _coef(beta, rank, scaling, grad_y)
+    gx, gx_ad, g_u, g_v, g_coef = kernels.fused_linear_backward(
+        grad_y, x_a, weight, U, V, coef, t, conv1d, need_dx, need_dx_adapter, adapter_separate
+    )
+    g_beta = empty()
+    if beta is not None:  # softmax Jacobian on r numbers: galpha = s * sum_m t h
+        g_alpha = scaling * g_coef
+        g_beta = (alpha * (g_alpha - (alpha * g_alpha).sum())).to(beta.dtype)
+    return gx if gx is not None else empty(), gx_ad if gx_ad is not None else empty(), g_u, g_v, g_beta
+
+
+@fused_linear_backward_op.register_fake
+def _(grad_y, x_a, weight, U, V, beta, t, scaling, conv1d, need_dx, need_dx_adapter, adapter_separate):
+    gx = x_a.new_empty(x_a.shape) if need_dx else grad_y.new_empty((0,))
+    gx_ad = x_a.new_empty(x_a.shape) if need_dx_adapter else grad_y.new_empty((0,))
+    g_beta = beta.new_empty(beta.shape) if beta is not None else grad_y.new_empty((0,))
+    return gx, gx_ad, U.new_empty(U.shape), V.new_empty(V.shape), g_beta
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, weight, bias, U, V, beta, scaling, conv1d, x_adapter = inputs
+    _, t = output
+    ctx.mark_non_differentiable(t)
+    # Saved activations: x_a (x itself without dropout) and t; the backward never needs x otherwise.
+    ctx.save_for_backward(x if x_adapter is None else x_adapter, weight, U, V, beta, t)
+    ctx.scaling, ctx.conv1d, ctx.separate = scaling, conv1d, x_adapter is not None
+
+
+def _backward(ctx, grad_y: Tensor, grad_t: Tensor | None):
+    x_a, weight, U, V, beta, t = ctx.saved_tensors
+    need = ctx.needs_input_grad  # (x, weight, bias, U, V, beta, scaling, conv1d, x_adapter)
+    need_dx_adapter = ctx.separate and need[8]
+    gx, gx_ad, g_u, g_v, g_beta = fused_linear_backward_op(
+        grad_y, x_a, weight, U, V, beta, t, ctx.scaling, ctx.conv1d, need[0], need_dx_adapter, ctx.separate
+    )
+    return (
+        gx if need[0] else None,
+        None,  # weight: frozen
+        None,  # bias: frozen
+        g_u if need[3] else None,
+        g_v if need[4] else None,
+        g_beta if beta is not None and need[5] else None,
+        None,
+        None,
+        gx_ad if need_dx_adapter else None,
+    )
+
+
+fused_linear_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Functional wrapper: the public entry point
+# ----------------------------------------------------------------------------------------------------
+
+
+def autolora_linear(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    U: Tensor,
+    V: Tensor,
+    beta: Tensor | None,
+    scaling: float,
+    conv1d: bool = False,
+    x_adapter: Tensor | None = None,
+) -> Tensor:
+    """y = x W0^T + b + s * ((x_a V^T) * softmax(beta)) U^T, fused (Triton on CUDA).
+
+    x: (..., K); weight: (N, K), or (K, N) when conv1d (read through strides, never copied);
+    bias: (N,) or None; U: (N, r); V: (r, K); beta: (r,) or None (fixed mode, alpha = 1);
+    scaling: s; x_adapter: (..., K) the adapter's input (x after dropout), default x.
+    Returns (..., N). Gradients flow to x, U, V, beta and x_adapter; W0 and b are frozen.
+    """
+    check_autolora_inputs(x, weight, bias, U, V, beta, conv1d, x_adapter)
+    lead, k = x.shape[:-1], x.shape[-1]
+    # reshape is a view whenever the leading dims can be merged (always for contiguous or sliced x).
+    x2 = x.reshape(-1, k)
+    xa2 = None if x_adapter is None else x_adapter.reshape(-1, k)
+    y, _ = fused_linear_op(x2, weight, bias, U, V, beta, float(scaling), bool(conv1d), xa2)
+    return y.reshape(*lead, U.shape[0])

@@ -1,0 +1,477 @@
+"""Triton kernels and plain launchers for the fused AutoLoRA projection (needs triton; no autograd here).
+
+    forward:  t = x_a V^T                          (M x r, fp32, saved for backward)
+              y = x W0^T + b + ((t * c) U^T)       c = s * alpha, alpha = softmax(beta) or 1
+    backward: h = gy U                             (M x r, fp32)
+              gx = gy W0 + (h * c) V               (the second term goes to x_a when dropout is separate)
+              gU = gy^T (t * c),  gV = (h * c)^T x_a,  galpha = s * sum_m t * h
+
+Both big products have the same shape, out = A @ B + (P * c) @ C with P = A @ D, so one kernel serves
+both: forward (A, B, D, C) = (x, W0^T, V^T, U^T); backward (gy, W0, U, V). With no dropout, P is
+accumulated in the same K loop as the main GEMM (the "prologue"), so x (or gy) is read once: the extra
+dot is R_PAD / BLOCK_N of the main work (16 / 128 = 12.5% more MMA, no extra memory traffic). The
+rank-r term is then one more K chunk of width R_PAD added to the accumulator. gU and gV are one pass
+each over gy and x_a (split over M, partial sums reduced in a fixed order: no atomics).
+
+Passes: forward 1 over x (2 with dropout: t reads x_a); backward 1 GEMM over gy, 1 pass over gy (gU),
+1 pass over x_a (gV). No M x N tensors besides y and gy; saved activations: x_a (x) and t.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+MIN_RANK_PAD = 16  # tl.dot on the GPU needs inner dimensions >= 16 for 16-bit inputs
+MAX_RANK = 64
+# Fixed small blocks under TRITON_INTERPRET=1, where autotune and do_bench cannot run (no driver)
+# and each program costs ~2 ms: 16 x 32 x 32 still gives several blocks and ragged edges at M=37.
+INTERPRET_CONFIG = {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 4}
+INTERPRET_GRAD_CONFIG = {"BLOCK_M": 16, "BLOCK_L": 32}
+INTERPRET_SPLIT = 2  # two M-splits exercise the partial-sum reduction of gU / gV
+TORCH_TO_TL = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
+
+
+def interpreting() -> bool:
+    """True under TRITON_INTERPRET=1 (kernels run on the CPU in numpy)."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Kernels
+# ----------------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _mma(a, b, acc, DOT_FP32: tl.constexpr, PRECISION: tl.constexpr):
+    """acc + a @ b in fp32. DOT_FP32 upcasts first: the interpreter's bf16 tl.dot is silently wrong."""
+    if DOT_FP32:
+        return tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
+    return tl.dot(a, b, acc, input_precision=PRECISION)
+
+
+@triton.jit
+def _fused_lora_gemm_kernel(
+    # pointers
+    a_ptr,  # (M, K)   x or gy
+    b_ptr,  # (K, N)   W0^T or W0, through strides
+    d_ptr,  # (K, R)   V^T or U: P = A @ D when FUSE_P
+    c_ptr,  # (R, N)   U^T or V
+    coef_ptr,  # (R,)  fp32 s * alpha
+    bias_ptr,  # (N,)
+    out_ptr,  # (M, N)
+    p_ptr,  # (M, R)   fp32 t or h: written when STORE_P, read when ADD_LORA and not FUSE_P
+    # sizes
+    M,
+    N,
+    K,
+    R,
+    M_BUCKET,  # next power of two of M: an autotune key that does not retune for every M
+    # strides
+    stride_am,
+    stride_ak,
+    stride_bk,
+    stride_bn,
+    stride_dk,
+    stride_dr,
+    stride_cr,
+    stride_cn,
+    stride_om,
+    stride_on,
+    stride_pm,
+    stride_pr,
+    # meta
+    HAS_BASE: tl.constexpr,  # accumulate A @ B
+    FUSE_P: tl.constexpr,  # accumulate P = A @ D in the same K loop
+    STORE_P: tl.constexpr,  # programs with pid_n == 0 write P
+    ADD_LORA: tl.constexpr,  # add (P * coef) @ C
+    HAS_BIAS: tl.constexpr,
+    R_PAD: tl.constexpr,
+    DOT_FP32: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+):
+    """out = [A @ B] + [(P * coef) @ C] + [bias], P = A @ D fused or read from p_ptr (flags pick terms)."""
+    pid = tl.program_id(0)
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(N, BLOCK_N)
+    # Grouped order: GROUP_M row blocks share each B column block while it is in L2.
+    group_size = GROUP_M * num_pid_n
+    first_m = (pid // group_size) * GROUP_M
+    rows = min(num_pid_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % group_size) % rows
+    pid_n = (pid % group_size) // rows
+
+    offs_m = pid_m.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_r = tl.arange(0, R_PAD)
+    mask_m, mask_n, mask_r = offs_m < M, offs_n < N, offs_r < R
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    p = tl.zeros((BLOCK_M, R_PAD), dtype=tl.float32)
+
+    if HAS_BASE or FUSE_P:
+        for k0 in range(0, K, BLOCK_K):
+            offs_k = k0 + tl.arange(0, BLOCK_K)
+            mask_k = offs_k < K
+            a = tl.load(
+                a_ptr + offs_m[:, None] * stride_am + offs_k[None, :] * stride_ak,
+                mask=mask_m[:, None] & mask_k[None, :],
+                other=0.0,
+            )
+            if HAS_BASE:
+                b = tl.load(
+                    b_ptr + offs_k[:, None] * stride_bk + offs_n[None, :] * stride_bn,
+                    mask=mask_k[:, None] & mask_n[None, :],
+                    other=0.0,
+                )
+                acc = _mma(a, b, acc, DOT_FP32, PRECISION)
+            if FUSE_P:
+                d = tl.load(
+                    d_ptr + offs_k[:, None] * stride_dk + offs_r[None, :] * stride_dr,
+                    mask=mask_k[:, None] & mask_r[None, :],
+                    other=0.0,
+                )
+                p = _mma(a, d, p, DOT_FP32, PRECISION)
+
+    p_ptrs = p_ptr + offs_m[:, None] * stride_pm + offs_r[None, :] * stride_pr
+    if STORE_P:
+        if pid_n == 0:  # every column block computed the same P; one of them writes it
+            tl.store(p_ptrs, p, mask=mask_m[:, None] & mask_r[None, :])
+    if ADD_LORA:
+        if not FUSE_P:
+            p = tl.load(p_ptrs, mask=mask_m[:, None] & mask_r[None, :], other=0.0)
+        coef = tl.load(coef_ptr + offs_r, mask=mask_r, other=0.0)
+        c = tl.load(
+            c_ptr + offs_r[:, None] * stride_cr + offs_n[None, :] * stride_cn,
+            mask=mask_r[:, None] & mask_n[None, :],
+            other=0.0,
+        )
+        # Rounded to the input dtype like the reference's (t * s * alpha) before the rank-r product.
+        pc = (p * coef[None, :]).to(c.dtype)
+        acc = _mma(pc, c, acc, DOT_FP32, PRECISION)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+    if HAS_BASE or ADD_LORA:  # else P-only mode: no output tile
+        tl.store(
+            out_ptr + offs_m[:, None] * stride_om + offs_n[None, :] * stride_on,
+            acc.to(out_ptr.dtype.element_ty),
+            mask=mask_m[:, None] & mask_n[None, :],
+        )
+
+
+@triton.jit
+def _rank_grad_kernel(
+    # pointers
+    a_ptr,  # (M, L)  gy (for gU) or x_a (for gV)
+    p_ptr,  # (M, R)  fp32 t (for gU) or h (for gV)
+    coef_ptr,  # (R,) fp32 s * alpha
+    out_ptr,  # (SPLIT, L, R) fp32 partial sums, through strides
+    # sizes
+    M,
+    L,
+    R,
+    M_BUCKET,
+    # strides
+    stride_am,
+    stride_al,
+    stride_pm,
+    stride_pr,
+    stride_os,
+    stride_ol,
+    stride_or,
+    # meta
+    R_PAD: tl.constexpr,
+    DOT_FP32: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_L: tl.constexpr,
+):
+    """out[s] = sum over the s-th share of row blocks of A^T (P * coef): one pass over A."""
+    pid_l = tl.program_id(0)
+    pid_s = tl.program_id(1)
+    num_splits = tl.num_programs(1)
+    offs_l = pid_l.to(tl.int64) * BLOCK_L + tl.arange(0, BLOCK_L)
+    offs_r = tl.arange(0, R_PAD)
+    mask_l, mask_r = offs_l < L, offs_r < R
+    coef = tl.load(coef_ptr + offs_r, mask=mask_r, other=0.0)
+    acc = tl.zeros((BLOCK_L, R_PAD), dtype=tl.float32)
+    for m0 in range(pid_s * BLOCK_M, M, num_splits * BLOCK_M):
+        offs_m = m0 + tl.arange(0, BLOCK_M).to(tl.int64)
+        mask_m = offs_m < M
+        a = tl.load(
+            a_ptr + offs_m[:, None] * stride_am + offs_l[None, :] * stride_al,
+            mask=mask_m[:, None] & mask_l[None, :],
+            other=0.0,
+        )
+        p = tl.load(
+            p_ptr + offs_m[:, None] * stride_pm + offs_r[None, :] * stride_pr,
+            mask=mask_m[:, None] & mask_r[None, :],
+            other=0.0,
+        )
+        acc = _mma(tl.trans(a), (p * coef[None, :]).to(a.dtype), acc, DOT_FP32, PRECISION)
+    tl.store(
+        out_ptr + pid_s * stride_os + offs_l[:, None] * stride_ol + offs_r[None, :] * stride_or,
+        acc,
+        mask=mask_l[:, None] & mask_r[None, :],
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Tuning: the one place where block sizes live
+# ----------------------------------------------------------------------------------------------------
+
+
+def _gemm_configs() -> list[triton.Config]:
+    """Tile shapes from Triton's matmul tutorial, plus smaller ones for thin problems."""
+    shapes = [  # (BLOCK_M, BLOCK_N, BLOCK_K, num_stages, num_warps)
+        (128, 256, 64, 3, 8),
+        (256, 128, 64, 3, 8),
+        (128, 128, 64, 4, 4),
+        (128, 128, 32, 4, 4),
+        (128, 64, 64, 4, 4),
+        (64, 128, 64, 4, 4),
+        (64, 64, 64, 4, 4),
+        (64, 32, 32, 5, 2),
+    ]
+    return [
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_stages=s, num_warps=w)
+        for bm, bn, bk, s, w in shapes
+    ]
+
+
+def _prune_gemm_configs(configs, named_args, **kwargs):
+    """Drop tiles much larger than the problem; the P-only mode (N = 1) needs a single column block."""
+    m, n = named_args["M_BUCKET"], named_args["N"]
+    fits = [c for c in configs if c.kwargs["BLOCK_M"] <= max(64, m) and c.kwargs["BLOCK_N"] <= max(64, n)]
+    if n == 1:  # P only: keep the narrowest column block, wider ones would do no extra work
+        narrow = min(c.kwargs["BLOCK_N"] for c in fits)
+        fits = [c for c in fits if c.kwargs["BLOCK_N"] == narrow]
+    return fits or configs[-1:]
+
+
+def _grad_configs() -> list[triton.Config]:
+    shapes = [(64, 128, 3, 4), (128, 128, 3, 8), (64, 64, 4, 4), (128, 64, 4, 4), (32, 64, 4, 2)]
+    return [
+        triton.Config({"BLOCK_M": bm, "BLOCK_L": bl}, num_stages=s, num_warps=w) for bm, bl, s, w in shapes
+    ]
+
+
+@functools.cache
+def _tuned(kernel_name: str):
+    """Autotuned wrappers, built on first GPU use (never at import, never under the interpreter)."""
+    if kernel_name == "gemm":
+        return triton.autotune(
+            configs=_gemm_configs(),
+            key=["M_BUCKET", "N", "K", "R_PAD", "HAS_BASE", "FUSE_P", "ADD_LORA", "PRECISION"],
+            prune_configs_by={"early_config_prune": _prune_gemm_configs},
+        )(_fused_lora_gemm_kernel)
+    return triton.autotune(configs=_grad_configs(), key=["M_BUCKET", "L", "R_PAD", "PRECISION"])(
+        _rank_grad_kernel
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Launchers: plain functions on 2-D tensors, usable without autograd
+# ----------------------------------------------------------------------------------------------------
+
+
+def rank_pad(r: int) -> int:
+    """Rank padded to a power of two >= 16 inside the kernels (tensors keep their real rank)."""
+    if not 1 <= r <= MAX_RANK:
+        raise ValueError(f"rank: the Triton kernels support 1..{MAX_RANK}, got {r}")
+    return max(MIN_RANK_PAD, triton.next_power_of_2(r))
+
+
+def _dot_switches(dtype: torch.dtype) -> tuple[bool, str]:
+    """(DOT_FP32, PRECISION): fp32 uses TF32 only where PyTorch's matmul would."""
+    dot_fp32 = interpreting() and dtype == torch.bfloat16
+    tf32 = dtype != torch.float32 or torch.backends.cuda.matmul.allow_tf32
+    return dot_fp32, "tf32" if tf32 else "ieee"
+
+
+def _launch_gemm(a, b_kn, d_kr, c_rn, coef, bias, out, p, *, has_base, fuse_p, store_p, add_lora):
+    """One launch of the fused kernel. Matrices are (tensor, stride0, stride1) views or None."""
+    m, k = a.shape
+    n = out.shape[1] if out is not None else 1
+    r = coef.shape[0]
+    dot_fp32, precision = _dot_switches(a.dtype)
+    dummy = coef  # never dereferenced: the constexpr flags compile the load or store away
+    b, sbk, sbn = b_kn if b_kn is not None else (dummy, 0, 0)
+    d, sdk, sdr = d_kr if d_kr is not None else (dummy, 0, 0)
+    c, scr, scn = c_rn if c_rn is not None else (dummy, 0, 0)
+    o = out if out is not None else dummy
+    som, son = (out.stride(0), out.stride(1)) if out is not None else (0, 0)
+    args = (a, b, d, c, coef, bias if bias is not None else dummy, o, p, m, n, k, r)
+    args += (triton.next_power_of_2(max(m, 1)),)
+    args += (a.stride(0), a.stride(1), sbk, sbn, sdk, sdr, scr, scn, som, son, p.stride(0), p.stride(1))
+    meta = dict(
+        HAS_BASE=has_base,
+        FUSE_P=fuse_p,
+        STORE_P=store_p,
+        ADD_LORA=add_lora,
+        HAS_BIAS=bias is not None,
+        R_PAD=rank_pad(r),
+        DOT_FP32=dot_fp32,
+        PRECISION=precision,
+    )
+    if interpreting():
+        cfg = INTERPRET_CONFIG
+        grid = (triton.cdiv(m, cfg["BLOCK_M"]) * triton.cdiv(n, cfg["BLOCK_N"]),)
+        _fused_lora_gemm_kernel[grid](*args, **meta, **cfg)
+    else:
+
+        def grid(meta):
+            return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
+
+        _tuned("gemm")[grid](*args, **meta)
+
+
+def _num_splits(m: int, device: torch.device) -> int:
+    """Row splits for gU / gV: enough programs to fill the GPU (about 4 per SM at L = 768)."""
+    if interpreting():
+        return min(INTERPRET_SPLIT, triton.cdiv(m, INTERPRET_GRAD_CONFIG["BLOCK_M"]))
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    return max(1, min(triton.cdiv(m, 512), 4 * sms // 6))
+
+
+def _rank_grad(a: torch.Tensor, p: torch.Tensor, coef: torch.Tensor, out_rl: bool) -> torch.Tensor:
+    """sum_m A[m]^T (P[m] * coef) as (L, R), or (R, L) when out_rl, in A's dtype; fp32 partials."""
+    m, l_dim = a.shape
+    r = coef.shape[0]
+    splits = _num_splits(m, a.device)
+    part = torch.empty(
+        (splits, r, l_dim) if out_rl else (splits, l_dim, r), device=a.device, dtype=torch.float32
+    )
+    sol, sor = (part.stride(2), part.stride(1)) if out_rl else (part.stride(1), part.stride(2))
+    dot_fp32, precision = _dot_switches(a.dtype)
+    args = (a, p, coef, part, m, l_dim, r, triton.next_power_of_2(max(m, 1)))
+    args += (a.stride(0), a.stride(1), p.stride(0), p.stride(1), part.stride(0), sol, sor)
+    meta = dict(R_PAD=rank_pad(r), DOT_FP32=dot_fp32, PRECISION=precision)
+    if interpreting():
+        cfg = INTERPRET_GRAD_CONFIG
+        _rank_grad_kernel[(triton.cdiv(l_dim, cfg["BLOCK_L"]), splits)](*args, **meta, **cfg)
+    else:
+
+        def grid(meta):
+            return (triton.cdiv(l_dim, meta["BLOCK_L"]), splits)
+
+        _tuned("grad")[grid](*args, **meta)
+    # Fixed-order sum of `splits` partials: deterministic, unlike atomics.
+    return part.sum(0).to(a.dtype)
+
+
+def _weight_views(weight: torch.Tensor, conv1d: bool) -> tuple[int, int]:
+    """(stride_n, stride_k) of W0 (N x K); a Conv1D weight is stored K x N and read transposed."""
+    return (weight.stride(1), weight.stride(0)) if conv1d else (weight.stride(0), weight.stride(1))
+
+
+def fused_linear_forward(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    U: torch.Tensor,
+    V: torch.Tensor,
+    coef: torch.Tensor,
+    conv1d: bool = False,
+    x_adapter: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """y = x W0^T + b + ((x_a V^T) * coef) U^T and t = x_a V^T (fp32).
+
+    x, x_adapter: (M, K), any strides; weight: (N, K) or (K, N) when conv1d; bias: (N,) or None;
+    U: (N, r); V: (r, K); coef: (r,) fp32 = s * alpha. Returns y (M, N) in x's dtype and t (M, r).
+    """
+    m = x.shape[0]
+    n, r = U.shape
+    y = torch.empty((m, n), device=x.device, dtype=x.dtype)
+    t = torch.empty((m, r), device=x.device, dtype=torch.float32)
+    swn, swk = _weight_views(weight, conv1d)
+    w0t = (weight, swk, swn)  # B = W0^T: (K, N)
+    vt = (V, V.stride(1), V.stride(0))  # D = V^T: (K, r)
+    ut = (U, U.stride(1), U.stride(0))  # C = U^T: (r, N)
+    flags = dict(has_base=True, store_p=True, add_lora=True)
+    if x_adapter is None:  # t accumulated in the GEMM's own K loop: x is read once
+        _launch_gemm(x, w0t, vt, ut, coef, bias, y, t, fuse_p=True, **flags)
+    else:  # t needs x_a, a different tensor: one thin pass over it first
+        _launch_gemm(x_adapter, None, vt, None, coef, None, None, t, **_P_ONLY)
+        _launch_gemm(
+            x, w0t, None, ut, coef, bias, y, t, fuse_p=False, has_base=True, store_p=False, add_lora=True
+        )
+    return y, t
+
+
+_P_ONLY = dict(has_base=False, fuse_p=True, store_p=True, add_lora=False)
+
+
+def fused_linear_backward(
+    grad_y: torch.Tensor,
+    x_a: torch.Tensor,
+    weight: torch.Tensor,
+    U: torch.Tensor,
+    V: torch.Tensor,
+    coef: torch.Tensor,
+    t: torch.Tensor,
+    conv1d: bool = False,
+    need_dx: bool = True,
+    adapter_separate: bool = False,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of `fused_linear_forward`: (gx, gx_a, gU, gV, gcoef).
+
+    grad_y: (M, N); x_a: (M, K) the adapter input that was used (x itself unless adapter_separate);
+    t: (M, r) fp32 from the forward. gx is None unless need_dx; gx_a is None unless adapter_separate
+    (then gx holds only gy W0). gcoef = sum_m t * h in fp32, with h = gy U, so galpha = s * gcoef.
+    """
+    m, n = grad_y.shape
+    k = V.shape[1]
+    r = U.shape[1]
+    h = torch.empty((m, r), device=grad_y.device, dtype=torch.float32)
+    swn, swk = _weight_views(weight, conv1d)
+    w0 = (weight, swn, swk)  # B = W0: (N, K)
+    u = (U, U.stride(0), U.stride(1))  # D = U: (N, r)
+    v = (V, V.stride(0), V.stride(1))  # C = V: (r, K)
+    gx = gx_a = None
+    if need_dx:
+        gx = torch.empty((m, k), device=grad_y.device, dtype=grad_y.dtype)
+        # h is accumulated in the dx GEMM's loop over N: gy is read once for both.
+        _launch_gemm(
+            grad_y,
+            w0,
+            u,
+            v,
+            coef,
+            None,
+            gx,
+            h,
+            has_base=True,
+            fuse_p=True,
+            store_p=True,
+            add_lora=not adapter_separate,
+        )
+    else:
+        _launch_gemm(grad_y, None, u, None, coef, None, None, h, **_P_ONLY)
+    if adapter_separate and need_dx:
+        gx_a = torch.empty((m, k), device=grad_y.device, dtype=grad_y.dtype)
+        _launch_gemm(
+            grad_y,
+            None,
+            None,
+            v,
+            coef,
+            None,
+            gx_a,
+            h,
+            has_base=False,
+            fuse_p=False,
+            store_p=False,
+            add_lora=True,
+        )
+    g_u = _rank_grad(grad_y, t, coef, out_rl=False)  # (N, r) = gy^T (t * coef)
+    g_v = _rank_grad(x_a, h, coef, out_rl=True)  # (r, K) = ((h * coef)^T x_a)
+    g_coef = (t * h).sum(0)  # (r,): M x r fp32, a few MB at most
+    return gx, gx_a, g_u, g_v, g_coef
