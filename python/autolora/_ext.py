@@ -1,0 +1,164 @@
+"""Build and load the lookahead C++ extension (csrc/) on first use, never at import time.
+
+Order: a library built at install time (``AUTOLORA_BUILD_EXT=1 pip install ...``), else a JIT build
+with torch.utils.cpp_extension.load (ninja), cached in ``$TORCH_EXTENSIONS_DIR/autolora`` or
+``~/.cache/autolora/torch_extensions``. The CUDA sources are compiled only when torch is a CUDA
+build and a CUDA toolkit is found, unless ``AUTOLORA_SKIP_CUDA_BUILD=1``.
+``AUTOLORA_DISABLE_EXT=1`` turns the extension off (the torch._foreach path runs, silently: it was
+asked for). A failed build warns once and the foreach path runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+_OPS = ("backup", "restore_", "sgd_step_", "adam_step_", "global_norm", "fd_eps", "set_perturbed_")
+_state: dict = {"tried": False, "loaded": False, "error": None, "how": None, "cuda": False}
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def disabled() -> bool:
+    return _flag("AUTOLORA_DISABLE_EXT")
+
+
+def csrc_dir() -> Path | None:
+    """csrc/ shipped inside the package (wheel installs) or at the repository root (editable)."""
+    here = Path(__file__).resolve().parent
+    for cand in (here / "csrc", here.parents[1] / "csrc"):
+        if (cand / "lookahead.cpp").is_file():
+            return cand
+    return None
+
+
+def cpu_flags() -> list[str]:
+    """-O3 and OpenMP (at::parallel_for is inline OpenMP code); AVX2 when this CPU has it.
+
+    The define selects at::vec's AVX2 Vectorized; the build directory is keyed by it (see
+    build_dir), so a cache shared between machines never loads AVX2 code on a CPU without it.
+    """
+    flags = ["-O3", "-fopenmp"]
+    if sys.platform.startswith("linux") and torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
+        flags += ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"]
+    return flags
+
+
+def want_cuda() -> bool:
+    if _flag("AUTOLORA_SKIP_CUDA_BUILD") or torch.version.cuda is None:
+        return False
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    return CUDA_HOME is not None
+
+
+def build_dir(with_cuda: bool) -> Path:
+    cap = "avx2" if "-mavx2" in cpu_flags() else "generic"
+    tag = f"torch{torch.__version__.replace('+', '_')}-py{sys.version_info[0]}{sys.version_info[1]}-{cap}"
+    tag += "-cuda" if with_cuda else "-cpu"
+    root = os.environ.get("TORCH_EXTENSIONS_DIR")
+    base = Path(root) / "autolora" if root else Path.home() / ".cache" / "autolora" / "torch_extensions"
+    return base / tag
+
+
+def _has_ops() -> bool:
+    return all(hasattr(torch.ops.autolora, op) for op in _OPS) if _registered() else False
+
+
+def _registered() -> bool:
+    try:
+        return torch._C._dispatch_has_kernel_for_dispatch_key("autolora::sgd_step_", "CPU")
+    except RuntimeError:
+        return False
+
+
+def _load_prebuilt() -> bool:
+    spec = importlib.util.find_spec("autolora._lookahead_C")
+    if spec is None or spec.origin is None:
+        return False
+    torch.ops.load_library(spec.origin)
+    _state["how"] = f"prebuilt {spec.origin}"
+    return True
+
+
+def _jit_build(verbose: bool) -> None:
+    from torch.utils.cpp_extension import load
+
+    src = csrc_dir()
+    if src is None:
+        raise FileNotFoundError("csrc/lookahead.cpp not found next to the package or the repository root")
+    with_cuda = want_cuda()
+    sources = [str(src / "lookahead.cpp")]
+    if with_cuda:
+        sources += sorted(str(p) for p in (src / "cuda").glob("*.cu"))
+    out = build_dir(with_cuda)
+    out.mkdir(parents=True, exist_ok=True)
+    load(
+        name="autolora_lookahead",
+        sources=sources,
+        extra_cflags=cpu_flags(),
+        extra_cuda_cflags=["-O3", "-lineinfo"],
+        extra_ldflags=["-fopenmp"],
+        extra_include_paths=[str(src)],
+        build_directory=str(out),
+        with_cuda=with_cuda,
+        is_python_module=False,
+        verbose=verbose,
+    )
+    _state["how"] = f"jit {out}"
+
+
+def load(verbose: bool = False) -> bool:
+    """Load the extension, building it on the first call; True when its ops are registered.
+
+    Never raises for a failed build: it warns once and returns False (callers fall back to foreach).
+    """
+    if disabled():
+        return False
+    if _state["tried"]:
+        return _state["loaded"]
+    _state["tried"] = True
+    try:
+        if not _registered() and not _load_prebuilt():
+            _jit_build(verbose)
+        if not _has_ops():
+            raise RuntimeError("the library loaded but does not register every autolora:: op")
+        _state["loaded"] = True
+        _state["cuda"] = torch._C._dispatch_has_kernel_for_dispatch_key("autolora::sgd_step_", "CUDA")
+    except Exception as exc:  # a compiler error, a missing ninja/compiler, a bad prebuilt library
+        _state["error"] = f"{type(exc).__name__}: {str(exc).strip()[-2000:]}"
+        warnings.warn(
+            "autolora: the lookahead C++ extension is unavailable, using the slower torch._foreach "
+            f"path (set AUTOLORA_DISABLE_EXT=1 to choose that silently). Cause: {_state['error'][:500]}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return _state["loaded"]
+
+
+def has_device(device_type: str) -> bool:
+    """True when the loaded extension has kernels for this device type ("cpu" or "cuda")."""
+    if not load():
+        return False
+    if device_type == "cpu":
+        return True
+    return device_type == "cuda" and _state["cuda"]
+
+
+def info() -> dict:
+    """What load() did: loaded, how (prebuilt or jit + build dir), cuda kernels, error, disabled."""
+    return {
+        "disabled": disabled(),
+        "tried": _state["tried"],
+        "loaded": _state["loaded"],
+        "how": _state["how"],
+        "cuda_kernels": _state["cuda"],
+        "error": _state["error"],
+    }

@@ -1,0 +1,285 @@
+"""The lookahead ops (autolora.lookahead) against the single-tensor reference loops.
+
+Both fast paths are exercised: the compiled CPU extension (built here on first use, as in CI) and
+the torch._foreach fallback (forced with backend="foreach" and with AUTOLORA_DISABLE_EXT=1).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import warnings
+
+import pytest
+import torch
+
+from autolora import _ext
+from autolora import lookahead as la
+from autolora import lookahead_reference as ref
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+FAST = ["ext", "foreach"]
+# Both paths round the same fp32 math once; the fp32 value may differ in its last bits (FMA, order
+# of the norm's sums), so a result may differ by one ulp of its dtype: 2^-23 (a few, fp32),
+# 2^-10 (fp16), 2^-7 (bf16), relative. atol only covers values that round to (near) zero.
+TOL = {
+    torch.float32: dict(rtol=4 * 2**-23, atol=1e-7),
+    torch.float16: dict(rtol=2**-10, atol=1e-7),
+    torch.bfloat16: dict(rtol=2**-7, atol=1e-7),
+}
+NORM_TOL = dict(rtol=1e-5, atol=0.0)  # fp32 sums of up to 16k squares per chunk, in another order
+SHAPES = [(768, 8), (8, 768), (37, 3), (123,), (5, 431), (1,), (16, 33), (64, 1)]
+HAS_COMPILER = shutil.which("c++") is not None and shutil.which("ninja") is not None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _built():
+    """The first-use build, once per session; the tests below then exercise the real extension."""
+    ok = la.build()
+    if HAS_COMPILER:
+        assert ok, _ext.info()
+        assert la.backend("cpu") == "cpu-ext"
+    yield
+
+
+def _backend_or_skip(backend: str) -> str:
+    if backend == "ext" and not _ext.has_device("cpu"):
+        pytest.skip(f"extension unavailable: {_ext.info()['error']}")
+    return backend
+
+
+def make(n: int, dtype: torch.dtype, seed: int = 0, scale: float = 1.0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(SHAPES[i % len(SHAPES)], generator=g) * scale).to(dtype) for i in range(n)]
+
+
+def clones(ts):
+    return [t.clone() for t in ts]
+
+
+def assert_lists_close(got, want, dtype):
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        torch.testing.assert_close(a, b, **TOL[dtype])
+
+
+def bits(t: torch.Tensor) -> torch.Tensor:
+    return t.view({4: torch.int32, 2: torch.int16}[t.element_size()])
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [3, 48, 200])
+def test_sgd_step_matches_reference(backend, dtype, n):
+    backend = _backend_or_skip(backend)
+    params, grads = make(n, dtype, 1), make(n, dtype, 2)
+    want = clones(params)
+    ref.sgd_step_(want, grads, 0.37)
+    la.sgd_step_(params, grads, 0.37, backend=backend)
+    assert_lists_close(params, want, dtype)
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [3, 48, 200])
+def test_norm_and_eps_match_reference(backend, dtype, n):
+    backend = _backend_or_skip(backend)
+    v = make(n, dtype, 3)
+    norm = la.global_norm(v, backend=backend)
+    assert norm.dtype == torch.float32 and norm.dim() == 0
+    torch.testing.assert_close(norm, ref.global_norm(v), **NORM_TOL)
+    exact = math.sqrt(sum(float(t.double().square().sum()) for t in v))
+    assert abs(float(norm) - exact) <= 1e-5 * exact
+    eps = la.fd_eps(v, 0.01, backend=backend)
+    assert eps.dtype == torch.float32 and eps.dim() == 0
+    torch.testing.assert_close(eps, ref.fd_eps(v, 0.01), **NORM_TOL)
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [3, 48, 200])
+def test_perturb_restore_sequence(backend, dtype, n):
+    """The whole lookahead: backup, step, eps, W+ and W- from the backup, bit-exact restore."""
+    backend = _backend_or_skip(backend)
+    params, grads, v = make(n, dtype, 4), make(n, dtype, 5), make(n, dtype, 6, scale=1e-2)
+    original = clones(params)
+    saved = la.backup(params, backend=backend)
+    assert all(s.data_ptr() != p.data_ptr() for s, p in zip(saved, params, strict=True))
+    assert all(torch.equal(bits(s), bits(p)) for s, p in zip(saved, params, strict=True))
+    la.sgd_step_(params, grads, 0.1, backend=backend)
+    eps = la.fd_eps(v, 0.01, backend=backend)
+    assert float(eps) * float(ref.global_norm(v)) == pytest.approx(0.01, rel=1e-5)  # eps ||v|| = r
+    for sign in (1.0, -1.0):
+        la.set_perturbed_(params, saved, v, eps, sign, backend=backend)
+        want = clones(params)
+        ref.set_perturbed_(want, saved, v, eps, sign)
+        assert_lists_close(params, want, dtype)
+    la.restore_(params, saved, backend=backend)
+    assert all(torch.equal(bits(p), bits(o)) for p, o in zip(params, original, strict=True))
+
+
+@pytest.mark.parametrize("backend", FAST + ["reference"])
+def test_restore_is_bit_exact_for_special_values(backend):
+    backend = _backend_or_skip(backend)
+    special = torch.tensor([0.0, -0.0, float("inf"), -float("inf"), float("nan"), 1e-45, -3.5])
+    for dtype in DTYPES:
+        backups = [special.to(dtype), torch.randn(40000).to(dtype)]  # > one 16k-element chunk
+        params = [torch.zeros_like(b) for b in backups]
+        la.restore_(params, backups, backend=backend)
+        assert all(torch.equal(bits(p), bits(b)) for p, b in zip(params, backups, strict=True))
+        copies = la.backup(backups, backend=backend)
+        assert all(torch.equal(bits(c), bits(b)) for c, b in zip(copies, backups, strict=True))
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_zero_norm_gives_finite_eps_and_no_perturbation(backend, dtype):
+    backend = _backend_or_skip(backend)
+    params = make(48, dtype, 7)
+    saved = la.backup(params, backend=backend)
+    zero = [torch.zeros_like(p) for p in params]
+    assert float(la.global_norm(zero, backend=backend)) == 0.0
+    eps = la.fd_eps(zero, 0.01, backend=backend)
+    assert torch.isfinite(eps) and float(eps) == pytest.approx(0.01)
+    for sign in (1.0, -1.0):
+        la.set_perturbed_(params, saved, zero, eps, sign, backend=backend)
+        assert all(torch.equal(p, s) for p, s in zip(params, saved, strict=True))
+        assert not any(torch.isnan(p).any() for p in params)
+
+
+@pytest.mark.parametrize("backend", FAST + ["reference"])
+def test_empty_lists(backend):
+    backend = _backend_or_skip(backend)
+    assert la.backup([], backend=backend) == []
+    norm = la.global_norm([], backend=backend)
+    assert norm.dtype == torch.float32 and norm.dim() == 0 and float(norm) == 0.0
+    eps = la.fd_eps([], 0.01, backend=backend)
+    assert float(eps) == pytest.approx(0.01)
+    la.sgd_step_([], [], 0.1, backend=backend)
+    la.adam_step_([], [], [], [], 1, 1e-3, 0.9, 0.999, 1e-8, 0.0, backend=backend)
+    la.set_perturbed_([], [], [], eps, 1.0, backend=backend)
+    la.restore_([], [], backend=backend)
+
+
+def _adam_state(n, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    params = make(n, dtype, seed)
+    grads = make(n, dtype, seed + 1)
+    exp_avg = [(torch.randn(p.shape, generator=g) * 0.1).to(dtype) for p in params]
+    exp_avg_sq = [(torch.rand(p.shape, generator=g) * 0.01).to(dtype) for p in params]
+    return params, grads, exp_avg, exp_avg_sq
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [3, 48])
+def test_adam_step_matches_reference_and_keeps_moments(backend, dtype, n):
+    backend = _backend_or_skip(backend)
+    params, grads, exp_avg, exp_avg_sq = _adam_state(n, dtype, 10)
+    m0, v0 = clones(exp_avg), clones(exp_avg_sq)
+    want = clones(params)
+    args = (5, 1e-3, 0.9, 0.999, 1e-8, 0.01)
+    ref.adam_step_(want, grads, exp_avg, exp_avg_sq, *args)
+    la.adam_step_(params, grads, exp_avg, exp_avg_sq, *args, backend=backend)
+    assert_lists_close(params, want, dtype)
+    assert all(torch.equal(bits(a), bits(b)) for a, b in zip(exp_avg + exp_avg_sq, m0 + v0, strict=True))
+
+
+@pytest.mark.parametrize("backend", FAST + ["reference"])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_adam_step_is_torch_adamw(backend, weight_decay):
+    """After 3 real AdamW steps, the virtual step 4 equals AdamW's step 4, moments unchanged."""
+    backend = _backend_or_skip(backend)
+    params = [torch.nn.Parameter(t) for t in make(12, torch.float32, 20)]
+    opt = torch.optim.AdamW(params, lr=1e-2, betas=(0.9, 0.99), eps=1e-8, weight_decay=weight_decay)
+    for k in range(3):
+        for p, g in zip(params, make(12, torch.float32, 30 + k), strict=True):
+            p.grad = g
+        opt.step()
+    grads = make(12, torch.float32, 40)
+    virtual = [p.detach().clone() for p in params]
+    m = [opt.state[p]["exp_avg"] for p in params]
+    v = [opt.state[p]["exp_avg_sq"] for p in params]
+    m0, v0 = clones(m), clones(v)
+    la.adam_step_(virtual, grads, m, v, 4, 1e-2, 0.9, 0.99, 1e-8, weight_decay, backend=backend)
+    assert all(torch.equal(a, b) for a, b in zip(m + v, m0 + v0, strict=True))
+    for p, g in zip(params, grads, strict=True):
+        p.grad = g
+    opt.step()
+    assert_lists_close(virtual, [p.detach() for p in params], torch.float32)
+
+
+@pytest.mark.parametrize("backend", FAST)
+def test_mixed_dtypes_across_positions(backend):
+    backend = _backend_or_skip(backend)
+    params = [torch.randn(768, 8), torch.randn(8, 768).bfloat16(), torch.randn(33).half()]
+    grads = [torch.randn_like(p) for p in params]
+    want = clones(params)
+    ref.sgd_step_(want, grads, 0.5)
+    la.sgd_step_(params, grads, 0.5, backend=backend)
+    for a, b in zip(params, want, strict=True):
+        torch.testing.assert_close(a, b, **TOL[a.dtype])
+    torch.testing.assert_close(la.global_norm(params, backend=backend), ref.global_norm(params), **NORM_TOL)
+
+
+@pytest.mark.parametrize("backend", FAST + ["reference"])
+def test_bad_inputs_raise_value_errors_naming_the_argument(backend):
+    backend = _backend_or_skip(backend)
+    p = [torch.randn(8, 16), torch.randn(16, 8)]
+    g = [torch.randn(8, 16), torch.randn(16, 8)]
+    eps = torch.tensor(0.01)
+    with pytest.raises(ValueError, match=r"grads: expected 2 tensors"):
+        la.sgd_step_(p, g[:1], 0.1, backend=backend)
+    with pytest.raises(ValueError, match=r"grads\[1\]: expected shape \[16, 8\]"):
+        la.sgd_step_(p, [g[0], g[1].t().contiguous()], 0.1, backend=backend)
+    with pytest.raises(ValueError, match=r"grads\[0\]: expected dtype"):
+        la.sgd_step_(p, [g[0].half(), g[1]], 0.1, backend=backend)
+    with pytest.raises(ValueError, match=r"params\[1\]: expected a contiguous tensor"):
+        la.sgd_step_([p[0], torch.randn(8, 16).t()], g, 0.1, backend=backend)
+    with pytest.raises(ValueError, match=r"v\[0\]: expected a contiguous tensor"):
+        la.set_perturbed_(p, g, [torch.randn(16, 8).t(), g[1]], eps, 1.0, backend=backend)
+    with pytest.raises(ValueError, match=r"tensors\[0\]: expected dtype float32, float16 or bfloat16"):
+        la.global_norm([p[0].double()], backend=backend)
+    with pytest.raises(ValueError, match=r"backups: expected 2 tensors"):
+        la.restore_(p, g[:1], backend=backend)
+    with pytest.raises(ValueError, match=r"exp_avg_sq\[0\]: expected shape"):
+        la.adam_step_(p, g, g, [g[1], g[0]], 1, 1e-3, 0.9, 0.999, 1e-8, 0.0, backend=backend)
+    with pytest.raises(ValueError, match=r"step: expected"):
+        la.adam_step_(p, g, g, g, 0, 1e-3, 0.9, 0.999, 1e-8, 0.0, backend=backend)
+    with pytest.raises(ValueError, match=r"eps: expected a 0-d float32 tensor"):
+        la.set_perturbed_(p, g, g, eps.double(), 1.0, backend=backend)
+
+
+def test_disable_env_selects_foreach(monkeypatch):
+    monkeypatch.setenv("AUTOLORA_DISABLE_EXT", "1")
+    assert la.backend("cpu") == "foreach"
+    params, grads = make(5, torch.float32, 50), make(5, torch.float32, 51)
+    want = clones(params)
+    ref.sgd_step_(want, grads, 0.2)
+    la.sgd_step_(params, grads, 0.2)  # auto: foreach
+    assert_lists_close(params, want, torch.float32)
+    with pytest.raises(ValueError, match="backend: 'ext'"):
+        la.sgd_step_(params, grads, 0.2, backend="ext")
+
+
+def test_failed_build_warns_once_and_falls_back(monkeypatch):
+    monkeypatch.setattr(
+        _ext, "_state", {"tried": False, "loaded": False, "error": None, "how": None, "cuda": False}
+    )
+    monkeypatch.setattr(_ext, "_registered", lambda: False)
+    monkeypatch.setattr(_ext, "_load_prebuilt", lambda: False)
+    monkeypatch.setattr(_ext, "csrc_dir", lambda: None)
+    with pytest.warns(RuntimeWarning, match="torch._foreach") as record:
+        assert la.backend("cpu") == "foreach"
+    assert len(record) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        params, grads = make(4, torch.float32, 60), make(4, torch.float32, 61)
+        la.sgd_step_(params, grads, 0.1)
+        assert la.backend("cpu") == "foreach"
+
+
+def test_unknown_backend_is_rejected():
+    with pytest.raises(ValueError, match="backend: expected one of"):
+        la.global_norm([torch.ones(3)], backend="fused")
