@@ -201,6 +201,12 @@ def test_named_columns_and_pairs(tmp_path, tok):
     assert 1 in data.train[1]["token_type_ids"]
 
 
+def test_integer_labels_written_as_floats(tmp_path, tok):
+    body = "sentence,label\na,1.0\nb,0.0\nc,2\n"
+    data = load_task(DataConfig(**pair_files(tmp_path, body, body, ".csv")), tok)
+    assert data.train["labels"] == [1, 0, 2] and data.label_names == ["0", "1", "2"]
+
+
 def test_guessed_pair_columns(tmp_path, tok):
     body = "premise,hypothesis,label\nA man.,A person.,0\nA dog.,A cat.,1\n"
     data = load_task(DataConfig(**pair_files(tmp_path, body, body, ".csv")), tok)

@@ -331,9 +331,10 @@ def _as_int(v: Any) -> int | None:
         return int(v)
     if isinstance(v, str):
         try:
-            return int(v.strip())
+            x = float(v)  # "7", "7.0" and "7e0" are all 7
         except ValueError:
             return None
+        return int(x) if x.is_integer() else None
     return None
 
 
