@@ -64,7 +64,7 @@ def _fused_lora_gemm_kernel(
     coef_ptr,  # (R,)  fp32 s * alpha
     bias_ptr,  # (N,)
     out_ptr,  # (M, N)
-    p_ptr,  # (M, R)   fp32 t or h: written when STORE_P, read when ADD_LORA and not FUSE_P
+    p_ptr,  # (M, R)   fp32 t or h: written when FUSE_P, read when ADD_LORA and not FUSE_P
     # sizes
     M,
     N,
@@ -86,8 +86,7 @@ def _fused_lora_gemm_kernel(
     stride_pr,
     # meta
     HAS_BASE: tl.constexpr,  # accumulate A @ B
-    FUSE_P: tl.constexpr,  # accumulate P = A @ D in the same K loop
-    STORE_P: tl.constexpr,  # programs with pid_n == 0 write P
+    FUSE_P: tl.constexpr,  # accumulate P = A @ D in the same K loop (programs with pid_n == 0 store it)
     ADD_LORA: tl.constexpr,  # add (P * coef) @ C
     HAS_BIAS: tl.constexpr,
     R_PAD: tl.constexpr,
@@ -141,7 +140,7 @@ def _fused_lora_gemm_kernel(
                 p = _mma(a, d, p, DOT_FP32, PRECISION)
 
     p_ptrs = p_ptr + offs_m[:, None] * stride_pm + offs_r[None, :] * stride_pr
-    if STORE_P:
+    if FUSE_P:
         if pid_n == 0:  # every column block computed the same P; one of them writes it
             tl.store(p_ptrs, p, mask=mask_m[:, None] & mask_r[None, :])
     if ADD_LORA:
@@ -296,31 +295,24 @@ def _dot_switches(dtype: torch.dtype) -> tuple[bool, str]:
     return dot_fp32, "tf32" if tf32 else "ieee"
 
 
-def _launch_gemm(a, b_kn, d_kr, c_rn, coef, bias, out, p, *, has_base, fuse_p, store_p, add_lora):
-    """One launch of the fused kernel. Matrices are (tensor, stride0, stride1) views or None."""
+def _launch_gemm(a, out, p, coef, *, b=None, d=None, c=None, bias=None) -> None:
+    """out = [A @ B] + [(P * coef) @ C] + [bias], with P = A @ D computed and stored when D is given,
+    else read from p. Each of b (K, N), d (K, R), c (R, N) is a (tensor, stride0, stride1) view or
+    None (term absent); out None means P only."""
     m, k = a.shape
     n = out.shape[1] if out is not None else 1
     r = coef.shape[0]
+    if m == 0:
+        return
     dot_fp32, precision = _dot_switches(a.dtype)
-    dummy = coef  # never dereferenced: the constexpr flags compile the load or store away
-    b, sbk, sbn = b_kn if b_kn is not None else (dummy, 0, 0)
-    d, sdk, sdr = d_kr if d_kr is not None else (dummy, 0, 0)
-    c, scr, scn = c_rn if c_rn is not None else (dummy, 0, 0)
-    o = out if out is not None else dummy
-    som, son = (out.stride(0), out.stride(1)) if out is not None else (0, 0)
-    args = (a, b, d, c, coef, bias if bias is not None else dummy, o, p, m, n, k, r)
-    args += (triton.next_power_of_2(max(m, 1)),)
+    dummy = (coef, 0, 0)  # never dereferenced: the constexpr flags compile the load or store away
+    (bt, sbk, sbn), (dt, sdk, sdr), (ct, scr, scn) = (v if v is not None else dummy for v in (b, d, c))
+    o, som, son = (out, out.stride(0), out.stride(1)) if out is not None else dummy
+    args = (a, bt, dt, ct, coef, bias if bias is not None else coef, o, p, m, n, k, r)
+    args += (triton.next_power_of_2(m),)
     args += (a.stride(0), a.stride(1), sbk, sbn, sdk, sdr, scr, scn, som, son, p.stride(0), p.stride(1))
-    meta = dict(
-        HAS_BASE=has_base,
-        FUSE_P=fuse_p,
-        STORE_P=store_p,
-        ADD_LORA=add_lora,
-        HAS_BIAS=bias is not None,
-        R_PAD=rank_pad(r),
-        DOT_FP32=dot_fp32,
-        PRECISION=precision,
-    )
+    meta = dict(HAS_BASE=b is not None, FUSE_P=d is not None, ADD_LORA=c is not None)
+    meta.update(HAS_BIAS=bias is not None, R_PAD=rank_pad(r), DOT_FP32=dot_fp32, PRECISION=precision)
     if interpreting():
         cfg = INTERPRET_CONFIG
         grid = (triton.cdiv(m, cfg["BLOCK_M"]) * triton.cdiv(n, cfg["BLOCK_N"]),)
@@ -336,7 +328,7 @@ def _launch_gemm(a, b_kn, d_kr, c_rn, coef, bias, out, p, *, has_base, fuse_p, s
 def _num_splits(m: int, device: torch.device) -> int:
     """Row splits for gU / gV: enough programs to fill the GPU (about 4 per SM at L = 768)."""
     if interpreting():
-        return min(INTERPRET_SPLIT, triton.cdiv(m, INTERPRET_GRAD_CONFIG["BLOCK_M"]))
+        return max(1, min(INTERPRET_SPLIT, triton.cdiv(m, INTERPRET_GRAD_CONFIG["BLOCK_M"])))
     sms = torch.cuda.get_device_properties(device).multi_processor_count
     return max(1, min(triton.cdiv(m, 512), 4 * sms // 6))
 
@@ -395,18 +387,12 @@ def fused_linear_forward(
     w0t = (weight, swk, swn)  # B = W0^T: (K, N)
     vt = (V, V.stride(1), V.stride(0))  # D = V^T: (K, r)
     ut = (U, U.stride(1), U.stride(0))  # C = U^T: (r, N)
-    flags = dict(has_base=True, store_p=True, add_lora=True)
     if x_adapter is None:  # t accumulated in the GEMM's own K loop: x is read once
-        _launch_gemm(x, w0t, vt, ut, coef, bias, y, t, fuse_p=True, **flags)
+        _launch_gemm(x, y, t, coef, b=w0t, d=vt, c=ut, bias=bias)
     else:  # t needs x_a, a different tensor: one thin pass over it first
-        _launch_gemm(x_adapter, None, vt, None, coef, None, None, t, **_P_ONLY)
-        _launch_gemm(
-            x, w0t, None, ut, coef, bias, y, t, fuse_p=False, has_base=True, store_p=False, add_lora=True
-        )
+        _launch_gemm(x_adapter, None, t, coef, d=vt)
+        _launch_gemm(x, y, t, coef, b=w0t, c=ut, bias=bias)
     return y, t
-
-
-_P_ONLY = dict(has_base=False, fuse_p=True, store_p=True, add_lora=False)
 
 
 def fused_linear_backward(
@@ -419,15 +405,17 @@ def fused_linear_backward(
     t: torch.Tensor,
     conv1d: bool = False,
     need_dx: bool = True,
+    need_dx_adapter: bool = False,
     adapter_separate: bool = False,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients of `fused_linear_forward`: (gx, gx_a, gU, gV, gcoef).
 
     grad_y: (M, N); x_a: (M, K) the adapter input that was used (x itself unless adapter_separate);
-    t: (M, r) fp32 from the forward. gx is None unless need_dx; gx_a is None unless adapter_separate
-    (then gx holds only gy W0). gcoef = sum_m t * h in fp32, with h = gy U, so galpha = s * gcoef.
+    t: (M, r) fp32 from the forward. gx is None unless need_dx; gx_a is None unless need_dx_adapter.
+    With adapter_separate (x_a is a dropout output, not x) gx holds only gy W0 and gx_a the adapter's
+    part (h * coef) V; otherwise gx holds both. gcoef = sum_m t * h (fp32, h = gy U): galpha = s gcoef.
     """
-    m, n = grad_y.shape
+    m = grad_y.shape[0]
     k = V.shape[1]
     r = U.shape[1]
     h = torch.empty((m, r), device=grad_y.device, dtype=torch.float32)
@@ -436,42 +424,15 @@ def fused_linear_backward(
     u = (U, U.stride(0), U.stride(1))  # D = U: (N, r)
     v = (V, V.stride(0), V.stride(1))  # C = V: (r, K)
     gx = gx_a = None
-    if need_dx:
+    if need_dx:  # h accumulated in the dx GEMM's loop over N: gy is read once for both
         gx = torch.empty((m, k), device=grad_y.device, dtype=grad_y.dtype)
-        # h is accumulated in the dx GEMM's loop over N: gy is read once for both.
-        _launch_gemm(
-            grad_y,
-            w0,
-            u,
-            v,
-            coef,
-            None,
-            gx,
-            h,
-            has_base=True,
-            fuse_p=True,
-            store_p=True,
-            add_lora=not adapter_separate,
-        )
-    else:
-        _launch_gemm(grad_y, None, u, None, coef, None, None, h, **_P_ONLY)
-    if adapter_separate and need_dx:
+        _launch_gemm(grad_y, gx, h, coef, b=w0, d=u, c=None if adapter_separate else v)
+    else:  # x frozen (or only the dropout branch wants a gradient): h alone, one thin pass over gy
+        _launch_gemm(grad_y, None, h, coef, d=u)
+    if need_dx_adapter:
         gx_a = torch.empty((m, k), device=grad_y.device, dtype=grad_y.dtype)
-        _launch_gemm(
-            grad_y,
-            None,
-            None,
-            v,
-            coef,
-            None,
-            gx_a,
-            h,
-            has_base=False,
-            fuse_p=False,
-            store_p=False,
-            add_lora=True,
-        )
+        _launch_gemm(grad_y, gx_a, h, coef, c=v)
     g_u = _rank_grad(grad_y, t, coef, out_rl=False)  # (N, r) = gy^T (t * coef)
-    g_v = _rank_grad(x_a, h, coef, out_rl=True)  # (r, K) = ((h * coef)^T x_a)
-    g_coef = (t * h).sum(0)  # (r,): M x r fp32, a few MB at most
+    g_v = _rank_grad(x_a, h, coef, out_rl=True)  # (r, K) = (h * coef)^T x_a
+    g_coef = (t * h).sum(0)  # (r,) from two M x r fp32 tensors: a few MB at most
     return gx, gx_a, g_u, g_v, g_coef

@@ -1,0 +1,319 @@
+"""The Triton path of autolora_linear against autograd of reference.py: output and every gradient.
+
+Without CUDA the kernels run in Triton's interpreter on CPU tensors (TRITON_INTERPRET=1, set here if
+absent, plus AUTOLORA_TRITON_ON_CPU=1); with CUDA they run on the GPU. Shapes stay tiny because each
+interpreted program costs milliseconds: M=37, K=70, N=130 with 16 x 32 x 32 blocks still gives
+ragged edges in every dimension and two M-splits in the gU / gV reductions.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+pytest.importorskip("triton")
+CUDA = torch.cuda.is_available()
+if not CUDA:
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # read when the kernels are decorated (first use)
+DEVICE = "cuda" if CUDA else "cpu"
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+pytestmark = pytest.mark.skipif(
+    not CUDA and not INTERPRET, reason="no CUDA and TRITON_INTERPRET is not 1 (set before triton loads)"
+)
+
+from autolora_kernels import autolora_linear, autolora_linear_backward_reference  # noqa: E402
+from autolora_kernels.reference import autolora_linear_reference  # noqa: E402
+
+EPS = {torch.float32: torch.finfo(torch.float32).eps, torch.float16: 2**-10, torch.bfloat16: 2**-7}
+
+
+@pytest.fixture
+def triton_path(monkeypatch):
+    """Route the op to the Triton kernels and count their launches (so no test passes on a fallback)."""
+    from autolora_kernels import fused_linear_kernels as kern
+
+    monkeypatch.setenv("AUTOLORA_TRITON_ON_CPU", "1")
+    monkeypatch.delenv("AUTOLORA_FORCE_REFERENCE", raising=False)
+    calls = {"forward": 0, "backward": 0}
+    for name in calls:
+        fn = getattr(kern, f"fused_linear_{name}")
+
+        def counted(*args, _fn=fn, _name=name, **kwargs):
+            calls[_name] += 1
+            return _fn(*args, **kwargs)
+
+        monkeypatch.setattr(kern, f"fused_linear_{name}", counted)
+    return calls
+
+
+def make_case(m_shape, k, n, r, dtype, *, bias=True, conv1d=False, fixed=False, seed=0):
+    """Inputs in fp64 (cast per test) with O(1) outputs; U non-zero, unlike its init, so every term
+    (and gbeta) is exercised."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(n, k, generator=g, dtype=torch.float64) / k**0.5
+    case = {
+        "x": torch.randn(*m_shape, k, generator=g, dtype=torch.float64),
+        "weight": w.t().contiguous() if conv1d else w,  # Conv1D stores (in, out)
+        "bias": torch.randn(n, generator=g, dtype=torch.float64) if bias else None,
+        "U": torch.randn(n, r, generator=g, dtype=torch.float64) / r**0.5,
+        "V": torch.randn(r, k, generator=g, dtype=torch.float64) / k**0.5,
+        "beta": None if fixed else torch.randn(r, generator=g, dtype=torch.float64),
+        "gy": torch.randn(*m_shape, n, generator=g, dtype=torch.float64),
+    }
+    return case, {"scaling": 16.0 / r, "conv1d": conv1d}
+
+
+def run(fn, case, kw, dtype, *, x_grad=True, dropout_mask=None, x_view=None):
+    """Forward + backward of fn in `dtype` (beta stays fp32 as in the layer); returns y and grads."""
+    dev = DEVICE
+
+    def cast(t, dt=dtype):
+        return None if t is None else t.to(device=dev, dtype=dt)
+
+    x = cast(case["x"]).requires_grad_(x_grad)
+    U, V = cast(case["U"]).requires_grad_(), cast(case["V"]).requires_grad_()
+    beta = None if case["beta"] is None else cast(case["beta"], torch.float32).requires_grad_()
+    x_in = x_view(x) if x_view is not None else x
+    x_a = None if dropout_mask is None else x_in * cast(dropout_mask)
+    y = fn(x_in, cast(case["weight"]), cast(case["bias"]), U, V, beta, x_adapter=x_a, **kw)
+    y.backward(cast(case["gy"]))
+    grads = {"x": x.grad, "U": U.grad, "V": V.grad, "beta": None if beta is None else beta.grad}
+    return y.detach(), grads
+
+
+def assert_matches_reference(case, kw, dtype, **run_kw):
+    """Kernel error vs fp64 truth must stay within 2x PyTorch's own error in `dtype` on the same
+    inputs (the reference run in `dtype`), plus one ulp of the result's magnitude for entries where
+    PyTorch happens to be exact. Both sides round and accumulate in different orders (the kernel keeps
+    t and h in fp32, PyTorch rounds them), hence 2x, as in flash-attention's tests."""
+    # Truth from the inputs as rounded to `dtype` (beta is fp32), so only the computation differs.
+    rounded = {
+        k: None if v is None else v.to(torch.float32 if k == "beta" else dtype).double()
+        for k, v in case.items()
+    }
+    got_y, got_g = run(autolora_linear, rounded, kw, dtype, **run_kw)
+    ref_y, ref_g = run(autolora_linear_reference, rounded, kw, dtype, **run_kw)
+    true_y, true_g = run(autolora_linear_reference, rounded, kw, torch.float64, **run_kw)
+    pairs = [("y", got_y, ref_y, true_y)] + [(k, got_g[k], ref_g[k], true_g[k]) for k in got_g]
+    for name, got, ref, true in pairs:
+        if true is None:
+            assert got is None, f"{name}: expected no gradient"
+            continue
+        assert_within_torch_error(name, got, ref, true, dtype)
+
+
+def assert_within_torch_error(name, got, ref, true, dtype):
+    """|got - true| <= 2 |ref - true| + one ulp of max |true|, maxima over the tensor (see above)."""
+    assert got is not None and got.shape == true.shape and got.dtype == ref.dtype, name
+    err = (got.double() - true).abs().max().item()
+    ref_err = (ref.double() - true).abs().max().item()
+    bound = 2 * ref_err + EPS[dtype] * true.abs().max().item()
+    assert err <= bound, f"{name}: max error {err:.3g} > {bound:.3g} (PyTorch {dtype}: {ref_err:.3g})"
+
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("rank", [1, 3, 8, 16, 33])
+def test_odd_shapes_all_gradients(triton_path, dtype, rank):
+    case, kw = make_case((37,), 70, 130, rank, dtype)
+    assert_matches_reference(case, kw, dtype)
+    assert triton_path == {"forward": 1, "backward": 1}
+
+
+VARIANTS = {
+    "conv1d": dict(case=dict(conv1d=True)),
+    "no_bias": dict(case=dict(bias=False)),
+    "fixed_mode": dict(case=dict(fixed=True)),
+    "rank64_conv1d_fixed": dict(case=dict(conv1d=True, fixed=True), rank=64),
+    "x_no_grad": dict(run=dict(x_grad=False)),
+    "x_3d": dict(m_shape=(3, 13)),
+    "x_transposed": dict(run=dict(x_view=lambda x: x.t().contiguous().t())),  # strides (1, M)
+    "x_sliced_3d": dict(m_shape=(2, 19), run=dict(x_view=lambda x: torch.cat([x, x], -1)[..., ::2])),
+    "dropout": dict(dropout=True),
+    "dropout_x_no_grad": dict(dropout=True, run=dict(x_grad=False)),
+    "dropout_conv1d_no_bias": dict(dropout=True, case=dict(conv1d=True, bias=False)),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_variants(triton_path, variant, dtype):
+    spec = VARIANTS[variant]
+    m_shape = spec.get("m_shape", (37,))
+    case, kw = make_case(m_shape, 70, 130, spec.get("rank", 3), dtype, **spec.get("case", {}))
+    run_kw = dict(spec.get("run", {}))
+    if spec.get("dropout"):
+        keep = torch.rand(*m_shape, 70, generator=torch.Generator().manual_seed(1)) > 0.5
+        run_kw["dropout_mask"] = keep.double() * 2.0  # inverted dropout, p = 0.5: exact in every dtype
+    assert_matches_reference(case, kw, dtype, **run_kw)
+    assert triton_path == {"forward": 1, "backward": 1}
+
+
+@pytest.mark.parametrize(
+    "dtype, need_dx, need_dx_adapter, separate",
+    [
+        (torch.float32, True, False, False),  # gx = gy W0 + (h c) V in one GEMM, h from its prologue
+        (torch.float16, True, True, True),  # dropout split: gx = gy W0, gx_a = (h c) V
+        (torch.float32, False, True, True),  # only gx_a: h from the P-only launch
+        (torch.float16, False, False, False),  # x frozen: P-only launch for h, no M x K output
+    ],
+)
+def test_launchers_without_autograd(dtype, need_dx, need_dx_adapter, separate):
+    """The plain launchers called directly (Conv1D layout): y, t, gx, gx_a, gU, gV and gbeta from
+    gcoef, against the reference run in `dtype` and in fp64 (criterion of assert_matches_reference)."""
+    from autolora_kernels import fused_linear_kernels as kern
+
+    case, kw = make_case((37,), 70, 130, 5, dtype, conv1d=True)
+    xa = case["x"] * (torch.rand(case["x"].shape, generator=torch.Generator().manual_seed(2)) > 0.5) * 2.0
+    case["x_a"] = xa if separate else case["x"]
+    lo = {
+        k: None if v is None else v.to(DEVICE, torch.float32 if k == "beta" else dtype)
+        for k, v in case.items()
+    }
+    hi = {k: None if v is None else v.double() for k, v in lo.items()}
+    alpha = torch.softmax(lo["beta"], 0)
+    coef = alpha * kw["scaling"]
+    y, t = kern.fused_linear_forward(
+        lo["x"], lo["weight"], lo["bias"], lo["U"], lo["V"], coef, True, lo["x_a"] if separate else None
+    )
+    grads = kern.fused_linear_backward(
+        lo["gy"], lo["x_a"], lo["weight"], lo["U"], lo["V"], coef, t, True, need_dx, need_dx_adapter, separate
+    )
+    g_alpha = kw["scaling"] * grads[4]
+    got = {"y": y, "t": t, "gx": grads[0], "gx_a": grads[1], "gU": grads[2], "gV": grads[3]}
+    got["gbeta"] = alpha * (g_alpha - (alpha * g_alpha).sum())
+
+    def expected(c):
+        args = (c["weight"], c["bias"], c["U"], c["V"], c["beta"])
+        y = autolora_linear_reference(c["x"], *args, **kw, x_adapter=c["x_a"] if separate else None)
+        gxb, gxa, g_u, g_v, g_beta = autolora_linear_backward_reference(
+            c["gy"], c["x_a"], c["weight"], c["U"], c["V"], c["beta"], **kw
+        )
+        t = (c["x_a"] @ c["V"].t()).to(torch.float32 if c["x"].dtype != torch.float64 else torch.float64)
+        gx = gxb if separate else gxb + gxa
+        return {"y": y, "t": t, "gx": gx, "gx_a": gxa, "gU": g_u, "gV": g_v, "gbeta": g_beta}
+
+    ref, true = expected(lo), expected(hi)
+    for name in got:
+        wanted = {"gx": need_dx, "gx_a": need_dx_adapter}.get(name, True)
+        if not wanted:
+            assert got[name] is None, name
+            continue
+        assert_within_torch_error(name, got[name], ref[name], true[name], dtype)
+
+
+def test_no_tokens(triton_path):
+    """M = 0 launches nothing: empty y and gx, zero gU, gV and gbeta."""
+    case, kw = make_case((0,), 70, 130, 3, torch.float32)
+    y, g = run(autolora_linear, case, kw, torch.float32)
+    assert y.shape == (0, 130) and g["x"].shape == (0, 70)
+    assert all(torch.count_nonzero(g[k]) == 0 for k in ("U", "V", "beta"))
+    assert triton_path == {"forward": 1, "backward": 1}
+
+
+def test_backward_reference_is_autograd_of_forward_reference():
+    """The explicit backward (used inside the op on the reference path) is SPEC's formula: check it
+    against autograd of the forward reference in fp64, for the dropout split too."""
+    case, kw = make_case((9,), 11, 7, 3, torch.float64, conv1d=True)
+    x, xa = case["x"].clone().requires_grad_(), (case["x"] * 0.5).requires_grad_()
+    U, V, beta = (case[k].clone().requires_grad_() for k in ("U", "V", "beta"))
+    y = autolora_linear_reference(x, case["weight"], case["bias"], U, V, beta, x_adapter=xa, **kw)
+    want = torch.autograd.grad(y, (x, xa, U, V, beta), case["gy"])
+    got = autolora_linear_backward_reference(case["gy"], xa.detach(), case["weight"], U, V, beta, **kw)
+    for name, g, w in zip(("gx", "gx_adapter", "gU", "gV", "gbeta"), got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize(
+    "mutate, err, words",
+    [
+        (lambda a: a.update(U=a["U"][:-1]), ValueError, "U, V: expected"),
+        (lambda a: a.update(V=a["V"][:, :-1]), ValueError, "U, V: expected"),
+        (lambda a: a.update(bias=a["bias"][:-1]), ValueError, "bias: expected shape"),
+        (lambda a: a.update(beta=a["beta"][:-1]), ValueError, "beta: expected shape"),
+        (lambda a: a.update(x=a["x"][:, :-1]), ValueError, "x: expected last dimension"),
+        (lambda a: a.update(U=a["U"].half()), TypeError, "U: expected torch.float32"),
+        (lambda a: a.update(x=a["x"].double()), TypeError, "x: dtype torch.float64"),
+        (lambda a: a.update(V=a["V"].to("meta")), TypeError, "V: expected torch.float32 on cpu"),
+        (lambda a: a.update(beta=a["beta"].to("meta")), TypeError, "beta: expected a floating tensor"),
+        (lambda a: a.update(x_adapter=a["x"][:-1]), ValueError, "x_adapter: expected the shape"),
+        (lambda a: a.update(x_adapter=a["x"].half()), TypeError, "x_adapter: expected torch.float32"),
+    ],
+)
+def test_bad_input_fails_before_launch(triton_path, mutate, err, words):
+    case, kw = make_case((4,), 6, 5, 2, torch.float32)
+    args = {k: case[k].float() for k in ("x", "weight", "bias", "U", "V", "beta")}
+    args["x_adapter"] = None
+    mutate(args)
+    with pytest.raises(err, match=words):
+        autolora_linear(**args, **kw)
+    assert triton_path == {"forward": 0, "backward": 0}
+
+
+def test_force_reference_env(triton_path, monkeypatch):
+    monkeypatch.setenv("AUTOLORA_FORCE_REFERENCE", "1")
+    case, kw = make_case((5,), 6, 7, 2, torch.float32)
+    y, _ = run(autolora_linear, case, kw, torch.float32)
+    assert y.shape == (5, 7) and triton_path == {"forward": 0, "backward": 0}
+
+
+MISSING_TRITON = """
+import sys, warnings, torch
+sys.modules["triton"] = None  # `import triton` now raises ImportError
+from autolora_kernels import autolora_linear, autolora_linear_reference
+x, w, b, U, V, beta = (torch.randn(*s) for s in ((5, 6), (7, 6), (7,), (7, 2), (2, 6), (2,)))
+args = (x, w, b, U, V, beta, 8.0)
+with warnings.catch_warnings(record=True) as record:
+    warnings.simplefilter("always")
+    ys = [autolora_linear(*args) for _ in range(2)]
+assert sum("triton unavailable" in str(w.message) for w in record) == 1, [str(w.message) for w in record]
+for y in ys:
+    torch.testing.assert_close(y, autolora_linear_reference(*args))
+"""
+
+
+def test_missing_triton_falls_back_with_one_warning():
+    """A fresh interpreter where triton cannot be imported, asked for the Triton path twice."""
+    env = dict(os.environ, AUTOLORA_TRITON_ON_CPU="1", TRITON_INTERPRET="1")
+    env.pop("AUTOLORA_FORCE_REFERENCE", None)
+    subprocess.run([sys.executable, "-c", MISSING_TRITON], check=True, timeout=120, env=env)
+
+
+def test_import_has_no_triton_side_effect():
+    code = "import sys, autolora_kernels; assert 'triton' not in sys.modules, 'triton imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+# ------------------------------------------------------------------------------------------------
+# GPU only: bf16 with real tensor cores, and shapes large enough for the autotuned tiles
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("m, k, n, r", [(4096, 1024, 3072, 8), (1000, 768, 2304, 64), (4133, 4096, 4096, 16)])
+@pytest.mark.parametrize("conv1d", [False, True])
+def test_gpu_large(triton_path, dtype, m, k, n, r, conv1d):
+    case, kw = make_case((m,), k, n, r, dtype, conv1d=conv1d)
+    assert_matches_reference(case, kw, dtype)
+    assert triton_path == {"forward": 1, "backward": 1}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_gpu_layer_bf16_dropout(triton_path):
+    from autolora import FusedAutoLoraLinear
+
+    layer = FusedAutoLoraLinear(nn.Linear(768, 768), rank=8, dropout=0.1).to(DEVICE, torch.bfloat16)
+    x = torch.randn(4, 512, 768, device=DEVICE, dtype=torch.bfloat16, requires_grad=True)
+    layer(x).float().square().mean().backward()
+    assert triton_path == {"forward": 1, "backward": 1}
+    assert all(torch.isfinite(g).all() for g in (x.grad, layer.U.grad, layer.V.grad, layer.beta.grad))
