@@ -1,9 +1,70 @@
-"""Packaging: the public package lives in python/autolora, the kernels in autolora_kernels/."""
+"""Packaging: the public package lives in python/autolora, the kernels in autolora_kernels/.
+
+The lookahead C++ extension (csrc/) is normally built on first use (python/autolora/_ext.py). With
+AUTOLORA_BUILD_EXT=1 it is built here instead, as autolora/_lookahead_C (CUDA sources too when torch
+is a CUDA build and a toolkit is found, unless AUTOLORA_SKIP_CUDA_BUILD=1); that needs torch in the
+build environment: `AUTOLORA_BUILD_EXT=1 pip install -e . --no-build-isolation`. Without the
+variable, building imports nothing but setuptools, so an isolated build stays fast and CPU-only.
+csrc/ is copied into the package (autolora/csrc) so that a wheel install can build on first use.
+"""
+
+import os
+import shutil
+from pathlib import Path
 
 from setuptools import setup
+from setuptools.command.build_py import build_py
+
+ROOT = Path(__file__).resolve().parent
+
+
+class BuildPyWithCsrc(build_py):
+    """Also ship csrc/ as autolora/csrc (editable installs find it at the repository root)."""
+
+    def run(self):
+        super().run()
+        if getattr(self, "editable_mode", False):
+            return
+        target = Path(self.build_lib) / "autolora" / "csrc"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(ROOT / "csrc", target, ignore=shutil.ignore_patterns("*.o", "build*"))
+
+
+def _flag(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def extension_kwargs():
+    if not _flag("AUTOLORA_BUILD_EXT"):
+        return {}
+    import sys
+
+    import torch
+    from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+    sys.path.insert(0, str(ROOT / "python" / "autolora"))
+    import _ext  # the build helper alone: the same compiler flags as the first-use build
+
+    sources = ["csrc/lookahead.cpp"]
+    args = {"cxx": _ext.cpu_flags()}
+    with_cuda = (
+        torch.version.cuda is not None and CUDA_HOME is not None and not _flag("AUTOLORA_SKIP_CUDA_BUILD")
+    )
+    if with_cuda:
+        sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "cuda").glob("*.cu"))
+        args["nvcc"] = ["-O3", "-lineinfo"]
+    make = CUDAExtension if with_cuda else CppExtension
+    ext = make("autolora._lookahead_C", sources, include_dirs=[str(ROOT / "csrc")],
+               extra_compile_args=args, extra_link_args=["-fopenmp"])  # fmt: skip
+    return {"ext_modules": [ext], "cmdclass": {"build_ext": BuildExtension, "build_py": BuildPyWithCsrc}}
+
+
+kwargs = {"cmdclass": {"build_py": BuildPyWithCsrc}}
+kwargs.update(extension_kwargs())
 
 setup(
     package_dir={"autolora": "python/autolora", "autolora_kernels": "autolora_kernels"},
     packages=["autolora", "autolora_kernels"],
     package_data={"autolora": ["bundled/README.md", "bundled/cola/*.tsv"]},
+    **kwargs,
 )

@@ -1,0 +1,125 @@
+"""Which code paths this install would take: the data behind an `autolora doctor` report.
+
+describe() never builds anything unless asked (build=True compiles the lookahead extension, as its
+first use would) and never raises: a part it cannot inspect is reported as such.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import platform
+from pathlib import Path
+
+import torch
+
+from autolora import _ext
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _layer_backend(cuda: bool, triton: bool) -> dict:
+    """Ask autolora_kernels if it says (a `backend()`/`layer_backend()` function), else infer: the
+    Triton kernels run on CUDA tensors when triton imports, the reference math otherwise."""
+    try:
+        import autolora_kernels as k
+    except Exception as exc:  # a broken kernels package is exactly what a doctor report is for
+        return {"name": "unavailable", "source": f"import autolora_kernels failed: {exc}"}
+    for attr in ("layer_backend", "backend"):
+        fn = getattr(k, attr, None)
+        if callable(fn):
+            try:
+                return {"name": str(fn("cuda" if cuda else "cpu")), "source": f"autolora_kernels.{attr}()"}
+            except Exception as exc:
+                return {"name": "unknown", "source": f"autolora_kernels.{attr}() raised {exc!r}"}
+    return {"name": "triton" if cuda and triton else "reference", "source": "inferred (cuda and triton)"}
+
+
+def describe(build: bool = False) -> dict:
+    """Versions, device, the layer backend, the lookahead backend and the extension's build state.
+
+    build=True builds (or loads from cache) the lookahead extension first; otherwise its state is
+    reported as it stands in this process, and lookahead_backend is None if nothing was tried yet.
+    """
+    cuda = torch.cuda.is_available()
+    triton = importlib.util.find_spec("triton") is not None
+    device = {
+        "type": "cuda" if cuda else "cpu",
+        "name": torch.cuda.get_device_name() if cuda else _cpu_name(),
+        "torch_cuda": torch.version.cuda,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+    }
+    if build:
+        _ext.load()
+    info = _ext.info()
+    device_type = device["type"]
+    if info["disabled"]:
+        lookahead = "foreach"
+    elif info["tried"]:
+        from autolora.lookahead import backend
+
+        lookahead = backend(device_type)
+    else:
+        lookahead = None
+    return {
+        "versions": {
+            "autolora": _version("autolora"),
+            "torch": torch.__version__,
+            "triton": _version("triton") if triton else None,
+            "transformers": _version("transformers"),
+            "python": platform.python_version(),
+        },
+        "device": device,
+        "layer_backend": _layer_backend(cuda, triton),
+        "lookahead_backend": lookahead,
+        "extension": {
+            "compiled": info["loaded"],
+            "state": (
+                "disabled (AUTOLORA_DISABLE_EXT=1)"
+                if info["disabled"]
+                else "not built yet (describe(build=True) builds it)"
+                if not info["tried"]
+                else f"loaded ({info['how']})"
+                if info["loaded"]
+                else "build failed"
+            ),
+            "cuda_kernels": info["cuda_kernels"],
+            "will_build_cuda": _ext.want_cuda(),
+            "sources": str(_ext.csrc_dir()) if _ext.csrc_dir() else None,
+            "error": info["error"],
+        },
+    }
+
+
+def format_description(d: dict) -> str:
+    """describe()'s dict as aligned `key: value` lines, one section per block."""
+    ext, dev = d["extension"], d["device"]
+    yes = lambda b: "yes" if b else "no"
+    lines = [
+        "versions:   " + ", ".join(f"{k} {v or '-'}" for k, v in d["versions"].items()),
+        f"device:     {dev['type']} ({dev['name']}); torch cuda {dev['torch_cuda'] or '-'}, "
+        f"cpu {dev['cpu_capability']}, {dev['threads']} threads",
+        f"layer:      {d['layer_backend']['name']}  [{d['layer_backend']['source']}]",
+        f"lookahead:  {d['lookahead_backend'] or 'unknown until the extension is built'}",
+        f"extension:  {ext['state']}; cuda kernels {yes(ext['cuda_kernels'])} "
+        f"(would build cuda: {yes(ext['will_build_cuda'])}); sources {ext['sources'] or 'missing'}",
+    ]
+    if ext["error"]:
+        lines.append(f"  error:    {ext['error'][:300]}")
+    return "\n".join(lines)

@@ -1,0 +1,32 @@
+"""autolora.backends: the doctor report's data and its text form."""
+
+from __future__ import annotations
+
+import torch
+
+from autolora import _ext, backends
+
+
+def test_describe_reports_versions_device_and_backends():
+    d = backends.describe(build=True)
+    assert d["versions"]["torch"] == torch.__version__
+    assert d["device"]["type"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert d["layer_backend"]["name"] in ("triton", "reference") or d["layer_backend"]["source"].startswith(
+        "autolora_kernels."
+    )
+    assert d["extension"]["compiled"] == _ext.info()["loaded"]
+    expected = (
+        {"cpu": "cpu-ext", "cuda": "cuda-ext"}[d["device"]["type"]] if _ext.info()["loaded"] else "foreach"
+    )
+    if d["device"]["type"] == "cuda" and not _ext.info()["cuda_kernels"]:
+        expected = "foreach"
+    assert d["lookahead_backend"] == expected
+    text = backends.format_description(d)
+    assert f"lookahead:  {expected}" in text and torch.__version__ in text
+
+
+def test_describe_with_extension_disabled(monkeypatch):
+    monkeypatch.setenv("AUTOLORA_DISABLE_EXT", "1")
+    d = backends.describe()
+    assert d["lookahead_backend"] == "foreach"
+    assert d["extension"]["state"].startswith("disabled")
