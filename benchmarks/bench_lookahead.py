@@ -1,0 +1,240 @@
+"""Time one full lookahead sequence over an adapter's tensor list: fused extension vs loop vs foreach.
+
+Sequence (SPEC.md section 2, steps 2, 4, 5, 8): backup, W' = W - xi g, eps = r / ||v||, W+ and W- from
+the backup, restore. Lists (k = 8):
+- roberta-base-qv: 12 layers x (q, v) x (U 768x8, V 8x768) = 48 tensors;
+- llama-7b-qv: 32 layers x (q, v) x (U 4096x8, V 8x4096) = 128 tensors;
+- llama-7b-all: 32 layers x 7 projections (q, k, v, o: 4096 -> 4096; gate, up: 4096 -> 11008;
+  down: 11008 -> 4096) x (U, V) = 448 tensors. q/v alone is 128 tensors, hence this third list.
+
+Implementations, all timed in the same run:
+- ext:         autolora.lookahead with backend="ext" (csrc/, built on first use);
+- foreach:     autolora.lookahead with backend="foreach" (the fallback, with its input checks);
+- foreach-raw: bare torch._foreach_* calls, no checks (the lower bound for foreach);
+- loop:        autolora.lookahead_reference (single-tensor loops, with input checks);
+- loop-raw:    a bare per-tensor loop of aten calls, no checks.
+
+    python benchmarks/bench_lookahead.py [--dtype float32 bfloat16] [--device cpu] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from autolora import _ext
+from autolora import lookahead as la
+from autolora import lookahead_reference as ref
+
+XI, R = 1e-4, 0.01
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def adapter_shapes(config: str) -> list[tuple[int, int]]:
+    """(U shape, V shape) pairs flattened, for rank k = 8."""
+    k = 8
+    if config == "roberta-base-qv":
+        projections = [(768, 768)] * 2 * 12
+    elif config == "llama-7b-qv":
+        projections = [(4096, 4096)] * 2 * 32
+    elif config == "llama-7b-all":
+        layer = [(4096, 4096)] * 4 + [(4096, 11008)] * 2 + [(11008, 4096)]  # (in, out)
+        projections = layer * 32
+    else:
+        raise ValueError(f"config: unknown {config!r}")
+    return [s for fin, fout in projections for s in ((fout, k), (k, fin))]
+
+
+def sequence_lib(params, grads, v, backend):
+    saved = la.backup(params, backend=backend)
+    la.sgd_step_(params, grads, XI, backend=backend)
+    eps = la.fd_eps(v, R, backend=backend)
+    la.set_perturbed_(params, saved, v, eps, 1.0, backend=backend)
+    la.set_perturbed_(params, saved, v, eps, -1.0, backend=backend)
+    la.restore_(params, saved, backend=backend)
+
+
+def sequence_loop(params, grads, v):
+    saved = ref.backup(params)
+    ref.sgd_step_(params, grads, XI)
+    eps = ref.fd_eps(v, R)
+    ref.set_perturbed_(params, saved, v, eps, 1.0)
+    ref.set_perturbed_(params, saved, v, eps, -1.0)
+    ref.restore_(params, saved)
+
+
+def sequence_loop_raw(params, grads, v):
+    """Per-tensor aten calls, no checks; fp32 math for 16-bit dtypes like every other path."""
+    saved = [p.clone() for p in params]
+    for p, g in zip(params, grads, strict=True):
+        p.copy_(p.float() - XI * g.float())
+    norm = torch.zeros((), dtype=torch.float64)
+    for t in v:
+        norm += t.float().square().sum(dtype=torch.float64)
+    norm = norm.sqrt().float()
+    eps = torch.where(norm > 0, R / norm, torch.full_like(norm, R))
+    for sign in (1.0, -1.0):
+        s = eps * sign
+        for p, b, d in zip(params, saved, v, strict=True):
+            p.copy_(b.float() + s * d.float())
+    for p, b in zip(params, saved, strict=True):
+        p.copy_(b)
+
+
+def sequence_foreach_raw(params, grads, v):
+    """Bare torch._foreach calls (fp32 lists only: 16-bit lists would need fp32 copies)."""
+    saved = [torch.empty_like(p) for p in params]
+    torch._foreach_copy_(saved, params)
+    torch._foreach_add_(params, grads, alpha=-XI)
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(v, 2, dtype=torch.float32)))
+    eps = torch.where(norm > 0, R / norm, torch.full_like(norm, R))
+    for sign in (1.0, -1.0):
+        torch._foreach_copy_(params, saved)
+        torch._foreach_add_(params, torch._foreach_mul(v, eps * sign))
+    torch._foreach_copy_(params, saved)
+
+
+def time_round_robin(fns: dict, min_time: float = 2.0, warmup: int = 2, max_rounds: int = 200) -> dict:
+    """Median seconds per call of each function, calling them in turn each round, so that load from
+    other processes on a shared machine hits every implementation alike."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {name: [] for name in fns}
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < max_rounds and (time.perf_counter() - start < min_time or rounds < 5):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+        rounds += 1
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def device_name(device: str) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def make_list(shapes, dtype, device, seed: int) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(s, generator=gen).to(device=device, dtype=dtype) for s in shapes]
+
+
+def implementations(params, grads, v, device: str) -> dict:
+    """name -> a call of one full sequence (synchronised on CUDA)."""
+    sync = torch.cuda.synchronize if device == "cuda" else lambda: None
+    impls = {
+        "ext": lambda: sequence_lib(params, grads, v, "ext"),
+        "foreach": lambda: sequence_lib(params, grads, v, "foreach"),
+        "loop": lambda: sequence_loop(params, grads, v),
+        "loop-raw": lambda: sequence_loop_raw(params, grads, v),
+    }
+    if params[0].dtype == torch.float32:
+        impls["foreach-raw"] = lambda: sequence_foreach_raw(params, grads, v)
+    return {name: (lambda fn=fn: (fn(), sync())) for name, fn in impls.items()}
+
+
+def run(configs, dtypes, device: str, threads: int) -> list[dict]:
+    torch.set_num_threads(threads)
+    rows = []
+    for config in configs:
+        shapes = adapter_shapes(config)
+        for dtype_name in dtypes:
+            dtype = DTYPES[dtype_name]
+            params, grads, v = (make_list(shapes, dtype, device, seed) for seed in range(3))
+            timed = implementations(params, grads, v, device)
+            ms = {name: 1e3 * t for name, t in time_round_robin(timed).items()}
+            row = {
+                "threads": torch.get_num_threads(),
+                "config": config,
+                "dtype": dtype_name,
+                "tensors": len(shapes),
+                "elements": sum(a * b for a, b in shapes),
+                "ms": {k: round(t, 4) for k, t in ms.items()},
+                "speedup_vs_loop": round(min(ms["loop"], ms["loop-raw"]) / ms["ext"], 2),
+                "speedup_vs_foreach": round(
+                    min(ms["foreach"], ms.get("foreach-raw", ms["foreach"])) / ms["ext"], 2
+                ),
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
+def markdown(meta: dict, rows: list[dict]) -> str:
+    names = ["ext", "foreach", "foreach-raw", "loop", "loop-raw"]
+    lines = [
+        "# Lookahead sequence: fused extension vs foreach vs Python loop",
+        "",
+        f"- device: {meta['device_name']}, {meta['cores']} cores; load average (1, 5, 15 min) "
+        f"{meta['load_average_at_start']} at start, {meta['load_average_at_end']} at end",
+        f"- torch {meta['torch']}, lookahead backend {meta['backend']}",
+        f"- command: `{meta['command']}`",
+        "- sequence: backup, sgd step, fd_eps (global norm), perturb +, perturb -, restore; median ms",
+        "- implementations timed round-robin in one run; speedups are against the faster of each",
+        "  baseline's two variants (checked and raw)",
+        "",
+        "| threads | config | dtype | tensors | "
+        + " | ".join(f"{n} ms" for n in names)
+        + " | x loop | x foreach |",
+        "|---|---|---|---|" + "---|" * len(names) + "---|---|",
+    ]
+    for r in rows:
+        cells = [f"{r['ms'][n]:.3f}" if n in r["ms"] else "-" for n in names]
+        lines.append(
+            f"| {r['threads']} | {r['config']} | {r['dtype']} | {r['tensors']} | " + " | ".join(cells)
+            + f" | {r['speedup_vs_loop']:.2f} | {r['speedup_vs_foreach']:.2f} |"
+        )  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--configs", nargs="+", default=["roberta-base-qv", "llama-7b-qv", "llama-7b-all"])
+    ap.add_argument("--dtype", nargs="+", default=["float32", "bfloat16"], choices=list(DTYPES))
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--threads", nargs="+", type=int, default=[torch.get_num_threads()])
+    ap.add_argument("--out", default="benchmarks/results")
+    args = ap.parse_args(argv)
+    if not la.build():
+        sys.exit(f"the extension did not build: {_ext.info()['error']}")
+    meta = {
+        "device": args.device,
+        "device_name": device_name(args.device),
+        "cores": os.cpu_count(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "torch": torch.__version__,
+        "backend": la.backend(args.device),
+        "build": _ext.info()["how"],
+        "command": " ".join([Path(sys.executable).name] + sys.argv),
+    }
+    print(json.dumps(meta), flush=True)
+    rows = [r for n in args.threads for r in run(args.configs, args.dtype, args.device, n)]
+    meta["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"lookahead_{args.device}"
+    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown(meta, rows))
+    print(f"wrote {stem}.json and {stem}.md")
+
+
+if __name__ == "__main__":
+    main()
