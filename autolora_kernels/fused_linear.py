@@ -15,6 +15,7 @@ AUTOLORA_TRITON_ON_CPU=1 runs the Triton path on CPU tensors; it needs TRITON_IN
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 
@@ -32,6 +33,22 @@ from autolora_kernels.reference import (
 KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 KERNEL_MAX_RANK = 64  # same as fused_linear_kernels.MAX_RANK, kept here to avoid importing triton
 _warned: set[str] = set()
+_plain_autograd_depth = 0  # > 0 inside plain_autograd(): autolora_linear skips the custom op
+
+
+@contextlib.contextmanager
+def plain_autograd():
+    """Run autolora_linear as plain differentiable torch ops instead of the custom op.
+
+    The registered backward is not itself differentiable; the exact hypergradient (autograd through
+    the lookahead, create_graph=True) needs double backward, which the reference gives.
+    """
+    global _plain_autograd_depth
+    _plain_autograd_depth += 1
+    try:
+        yield
+    finally:
+        _plain_autograd_depth -= 1
 
 
 def _warn_once(key: str, message: str) -> None:
@@ -182,9 +199,28 @@ def _backward(ctx, grad_y: Tensor, grad_t: Tensor | None):
     x_a, weight, U, V, beta, t = ctx.saved_tensors
     need = ctx.needs_input_grad  # (x, weight, bias, U, V, beta, scaling, conv1d, x_adapter)
     need_dx_adapter = ctx.separate and need[8]
-    gx, gx_ad, g_u, g_v, g_beta = fused_linear_backward_op(
-        grad_y, x_a, weight, U, V, beta, t, ctx.scaling, ctx.conv1d, need[0], need_dx_adapter, ctx.separate
-    )
+    if torch.is_grad_enabled():
+        # create_graph=True (e.g. the exact hypergradient of SPEC section 2): the gradients must be
+        # differentiable, so use the explicit formulas in torch ops (t recomputed to stay in the graph).
+        gx, gx_ad, g_u, g_v, g_beta = autolora_linear_backward_reference(
+            grad_y, x_a, weight, U, V, beta, ctx.scaling, ctx.conv1d
+        )
+        gx = gx if ctx.separate else gx + gx_ad
+    else:
+        gx, gx_ad, g_u, g_v, g_beta = fused_linear_backward_op(
+            grad_y,
+            x_a,
+            weight,
+            U,
+            V,
+            beta,
+            t,
+            ctx.scaling,
+            ctx.conv1d,
+            need[0],
+            need_dx_adapter,
+            ctx.separate,
+        )
     return (
         gx if need[0] else None,
         None,  # weight: frozen
@@ -225,6 +261,8 @@ def autolora_linear(
     Returns (..., N). Gradients flow to x, U, V, beta and x_adapter; W0 and b are frozen.
     """
     check_autolora_inputs(x, weight, bias, U, V, beta, conv1d, x_adapter)
+    if _plain_autograd_depth:
+        return autolora_linear_reference(x, weight, bias, U, V, beta, scaling, conv1d, x_adapter)
     lead, k = x.shape[:-1], x.shape[-1]
     # reshape is a view whenever the leading dims can be merged (always for contiguous or sliced x).
     x2 = x.reshape(-1, k)
