@@ -42,6 +42,8 @@ def build(verbose: bool = False) -> bool:
 def _choose(tensors: Sequence[Tensor], backend: str | None) -> str:
     device_type = tensors[0].device.type if len(tensors) else "cpu"
     if backend is None:
+        if any(t.dtype == torch.float64 for t in tensors):  # the kernels do 16/32-bit only
+            return "foreach" if device_type in _FOREACH_DEVICES else "reference"
         if _ext.has_device(device_type):
             return "ext"
         return "foreach" if device_type in _FOREACH_DEVICES else "reference"
@@ -61,8 +63,8 @@ def backend(device_type: str = "cpu") -> str:
 
 
 def _f32(ts: Sequence[Tensor]) -> list[Tensor]:
-    """Tensors as fp32; fp32 tensors are returned as they are (no copy)."""
-    return [t.float() for t in ts]
+    """Tensors in at least fp32; fp32 and fp64 tensors are returned as they are (no copy)."""
+    return [t.float() if t.dtype in (torch.float16, torch.bfloat16) else t for t in ts]
 
 
 def _check_foreach(params: Sequence[Tensor], **others: Sequence[Tensor]) -> None:
@@ -176,8 +178,9 @@ def global_norm(tensors: Sequence[Tensor], *, backend: str | None = None) -> Ten
         return torch.ops.autolora.global_norm(list(tensors))
     if how == "foreach":
         ref.check_tensors(tensors, "tensors")
-        norms = torch._foreach_norm(list(tensors), 2, dtype=torch.float32)
-        return torch.linalg.vector_norm(torch.stack(norms))
+        wide = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+        norms = torch._foreach_norm(list(tensors), 2, dtype=wide)
+        return torch.linalg.vector_norm(torch.stack(norms)).float()
     return ref.global_norm(tensors)
 
 

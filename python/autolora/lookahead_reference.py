@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)  # float64: foreach/reference only
 
 
 def check_tensors(ts: Sequence[Tensor], name: str, device: torch.device | None = None) -> None:
@@ -25,7 +25,7 @@ def check_tensors(ts: Sequence[Tensor], name: str, device: torch.device | None =
         if not isinstance(t, Tensor):
             raise ValueError(f"{name}[{i}]: expected a tensor, got {type(t).__name__}")
         if t.dtype not in _DTYPES:
-            raise ValueError(f"{name}[{i}]: expected dtype float32, float16 or bfloat16, got {t.dtype}")
+            raise ValueError(f"{name}[{i}]: expected dtype float32, float16, bfloat16 or float64, got {t.dtype}")
         if device is None:
             device = t.device
         if t.device != device:
