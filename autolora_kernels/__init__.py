@@ -8,7 +8,7 @@ Importing registers the custom ops autolora::fused_linear and autolora::fused_li
 """
 
 from autolora_kernels.checks import check_autolora_inputs, check_x
-from autolora_kernels.fused_linear import autolora_linear, plain_autograd
+from autolora_kernels.fused_linear import autolora_linear
 from autolora_kernels.reference import (
     autolora_linear_backward_reference,
     autolora_linear_reference,
@@ -23,6 +23,5 @@ __all__ = [
     "check_autolora_inputs",
     "check_x",
     "lora_delta_reference",
-    "plain_autograd",
     "selection_weights",
 ]

@@ -15,7 +15,6 @@ AUTOLORA_TRITON_ON_CPU=1 runs the Triton path on CPU tensors; it needs TRITON_IN
 
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
 
@@ -33,22 +32,6 @@ from autolora_kernels.reference import (
 KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 KERNEL_MAX_RANK = 64  # same as fused_linear_kernels.MAX_RANK, kept here to avoid importing triton
 _warned: set[str] = set()
-_plain_autograd_depth = 0  # > 0 inside plain_autograd(): autolora_linear skips the custom op
-
-
-@contextlib.contextmanager
-def plain_autograd():
-    """Run autolora_linear as plain differentiable torch ops instead of the custom op.
-
-    The registered backward is not itself differentiable; the exact hypergradient (autograd through
-    the lookahead, create_graph=True) needs double backward, which the reference gives.
-    """
-    global _plain_autograd_depth
-    _plain_autograd_depth += 1
-    try:
-        yield
-    finally:
-        _plain_autograd_depth -= 1
 
 
 def _warn_once(key: str, message: str) -> None:
@@ -261,8 +244,6 @@ def autolora_linear(
     Returns (..., N). Gradients flow to x, U, V, beta and x_adapter; W0 and b are frozen.
     """
     check_autolora_inputs(x, weight, bias, U, V, beta, conv1d, x_adapter)
-    if _plain_autograd_depth:
-        return autolora_linear_reference(x, weight, bias, U, V, beta, scaling, conv1d, x_adapter)
     lead, k = x.shape[:-1], x.shape[-1]
     # reshape is a view whenever the leading dims can be merged (always for contiguous or sliced x).
     x2 = x.reshape(-1, k)

@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 from autolora import lookahead
-from autolora_kernels import plain_autograd
 
 HYPERGRADIENTS = ("second-order", "first-order", "exact")
 LossFn = Callable[[nn.Module, dict], torch.Tensor]
@@ -91,8 +90,7 @@ class BilevelSearch:
         """(loss_tr, g = grad_W L_tr, hypergradient of each beta, loss_val); W is left unchanged."""
         rng = RngReplay(self.inner[0].device)
         if self.config.hypergradient == "exact":
-            with plain_autograd():  # the custom op's backward is not differentiable twice
-                return self._exact(b_tr, b_val)
+            return self._exact(b_tr, b_val)
         loss_tr = self.loss_fn(self.model, b_tr)
         g = _grads(loss_tr, self.inner)  # step 1, also W's real update
         if self.config.hypergradient == "first-order" or self.config.xi == 0:
