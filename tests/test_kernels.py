@@ -8,6 +8,7 @@ ragged edges in every dimension and two M-splits in the gU / gV reductions.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -16,15 +17,18 @@ import pytest
 import torch
 from torch import nn
 
-pytest.importorskip("triton")
 CUDA = torch.cuda.is_available()
-if not CUDA:
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # read when the kernels are decorated (first use)
+if not CUDA and "triton" not in sys.modules:
+    # triton.language sets up its interpreter hooks at import: the flag has to come first.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 DEVICE = "cuda" if CUDA else "cpu"
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
-pytestmark = pytest.mark.skipif(
-    not CUDA and not INTERPRET, reason="no CUDA and TRITON_INTERPRET is not 1 (set before triton loads)"
-)
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed"),
+    pytest.mark.skipif(
+        not CUDA and not INTERPRET, reason="no CUDA, and triton was imported before TRITON_INTERPRET=1"
+    ),
+]
 
 from autolora_kernels import autolora_linear, autolora_linear_backward_reference  # noqa: E402
 from autolora_kernels.reference import autolora_linear_reference  # noqa: E402
@@ -68,7 +72,7 @@ def make_case(m_shape, k, n, r, dtype, *, bias=True, conv1d=False, fixed=False, 
     return case, {"scaling": 16.0 / r, "conv1d": conv1d}
 
 
-def run(fn, case, kw, dtype, *, x_grad=True, dropout_mask=None, x_view=None):
+def run(fn, case, kw, dtype, *, x_grad=True, dropout_mask=None, x_view=None, uv_transposed=False):
     """Forward + backward of fn in `dtype` (beta stays fp32 as in the layer); returns y and grads."""
     dev = DEVICE
 
@@ -76,7 +80,10 @@ def run(fn, case, kw, dtype, *, x_grad=True, dropout_mask=None, x_view=None):
         return None if t is None else t.to(device=dev, dtype=dt)
 
     x = cast(case["x"]).requires_grad_(x_grad)
-    U, V = cast(case["U"]).requires_grad_(), cast(case["V"]).requires_grad_()
+    U, V = cast(case["U"]), cast(case["V"])
+    if uv_transposed:  # column-major parameters: the kernels read them through strides
+        U, V = U.t().contiguous().t(), V.t().contiguous().t()
+    U, V = U.requires_grad_(), V.requires_grad_()
     beta = None if case["beta"] is None else cast(case["beta"], torch.float32).requires_grad_()
     x_in = x_view(x) if x_view is not None else x
     x_a = None if dropout_mask is None else x_in * cast(dropout_mask)
@@ -133,6 +140,7 @@ VARIANTS = {
     "fixed_mode": dict(case=dict(fixed=True)),
     "rank64_conv1d_fixed": dict(case=dict(conv1d=True, fixed=True), rank=64),
     "x_no_grad": dict(run=dict(x_grad=False)),
+    "uv_column_major": dict(run=dict(uv_transposed=True)),
     "x_3d": dict(m_shape=(3, 13)),
     "x_transposed": dict(run=dict(x_view=lambda x: x.t().contiguous().t())),  # strides (1, M)
     "x_sliced_3d": dict(m_shape=(2, 19), run=dict(x_view=lambda x: torch.cat([x, x], -1)[..., ::2])),
