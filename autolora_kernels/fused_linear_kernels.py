@@ -9,7 +9,8 @@
 Both big products have the same shape, out = A @ B + (P * c) @ C with P = A @ D, so one kernel serves
 both: forward (A, B, D, C) = (x, W0^T, V^T, U^T); backward (gy, W0, U, V). With no dropout, P is
 accumulated in the same K loop as the main GEMM (the "prologue"), so x (or gy) is read once: the extra
-dot is R_PAD / BLOCK_N of the main work (16 / 128 = 12.5% more MMA, no extra memory traffic). The
+dot costs R_PAD / BLOCK_N of the main MMA work (16 / 128 = 12.5% on paper, not yet measured) and no
+extra memory traffic, where a separate t kernel would re-read x (134 MB at 16k x 4096 bf16). The
 rank-r term is then one more K chunk of width R_PAD added to the accumulator. gU and gV are one pass
 each over gy and x_a (split over M, partial sums reduced in a fixed order: no atomics).
 
@@ -33,7 +34,6 @@ MAX_RANK = 64
 INTERPRET_CONFIG = {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 4}
 INTERPRET_GRAD_CONFIG = {"BLOCK_M": 16, "BLOCK_L": 32}
 INTERPRET_SPLIT = 2  # two M-splits exercise the partial-sum reduction of gU / gV
-TORCH_TO_TL = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
 
 
 def interpreting() -> bool:
