@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         print(format_description(describe(build=args.build)))
         return 0
     overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config") and v is not None}
+    import transformers
+
+    transformers.logging.set_verbosity_error()  # its per-load report repeats what the summary says
     try:
         config = load_config(args.config, overrides)
         from autolora.pipeline import Pipeline

@@ -117,7 +117,7 @@ def run_phase(
             raise NonFiniteLoss(f"{name}: non-finite loss {bad} at step {step + 1}{kept}")
         record = on_step(step + 1, losses) if on_step else {"step": step + 1, **losses}
         history.append(record)
-        bar.set_postfix({k: v for k, v in record.items() if k != "step" and not isinstance(v, list)})
+        bar.set_postfix({k: v for k, v in record.items() if k != "step" and isinstance(v, (int, float))})
         bar.update(1)
         if (step + 1) % checkpoint_every == 0 or step + 1 == total_steps:
             save(step + 1)

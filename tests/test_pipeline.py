@@ -1,0 +1,200 @@
+"""The whole pipeline end to end on tiny models: every task type, export to PEFT, resume, NaN, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from pipeline_fixtures import save_tiny_bert, save_tiny_gpt2, write_data_to_text, write_ner, write_regression
+
+import autolora
+from autolora.cli import main
+from autolora.config import load_config
+from autolora.loop import NonFiniteLoss
+from autolora.pipeline import Pipeline
+from autolora.search import BilevelSearch
+
+FAST = {
+    "max_search_steps": 6,
+    "max_retrain_steps": 4,
+    "search_epochs": 50.0,
+    "retrain_epochs": 50.0,
+    "batch_size": 8,
+    "eval_batch_size": 16,
+    "checkpoint_every": 2,
+    "progress": False,
+    "lr_w": 1e-2,
+    "lr_beta": 5e-2,
+}
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory):
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="module")
+def gpt2_dir(tmp_path_factory):
+    return save_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+def run(model_dir, out, **overrides):
+    cfg = load_config(None, {"model": str(model_dir), "output_dir": str(out), **FAST, **overrides})
+    return Pipeline(cfg, log=lambda s: None).run()
+
+
+def cola(**extra):
+    return {"data.format": "cola", "data.max_train_samples": 48, "data.max_eval_samples": 24, **extra}
+
+
+def test_classification_end_to_end_and_peft_reproduces_logits(bert_dir, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = tmp_path / "run"
+    summary = run(bert_dir, out, **cola())
+    for name in [
+        "config.json",
+        "ranks.json",
+        "alpha_history.json",
+        "rank_heatmap.png",
+        "alpha_trajectories.png",
+        "metrics.json",
+        "adapter/adapter_config.json",
+        "adapter/adapter_model.safetensors",
+        "autolora_adapter/autolora_config.json",
+    ]:
+        assert (out / name).exists(), name
+    ranks = json.loads((out / "ranks.json").read_text())["ranks"]
+    assert len(ranks) == 4 and all(1 <= r <= 8 for r in ranks.values())
+    assert summary["ranks"] == ranks and -1 <= summary["eval"]["matthews_correlation"] <= 1
+    history = json.loads((out / "alpha_history.json").read_text())["history"]
+    assert len(history) == 6 and set(history[-1]["alpha"]) == set(ranks)
+    peft_config = json.loads((out / "adapter/adapter_config.json").read_text())
+    assert peft_config["rank_pattern"] == ranks and set(peft_config["alpha_pattern"]) == set(ranks)
+
+    tok = AutoTokenizer.from_pretrained(bert_dir)
+    batch = tok(["the cat sat on the mat .", "mat the on sat"], return_tensors="pt", padding=True)
+    ours = AutoModelForSequenceClassification.from_pretrained(bert_dir, num_labels=2)
+    autolora.load_adapter(ours, out / "autolora_adapter")
+    peft = PeftModel.from_pretrained(
+        AutoModelForSequenceClassification.from_pretrained(bert_dir, num_labels=2), out / "adapter"
+    )
+    with torch.no_grad():
+        expected, got = ours.eval()(**batch).logits, peft.eval()(**batch).logits
+    assert autolora.current_ranks(ours) == ranks
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_regression_end_to_end(bert_dir, tmp_path):
+    train, dev = write_regression(tmp_path / "train.tsv", 40), write_regression(tmp_path / "dev.tsv", 12)
+    summary = run(
+        bert_dir,
+        tmp_path / "run",
+        **{"data.task": "regression", "data.train_file": str(train), "data.eval_file": str(dev)},
+    )
+    assert summary["metric"] == "spearman" and {"pearson", "spearman"} <= set(summary["eval"])
+
+
+def test_token_classification_end_to_end(bert_dir, tmp_path):
+    train, dev = write_ner(tmp_path / "train.jsonl", 32), write_ner(tmp_path / "dev.jsonl", 8)
+    summary = run(
+        bert_dir,
+        tmp_path / "run",
+        **{"data.task": "token-classification", "data.train_file": str(train), "data.eval_file": str(dev)},
+    )
+    assert summary["metric"] == "f1" and 0 <= summary["eval"]["f1"] <= 1
+
+
+@pytest.mark.parametrize("hypergradient", ["second-order", "exact"])
+def test_causal_lm_end_to_end_on_gpt2(gpt2_dir, tmp_path, hypergradient):
+    train, dev = (
+        write_data_to_text(tmp_path / "train.jsonl", 24),
+        write_data_to_text(tmp_path / "dev.jsonl", 6),
+    )
+    summary = run(
+        gpt2_dir,
+        tmp_path / "run",
+        hypergradient=hypergradient,
+        **{"data.task": "causal-lm", "data.train_file": str(train), "data.eval_file": str(dev)},
+    )
+    assert summary["metric"] == "perplexity" and summary["eval"]["perplexity"] > 1
+    assert all(name.endswith(("adapters.q", "adapters.v")) for name in summary["ranks"])
+
+
+def test_resume_after_interruption_gives_identical_ranks(bert_dir, tmp_path, monkeypatch):
+    full = run(bert_dir, tmp_path / "full", **cola())
+    real_step, calls = BilevelSearch.step, {"n": 0}
+
+    def dying_step(self, b_tr, b_val):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt  # as if killed after the checkpoint of step 4
+        return real_step(self, b_tr, b_val)
+
+    monkeypatch.setattr(BilevelSearch, "step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        run(bert_dir, tmp_path / "cut", **cola())
+    assert torch.load(tmp_path / "cut/checkpoints/search.pt", weights_only=False)["step"] == 4
+    monkeypatch.setattr(BilevelSearch, "step", real_step)
+    resumed = run(bert_dir, tmp_path / "cut", resume=True, **cola())
+    assert resumed["ranks"] == full["ranks"]
+    alpha = [json.loads((tmp_path / d / "ranks.json").read_text())["alpha"] for d in ("full", "cut")]
+    assert alpha[0] == alpha[1]
+    assert resumed["eval"] == full["eval"]
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(bert_dir, tmp_path, monkeypatch):
+    real_step, calls = BilevelSearch.step, {"n": 0}
+
+    def nan_step(self, b_tr, b_val):
+        calls["n"] += 1
+        out = real_step(self, b_tr, b_val)
+        return {**out, "loss_tr": float("nan")} if calls["n"] == 3 else out
+
+    monkeypatch.setattr(BilevelSearch, "step", nan_step)
+    with pytest.raises(NonFiniteLoss, match=r"search: non-finite loss .* at step 3.*search\.pt is kept"):
+        run(bert_dir, tmp_path / "run", **cola())
+    assert torch.load(tmp_path / "run/checkpoints/search.pt", weights_only=False)["step"] == 2
+
+
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        ({"targets": ["q_proj"]}, "targets: 'q_proj' matches no module"),
+        ({"data.train_file": "missing.tsv", "data.eval_file": "missing.tsv"}, "missing.tsv"),
+        ({"k": 0}, "k: expected"),
+    ],
+)
+def test_bad_input_fails_before_training(bert_dir, tmp_path, overrides, words, capsys):
+    args = [
+        "run",
+        "--model",
+        str(bert_dir),
+        "--output-dir",
+        str(tmp_path / "run"),
+        "--format",
+        "cola",
+        "--no-progress",
+    ]
+    for key, value in overrides.items():
+        flag = "--" + key.removeprefix("data.").replace("_", "-")
+        args += [flag, *(value if isinstance(value, list) else [str(value)])]
+    assert main(args) == 2
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_unwritable_output_dir_fails_before_training(bert_dir, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["run", "--model", str(bert_dir), "--output-dir", str(blocker / "out"), "--no-progress"]) == 2
+    assert "output_dir: cannot create" in capsys.readouterr().err
+
+
+def test_unknown_config_option_is_named(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"lr": 1.0}))
+    with pytest.raises(ValueError, match=r"config: unknown option\(s\) \['lr'\]"):
+        load_config(path)
