@@ -25,7 +25,9 @@ def check_tensors(ts: Sequence[Tensor], name: str, device: torch.device | None =
         if not isinstance(t, Tensor):
             raise ValueError(f"{name}[{i}]: expected a tensor, got {type(t).__name__}")
         if t.dtype not in _DTYPES:
-            raise ValueError(f"{name}[{i}]: expected dtype float32, float16, bfloat16 or float64, got {t.dtype}")
+            raise ValueError(
+                f"{name}[{i}]: expected dtype float32, float16, bfloat16 or float64, got {t.dtype}"
+            )
         if device is None:
             device = t.device
         if t.device != device:
