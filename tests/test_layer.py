@@ -167,3 +167,23 @@ def test_dropout_only_on_adapter_input():
     randomize_adapters(layer)
     layer.eval()
     torch.testing.assert_close(layer(x), explicit(layer, x), rtol=1e-5, atol=1e-5)
+
+
+def test_sigmoid_selection_ablation():
+    """alpha = sigmoid(beta) element-wise; kept when alpha >= 1/2, the value at beta = 0."""
+    layer = FusedAutoLoraLinear(nn.Linear(9, 7), rank=4, selection="sigmoid")
+    randomize_adapters(layer)
+    with torch.no_grad():
+        layer.beta.copy_(torch.tensor([-1.0, 0.5, 2.0, -0.1]))
+    alpha = torch.sigmoid(layer.beta)
+    x = torch.randn(5, 9)
+    expected = layer.base_layer(x) + layer.scaling * x @ (layer.U @ torch.diag(alpha) @ layer.V).t()
+    torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
+    assert layer.selected().tolist() == [False, True, True, False]
+    with torch.no_grad():
+        layer.beta.fill_(-3.0)
+    assert layer.selected_rank() == 1  # never zero components
+    layer(x).sum().backward()
+    assert layer.beta.grad is not None and layer.beta.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="selection"):
+        FusedAutoLoraLinear(nn.Linear(3, 3), selection="relu")

@@ -16,6 +16,8 @@ from torch import nn
 from autolora_kernels import lora_delta_reference, selection_weights
 
 MODES = ("search", "fixed")
+# How beta becomes alpha: the paper's softmax (sum to one), or its ablation, element-wise sigmoid.
+SELECTIONS = ("softmax", "sigmoid")
 
 
 class AutoLoraAdapter(nn.Module):
@@ -31,18 +33,21 @@ class AutoLoraAdapter(nn.Module):
         mode: str = "search",
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
+        selection: str = "softmax",
     ) -> None:
         super().__init__()
         if not isinstance(rank, int) or rank < 1:
             raise ValueError(f"rank: expected an integer >= 1, got {rank!r}")
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+        if selection not in SELECTIONS:
+            raise ValueError(f"selection: expected one of {SELECTIONS}, got {selection!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
         if lora_alpha <= 0:
             raise ValueError(f"lora_alpha: expected a positive number, got {lora_alpha!r}")
         self.in_features, self.out_features = in_features, out_features
-        self.rank, self.lora_alpha, self.mode = rank, float(lora_alpha), mode
+        self.rank, self.lora_alpha, self.mode, self.selection = rank, float(lora_alpha), mode, selection
         self.U = nn.Parameter(torch.zeros(out_features, rank, dtype=dtype, device=device))
         self.V = nn.Parameter(torch.empty(rank, in_features, dtype=dtype, device=device))
         nn.init.kaiming_uniform_(self.V, a=math.sqrt(5))  # LoRA's A init, as in PEFT and loralib
@@ -60,22 +65,41 @@ class AutoLoraAdapter(nn.Module):
         return self.lora_alpha / self.rank
 
     def alpha(self) -> torch.Tensor:
-        """Selection weights softmax(beta), fp32, shape (rank,); ones in fixed mode."""
+        """Selection weights softmax(beta) (or sigmoid(beta)), >= fp32, shape (rank,); 1 in fixed mode."""
+        if self.beta is not None and self.selection == "sigmoid":
+            return torch.sigmoid(self.beta.to(torch.promote_types(self.beta.dtype, torch.float32)))
         return selection_weights(self.beta, self.rank, self.V)
 
+    def threshold(self) -> float:
+        """A component is kept when its alpha reaches the value every alpha starts from (beta = 0):
+        1/k for softmax (SPEC 3), 1/2 for the sigmoid ablation."""
+        return 1.0 / self.rank if self.selection == "softmax" else 0.5
+
     def selected(self) -> torch.Tensor:
-        """Boolean mask of the components kept by rank selection: alpha >= 1 / k (SPEC 3)."""
+        """Boolean mask of the components kept by rank selection: alpha >= threshold, at least one."""
         if self.beta is None:
             return torch.ones(self.rank, dtype=torch.bool, device=self.V.device)
-        return self.alpha() >= 1.0 / self.rank
+        alpha = self.alpha()
+        keep = alpha >= self.threshold()
+        if not keep.any():  # only possible for sigmoid: the softmax maximum is always >= 1/k
+            keep[alpha.argmax()] = True
+        return keep
 
     def selected_rank(self) -> int:
         """r = #{j : alpha_j >= 1/k}; at least 1, since the largest alpha is always >= 1/k."""
         return int(self.selected().sum().item())
 
+    def op_args(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(U, beta) for the fused op, which applies softmax(beta): the sigmoid ablation folds its
+        alpha into U instead (an N x k multiply) and passes no beta."""
+        if self.beta is not None and self.selection == "sigmoid":
+            return self.U * self.alpha().to(self.U.dtype), None
+        return self.U, self.beta
+
     def delta(self, x: torch.Tensor) -> torch.Tensor:
         """The adapter's output s * ((drop(x) V^T) * alpha) U^T, shape (..., out)."""
-        return lora_delta_reference(self.dropout(x), self.U, self.V, self.beta, self.scaling)
+        U, beta = self.op_args()
+        return lora_delta_reference(self.dropout(x), U, self.V, beta, self.scaling)
 
     @torch.no_grad()
     def delta_weight(self) -> torch.Tensor:
@@ -86,5 +110,5 @@ class AutoLoraAdapter(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"in={self.in_features}, out={self.out_features}, rank={self.rank}, "
-            f"lora_alpha={self.lora_alpha:g}, mode={self.mode}"
+            f"lora_alpha={self.lora_alpha:g}, mode={self.mode}, selection={self.selection}"
         )

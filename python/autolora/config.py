@@ -24,6 +24,7 @@ class PipelineConfig:
     k: int = 8
     lora_alpha: float = 16.0
     dropout: float = 0.0
+    selection: str = "softmax"  # "sigmoid": the paper's element-wise ablation
     trainable: list[str] | None = None  # None: the new (randomly initialised) head of the model
     # search (bilevel)
     hypergradient: str = "second-order"
@@ -60,6 +61,7 @@ class PipelineConfig:
                 "second-order, first-order or exact",
             ),
             (self.lookahead in ("sgd", "adam"), "lookahead", "sgd or adam"),
+            (self.selection in ("softmax", "sigmoid"), "selection", "softmax or sigmoid"),
             (self.lr_w > 0 and self.lr_beta > 0, "lr_w/lr_beta", "positive"),
             (self.batch_size >= 1, "batch_size", ">= 1"),
             (self.search_epochs > 0 and self.retrain_epochs > 0, "search_epochs/retrain_epochs", "> 0"),

@@ -51,6 +51,7 @@ def inject(
     lora_alpha: float = 16.0,
     dropout: float = 0.0,
     mode: str = "search",
+    selection: str = "softmax",
     ranks: Mapping[str, int] | None = None,
     trainable: Sequence[str] = (),
 ) -> list[str]:
@@ -59,7 +60,8 @@ def inject(
     targets: patterns (see autolora.targets); None picks the paper's q/v projections by family.
     rank: k in search mode, r in fixed mode; ranks: per-adapter overrides keyed by adapter name
     (as `autolora.adapters(model)` yields them). trainable: patterns of modules left trainable
-    besides the adapters (e.g. "classifier"). Everything else is frozen.
+    besides the adapters (e.g. "classifier"). selection: "softmax" (the paper) or "sigmoid" (its
+    ablation). Everything else is frozen.
     Nothing changes unless every target matches and every adapter builds. Returns the wrapped names.
     """
     if any(True for _ in adapter_layers(model)):
@@ -73,7 +75,7 @@ def inject(
             raise ValueError(f"trainable: {pattern!r} matches no module of the model")
     plan = _plan(model, parsed)
     modules = dict(model.named_modules())
-    kw = dict(lora_alpha=lora_alpha, dropout=dropout, mode=mode)
+    kw = dict(lora_alpha=lora_alpha, dropout=dropout, mode=mode, selection=selection)
     built = {n: _build(n, modules[n], t, rank, dict(ranks or {}), **kw) for n, t in plan.items()}
     # Nothing above touched the model; from here on nothing can fail.
     for p in model.parameters():

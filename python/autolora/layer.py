@@ -27,10 +27,13 @@ class FusedAutoLoraLinear(AutoLoraAdapter):
         lora_alpha: float = 16.0,
         dropout: float = 0.0,
         mode: str = "search",
+        selection: str = "softmax",
     ) -> None:
         in_features, out_features = base_features(base_layer)
         w = base_layer.weight
-        super().__init__(in_features, out_features, rank, lora_alpha, dropout, mode, w.dtype, w.device)
+        super().__init__(
+            in_features, out_features, rank, lora_alpha, dropout, mode, w.dtype, w.device, selection
+        )
         self.base_layer = base_layer
         self.conv1d = is_conv1d(base_layer)
         self.merged = False
@@ -47,13 +50,14 @@ class FusedAutoLoraLinear(AutoLoraAdapter):
             check_x(x, self.in_features, self.base_layer.weight)
             return self.base_layer(x)
         use_dropout = self.training and isinstance(self.dropout, nn.Dropout)
+        U, beta = self.op_args()
         return autolora_linear(
             x,
             self.base_layer.weight,
             self.base_layer.bias,
-            self.U,
+            U,
             self.V,
-            self.beta,
+            beta,
             self.scaling,
             conv1d=self.conv1d,
             x_adapter=self.dropout(x) if use_dropout else None,

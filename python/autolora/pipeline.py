@@ -92,6 +92,7 @@ class Pipeline:
             lora_alpha=cfg.lora_alpha,
             dropout=cfg.dropout,
             mode=mode,
+            selection=cfg.selection,
             ranks=ranks,
             trainable=self.trainable,
         )

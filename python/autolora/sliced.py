@@ -31,6 +31,7 @@ class SlicedAutoLoraLinear(nn.Module):
         lora_alpha: float = 16.0,
         dropout: float = 0.0,
         mode: str = "search",
+        selection: str = "softmax",
     ) -> None:
         super().__init__()
         in_features, out_features = base_features(base_layer)
@@ -53,6 +54,7 @@ class SlicedAutoLoraLinear(nn.Module):
                     mode,
                     w.dtype,
                     w.device,
+                    selection,
                 )
                 for p in parts
                 if p in adapted
