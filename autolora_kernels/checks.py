@@ -15,7 +15,7 @@ def check_x(x: torch.Tensor, in_features: int, weight: torch.Tensor) -> None:
         )
     if x.device != weight.device:
         raise ValueError(f"x: on device {x.device}, but the layer is on {weight.device}")
-    if x.dtype != weight.dtype:
+    if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
         raise TypeError(f"x: dtype {x.dtype} differs from the layer's dtype {weight.dtype}")
 
 

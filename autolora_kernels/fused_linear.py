@@ -243,6 +243,14 @@ def autolora_linear(
     scaling: s; x_adapter: (..., K) the adapter's input (x after dropout), default x.
     Returns (..., N). Gradients flow to x, U, V, beta and x_adapter; W0 and b are frozen.
     """
+    if torch.is_autocast_enabled(x.device.type):
+        # Mixed precision: the fp32 masters are cast per call, as autocast casts nn.Linear's weight;
+        # beta stays fp32 (softmax of logits a few 1e-4 apart needs it). The op itself runs with
+        # autocast off, since it has no autocast rule of its own.
+        dtype = torch.get_autocast_dtype(x.device.type)
+        cast = [None if t is None else t.to(dtype) for t in (x, weight, bias, U, V, x_adapter)]
+        with torch.autocast(x.device.type, enabled=False):
+            return autolora_linear(*cast[:5], beta, scaling, conv1d, cast[5])
     check_autolora_inputs(x, weight, bias, U, V, beta, conv1d, x_adapter)
     lead, k = x.shape[:-1], x.shape[-1]
     # reshape is a view whenever the leading dims can be merged (always for contiguous or sliced x).

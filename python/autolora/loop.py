@@ -17,34 +17,63 @@ class NonFiniteLoss(RuntimeError):
 
 
 class BatchStream:
-    """Endless shuffled batches over a dataset; epoch e uses permutation seeded by (seed, e).
+    """Endless shuffled batches over a dataset; epoch e uses the permutation seeded by (seed, e).
 
-    Its position is two integers, so a resumed run draws exactly the batches it would have drawn.
+    Each step draws one global batch of batch_size * world_size * accum examples from the
+    permutation (wrapping to its start at the end of an epoch, so every rank always gets full
+    micro-batches); this rank takes `accum` micro-batches of batch_size from it. With one process
+    and no accumulation that is simply the next batch_size examples. The position is two integers,
+    so a resumed run draws exactly the batches it would have drawn.
     """
 
-    def __init__(self, dataset, batch_size: int, collate: Callable, seed: int, device: torch.device):
+    def __init__(
+        self,
+        dataset,
+        batch_size: int,
+        collate: Callable,
+        seed: int,
+        device: torch.device,
+        rank: int = 0,
+        world_size: int = 1,
+        accum: int = 1,
+    ):
         if len(dataset) == 0:
             raise ValueError("dataset: is empty")
         self.dataset, self.batch_size, self.collate = dataset, batch_size, collate
         self.seed, self.device = seed, device
+        self.rank, self.world_size, self.accum = rank, world_size, accum
         self.epoch, self.index = 0, 0
+        self._perm: tuple[int, torch.Tensor] | None = None
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.world_size * self.accum
 
     def __len__(self) -> int:
-        """Batches per epoch (the last may be short)."""
-        return math.ceil(len(self.dataset) / self.batch_size)
+        """Steps per epoch."""
+        return math.ceil(len(self.dataset) / self.global_batch)
 
     def _order(self) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return torch.randperm(len(self.dataset), generator=g)
+        if self._perm is None or self._perm[0] != self.epoch:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            self._perm = (self.epoch, torch.randperm(len(self.dataset), generator=g))
+        return self._perm[1]
 
-    def next(self) -> dict:
-        order = self._order()
-        idx = order[self.index * self.batch_size : (self.index + 1) * self.batch_size].tolist()
+    def next(self) -> list[dict]:
+        """This rank's micro-batches of the next global batch (a list of `accum` dicts)."""
+        order, gb = self._order(), self.global_batch
+        idx = order[self.index * gb : (self.index + 1) * gb]
+        if len(idx) < gb:  # wrap: the epoch's last batch is topped up from its start
+            idx = torch.cat([idx, order.repeat(math.ceil(gb / len(order)))[: gb - len(idx)]])
         self.index += 1
         if self.index >= len(self):
             self.epoch, self.index = self.epoch + 1, 0
-        batch = self.collate([self.dataset[i] for i in idx])
-        return {k: v.to(self.device) for k, v in batch.items()}
+        out = []
+        for a in range(self.accum):
+            start = (a * self.world_size + self.rank) * self.batch_size
+            batch = self.collate([self.dataset[i] for i in idx[start : start + self.batch_size].tolist()])
+            out.append({k: v.to(self.device) for k, v in batch.items()})
+        return out
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "index": self.index}
@@ -75,12 +104,15 @@ def run_phase(
     history: list,
     on_step: Callable[[int, dict], dict] | None = None,
     progress: bool = True,
+    is_main: bool = True,
 ) -> list:
     """Run step_fn until total_steps, resuming from `checkpoint` if it holds this phase.
 
     stateful: objects with state_dict/load_state_dict (optimisers, batch streams) saved alongside
     the trainable parameters, the RNG state and `history`. on_step(step, losses) returns the
-    record appended to history (and shown on the progress bar).
+    record appended to history (and shown on the progress bar). Under data parallelism every rank
+    runs this loop; only the main rank (is_main) writes checkpoints and shows progress, and every
+    rank resumes from the same file.
     """
     start = 0
     saved = load_checkpoint(checkpoint) if checkpoint is not None else None
@@ -93,7 +125,7 @@ def run_phase(
         start = saved["step"]
 
     def save(step: int) -> None:
-        if checkpoint is not None:
+        if checkpoint is not None and is_main:
             state = {k: obj.state_dict() for k, obj in stateful.items()}
             save_checkpoint(
                 checkpoint,
@@ -107,7 +139,9 @@ def run_phase(
                 },
             )
 
-    bar = tqdm(total=total_steps, initial=start, desc=name, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=total_steps, initial=start, desc=name, disable=not (progress and is_main), dynamic_ncols=True
+    )
     for step in range(start, total_steps):
         losses = step_fn()
         bad = {k: v for k, v in losses.items() if not math.isfinite(v)}

@@ -18,6 +18,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -27,6 +28,7 @@ import autolora
 from autolora.atomic import atomic_write_json
 from autolora.config import PipelineConfig
 from autolora.data import TaskData, load_task, split_train_val
+from autolora.distributed import init_distributed
 from autolora.evaluate import evaluate
 from autolora.export import export_peft, save_merged
 from autolora.loop import BatchStream, run_phase
@@ -46,12 +48,6 @@ def check_output_dir(path: Path) -> None:
         raise ValueError(f"output_dir: {path} is not writable")
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _steps(epochs: float, stream: BatchStream, cap: int | None) -> int:
     steps = max(1, math.ceil(epochs * len(stream)))
     return min(steps, cap) if cap else steps
@@ -64,7 +60,8 @@ class Pipeline:
         config.validate()
         self.config, self.log = config, log
         self.out = Path(config.output_dir)
-        self.device = pick_device(config.device)
+        self.dist, self.device = init_distributed(config.device, config.dist_timeout)
+        self.main = self.dist.is_main
 
     # -- setup -------------------------------------------------------------------------------------
     def prepare(self) -> TaskData:
@@ -96,7 +93,25 @@ class Pipeline:
             ranks=ranks,
             trainable=self.trainable,
         )
-        return model.to(self.device)
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.config.use_cache = False
+        model = model.to(self.device)
+        self.dist.broadcast_([p.data for p in model.parameters() if p.requires_grad])  # same start
+        return model
+
+    def stream(self, dataset, seed: int) -> BatchStream:
+        cfg, d = self.config, self.dist
+        return BatchStream(
+            dataset,
+            cfg.batch_size,
+            self.task.collate,
+            seed,
+            self.device,
+            d.rank,
+            d.world_size,
+            cfg.grad_accum,
+        )
 
     def inner_parameters(self, model: nn.Module) -> list[nn.Parameter]:
         betas = {id(p) for p in autolora.selection_parameters(model)}
@@ -112,9 +127,19 @@ class Pipeline:
         step_cfg = SearchStepConfig(
             cfg.hypergradient, cfg.lr_w if cfg.xi is None else cfg.xi, cfg.fd_r, cfg.lookahead
         )
-        searcher = BilevelSearch(model, inner, outer, inner_opt, outer_opt, step_cfg, model_loss)
-        tr = BatchStream(self.d_tr, cfg.batch_size, self.task.collate, cfg.seed, self.device)
-        val = BatchStream(self.d_val, cfg.batch_size, self.task.collate, cfg.seed + 1, self.device)
+        searcher = BilevelSearch(
+            model,
+            inner,
+            outer,
+            inner_opt,
+            outer_opt,
+            step_cfg,
+            model_loss,
+            reduce=self.dist.allreduce_mean_ if self.dist.enabled else None,
+            autocast=cfg.autocast_dtype,
+            loss_scale=cfg.loss_scale if cfg.precision == "fp16" else 1.0,
+        )
+        tr, val = self.stream(self.d_tr, cfg.seed), self.stream(self.d_val, cfg.seed + 1)
         names = [n for n, a in autolora.adapters(model) if a.beta is not None]
 
         def on_step(step: int, losses: dict) -> dict:
@@ -138,13 +163,15 @@ class Pipeline:
             history,
             on_step,
             cfg.progress,
+            self.main,
         )
         ranks = select_ranks(model)
         final_alpha = {n: [float(v) for v in a.alpha().detach().cpu()] for n, a in autolora.adapters(model)}
-        atomic_write_json(self.out / "ranks.json", {"ranks": ranks, "k": cfg.k, "alpha": final_alpha})
-        atomic_write_json(self.out / "alpha_history.json", {"adapters": names, "history": history})
-        rank_heatmap(ranks, self.out / "rank_heatmap.png")
-        alpha_trajectories(history, self.out / "alpha_trajectories.png")
+        if self.main:
+            atomic_write_json(self.out / "ranks.json", {"ranks": ranks, "k": cfg.k, "alpha": final_alpha})
+            atomic_write_json(self.out / "alpha_history.json", {"adapters": names, "history": history})
+            rank_heatmap(ranks, self.out / "rank_heatmap.png")
+            alpha_trajectories(history, self.out / "alpha_trajectories.png")
         return ranks, history, model
 
     def retrain(self, ranks: dict[str, int], searched: nn.Module | None) -> nn.Module:
@@ -158,32 +185,37 @@ class Pipeline:
 
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.lr_retrain or cfg.lr_w, weight_decay=cfg.weight_decay)
-        stream = BatchStream(
-            concatenate_datasets([self.d_tr, self.d_val]),
-            cfg.batch_size,
-            self.task.collate,
-            cfg.seed + 2,
-            self.device,
-        )
+        stream = self.stream(concatenate_datasets([self.d_tr, self.d_val]), cfg.seed + 2)
+        scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
+        dtype = cfg.autocast_dtype
 
         def step() -> dict[str, float]:
-            loss = model_loss(model, stream.next())
-            loss.backward()
-            opt.step()
+            micro = stream.next()
+            total = torch.zeros(1, device=self.device)
+            for batch in micro:
+                with torch.autocast(self.device.type, dtype) if dtype else nullcontext():
+                    loss = model_loss(model, batch) / len(micro)
+                scaler.scale(loss).backward()
+                total += loss.detach().float()
+            scaler.unscale_(opt)
+            self.dist.allreduce_mean_([p.grad for p in params if p.grad is not None] + [total])
+            scaler.step(opt)
+            scaler.update()
             opt.zero_grad(set_to_none=True)
-            return {"loss": float(loss.detach())}
+            return {"loss": float(total)}
 
         run_phase(
             "retrain",
             _steps(cfg.retrain_epochs, stream, cfg.max_retrain_steps),
             step,
             model,
-            {"opt": opt, "stream": stream},
+            {"opt": opt, "stream": stream, "scaler": scaler},
             self.out / "checkpoints" / "retrain.pt",
             cfg.checkpoint_every,
             [],
             None,
             cfg.progress,
+            self.main,
         )
         return model
 
@@ -192,15 +224,20 @@ class Pipeline:
         cfg = self.config
         t0 = time.perf_counter()
         self.prepare()
-        if not cfg.resume:
+        if not cfg.resume and self.main:
             for ckpt in ("search.pt", "retrain.pt"):
                 (self.out / "checkpoints" / ckpt).unlink(missing_ok=True)
-        atomic_write_json(self.out / "config.json", cfg.to_dict())
+        if self.main:
+            atomic_write_json(self.out / "config.json", cfg.to_dict())
+        self.dist.barrier()  # no rank may read a checkpoint that rank 0 is about to delete
         # On resume a finished search reloads its final checkpoint and takes no step.
         ranks, _, searched = self.search()
         t_search = time.perf_counter() - t0
         model = self.retrain(ranks, searched)
         t_retrain = time.perf_counter() - t0 - t_search
+        if not self.main:  # evaluation and artifacts are rank 0's; the others wait for it
+            self.dist.barrier()
+            return {"ranks": ranks, "rank": self.dist.rank}
         metrics = evaluate(model, self.task, cfg.eval_batch_size, self.device, cfg.progress, cfg.max_generate)
         export_peft(model, self.out / "adapter", self.trainable, cfg.model)
         autolora.save_adapter(model, self.out / "autolora_adapter", self.trainable)
@@ -219,8 +256,10 @@ class Pipeline:
                 "total": round(time.perf_counter() - t0, 2),
             },
             "device": str(self.device),
+            "world_size": self.dist.world_size,
         }
         atomic_write_json(self.out / "metrics.json", summary)
+        self.dist.barrier()
         return summary
 
 

@@ -16,6 +16,7 @@ goes through autolora.lookahead, one fused call per step.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -62,13 +63,28 @@ class RngReplay:
             torch.cuda.set_rng_state(self.cuda, self.device)
 
 
+Batches = dict | list[dict]
+
+
 def _grads(loss: torch.Tensor, params: list[torch.Tensor], **kw) -> list[torch.Tensor]:
     grads = torch.autograd.grad(loss, params, allow_unused=True, **kw)
     return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
 
 
+def _no_reduce(tensors: list[torch.Tensor]) -> None:
+    """Single process: nothing to average."""
+
+
 class BilevelSearch:
-    """Holds W, A and their optimisers; `step(b_tr, b_val)` runs one search iteration."""
+    """Holds W, A and their optimisers; `step(b_tr, b_val)` runs one search iteration.
+
+    A batch may be a list of micro-batches (gradient accumulation): every pass then averages its
+    gradients over them. `reduce` averages lists of tensors across data-parallel ranks in place
+    (autolora.distributed); it is applied to g (before the virtual step, so W' is the same on
+    every replica), to v (so eps and the perturbation are too) and to the hypergradient.
+    `autocast` is the dtype for torch.autocast (bf16/fp16) or None; `loss_scale` multiplies every
+    loss before its backward (and divides the gradients after), so fp16 gradients do not underflow.
+    """
 
     def __init__(
         self,
@@ -79,27 +95,58 @@ class BilevelSearch:
         outer_opt: torch.optim.Optimizer,
         config: SearchStepConfig,
         loss_fn: LossFn = model_loss,
+        reduce: Callable[[list[torch.Tensor]], None] | None = None,
+        autocast: torch.dtype | None = None,
+        loss_scale: float = 1.0,
     ) -> None:
         if not outer:
             raise ValueError("outer: the model has no selection variables (beta); inject in search mode")
+        if config.hypergradient == "exact" and reduce is not None:
+            raise ValueError(
+                "hypergradient: 'exact' runs in a single process only (it is the small-model oracle)"
+            )
         self.model, self.inner, self.outer = model, inner, outer
         self.inner_opt, self.outer_opt = inner_opt, outer_opt
-        self.config, self.loss_fn = config, loss_fn
+        self.config, self.loss_fn, self.autocast = config, loss_fn, autocast
+        self.reduce = reduce or _no_reduce
+        self.loss_scale = loss_scale
 
-    def hypergradient(self, b_tr: dict, b_val: dict):
+    def _loss(self, model, batches: Batches) -> torch.Tensor:
+        """Mean loss over the micro-batches, under autocast when asked."""
+        batches = [batches] if isinstance(batches, dict) else batches
+        ctx = torch.autocast(self.inner[0].device.type, self.autocast) if self.autocast else nullcontext()
+        with ctx:
+            return sum(self.loss_fn(model, b) for b in batches) / len(batches)
+
+    def _loss_and_grads(self, model, batches: Batches, params, **kw):
+        """(mean loss, mean gradients) over the micro-batches, one backward per micro-batch."""
+        batches = [batches] if isinstance(batches, dict) else batches
+        total_loss, total = 0.0, None
+        for b in batches:
+            loss = self._loss(model, b) / len(batches)
+            grads = _grads(loss * self.loss_scale, params, **kw)
+            if self.loss_scale != 1.0:
+                grads = [g / self.loss_scale for g in grads]
+            total = grads if total is None else [t + g for t, g in zip(total, grads, strict=True)]
+            total_loss = total_loss + (loss if kw.get("create_graph") else loss.detach())
+        return total_loss, total
+
+    def hypergradient(self, b_tr: Batches, b_val: Batches):
         """(loss_tr, g = grad_W L_tr, hypergradient of each beta, loss_val); W is left unchanged."""
         rng = RngReplay(self.inner[0].device)
         if self.config.hypergradient == "exact":
             return self._exact(b_tr, b_val)
-        loss_tr = self.loss_fn(self.model, b_tr)
-        g = _grads(loss_tr, self.inner)  # step 1, also W's real update
+        loss_tr, g = self._loss_and_grads(self.model, b_tr, self.inner)  # step 1, also W's update
+        self.reduce(g)
         if self.config.hypergradient == "first-order" or self.config.xi == 0:
-            loss_val = self.loss_fn(self.model, b_val)
-            return loss_tr, g, _grads(loss_val, self.outer), loss_val
-        hyper, loss_val = self._second_order(g, b_tr, b_val, rng)
-        return loss_tr, g, hyper, loss_val
+            loss_val, hyper = self._loss_and_grads(self.model, b_val, self.outer)
+        else:
+            hyper, loss_val = self._second_order(g, b_tr, b_val, rng)
+        losses = [loss_tr.reshape(1), loss_val.reshape(1)]
+        self.reduce(hyper + losses)
+        return losses[0][0], g, hyper, losses[1][0]
 
-    def step(self, b_tr: dict, b_val: dict) -> dict[str, float]:
+    def step(self, b_tr: Batches, b_val: Batches) -> dict[str, float]:
         """One iteration: beta <- Adam(hypergradient), W <- AdamW(grad L_tr). Returns the losses."""
         loss_tr, g, hyper, loss_val = self.hypergradient(b_tr, b_val)
         for p, h in zip(self.outer, hyper, strict=True):
@@ -129,15 +176,15 @@ class BilevelSearch:
     def _second_order(self, g, b_tr, b_val, rng: RngReplay):
         backup = lookahead.backup(self.inner)
         self._virtual_step(g)  # step 2: W' = W - xi g
-        loss_val = self.loss_fn(self.model, b_val)  # step 3
-        grads = _grads(loss_val, self.outer + self.inner)
+        loss_val, grads = self._loss_and_grads(self.model, b_val, self.outer + self.inner)  # step 3
         d_direct, v = grads[: len(self.outer)], grads[len(self.outer) :]
+        self.reduce(v)
         eps = lookahead.fd_eps(v, self.config.fd_r)  # step 4, stays on the device
         beta_grads = []
         for sign in (1.0, -1.0):  # steps 5-6
             lookahead.set_perturbed_(self.inner, backup, v, eps, sign)
             rng.replay()
-            beta_grads.append(_grads(self.loss_fn(self.model, b_tr), self.outer))
+            beta_grads.append(self._loss_and_grads(self.model, b_tr, self.outer)[1])
         lookahead.restore_(self.inner, backup)  # step 8: W exactly as before
         scale = self.config.xi / (2 * eps)
         hyper = [d - scale * (gp - gm) for d, gp, gm in zip(d_direct, *beta_grads, strict=True)]
@@ -148,13 +195,11 @@ class BilevelSearch:
         from torch.func import functional_call
 
         names = {id(p): n for n, p in self.model.named_parameters()}
-        loss_tr = self.loss_fn(self.model, b_tr)
-        g = _grads(loss_tr, self.inner, create_graph=True)
+        loss_tr, g = self._loss_and_grads(self.model, b_tr, self.inner, create_graph=True)
         shifted = {names[id(p)]: p - self.config.xi * gi for p, gi in zip(self.inner, g, strict=True)}
 
         def model_at_w_prime(**batch):  # the model with W' substituted, differentiable in W' and beta
             return functional_call(self.model, shifted, args=(), kwargs=batch, strict=False)
 
-        loss_val = self.loss_fn(model_at_w_prime, b_val)
-        hyper = _grads(loss_val, self.outer)
+        loss_val, hyper = self._loss_and_grads(model_at_w_prime, b_val, self.outer)
         return loss_tr, [gi.detach() for gi in g], hyper, loss_val

@@ -1,0 +1,44 @@
+"""One rank of a multi-process pipeline run (spawned by tests/test_distributed.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+
+def run_rank(rank: int, world: int, port: int, overrides: dict, result: str, die_at_step: int = 0) -> None:
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        HF_HUB_OFFLINE="1",
+    )
+    import torch
+
+    torch.set_num_threads(1)
+    from autolora.config import load_config
+    from autolora.distributed import shutdown
+    from autolora.pipeline import Pipeline
+    from autolora.search import BilevelSearch
+
+    if die_at_step:
+        real, calls = BilevelSearch.step, {"n": 0}
+
+        def dying(self, b_tr, b_val):
+            calls["n"] += 1
+            if calls["n"] == die_at_step:
+                os._exit(3)  # killed: no clean-up, no goodbye to the other rank
+            return real(self, b_tr, b_val)
+
+        BilevelSearch.step = dying
+    try:
+        summary = Pipeline(load_config(None, overrides), log=lambda s: None).run()
+        out = {"ok": True, "summary": summary}
+    except Exception as err:  # reported to the test, which judges it
+        out = {"ok": False, "type": type(err).__name__, "message": str(err)}
+    finally:
+        shutdown()
+    with open(result, "w") as f:
+        json.dump(out, f, default=str)
