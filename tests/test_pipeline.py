@@ -198,3 +198,19 @@ def test_unknown_config_option_is_named(tmp_path):
     path.write_text(json.dumps({"lr": 1.0}))
     with pytest.raises(ValueError, match=r"config: unknown option\(s\) \['lr'\]"):
         load_config(path)
+
+
+def test_large_batch_options_end_to_end(bert_dir, tmp_path):
+    summary = run(
+        bert_dir,
+        tmp_path / "run",
+        precision="bf16",
+        grad_accum=2,
+        gradient_checkpointing=True,
+        selection="sigmoid",
+        hypergradient="first-order",
+        **cola(),
+    )
+    config = json.loads((tmp_path / "run/config.json").read_text())
+    assert config["precision"] == "bf16" and config["grad_accum"] == 2
+    assert all(1 <= r <= 8 for r in summary["ranks"].values())

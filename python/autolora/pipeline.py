@@ -26,6 +26,7 @@ from torch import nn
 
 import autolora
 from autolora.atomic import atomic_write_json
+from autolora.checkpointing import enable_activation_checkpointing
 from autolora.config import PipelineConfig
 from autolora.data import TaskData, load_task, split_train_val
 from autolora.distributed import init_distributed
@@ -94,8 +95,7 @@ class Pipeline:
             trainable=self.trainable,
         )
         if cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            model.config.use_cache = False
+            enable_activation_checkpointing(model)
         model = model.to(self.device)
         self.dist.broadcast_([p.data for p in model.parameters() if p.requires_grad])  # same start
         return model
