@@ -1,0 +1,359 @@
+"""The methods bench_compare.py runs, each under one training budget (benchmarks only, not the package).
+
+Every method reads its data through autolora.data (load_task, split_train_val, the task's collate via
+autolora.loop.BatchStream) and is scored by autolora.evaluate.evaluate, so the comparison differs only
+in what is trained and how.
+
+Budget: `steps` optimiser updates of the model's weights, each on one batch of `batch_size` training
+examples drawn from the same (sub-sampled) training set. AutoLoRA's search and retraining both count:
+the search takes round(steps * search_fraction) bilevel iterations (each one AdamW update of W on a
+D_tr batch, plus one Adam update of beta on a D_val batch), retraining the rest. A method's wall time
+covers tokenizer + data loading, model construction and all training (search included); the final
+evaluation is timed separately.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+import autolora
+import autolora.pipeline as pipeline_mod
+from autolora.config import PipelineConfig
+from autolora.data import DataConfig, TaskData, load_task, split_train_val
+from autolora.evaluate import evaluate
+from autolora.models import load_model, load_tokenizer
+from autolora.pipeline import Pipeline
+
+METHODS = ("full-ft", "lora-r4", "adalora", "autolora", "autolora-first-order", "autolora-sigmoid")
+AUTOLORA_VARIANTS = {  # method -> (hypergradient, selection)
+    "autolora": ("second-order", "softmax"),
+    "autolora-first-order": ("first-order", "softmax"),  # the paper's eta = 0 ablation
+    "autolora-sigmoid": ("second-order", "sigmoid"),  # the paper's element-wise sigmoid ablation
+}
+TARGETS = ["query", "value"]  # the paper's q and v projections (BERT/MiniLM names)
+
+
+@dataclass
+class RunSpec:
+    """One method on one dataset; everything fixed up front (nothing is chosen on the eval split)."""
+
+    model: str
+    data: dict  # DataConfig fields
+    method: str
+    steps: int
+    batch_size: int = 16
+    search_fraction: float = 0.5
+    lr_full: float = 5e-5
+    lr_lora: float = 5e-4  # LoRA, AdaLoRA, AutoLoRA's W (search and retrain); xi = this too
+    lr_beta: float = 1e-3  # the paper's lr(beta)
+    k: int = 8  # AutoLoRA's maximum rank (the paper's k)
+    lora_r: int = 4
+    lora_alpha: float = 16.0
+    adalora_init_r: int = 6  # 1.5 x target, the AdaLoRA paper's ratio (12 -> 8)
+    adalora_target_r: int = 4  # average final rank = LoRA r=4's parameter count
+    eval_batch_size: int = 64
+    device: str = "cpu"
+    grid: list[list[int]] = field(default_factory=list)  # method "lora-grid": (r_q, r_v) per config
+    grid_val_samples: int | None = None  # the grid scores on this many D_val examples (None: all)
+
+    @property
+    def search_steps(self) -> int:
+        return max(1, round(self.steps * self.search_fraction))
+
+    @property
+    def retrain_steps(self) -> int:
+        return max(1, self.steps - self.search_steps)
+
+
+class Batches:
+    """Endless shuffled batches (a fresh seeded permutation per epoch) collated by the task's collate.
+
+    The baselines' own stream: autolora.loop.BatchStream's interface is being changed (micro-batch
+    lists), and the baselines only need the plain single-process case.
+    """
+
+    def __init__(self, dataset, batch_size: int, collate: Callable, seed: int, device: torch.device):
+        self.dataset, self.batch_size, self.collate, self.device = dataset, batch_size, collate, device
+        self.gen = torch.Generator().manual_seed(seed)
+        self.order: list[int] = []
+
+    def next(self) -> dict[str, torch.Tensor]:
+        if len(self.order) < self.batch_size:
+            self.order += torch.randperm(len(self.dataset), generator=self.gen).tolist()
+        idx, self.order = self.order[: self.batch_size], self.order[self.batch_size :]
+        return {k: v.to(self.device) for k, v in self.collate([self.dataset[i] for i in idx]).items()}
+
+
+def load_data(spec: RunSpec) -> tuple[object, TaskData]:
+    tokenizer = load_tokenizer(spec.model)
+    return tokenizer, load_task(DataConfig(**spec.data), tokenizer)
+
+
+def _finite(losses: list[torch.Tensor]) -> float:
+    value = float(torch.stack(losses[-5:]).mean()) if losses else math.nan
+    if not math.isfinite(value):
+        raise RuntimeError(f"non-finite training loss {value}")
+    return value
+
+
+def train_loop(
+    model: torch.nn.Module,
+    stream: Batches,
+    steps: int,
+    lr: float,
+    after_backward: Callable[[int], None] | None = None,
+) -> float:
+    """`steps` AdamW updates of the trainable parameters; returns the mean loss of the last 5 steps.
+
+    after_backward(step): AdaLoRA's update_and_allocate, called after optimizer.step() and before
+    zero_grad() as PEFT documents. Losses stay on the device until the end (no per-step host sync).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    model.train()
+    losses = []
+    for step in range(steps):
+        loss = model(**stream.next()).loss
+        loss.backward()
+        opt.step()
+        if after_backward is not None:
+            after_backward(step + 1)
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.detach())
+    return _finite(losses)
+
+
+def _peft_model(spec: RunSpec, model, new_modules: list[str], kind: str, ranks: tuple[int, int] | None):
+    from peft import AdaLoraConfig, LoraConfig, TaskType, get_peft_model
+
+    common = dict(
+        task_type=TaskType.SEQ_CLS,
+        target_modules=TARGETS,
+        lora_alpha=spec.lora_alpha,
+        lora_dropout=0.0,  # AutoLoRA's default dropout is 0 too
+        modules_to_save=new_modules,
+    )
+    if kind == "adalora":
+        n = spec.steps
+        cfg = AdaLoraConfig(
+            init_r=spec.adalora_init_r,
+            target_r=spec.adalora_target_r,
+            tinit=max(1, round(0.1 * n)),  # warm-up 10%, final fine-tuning 20% of the budget
+            tfinal=max(1, round(0.2 * n)),
+            deltaT=max(1, n // 50),
+            total_step=n,
+            **common,
+        )
+    else:
+        r_q, r_v = ranks or (spec.lora_r, spec.lora_r)
+        cfg = LoraConfig(r=r_q, rank_pattern={"value": r_v} if r_v != r_q else {}, **common)
+    return get_peft_model(model, cfg)
+
+
+def _adalora_final(model) -> dict:
+    """Final ranks (kept triplets per matrix; PEFT keys rank_pattern by the lora_E parameter names)
+    and the adapter parameters they hold, r * (in + out + 1) per matrix (rows of A, columns of B, E)."""
+    pattern = model.peft_config["default"].rank_pattern or {}
+    params = dict(model.named_parameters())
+    params.update(model.base_model.model.named_parameters())  # PEFT may key without the wrapper prefix
+    ranks, total = {}, 0
+    for key, mask in pattern.items():
+        r = int(sum(bool(m) for m in mask))
+        a, b = params[key.replace("lora_E", "lora_A")], params[key.replace("lora_E", "lora_B")]
+        name = key.removeprefix("base_model.model.").removesuffix(".lora_E.default")
+        ranks[name] = r
+        total += r * (a.shape[1] + b.shape[0] + 1)
+    return {"ranks": ranks, "effective_adapter_params": total}
+
+
+def _memory_reset(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _memory_peak(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+
+
+def run_baseline(spec: RunSpec, seed: int) -> dict:
+    """full-ft, lora-r4 or adalora: train on the whole training set for spec.steps updates."""
+    device = torch.device(spec.device)
+    _memory_reset(device)
+    t0 = time.perf_counter()
+    tokenizer, task = load_data(spec)
+    torch.manual_seed(seed)  # the new classifier's initialisation
+    model, new_modules = load_model(spec.model, task.task, task.num_labels, tokenizer)
+    extra: dict = {}
+    hook = None
+    if spec.method == "full-ft":
+        lr = spec.lr_full
+    else:
+        kind = "adalora" if spec.method == "adalora" else "lora"
+        model = _peft_model(spec, model, new_modules, kind, None)
+        lr = spec.lr_lora
+        if kind == "adalora":
+            hook = model.base_model.update_and_allocate
+    model.to(device)
+    trainable = autolora.count_trainable(model)
+    stream = Batches(task.train, spec.batch_size, task.collate, seed, device)
+    loss = train_loop(model, stream, spec.steps, lr, hook)
+    t_train = time.perf_counter() - t0
+    if spec.method == "adalora":
+        extra["adalora"] = _adalora_final(model)
+    t1 = time.perf_counter()
+    metrics = evaluate(model, task, spec.eval_batch_size, device)
+    return {
+        "seed": seed,
+        "metric": task.metric,
+        "score": metrics[task.metric],
+        "eval": metrics,
+        "final_train_loss": loss,
+        "trainable_parameters": trainable,
+        "train_seconds": t_train,
+        "eval_seconds": time.perf_counter() - t1,
+        "gpu_peak_mb": _memory_peak(device),
+        **extra,
+    }
+
+
+def run_autolora(spec: RunSpec, seed: int) -> dict:
+    """The package's Pipeline (prepare -> search -> retrain), evaluated with the same evaluate()."""
+    hypergradient, selection = AUTOLORA_VARIANTS[spec.method]
+    device = torch.device(spec.device)
+    _memory_reset(device)
+    plot_seconds = [0.0]
+
+    def timed(fn):  # the pipeline's plots are part of its cost; report how much
+        def wrapper(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                plot_seconds[0] += time.perf_counter() - t
+
+        return wrapper
+
+    originals = pipeline_mod.rank_heatmap, pipeline_mod.alpha_trajectories
+    pipeline_mod.rank_heatmap, pipeline_mod.alpha_trajectories = map(timed, originals)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench_autolora_") as out:
+            cfg = PipelineConfig(
+                model=spec.model,
+                data=DataConfig(**spec.data),
+                output_dir=out,
+                seed=seed,
+                device=spec.device,
+                k=spec.k,
+                lora_alpha=spec.lora_alpha,
+                selection=selection,
+                hypergradient=hypergradient,
+                lr_w=spec.lr_lora,
+                lr_beta=spec.lr_beta,
+                batch_size=spec.batch_size,
+                search_epochs=1e6,  # the step caps below bind
+                max_search_steps=spec.search_steps,
+                retrain_epochs=1e6,
+                max_retrain_steps=spec.retrain_steps,
+                eval_batch_size=spec.eval_batch_size,
+                checkpoint_every=10**9,  # only the final checkpoint of each phase, as a user would get
+                progress=False,
+            )
+            t0 = time.perf_counter()
+            pipe = Pipeline(cfg, log=lambda _msg: None)
+            pipe.prepare()
+            t_prepare = time.perf_counter() - t0
+            ranks, history, searched = pipe.search()
+            t_search = time.perf_counter() - t0 - t_prepare
+            model = pipe.retrain(ranks, searched)
+            t_train = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            metrics = evaluate(model, pipe.task, spec.eval_batch_size, pipe.device)
+    finally:
+        pipeline_mod.rank_heatmap, pipeline_mod.alpha_trajectories = originals
+    last = history[-1] if history else {}
+    return {
+        "seed": seed,
+        "metric": pipe.task.metric,
+        "score": metrics[pipe.task.metric],
+        "eval": metrics,
+        "trainable_parameters": autolora.count_trainable(model),
+        "search_trainable_parameters": autolora.count_trainable(searched),
+        "ranks": ranks,
+        "rank_total": sum(ranks.values()),
+        "search_steps": spec.search_steps,
+        "retrain_steps": spec.retrain_steps,
+        "final_search_loss": {k: last.get(k) for k in ("loss_tr", "loss_val")},
+        "train_seconds": t_train,
+        "phase_seconds": {
+            "prepare": t_prepare,
+            "search": t_search,
+            "retrain": t_train - t_prepare - t_search,
+            "plots_in_search": plot_seconds[0],
+        },
+        "eval_seconds": time.perf_counter() - t1,
+        "gpu_peak_mb": _memory_peak(device),
+    }
+
+
+def run_grid(spec: RunSpec, seed: int) -> dict:
+    """A LoRA rank grid search: each (r_q, r_v) trained on D_tr for spec.steps, scored on D_val.
+
+    D_tr/D_val is the package's seeded 1:1 split of the training set, so the grid chooses without
+    looking at the eval split. Returns each config's score and times and the chosen config.
+    """
+    device = torch.device(spec.device)
+    tokenizer, task = load_data(spec)
+    d_tr, d_val = split_train_val(task.train, seed, task.task == "classification")
+    n_val = min(len(d_val), spec.grid_val_samples or len(d_val))
+    val_task = dataclasses.replace(task, eval=d_val.select(range(n_val)))
+    configs = []
+    for r_q, r_v in spec.grid:
+        t0 = time.perf_counter()
+        torch.manual_seed(seed)
+        model, new_modules = load_model(spec.model, task.task, task.num_labels, tokenizer)
+        model = _peft_model(spec, model, new_modules, "lora", (r_q, r_v)).to(device)
+        trainable = autolora.count_trainable(model)
+        stream = Batches(d_tr, spec.batch_size, task.collate, seed, device)
+        train_loop(model, stream, spec.steps, spec.lr_lora)
+        t_train = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        score = evaluate(model, val_task, spec.eval_batch_size, device)[task.metric]
+        configs.append(
+            {
+                "r_q": r_q,
+                "r_v": r_v,
+                "trainable_parameters": trainable,
+                "val_score": score,
+                "train_seconds": t_train,
+                "val_eval_seconds": time.perf_counter() - t1,
+            }
+        )
+    best = max(configs, key=lambda c: c["val_score"])
+    return {
+        "seed": seed,
+        "metric": task.metric,
+        "configs": configs,
+        "chosen": {"r_q": best["r_q"], "r_v": best["r_v"], "val_score": best["val_score"]},
+        "train_seconds": sum(c["train_seconds"] for c in configs),
+        "train_and_val_seconds": sum(c["train_seconds"] + c["val_eval_seconds"] for c in configs),
+        "d_tr": len(d_tr),
+        "d_val": len(d_val),
+        "val_scored": n_val,
+    }
+
+
+def run(spec: RunSpec, seed: int) -> dict:
+    if spec.method == "lora-grid":
+        return run_grid(spec, seed)
+    if spec.method in AUTOLORA_VARIANTS:
+        return run_autolora(spec, seed)
+    if spec.method in ("full-ft", "lora-r4", "adalora"):
+        return run_baseline(spec, seed)
+    raise ValueError(f"method: expected one of {METHODS + ('lora-grid',)}, got {spec.method!r}")
