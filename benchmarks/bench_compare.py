@@ -101,6 +101,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--tag", default=None, help="output name suffix (default: mode_device)")
+    p.add_argument("--render", help="re-write the markdown of a saved JSON report (no training)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     defaults = REDUCED if args.mode == "reduced" else FULL
@@ -351,6 +352,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.worker:
         return worker(args.worker)
+    if args.render:
+        report = json.loads(Path(args.render).read_text())
+        report["notes"] = notes(report)
+        Path(args.render).write_text(json.dumps(report, indent=1) + "\n")
+        Path(args.render).with_suffix(".md").write_text(markdown(report))
+        return None
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from _compare_methods import RunSpec
@@ -433,6 +440,44 @@ def notes(report: dict) -> list[str]:
             f"{cfg['lr_beta']:g}, so alpha moves little from uniform and the selected ranks are close to "
             "noise; read the quality columns as a smoke test of the harness, not as the paper's comparison "
             "(run --mode full on a GPU for that)."
+        )
+    for ds, methods in report["results"].items():
+        plain = [v for k, m in methods.items() if k != "adalora" for r in m["runs"]
+                 if (v := r.get("final_train_loss")) is not None]  # fmt: skip
+        if plain and min(plain) > 0.66:
+            out.append(
+                f"{ds}: every method's training loss is still >= {min(plain):.2f} (ln 2 = 0.69) after "
+                f"{report['steps'][ds]} steps: the models have barely started to learn, and differences "
+                "between methods are mostly seed noise."
+            )
+        scores = [v for m in methods.values() for v in m["scores"]]
+        if (
+            scores
+            and all(v == 0 for v in scores)
+            and next(iter(methods.values()))["metric"].startswith("matt")
+        ):
+            out.append(f"{ds}: Matthews correlation 0 in every run: every model still predicts one class.")
+    ada = [m["adalora"] for m in report["results"].values() if "adalora" in m]
+    if ada:
+        eff = ada[0]["adalora_final"][0]["effective_adapter_params"]
+        out.append(
+            f"AdaLoRA's trainable count is what PEFT allocates (init_r 6 per matrix, plus the classifier); "
+            f"after the final mask its adapters hold {eff:,} parameters (48 kept triplets), against "
+            "36,864 for LoRA r=4. Its logged training loss includes PEFT's orthogonal regulariser "
+            "(0.5 x ||P^T P - I||), so it is not comparable with the others' losses."
+        )
+    cost = report.get("cost") or {}
+    if "lora_grid_estimate_16x_lora_r4_vs_adalora" in cost:
+        out.append(
+            f"The grid was run at {report['grid_steps']} steps per configuration (half the budget) to fit "
+            "this machine; 'lora_grid_estimate_16x_lora_r4' is 16 x the measured LoRA r=4 wall time at the "
+            "full budget, the grid's cost at equal budget (an estimate from measured runs, not a run)."
+        )
+    if cost.get("autolora_vs_adalora"):
+        out.append(
+            "AutoLoRA's wall time at this budget: half the steps are search iterations, each 4.3x a LoRA "
+            "step (bench_search_profile); its fixed costs (a throwaway model in prepare(), two plots) are "
+            "listed under 'wall by phase'. See results/search_profile_proposals.md for what would lower it."
         )
     return out
 
