@@ -19,6 +19,7 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
     || pip_install "torch==${TORCH_VERSION}"
 fi
 installed_torch=$("$PY" -c "import torch; print(torch.__version__.split('+')[0])")
+pip_install "setuptools>=64" wheel  # the editable install below builds without isolation
 # Everything else, constrained to the torch already there so nothing replaces it.
 pip_install --constraint <(echo "torch==${installed_torch}") \
   -e ".[triton,test]" --no-build-isolation
