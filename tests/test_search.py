@@ -129,3 +129,26 @@ def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match="outer"):
         model = torch.nn.Sequential(torch.nn.Linear(2, 2))
         BilevelSearch(model, list(model.parameters()), [], None, None, SearchStepConfig())
+
+
+def test_warm_start_reproduces_the_kept_components_and_the_head():
+    from conftest import tiny_bert
+
+    from autolora.selection import select_ranks, warm_start
+
+    searched = tiny_bert()
+    autolora.inject(searched, trainable=["classifier"])
+    randomize_adapters(searched)
+    torch.nn.init.normal_(searched.classifier.weight)
+    ranks = select_ranks(searched)
+    fixed = tiny_bert()
+    fixed.load_state_dict(
+        {k: v for k, v in searched.state_dict().items() if "base_layer" not in k}, strict=False
+    )
+    autolora.inject(fixed, mode="fixed", ranks=ranks, trainable=["classifier"])
+    warm_start(fixed, searched)
+    assert torch.equal(fixed.classifier.weight, searched.classifier.weight)
+    for (name, f), (_, s) in zip(autolora.adapters(fixed), autolora.adapters(searched), strict=True):
+        keep = s.selected()
+        expected = (s.U[:, keep] * s.alpha()[keep] * s.scaling) @ s.V[keep]
+        torch.testing.assert_close(f.delta_weight(), expected, rtol=1e-5, atol=1e-6, msg=name)

@@ -19,11 +19,17 @@ def select_ranks(model: nn.Module) -> dict[str, int]:
 
 @torch.no_grad()
 def warm_start(fixed: nn.Module, searched: nn.Module) -> None:
-    """Initialise each fixed-rank adapter from the kept components of its searched twin.
+    """Initialise each fixed-rank adapter from the kept components of its searched twin, and every
+    other trainable parameter (the task head) from the searched model's value.
 
     The kept component j contributes s_k * alpha_j * U_j V_j; the fixed layer scales by s_r =
     lora_alpha / r, so U_j is rescaled by s_k * alpha_j / s_r and the update is reproduced exactly.
     """
+    adapter_params = {id(p) for _, a in adapters(fixed) for p in a.parameters(recurse=False)}
+    searched_params = dict(searched.named_parameters())
+    for name, p in fixed.named_parameters():
+        if p.requires_grad and id(p) not in adapter_params and name in searched_params:
+            p.copy_(searched_params[name])
     source: dict[str, AutoLoraAdapter] = dict(adapters(searched))
     for name, a in adapters(fixed):
         if name not in source:
