@@ -191,12 +191,10 @@ def machine(device: str, threads: int) -> dict:
     import torch
     import transformers
 
-    cpu = platform.processor()
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    name = torch.cuda.get_device_name(0) if device.startswith("cuda") else f"CPU ({cpu})"
+    from autolora.backends import device_name
+
+    cpu = device_name("cpu")
+    name = device_name(device) if device.startswith("cuda") else f"CPU ({cpu})"
     return {
         "cpu": cpu, "cores": os.cpu_count(), "torch_threads": threads, "device": device, "device_name": name,
         "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,

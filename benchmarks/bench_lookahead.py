@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -33,6 +32,7 @@ import torch
 from autolora import _ext
 from autolora import lookahead as la
 from autolora import lookahead_reference as ref
+from autolora.backends import device_name
 
 XI, R = 1e-4, 0.01
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -118,18 +118,6 @@ def time_round_robin(fns: dict, min_time: float = 2.0, warmup: int = 2, max_roun
             times[name].append(time.perf_counter() - t0)
         rounds += 1
     return {name: statistics.median(ts) for name, ts in times.items()}
-
-
-def device_name(device: str) -> str:
-    if device == "cuda":
-        return torch.cuda.get_device_name()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_list(shapes, dtype, device, seed: int) -> list[torch.Tensor]:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -365,12 +364,9 @@ def breakdown(fn, iters: int, warmup: int, clock: Clock) -> dict:
 
 
 def machine(device: torch.device, threads: int) -> dict:
-    cpu = platform.processor()
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({cpu})"
+    from autolora.backends import device_name
+
+    name = device_name(device) if device.type == "cuda" else f"CPU ({device_name('cpu')})"
 
     def git(*cmd: str) -> str:
         return subprocess.run(["git", *cmd], capture_output=True, text=True, cwd=HERE).stdout

@@ -23,7 +23,11 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def _cpu_name() -> str:
+def device_name(device: str | torch.device = "cpu") -> str:
+    """The GPU's name for a CUDA device, else the CPU's model name (for benchmark reports)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -60,7 +64,7 @@ def describe(build: bool = False) -> dict:
     triton = importlib.util.find_spec("triton") is not None
     device = {
         "type": "cuda" if cuda else "cpu",
-        "name": torch.cuda.get_device_name() if cuda else _cpu_name(),
+        "name": device_name("cuda" if cuda else "cpu"),
         "torch_cuda": torch.version.cuda,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
