@@ -75,19 +75,20 @@ class AutoLoraAdapter(nn.Module):
         1/k for softmax (SPEC 3), 1/2 for the sigmoid ablation."""
         return 1.0 / self.rank if self.selection == "softmax" else 0.5
 
-    def selected(self) -> torch.Tensor:
-        """Boolean mask of the components kept by rank selection: alpha >= threshold, at least one."""
+    def selected(self, alpha: torch.Tensor | None = None) -> torch.Tensor:
+        """Boolean mask of the components kept by rank selection: alpha >= threshold, at least one.
+        alpha: this adapter's selection weights if already computed (e.g. on the host)."""
         if self.beta is None:
             return torch.ones(self.rank, dtype=torch.bool, device=self.V.device)
-        alpha = self.alpha()
+        alpha = self.alpha() if alpha is None else alpha
         keep = alpha >= self.threshold()
         if not keep.any():  # only possible for sigmoid: the softmax maximum is always >= 1/k
             keep[alpha.argmax()] = True
         return keep
 
-    def selected_rank(self) -> int:
+    def selected_rank(self, alpha: torch.Tensor | None = None) -> int:
         """r = #{j : alpha_j >= 1/k}; at least 1, since the largest alpha is always >= 1/k."""
-        return int(self.selected().sum().item())
+        return int(self.selected(alpha).sum().item())
 
     def op_args(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(U, beta) for the fused op, which applies softmax(beta): the sigmoid ablation folds its

@@ -63,6 +63,7 @@ class Pipeline:
         self.out = Path(config.output_dir)
         self.dist, self.device = init_distributed(config.device, config.dist_timeout)
         self.main = self.dist.is_main
+        self._search_model: nn.Module | None = None
 
     # -- setup -------------------------------------------------------------------------------------
     def prepare(self) -> TaskData:
@@ -73,8 +74,8 @@ class Pipeline:
         self.task = load_task(self.config.data, self.tokenizer)
         stratify = self.task.task == "classification"
         self.d_tr, self.d_val = split_train_val(self.task.train, self.config.seed, stratify)
-        # Validate targets and trainable modules on a throwaway copy of the model.
-        self.new_model(mode="search")
+        # Builds the search model now, so bad targets or trainable modules fail before any training.
+        self._search_model = self.new_model(mode="search")
         return self.task
 
     def new_model(self, mode: str, ranks: dict[str, int] | None = None) -> nn.Module:
@@ -120,7 +121,9 @@ class Pipeline:
     # -- phases ------------------------------------------------------------------------------------
     def search(self) -> tuple[dict[str, int], list[dict], nn.Module]:
         cfg = self.config
-        model = self.new_model(mode="search").train()
+        model = self._search_model if self._search_model is not None else self.new_model(mode="search")
+        self._search_model = None  # the pipeline holds no second copy once the search has it
+        model.train()
         inner, outer = self.inner_parameters(model), autolora.selection_parameters(model)
         inner_opt = torch.optim.AdamW(inner, lr=cfg.lr_w, weight_decay=cfg.weight_decay)
         outer_opt = torch.optim.Adam(outer, lr=cfg.lr_beta)
@@ -142,14 +145,16 @@ class Pipeline:
         tr, val = self.stream(self.d_tr, cfg.seed), self.stream(self.d_val, cfg.seed + 1)
         names = [n for n, a in autolora.adapters(model) if a.beta is not None]
 
+        searched = [a for _, a in autolora.adapters(model) if a.beta is not None]
+
         def on_step(step: int, losses: dict) -> dict:
-            alphas = {
-                n: [round(float(v), 5) for v in a.alpha().detach().cpu()]
-                for n, a in autolora.adapters(model)
-                if a.beta is not None
-            }
-            ranks = [sum(v >= 1 / len(al) for v in al) for al in alphas.values()]
-            return {"step": step, **losses, "rank_sum": sum(ranks), "alpha": alphas}
+            with torch.no_grad():  # one host transfer for every alpha (one sync per step on a GPU)
+                rows = (
+                    torch.cat([a.alpha().float() for a in searched]).cpu().split([a.rank for a in searched])
+                )
+            alphas = {n: [round(v, 5) for v in r.tolist()] for n, r in zip(names, rows, strict=True)}
+            ranks = sum(a.selected_rank(r) for a, r in zip(searched, rows, strict=True))
+            return {"step": step, **losses, "rank_sum": ranks, "alpha": alphas}
 
         history: list[dict] = []
         run_phase(
