@@ -1,0 +1,47 @@
+"""Export to PEFT's layout: PeftModel.from_pretrained reproduces our logits, GPT-2's slices included."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import randomize_adapters, tiny_bert, tiny_gpt2
+
+import autolora
+from autolora.export import export_peft
+
+IDS = torch.tensor([[1, 5, 7, 9, 11, 2], [3, 4, 8, 10, 12, 13]])
+
+
+@pytest.mark.parametrize("make, trainable", [(tiny_bert, ["classifier"]), (tiny_gpt2, [])])
+@pytest.mark.parametrize("mode", ["fixed", "search"])
+def test_peft_reproduces_our_logits(tmp_path, make, trainable, mode):
+    from peft import PeftModel
+
+    torch.manual_seed(3)
+    model = make()
+    base_state = {k: v.clone() for k, v in model.state_dict().items()}
+    ranks = {name: 1 + i % 3 for i, (name, _) in enumerate(_names(make))}
+    autolora.inject(
+        model,
+        mode=mode,
+        rank=4 if mode == "search" else 2,
+        ranks=ranks if mode == "fixed" else None,
+        trainable=trainable,
+    )
+    randomize_adapters(model, scale=0.2)
+    if trainable:
+        torch.nn.init.normal_(model.classifier.weight)
+    with torch.no_grad():
+        ours = model(input_ids=IDS).logits
+    export_peft(model, tmp_path, trainable)
+    base = make()
+    base.load_state_dict(base_state)
+    peft = PeftModel.from_pretrained(base, tmp_path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(peft(input_ids=IDS).logits, ours, rtol=1e-5, atol=1e-5)
+
+
+def _names(make):
+    model = make()
+    autolora.inject(model)
+    return list(autolora.adapters(model))
