@@ -5,6 +5,14 @@ from __future__ import annotations
 import torch
 
 
+def autocast_enabled(device_type: str) -> bool:
+    """torch.is_autocast_enabled for the device, False for devices autocast does not know (meta)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:
+        return False
+
+
 def check_x(x: torch.Tensor, in_features: int, weight: torch.Tensor) -> None:
     """x must be (..., in_features) with the weight's dtype and device."""
     if not isinstance(x, torch.Tensor):
@@ -15,7 +23,7 @@ def check_x(x: torch.Tensor, in_features: int, weight: torch.Tensor) -> None:
         )
     if x.device != weight.device:
         raise ValueError(f"x: on device {x.device}, but the layer is on {weight.device}")
-    if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+    if x.dtype != weight.dtype and not autocast_enabled(x.device.type):
         raise TypeError(f"x: dtype {x.dtype} differs from the layer's dtype {weight.dtype}")
 
 

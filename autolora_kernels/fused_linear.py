@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from autolora_kernels.checks import check_autolora_inputs
+from autolora_kernels.checks import autocast_enabled, check_autolora_inputs
 from autolora_kernels.reference import (
     autolora_linear_backward_reference,
     autolora_linear_reference,
@@ -243,7 +243,7 @@ def autolora_linear(
     scaling: s; x_adapter: (..., K) the adapter's input (x after dropout), default x.
     Returns (..., N). Gradients flow to x, U, V, beta and x_adapter; W0 and b are frozen.
     """
-    if torch.is_autocast_enabled(x.device.type):
+    if autocast_enabled(x.device.type):
         # Mixed precision: the fp32 masters are cast per call, as autocast casts nn.Linear's weight;
         # beta stays fp32 (softmax of logits a few 1e-4 apart needs it). The op itself runs with
         # autocast off, since it has no autocast rule of its own.
