@@ -17,7 +17,7 @@ format:
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
 
 doctor:
-	.venv/bin/autolora doctor --build
+	.venv/bin/autolora doctor
 
 bench-kernels:
 	.venv/bin/python benchmarks/bench_fused_linear.py

@@ -8,7 +8,7 @@ Importing registers the custom ops autolora::fused_linear and autolora::fused_li
 """
 
 from autolora_kernels.checks import check_autolora_inputs, check_x
-from autolora_kernels.fused_linear import autolora_linear
+from autolora_kernels.fused_linear import autolora_linear, layer_backend
 from autolora_kernels.reference import (
     autolora_linear_backward_reference,
     autolora_linear_reference,
@@ -22,6 +22,7 @@ __all__ = [
     "autolora_linear_reference",
     "check_autolora_inputs",
     "check_x",
+    "layer_backend",
     "lora_delta_reference",
     "selection_weights",
 ]

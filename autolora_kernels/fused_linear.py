@@ -73,6 +73,20 @@ def _use_triton(x: Tensor, rank: int):
     return _kernels()
 
 
+def layer_backend(device_type: str = "cuda") -> str:
+    """Which path autolora_linear takes for fp32/fp16/bf16 tensors of rank <= 64 on `device_type`:
+    "triton" or "reference" (with the reason), for reports such as `autolora doctor`."""
+    if os.environ.get("AUTOLORA_FORCE_REFERENCE", "0") == "1":
+        return "reference (AUTOLORA_FORCE_REFERENCE=1)"
+    if device_type != "cuda" and os.environ.get("AUTOLORA_TRITON_ON_CPU", "0") != "1":
+        return f"reference ({device_type} tensors)"
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return "reference (triton not installed)"
+    return "triton"
+
+
 def _coef(beta: Tensor | None, rank: int, scaling: float, like: Tensor) -> tuple[Tensor, Tensor]:
     """(alpha, s * alpha), both fp32 (r,)."""
     alpha = selection_weights(beta, rank, like).float()

@@ -30,3 +30,14 @@ def test_describe_with_extension_disabled(monkeypatch):
     d = backends.describe()
     assert d["lookahead_backend"] == "foreach"
     assert d["extension"]["state"].startswith("disabled")
+
+
+def test_layer_backend_reports_the_path_autolora_linear_takes(monkeypatch):
+    from autolora_kernels import layer_backend
+
+    monkeypatch.delenv("AUTOLORA_FORCE_REFERENCE", raising=False)
+    monkeypatch.delenv("AUTOLORA_TRITON_ON_CPU", raising=False)
+    assert layer_backend("cuda") == "triton"  # triton is a dependency of the test environment
+    assert layer_backend("cpu") == "reference (cpu tensors)"
+    monkeypatch.setenv("AUTOLORA_FORCE_REFERENCE", "1")
+    assert layer_backend("cuda") == "reference (AUTOLORA_FORCE_REFERENCE=1)"

@@ -37,21 +37,13 @@ def device_name(device: str | torch.device = "cpu") -> str:
     return platform.processor() or platform.machine()
 
 
-def _layer_backend(cuda: bool, triton: bool) -> dict:
-    """Ask autolora_kernels if it says (a `backend()`/`layer_backend()` function), else infer: the
-    Triton kernels run on CUDA tensors when triton imports, the reference math otherwise."""
+def _layer_backend(cuda: bool) -> dict:
+    """The path FusedAutoLoraLinear takes on this machine's device, as autolora_kernels reports it."""
     try:
         import autolora_kernels as k
     except Exception as exc:  # a broken kernels package is exactly what a doctor report is for
         return {"name": "unavailable", "source": f"import autolora_kernels failed: {exc}"}
-    for attr in ("layer_backend", "backend"):
-        fn = getattr(k, attr, None)
-        if callable(fn):
-            try:
-                return {"name": str(fn("cuda" if cuda else "cpu")), "source": f"autolora_kernels.{attr}()"}
-            except Exception as exc:
-                return {"name": "unknown", "source": f"autolora_kernels.{attr}() raised {exc!r}"}
-    return {"name": "triton" if cuda and triton else "reference", "source": "inferred (cuda and triton)"}
+    return {"name": k.layer_backend("cuda" if cuda else "cpu"), "source": "autolora_kernels.layer_backend()"}
 
 
 def describe(build: bool = False) -> dict:
@@ -90,7 +82,7 @@ def describe(build: bool = False) -> dict:
             "python": platform.python_version(),
         },
         "device": device,
-        "layer_backend": _layer_backend(cuda, triton),
+        "layer_backend": _layer_backend(cuda),
         "lookahead_backend": lookahead,
         "extension": {
             "compiled": info["loaded"],

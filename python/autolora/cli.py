@@ -39,7 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fields(run, PipelineConfig)
     _add_fields(run, DataConfig, prefix="data.")
     doctor = sub.add_parser("doctor", help="report the active backends")
-    doctor.add_argument("--build", action="store_true", help="compile the C++ extension if needed")
+    doctor.add_argument(
+        "--build",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="compile the C++ extension if needed, to report the lookahead backend",
+    )
     return parser
 
 
