@@ -149,9 +149,7 @@ def build(args, task, tok, mode: str, hypergradient: str = "second-order"):
 
 
 def make_searcher(model, hypergradient: str, lr: float) -> BilevelSearch:
-    betas = {id(p) for p in autolora.selection_parameters(model)}
-    inner = [p for p in model.parameters() if p.requires_grad and id(p) not in betas]
-    outer = autolora.selection_parameters(model)
+    inner, outer = autolora.inner_parameters(model), autolora.selection_parameters(model)
     return BilevelSearch(
         model,
         inner,

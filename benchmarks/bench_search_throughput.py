@@ -44,7 +44,7 @@ def measure(pipeline, global_batch: int, micro: int, iters: int) -> dict:
     accum = max(1, global_batch // micro)
     per = global_batch // accum
     model = pipeline.new_model("search").train()
-    inner, outer = pipeline.inner_parameters(model), autolora.selection_parameters(model)
+    inner, outer = autolora.inner_parameters(model), autolora.selection_parameters(model)
     search = BilevelSearch(
         model,
         inner,

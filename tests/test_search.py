@@ -44,9 +44,7 @@ def batch(seed: int, n: int = 6, length: int = 7) -> dict:
 
 
 def searcher(model, mode: str, xi: float = 0.5, lookahead: str = "sgd") -> BilevelSearch:
-    betas = {id(p) for p in autolora.selection_parameters(model)}
-    inner = [p for p in model.parameters() if p.requires_grad and id(p) not in betas]
-    outer = autolora.selection_parameters(model)
+    inner, outer = autolora.inner_parameters(model), autolora.selection_parameters(model)
     return BilevelSearch(
         model,
         inner,

@@ -11,12 +11,31 @@ from autolora.params import (
     count_trainable,
     current_ranks,
     format_rank_summary,
+    inner_parameters,
     rank_summary,
     selection_parameters,
 )
 from autolora.sliced import SlicedAutoLoraLinear
 
 __version__ = "0.1.0"
+
+# The pipeline pulls in datasets and the data readers: imported on first use, so that
+# `from autolora import FusedAutoLoraLinear` stays light.
+_LAZY = {
+    "run_pipeline": "autolora.pipeline",
+    "Pipeline": "autolora.pipeline",
+    "PipelineConfig": "autolora.config",
+    "load_config": "autolora.config",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'autolora' has no attribute {name!r}")
+
 
 __all__ = [
     "AutoLoraAdapter",
@@ -29,8 +48,13 @@ __all__ = [
     "current_ranks",
     "format_rank_summary",
     "inject",
+    "inner_parameters",
     "load_adapter",
+    "load_config",
     "merge",
+    "Pipeline",
+    "PipelineConfig",
+    "run_pipeline",
     "rank_summary",
     "save_adapter",
     "selection_parameters",

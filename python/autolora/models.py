@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from torch import nn
 
 from autolora.config import EMBEDDED_MODEL
@@ -62,7 +60,3 @@ def load_model(
         model.config.pad_token_id = tokenizer.pad_token_id
     new = sorted({k[: -len(s)] for k in info.get("missing_keys", []) for s in HEAD_SUFFIXES if k.endswith(s)})
     return model, new
-
-
-def is_local(name: str) -> bool:
-    return Path(name).exists()

@@ -31,6 +31,12 @@ def adapter_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for _, a in adapters(model) for p in (a.U, a.V)]
 
 
+def inner_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Every trainable parameter but the betas: the adapters' U, V and any trainable head (SPEC 2's W)."""
+    betas = {id(p) for p in selection_parameters(model)}
+    return [p for p in model.parameters() if p.requires_grad and id(p) not in betas]
+
+
 def selection_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The outer variables A: every beta (search-mode adapters only)."""
     return [a.beta for _, a in adapters(model) if a.beta is not None]

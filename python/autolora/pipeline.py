@@ -114,17 +114,13 @@ class Pipeline:
             cfg.grad_accum,
         )
 
-    def inner_parameters(self, model: nn.Module) -> list[nn.Parameter]:
-        betas = {id(p) for p in autolora.selection_parameters(model)}
-        return [p for p in model.parameters() if p.requires_grad and id(p) not in betas]
-
     # -- phases ------------------------------------------------------------------------------------
     def search(self) -> tuple[dict[str, int], list[dict], nn.Module]:
         cfg = self.config
         model = self._search_model if self._search_model is not None else self.new_model(mode="search")
         self._search_model = None  # the pipeline holds no second copy once the search has it
         model.train()
-        inner, outer = self.inner_parameters(model), autolora.selection_parameters(model)
+        inner, outer = autolora.inner_parameters(model), autolora.selection_parameters(model)
         inner_opt = torch.optim.AdamW(inner, lr=cfg.lr_w, weight_decay=cfg.weight_decay)
         outer_opt = torch.optim.Adam(outer, lr=cfg.lr_beta)
         step_cfg = SearchStepConfig(
