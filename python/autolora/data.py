@@ -1,4 +1,4 @@
-"""Task data: read local files (or the Hub), tokenize, and pad batches dynamically.
+"""Task data: tokenize what readers.py read, check the labels, and pad batches dynamically.
 
 Where data enters: `load_task(DataConfig, tokenizer)` reads the train and eval files, checks every
 column and label before any training starts, and returns a `TaskData` whose datasets hold only
@@ -8,8 +8,6 @@ seeded 1:1 split D_tr : D_val of the training set (stratified for classification
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,66 +18,37 @@ import datasets
 import numpy as np
 import torch
 
+from autolora.readers import (
+    FORMATS,
+    LABEL_CANDIDATES,
+    LAYOUTS,
+    PAIR_OF,
+    SOURCE_CANDIDATES,
+    TAGS_CANDIDATES,
+    TARGET_CANDIDATES,
+    TEXT_CANDIDATES,
+    TOKENS_CANDIDATES,
+    Layout,
+    Table,
+    as_strings,
+    as_words,
+    feature_names,
+    find_column,
+    load_hub,
+    read_file,
+    subset,
+)
+
 TASK_TYPES = ("classification", "regression", "token-classification", "causal-lm")
 BUNDLED_COLA = Path(__file__).resolve().parent / "bundled" / "cola"
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 IGNORE_INDEX = -100  # label of positions the loss skips (torch cross_entropy's default ignore_index)
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Column layout of one GLUE-style TSV file: which columns hold the text, pair and label."""
-
-    task: str
-    text: str
-    label: str
-    pair: str | None = None
-    columns: tuple[str, ...] | None = None  # headerless files: names given to the columns in order
-    names: tuple[str, ...] | None = None  # fixed label names (index = label id)
-    string_labels: bool = False  # True: the file holds the names, not the ids
-    metric: str = "accuracy"
-
-
-_ENTAIL = ("entailment", "not_entailment")
-_CLS = "classification"
-LAYOUTS: dict[str, Layout] = {
-    "cola": Layout(_CLS, "sentence", "label", columns=("source", "label", "mark", "sentence"),
-                   names=("unacceptable", "acceptable"), metric="matthews_correlation"),
-    "sst2": Layout(_CLS, "sentence", "label", names=("negative", "positive")),
-    "mrpc": Layout(_CLS, "#1 String", "Quality", pair="#2 String", names=("not_equivalent", "equivalent")),
-    "rte": Layout(_CLS, "sentence1", "label", pair="sentence2", names=_ENTAIL, string_labels=True),
-    "stsb": Layout("regression", "sentence1", "score", pair="sentence2", metric="spearman"),
-    "qnli": Layout(_CLS, "question", "label", pair="sentence", names=_ENTAIL, string_labels=True),
-    "mnli": Layout(_CLS, "sentence1", "gold_label", pair="sentence2",
-                   names=("contradiction", "entailment", "neutral"), string_labels=True),
-    "qqp": Layout(_CLS, "question1", "is_duplicate", pair="question2", names=("not_duplicate", "duplicate")),
-    "sentence-tsv": Layout(_CLS, "sentence", "label", columns=("label", "sentence")),
-}  # fmt: skip
-FORMATS = ("auto", *LAYOUTS)
-EXTENSIONS = (".tsv", ".csv", ".json", ".jsonl")
 DEFAULT_METRIC = {
     "classification": "accuracy",
     "regression": "spearman",
     "token-classification": "f1",
     "causal-lm": "perplexity",
 }
-
-# Column names tried, in order, when the config does not name one. Pair-able names come first so
-# that ("question", "sentence") reads as a QNLI pair rather than a lone "sentence".
-TEXT_CANDIDATES = ("sentence1", "question1", "premise", "question", "sentence", "text")
-PAIR_OF = {
-    "sentence1": "sentence2",
-    "question1": "question2",
-    "premise": "hypothesis",
-    "question": "sentence",
-}
-LABEL_CANDIDATES = ("label", "labels", "score", "gold_label")
-TOKENS_CANDIDATES = ("tokens", "words")
-TAGS_CANDIDATES = ("ner_tags", "tags", "labels", "label")
-SOURCE_CANDIDATES = ("source", "prompt", "meaning_representation", "input")
-TARGET_CANDIDATES = ("target", "completion", "human_reference", "output")
-
-Table = dict[str, list]  # raw rows as columns
 
 
 @dataclass
@@ -168,154 +137,6 @@ class TaskData:
 def default_data_config() -> DataConfig:
     """The embedded default task: the bundled GLUE CoLA (no network needed)."""
     return DataConfig(task="classification", format="cola")
-
-
-# ----------------------------------------------------------------------------------------- reading
-
-
-def _read_file(path: str, layout: Layout | None, which: str) -> Table:
-    """Read one local file into columns. `which` ("train_file"/"eval_file") names it in errors."""
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"{which}: file not found: {path!r}")
-    ext = p.suffix.lower()
-    if layout is not None:
-        table = _read_delimited(p, "\t", layout.columns, which)
-    elif ext in (".tsv", ".csv"):
-        table = _read_delimited(p, "\t" if ext == ".tsv" else ",", None, which)
-    elif ext in (".json", ".jsonl"):
-        table = _read_json(p, which)
-    else:
-        raise ValueError(
-            f"{which}: cannot tell the format of {path!r} from its extension {ext!r}; "
-            f"expected one of {EXTENSIONS}, or set format to one of {FORMATS[1:]}"
-        )
-    if not table or not len(next(iter(table.values()))):
-        raise ValueError(f"{which}: {path!r} has no rows (empty split)")
-    return table
-
-
-def _read_delimited(path: Path, sep: str, names: tuple[str, ...] | None, which: str) -> Table:
-    import pandas as pd
-
-    # GLUE TSVs are not quoted (MRPC/QQP text holds bare quote characters): read them verbatim.
-    quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
-    kw = dict(sep=sep, quoting=quoting, dtype=str, keep_default_na=False, encoding="utf-8")
-    try:
-        frame = pd.read_csv(path, header=None if names else 0, **kw)
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{which}: {str(path)!r} has no rows (empty split)") from None
-    except pd.errors.ParserError as e:
-        raise ValueError(f"{which}: cannot parse {str(path)!r}: {e}") from e
-    if names is not None:
-        if frame.shape[1] != len(names):
-            raise ValueError(
-                f"{which}: {str(path)!r} has {frame.shape[1]} tab-separated columns; this headerless "
-                f"layout expects {len(names)}: {list(names)}"
-            )
-        frame.columns = list(names)
-    return {str(c): frame[c].tolist() for c in frame.columns}
-
-
-def _read_json(path: Path, which: str) -> Table:
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        try:
-            data = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{which}: {str(path)!r} is neither JSON nor JSON lines: {e}") from e
-    if isinstance(data, dict) and isinstance(data.get("data"), list):
-        data = data["data"]
-    if isinstance(data, dict):  # columnar: {"col": [values...]}
-        if not all(isinstance(v, list) for v in data.values()):
-            raise ValueError(f"{which}: {str(path)!r}: expected a list of records or a dict of columns")
-        return dict(data)
-    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-        raise ValueError(f"{which}: {str(path)!r}: expected a list of JSON objects (one per example)")
-    keys = list(dict.fromkeys(k for r in data for k in r))
-    return {k: [r.get(k) for r in data] for k in keys}
-
-
-def _subset(table: Table, n: int | None, arg: str) -> Table:
-    """A fixed-seed random subset of n rows, in file order (the first n rows of CoLA share one source)."""
-    size = len(next(iter(table.values())))
-    if n is None or n >= size:
-        return table
-    if n < 1:
-        raise ValueError(f"{arg}: must be >= 1 or None, got {n}")
-    keep = np.sort(np.random.default_rng(0).permutation(size)[:n])
-    return {k: [v[i] for i in keep] for k, v in table.items()}
-
-
-def _load_hub(config: DataConfig) -> tuple[Table, Table, dict[str, Any]]:
-    """Train and eval splits of a Hub dataset, plus its features (label names live there)."""
-    try:
-        dd = datasets.load_dataset(config.hub_dataset, config.hub_config)
-    except Exception as e:  # network, missing dataset or config: re-raised with the arguments named
-        raise ValueError(
-            f"hub_dataset={config.hub_dataset!r}, hub_config={config.hub_config!r}: cannot load "
-            f"({type(e).__name__}: {e}). Offline? Use train_file/eval_file instead."
-        ) from e
-    eval_split = next((s for s in ("validation", "validation_matched", "dev", "test") if s in dd), None)
-    if "train" not in dd or eval_split is None:
-        raise ValueError(
-            f"hub_dataset={config.hub_dataset!r}: needs a 'train' and a 'validation' split; found {list(dd)}"
-        )
-    train, ev = dd["train"], dd[eval_split]
-    for name, split in (("train", train), (eval_split, ev)):
-        if len(split) == 0:
-            raise ValueError(f"hub_dataset={config.hub_dataset!r}: split {name!r} is empty")
-    return train.to_dict(), ev.to_dict(), dict(train.features)
-
-
-def _feature_names(feature: Any) -> list[str] | None:
-    """Label names of a ClassLabel feature, or of a sequence of ClassLabel (token tags)."""
-    inner = getattr(feature, "feature", feature)
-    return list(inner.names) if isinstance(inner, datasets.ClassLabel) else None
-
-
-# --------------------------------------------------------------------------------------- columns
-
-
-def _column(table: Table, explicit: str | None, candidates: Sequence[str], arg: str, where: str) -> str:
-    if explicit is not None:
-        if explicit not in table:
-            raise ValueError(f"{arg}={explicit!r}: no such column in {where}; columns found: {list(table)}")
-        return explicit
-    found = next((c for c in candidates if c in table), None)
-    if found is None:
-        hint = (
-            " (a headerless TSV? set format to 'sentence-tsv' or a GLUE layout name)"
-            if where.endswith(".tsv'")
-            else ""
-        )
-        raise ValueError(
-            f"{arg}: none of the columns {list(candidates)} is in {where}; columns found: "
-            f"{list(table)}{hint}. Set {arg} to name the column."
-        )
-    return found
-
-
-def _strings(values: list, column: str, where: str) -> list[str]:
-    for i, v in enumerate(values):
-        if not isinstance(v, str):
-            raise ValueError(f"{column}: row {i} of {where} is {v!r}, expected text")
-    return values
-
-
-def _words(values: list, column: str, where: str) -> list[list]:
-    """Token-classification cells: a list, or a whitespace-separated string (TSV/CSV files)."""
-    out = []
-    for i, v in enumerate(values):
-        v = v.split() if isinstance(v, str) else v
-        if not isinstance(v, list) or not v:
-            raise ValueError(
-                f"{column}: row {i} of {where} is {v!r}, expected a non-empty list of words/tags"
-            )
-        out.append(v)
-    return out
 
 
 # ---------------------------------------------------------------------------------------- labels
@@ -420,8 +241,8 @@ def load_task(config: DataConfig, tokenizer: Any) -> TaskData:
     """
     layout = _check_config(config, tokenizer)
     train, evals, features, where = _read_splits(config, layout)
-    train = _subset(train, config.max_train_samples, "max_train_samples")
-    evals = _subset(evals, config.max_eval_samples, "max_eval_samples")
+    train = subset(train, config.max_train_samples, "max_train_samples")
+    evals = subset(evals, config.max_eval_samples, "max_eval_samples")
     encode = {
         "classification": _encode_sequences,
         "regression": _encode_sequences,
@@ -465,7 +286,7 @@ def _is_cola(config: DataConfig) -> bool:
 
 def _read_splits(config: DataConfig, layout: Layout | None) -> tuple[Table, Table, dict, tuple[str, str]]:
     if config.hub_dataset:
-        train, evals, features = _load_hub(config)
+        train, evals, features = load_hub(config)
         return train, evals, features, (f"hub dataset {config.hub_dataset!r} (train)", "the eval split")
     train_file, eval_file = config.train_file, config.eval_file
     if train_file is None:
@@ -477,15 +298,15 @@ def _read_splits(config: DataConfig, layout: Layout | None) -> tuple[Table, Tabl
         eval_file = eval_file or str(BUNDLED_COLA / "dev.tsv")
     if eval_file is None:
         raise ValueError("eval_file: required with train_file (the dev/test set the final score is taken on)")
-    train = _read_file(train_file, layout, "train_file")
-    evals = _read_file(eval_file, layout, "eval_file")
+    train = read_file(train_file, layout, "train_file")
+    evals = read_file(eval_file, layout, "eval_file")
     return train, evals, {}, (f"train_file '{train_file}'", f"eval_file '{eval_file}'")
 
 
 def _both(train: Table, evals: Table, where, explicit, candidates, arg) -> str:
     """Resolve a column on the train split and require the same column in the eval split."""
-    name = _column(train, explicit, candidates, arg, where[0])
-    _column(evals, name, (), arg, where[1])
+    name = find_column(train, explicit, candidates, arg, where[0])
+    find_column(evals, name, (), arg, where[1])
     return name
 
 
@@ -523,14 +344,14 @@ def _encode_sequences(config, layout, tokenizer, train, evals, features, where) 
         y_eval = encode_scores(evals[label], label, "eval")
         num_labels, names = 1, None
     else:
-        fixed = layout.names if layout else _feature_names(features.get(label))
+        fixed = layout.names if layout else feature_names(features.get(label))
         string_labels = bool(layout and layout.string_labels)
         y_train, y_eval, names = encode_class_labels(train[label], evals[label], label, fixed, string_labels)
         num_labels = len(names)
 
     def tok(table: Table, split_where: str) -> Any:
-        texts = _strings(table[text], text, split_where)
-        pairs = _strings(table[pair], pair, split_where) if pair else None
+        texts = as_strings(table[text], text, split_where)
+        pairs = as_strings(table[pair], pair, split_where) if pair else None
         return tokenizer(texts, pairs, truncation=True, max_length=config.max_length)
 
     return TaskData(
@@ -555,14 +376,17 @@ def _encode_tokens(config, layout, tokenizer, train, evals, features, where) -> 
     tags = _both(train, evals, where, config.tags_column, TAGS_CANDIDATES, "tags_column")
     splits = []
     for table, split_where in ((train, where[0]), (evals, where[1])):
-        words, row_tags = _words(table[tokens], tokens, split_where), _words(table[tags], tags, split_where)
+        words, row_tags = (
+            as_words(table[tokens], tokens, split_where),
+            as_words(table[tags], tags, split_where),
+        )
         for i, (w, t) in enumerate(zip(words, row_tags, strict=True)):
-            _strings(w, tokens, f"{split_where}, row {i},")
+            as_strings(w, tokens, f"{split_where}, row {i},")
             if len(w) != len(t):
                 raise ValueError(f"{tags}: row {i} of {split_where} has {len(t)} tags for {len(w)} words")
         splits.append((words, row_tags))
     flat = [[t for row in row_tags for t in row] for _, row_tags in splits]
-    names = _feature_names(features.get(tags))
+    names = feature_names(features.get(tags))
     flat_train, flat_eval, all_names = encode_class_labels(flat[0], flat[1], tags, names)
     # Integer tags without names: which id is B-/I-/O is unknown, so no label names (see metrics.py).
     unnamed = names is None and all(_as_int(t) is not None for t in flat[0])
@@ -621,8 +445,8 @@ def _encode_causal(config, layout, tokenizer, train, evals, features, where) -> 
         src, tgt = None, _both(train, evals, where, config.text_column, ("text",), "text_column")
 
     def encode(table: Table, split_where: str) -> tuple[datasets.Dataset, list[list[int]]]:
-        targets = _strings(table[tgt], tgt, split_where)
-        prompts = _strings(table[src], src, split_where) if src else [""] * len(targets)
+        targets = as_strings(table[tgt], tgt, split_where)
+        prompts = as_strings(table[src], src, split_where) if src else [""] * len(targets)
         joined = [_join(p, t) for p, t in zip(prompts, targets, strict=True)]
         p_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"] if src else [[]] * len(targets)
         t_ids = tokenizer(joined, add_special_tokens=False)["input_ids"]
