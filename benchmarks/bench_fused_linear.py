@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from autolora.atomic import atomic_write_json, atomic_write_text
+
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 IMPLS = ("base", "fused", "peft", "ref")
 TARGET_CASE = (16384, 4096, 4096, 8)  # tokens, in, out, k: where fused must beat PEFT by 1.3x
@@ -202,8 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     slug = "".join(c if c.isalnum() else "-" for c in meta["device_name"]).strip("-").lower()
     stem = out / f"fused_linear_{slug}_{args.dtype}"
-    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown(meta, rows))
+    atomic_write_json(stem.with_suffix(".json"), {"meta": meta, "rows": rows})
+    atomic_write_text(stem.with_suffix(".md"), markdown(meta, rows))
     print(f"wrote {stem}.json and {stem}.md")
 
 

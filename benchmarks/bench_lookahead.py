@@ -32,6 +32,7 @@ import torch
 from autolora import _ext
 from autolora import lookahead as la
 from autolora import lookahead_reference as ref
+from autolora.atomic import atomic_write_json, atomic_write_text
 from autolora.backends import device_name
 
 XI, R = 1e-4, 0.01
@@ -219,8 +220,8 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"lookahead_{args.device}"
-    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown(meta, rows))
+    atomic_write_json(stem.with_suffix(".json"), {"meta": meta, "rows": rows})
+    atomic_write_text(stem.with_suffix(".md"), markdown(meta, rows))
     print(f"wrote {stem}.json and {stem}.md")
 
 

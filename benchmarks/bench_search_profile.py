@@ -26,7 +26,6 @@ Also timed: the pipeline's per-step progress record (every alpha to the host) an
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -41,6 +40,7 @@ import torch
 
 import autolora
 import autolora.search as search_mod
+from autolora.atomic import atomic_write_json, atomic_write_text
 from autolora.data import DataConfig, load_task, split_train_val
 from autolora.models import load_model, load_tokenizer
 from autolora.search import BilevelSearch, SearchStepConfig, model_loss
@@ -396,8 +396,8 @@ def write(args, res: dict, lora_phases: dict, search_phases: dict) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = "cpu" if args.device.type == "cpu" else "cuda"
-    (out / f"search_profile_{tag}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / f"search_profile_{tag}.md").write_text(markdown(report))
+    atomic_write_json(out / f"search_profile_{tag}.json", report)
+    atomic_write_text(out / f"search_profile_{tag}.md", markdown(report))
     print(markdown(report))
 
 

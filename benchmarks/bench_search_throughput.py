@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from autolora.atomic import atomic_write_json, atomic_write_text
 from autolora.backends import device_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(args.out) if args.out else RESULTS / f"search_throughput_{pipeline.device.type}"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    atomic_write_json(out.with_suffix(".json"), {"meta": meta, "rows": rows})
     lines = [
         f"# Search-iteration throughput vs global batch ({meta['device']})",
         "",
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {r['global_batch']} | {r['micro_batch']} x {r['accum']} | "
                 f"{r['seconds_per_iter']:.3f} | {r['examples_per_s']:.1f} | {r['peak_memory_mb']} |"
             )
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
