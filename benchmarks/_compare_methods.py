@@ -266,7 +266,7 @@ def run_autolora(spec: RunSpec, seed: int) -> dict:
                 progress=False,
             )
             t0 = time.perf_counter()
-            pipe = Pipeline(cfg, log=lambda _msg: None)
+            pipe = Pipeline(cfg)
             pipe.prepare()
             t_prepare = time.perf_counter() - t0
             ranks, history, searched = pipe.search()

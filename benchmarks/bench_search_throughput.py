@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             "data.format": "cola",
         },
     )
-    pipeline = Pipeline(cfg, log=lambda s: None)
+    pipeline = Pipeline(cfg)
     pipeline.prepare()
     rows = []
     for gb in args.batches:

@@ -34,7 +34,7 @@ def run_rank(rank: int, world: int, port: int, overrides: dict, result: str, die
 
         BilevelSearch.step = dying
     try:
-        summary = Pipeline(load_config(None, overrides), log=lambda s: None).run()
+        summary = Pipeline(load_config(None, overrides)).run()
         out = {"ok": True, "summary": summary}
     except Exception as err:  # reported to the test, which judges it
         out = {"ok": False, "type": type(err).__name__, "message": str(err)}

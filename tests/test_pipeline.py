@@ -41,7 +41,7 @@ def gpt2_dir(tmp_path_factory):
 
 def run(model_dir, out, **overrides):
     cfg = load_config(None, {"model": str(model_dir), "output_dir": str(out), **FAST, **overrides})
-    return Pipeline(cfg, log=lambda s: None).run()
+    return Pipeline(cfg).run()
 
 
 def cola(**extra):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -57,9 +56,9 @@ def _steps(epochs: float, stream: BatchStream, cap: int | None) -> int:
 class Pipeline:
     """Runs the phases in order; each phase resumes from its checkpoint when config.resume is set."""
 
-    def __init__(self, config: PipelineConfig, log: Callable[[str], None] = print) -> None:
+    def __init__(self, config: PipelineConfig) -> None:
         config.validate()
-        self.config, self.log = config, log
+        self.config = config
         self.out = Path(config.output_dir)
         self.dist, self.device = init_distributed(config.device, config.dist_timeout)
         self.main = self.dist.is_main
@@ -264,5 +263,5 @@ class Pipeline:
         return summary
 
 
-def run_pipeline(config: PipelineConfig, log: Callable[[str], None] = print) -> dict:
-    return Pipeline(config, log).run()
+def run_pipeline(config: PipelineConfig) -> dict:
+    return Pipeline(config).run()
