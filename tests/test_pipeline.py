@@ -107,8 +107,8 @@ def test_token_classification_end_to_end(bert_dir, tmp_path):
     assert summary["metric"] == "f1" and 0 <= summary["eval"]["f1"] <= 1
 
 
-@pytest.mark.parametrize("hypergradient", ["second-order", "exact"])
-def test_causal_lm_end_to_end_on_gpt2(gpt2_dir, tmp_path, hypergradient):
+@pytest.mark.parametrize("hypergradient, fd_scheme", [("second-order", "central"), ("exact", "forward")])
+def test_causal_lm_end_to_end_on_gpt2(gpt2_dir, tmp_path, hypergradient, fd_scheme):
     train, dev = (
         write_data_to_text(tmp_path / "train.jsonl", 24),
         write_data_to_text(tmp_path / "dev.jsonl", 6),
@@ -117,6 +117,7 @@ def test_causal_lm_end_to_end_on_gpt2(gpt2_dir, tmp_path, hypergradient):
         gpt2_dir,
         tmp_path / "run",
         hypergradient=hypergradient,
+        fd_scheme=fd_scheme,
         **{"data.task": "causal-lm", "data.train_file": str(train), "data.eval_file": str(dev)},
     )
     assert summary["metric"] == "perplexity" and summary["eval"]["perplexity"] > 1
@@ -165,6 +166,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(bert_dir, 
         ({"targets": ["q_proj"]}, "targets: 'q_proj' matches no module"),
         ({"data.train_file": "missing.tsv", "data.eval_file": "missing.tsv"}, "missing.tsv"),
         ({"k": 0}, "k: expected"),
+        ({"fd_scheme": "backward"}, "fd_scheme: expected"),
     ],
 )
 def test_bad_input_fails_before_training(bert_dir, tmp_path, overrides, words, capsys):

@@ -43,7 +43,9 @@ def batch(seed: int, n: int = 6, length: int = 7) -> dict:
     }
 
 
-def searcher(model, mode: str, xi: float = 0.5, lookahead: str = "sgd") -> BilevelSearch:
+def searcher(
+    model, mode: str, xi: float = 0.5, lookahead: str = "sgd", fd_scheme: str = "central", fd_r: float = 0.01
+) -> BilevelSearch:
     inner, outer = autolora.inner_parameters(model), autolora.selection_parameters(model)
     return BilevelSearch(
         model,
@@ -51,7 +53,7 @@ def searcher(model, mode: str, xi: float = 0.5, lookahead: str = "sgd") -> Bilev
         outer,
         torch.optim.AdamW(inner, lr=1e-2),
         torch.optim.Adam(outer, lr=1e-2),
-        SearchStepConfig(hypergradient=mode, xi=xi, lookahead=lookahead),
+        SearchStepConfig(hypergradient=mode, xi=xi, lookahead=lookahead, fd_scheme=fd_scheme, fd_r=fd_r),
     )
 
 
@@ -76,6 +78,20 @@ def test_finite_difference_matches_exact_hypergradient():
     assert rel(fd, exact) < 1e-3
     # ...and the check can fail: the second-order term moves the hypergradient by far more than that.
     assert rel(first, exact) > 1e-2
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_forward_difference_is_first_order_accurate_in_r(dropout):
+    """The default scheme reuses step 1's grad_beta L_tr(W): its error in the implicit term is
+    (r / 2) * (third derivative along v), so O(r) = 1e-2 relative at r = 0.01 with O(1) derivatives,
+    and it shrinks linearly with r (xi = 0.5 makes the implicit term dominate, so this is visible)."""
+    model = tiny_classifier(dropout=dropout)
+    exact = hyper(model, "exact")
+    errors = [rel(hyper(model, "second-order", fd_scheme="forward", fd_r=r), exact) for r in (1e-2, 1e-3)]
+    assert errors[0] < 3e-2
+    assert 5 < errors[0] / errors[1] < 20  # linear in r: a forward, not a central, difference
+    central = rel(hyper(model, "second-order", fd_scheme="central", fd_r=1e-2), exact)
+    assert central < errors[0] / 10  # ...and the central scheme is the more accurate one
 
 
 def test_dropout_masks_are_replayed_in_the_finite_difference_passes(monkeypatch):
@@ -124,6 +140,8 @@ def test_config_rejects_bad_values():
         SearchStepConfig(hypergradient="third-order")
     with pytest.raises(ValueError, match="lookahead"):
         SearchStepConfig(lookahead="newton")
+    with pytest.raises(ValueError, match="fd_scheme"):
+        SearchStepConfig(fd_scheme="backward")
     with pytest.raises(ValueError, match="outer"):
         model = torch.nn.Sequential(torch.nn.Linear(2, 2))
         BilevelSearch(model, list(model.parameters()), [], None, None, SearchStepConfig())

@@ -30,6 +30,7 @@ class PipelineConfig:
     hypergradient: str = "second-order"
     xi: float | None = None  # None: the inner learning rate lr_w
     fd_r: float = 0.01
+    fd_scheme: str = "forward"  # "central": SPEC step 6's two passes (see search.SearchStepConfig)
     lookahead: str = "sgd"
     lr_w: float = 1e-4
     lr_beta: float = 1e-3
@@ -67,6 +68,7 @@ class PipelineConfig:
                 "second-order, first-order or exact",
             ),
             (self.lookahead in ("sgd", "adam"), "lookahead", "sgd or adam"),
+            (self.fd_scheme in ("forward", "central"), "fd_scheme", "forward or central"),
             (self.selection in ("softmax", "sigmoid"), "selection", "softmax or sigmoid"),
             (self.lr_w > 0 and self.lr_beta > 0, "lr_w/lr_beta", "positive"),
             (self.batch_size >= 1, "batch_size", ">= 1"),

@@ -123,7 +123,7 @@ class Pipeline:
         inner_opt = torch.optim.AdamW(inner, lr=cfg.lr_w, weight_decay=cfg.weight_decay)
         outer_opt = torch.optim.Adam(outer, lr=cfg.lr_beta)
         step_cfg = SearchStepConfig(
-            cfg.hypergradient, cfg.lr_w if cfg.xi is None else cfg.xi, cfg.fd_r, cfg.lookahead
+            cfg.hypergradient, cfg.lr_w if cfg.xi is None else cfg.xi, cfg.fd_r, cfg.lookahead, cfg.fd_scheme
         )
         searcher = BilevelSearch(
             model,

@@ -4,6 +4,8 @@ Inner variables W (every U, V and any trainable head) learn on D_tr; outer varia
 learn on D_val through a one-step lookahead W' = W - xi * g. The hypergradient of beta is
 
   second-order:  d_direct - xi * (grad_beta L_tr(W+) - grad_beta L_tr(W-)) / (2 eps)   (DARTS)
+                 or, with fd_scheme="forward" (the default), d_direct - xi * (grad_beta L_tr(W+)
+                 - grad_beta L_tr(W)) / eps, where grad_beta L_tr(W) comes free with step 1's pass
   first-order:   grad_beta L_val(W)                                  (the paper's eta = 0 ablation)
   exact:         autograd through W' = W - xi * g with create_graph (small models; the oracle)
 
@@ -25,6 +27,7 @@ from torch import nn
 from autolora import lookahead
 
 HYPERGRADIENTS = ("second-order", "first-order", "exact")
+FD_SCHEMES = ("forward", "central")
 LossFn = Callable[[nn.Module, dict], torch.Tensor]
 
 
@@ -39,10 +42,17 @@ class SearchStepConfig:
     xi: float = 1e-4  # lookahead step size; the paper takes the inner learning rate
     fd_r: float = 0.01  # eps = r / ||v||
     lookahead: str = "sgd"  # "sgd" (paper Eq. 4) or "adam" (the inner optimiser's direction)
+    # "central" is SPEC step 6 (two passes at W+ and W-). "forward" takes W's end of the difference
+    # from step 1's pass, which already differentiates L_tr(W, beta; B_tr) with the same masks: one
+    # training pass fewer (a search iteration is 3 passes, not 4) for an O(r) instead of O(r^2) error
+    # in the implicit term (tests/test_search.py and benchmarks/bench_search_profile.py measure it).
+    fd_scheme: str = "forward"
 
     def __post_init__(self) -> None:
         if self.hypergradient not in HYPERGRADIENTS:
             raise ValueError(f"hypergradient: expected one of {HYPERGRADIENTS}, got {self.hypergradient!r}")
+        if self.fd_scheme not in FD_SCHEMES:
+            raise ValueError(f"fd_scheme: expected one of {FD_SCHEMES}, got {self.fd_scheme!r}")
         if self.lookahead not in ("sgd", "adam"):
             raise ValueError(f"lookahead: expected 'sgd' or 'adam', got {self.lookahead!r}")
         if self.xi < 0 or self.fd_r <= 0:
@@ -136,12 +146,16 @@ class BilevelSearch:
         rng = RngReplay(self.inner[0].device)
         if self.config.hypergradient == "exact":
             return self._exact(b_tr, b_val)
-        loss_tr, g = self._loss_and_grads(self.model, b_tr, self.inner)  # step 1, also W's update
+        first_order = self.config.hypergradient == "first-order" or self.config.xi == 0
+        forward = not first_order and self.config.fd_scheme == "forward"
+        params = self.inner + self.outer if forward else self.inner  # forward: grad_beta L_tr(W) too
+        loss_tr, grads = self._loss_and_grads(self.model, b_tr, params)  # step 1, also W's update
+        g, beta_grad_at_w = grads[: len(self.inner)], grads[len(self.inner) :]
         self.reduce(g)
-        if self.config.hypergradient == "first-order" or self.config.xi == 0:
+        if first_order:
             loss_val, hyper = self._loss_and_grads(self.model, b_val, self.outer)
         else:
-            hyper, loss_val = self._second_order(g, b_tr, b_val, rng)
+            hyper, loss_val = self._second_order(g, beta_grad_at_w, b_tr, b_val, rng)
         losses = [loss_tr.reshape(1), loss_val.reshape(1)]
         self.reduce(hyper + losses)
         return losses[0][0], g, hyper, losses[1][0]
@@ -173,21 +187,25 @@ class BilevelSearch:
         b1, b2 = group["betas"]
         lookahead.adam_step_(self.inner, g, avg, sq, step, xi, b1, b2, group["eps"], group["weight_decay"])
 
-    def _second_order(self, g, b_tr, b_val, rng: RngReplay):
+    def _second_order(self, g, beta_grad_at_w, b_tr, b_val, rng: RngReplay):
+        """DARTS: d_direct - xi * d_implicit. `beta_grad_at_w` (grad_beta L_tr at W, from step 1) is
+        the forward difference's base point; empty for the central scheme."""
         backup = lookahead.backup(self.inner)
         self._virtual_step(g)  # step 2: W' = W - xi g
         loss_val, grads = self._loss_and_grads(self.model, b_val, self.outer + self.inner)  # step 3
         d_direct, v = grads[: len(self.outer)], grads[len(self.outer) :]
         self.reduce(v)
         eps = lookahead.fd_eps(v, self.config.fd_r)  # step 4, stays on the device
+        central = self.config.fd_scheme == "central"
         beta_grads = []
-        for sign in (1.0, -1.0):  # steps 5-6
+        for sign in (1.0, -1.0) if central else (1.0,):  # steps 5-6
             lookahead.set_perturbed_(self.inner, backup, v, eps, sign)
             rng.replay()
             beta_grads.append(self._loss_and_grads(self.model, b_tr, self.outer)[1])
         lookahead.restore_(self.inner, backup)  # step 8: W exactly as before
-        scale = self.config.xi / (2 * eps)
-        hyper = [d - scale * (gp - gm) for d, gp, gm in zip(d_direct, *beta_grads, strict=True)]
+        upper, lower = beta_grads if central else (beta_grads[0], beta_grad_at_w)
+        scale = self.config.xi / (2 * eps if central else eps)
+        hyper = [d - scale * (gp - gm) for d, gp, gm in zip(d_direct, upper, lower, strict=True)]
         return hyper, loss_val
 
     def _exact(self, b_tr, b_val):
