@@ -216,3 +216,14 @@ def test_large_batch_options_end_to_end(bert_dir, tmp_path):
     config = json.loads((tmp_path / "run/config.json").read_text())
     assert config["precision"] == "bf16" and config["grad_accum"] == 2
     assert all(1 <= r <= 8 for r in summary["ranks"].values())
+
+
+def test_trainable_head_alias_adds_modules_to_the_new_head(bert_dir, tmp_path):
+    options = {"model": str(bert_dir), "output_dir": str(tmp_path / "run"), **FAST, **cola()}
+    cfg = load_config(None, {**options, "trainable": ["@head", "pooler"]})
+    pipe = Pipeline(cfg)
+    pipe.prepare()
+    assert pipe.trainable == ["classifier", "pooler"]
+    trained = {n.rsplit(".", 1)[0] for n, p in pipe._search_model.named_parameters() if p.requires_grad}
+    assert {"classifier", "bert.pooler.dense"} <= trained
+    assert not any(n.startswith("bert.encoder") and not n.endswith(("query", "value")) for n in trained)

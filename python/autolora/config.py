@@ -25,7 +25,9 @@ class PipelineConfig:
     lora_alpha: float = 16.0
     dropout: float = 0.0
     selection: str = "softmax"  # "sigmoid": the paper's element-wise ablation
-    trainable: list[str] | None = None  # None: the new (randomly initialised) head of the model
+    # Modules trained with the adapters (patterns as for targets); "@head" is the model's newly
+    # initialised task head, whatever its name. None: ["@head"].
+    trainable: list[str] | None = None
     # search (bilevel)
     hypergradient: str = "second-order"
     xi: float | None = None  # None: the inner learning rate lr_w

@@ -82,7 +82,8 @@ class Pipeline:
         model, new_modules = load_model(
             cfg.model, self.task.task, self.task.num_labels, self.tokenizer, cfg.hypergradient == "exact"
         )
-        self.trainable = list(cfg.trainable) if cfg.trainable is not None else new_modules
+        wanted = ["@head"] if cfg.trainable is None else cfg.trainable
+        self.trainable = [n for t in wanted for n in (new_modules if t == "@head" else [t])]
         autolora.inject(
             model,
             cfg.targets,
