@@ -55,6 +55,11 @@ class RunSpec:
     lr_beta: float = 1e-3  # the paper's lr(beta)
     k: int = 8  # AutoLoRA's maximum rank (the paper's k)
     lora_r: int = 4
+    # Trained alongside the adapters by every adapter method, next to the new head. MiniLM's [CLS]
+    # pooler was never trained (all-MiniLM-L6-v2 is a mean-pooling sentence model), and a new classifier
+    # on that frozen pooler stays at the majority class: see configs/demo-cola.yaml.
+    extra_trainable: list[str] = field(default_factory=lambda: ["pooler"])
+    retrain_init: str = "warm"  # AutoLoRA's retraining starts from the searched components (SPEC 3)
     lora_alpha: float = 16.0
     adalora_init_r: int = 6  # 1.5 x target, the AdaLoRA paper's ratio (12 -> 8)
     adalora_target_r: int = 4  # average final rank = LoRA r=4's parameter count
@@ -133,12 +138,16 @@ def train_loop(
 def _peft_model(spec: RunSpec, model, new_modules: list[str], kind: str, ranks: tuple[int, int] | None):
     from peft import AdaLoraConfig, LoraConfig, TaskType, get_peft_model
 
+    names = [n for n, _ in model.named_modules()]
+    for extra in spec.extra_trainable:  # PEFT would skip a name that matches nothing; say so instead
+        if not any(n == extra or n.endswith("." + extra) for n in names):
+            raise ValueError(f"extra_trainable: {extra!r} matches no module of {spec.model}")
     common = dict(
         task_type=TaskType.SEQ_CLS,
         target_modules=TARGETS,
         lora_alpha=spec.lora_alpha,
         lora_dropout=0.0,  # AutoLoRA's default dropout is 0 too
-        modules_to_save=new_modules,
+        modules_to_save=[*new_modules, *spec.extra_trainable],
     )
     if kind == "adalora":
         n = spec.steps
@@ -253,6 +262,8 @@ def run_autolora(spec: RunSpec, seed: int) -> dict:
                 k=spec.k,
                 lora_alpha=spec.lora_alpha,
                 selection=selection,
+                trainable=["@head", *spec.extra_trainable],
+                retrain_init=spec.retrain_init,
                 hypergradient=hypergradient,
                 lr_w=spec.lr_lora,
                 lr_beta=spec.lr_beta,

@@ -87,6 +87,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-length", type=int)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--search-fraction", type=float, default=0.5)
+    p.add_argument(
+        "--retrain-init",
+        choices=("warm", "fresh"),
+        default="warm",
+        help="AutoLoRA's retraining: from the searched components (warm) or fresh (the paper)",
+    )
+    p.add_argument(
+        "--extra-trainable",
+        nargs="*",
+        default=["pooler"],
+        help="modules every adapter method trains with the new head (MiniLM: its pooler)",
+    )
     p.add_argument("--lr-full", type=float, default=5e-5)
     p.add_argument("--lr-lora", type=float, default=5e-4)
     p.add_argument("--lr-beta", type=float, default=1e-3)
@@ -365,6 +377,7 @@ def main(argv: list[str] | None = None) -> None:
     datas = data_configs(args)
     common = dict(model=args.model, batch_size=args.batch_size, search_fraction=args.search_fraction,
                   lr_full=args.lr_full, lr_lora=args.lr_lora, lr_beta=args.lr_beta,
+                  extra_trainable=args.extra_trainable, retrain_init=args.retrain_init,
                   device=args.device)  # fmt: skip
     report: dict = {
         "machine": machine(args.device, args.threads),
@@ -376,12 +389,14 @@ def main(argv: list[str] | None = None) -> None:
             f"every method gets the same number of optimiser updates of the model weights (steps), each "
             f"on one batch of {args.batch_size} examples from the same training subset; AutoLoRA spends "
             f"{args.search_fraction:.0%} of them as bilevel search iterations (each also draws one D_val "
-            "batch for beta) and the rest retraining the selected ranks on D_tr + D_val."
+            f"batch for beta) and the rest retraining the selected ranks on D_tr + D_val, starting "
+            f"{'from the searched components (warm)' if args.retrain_init == 'warm' else 'fresh'}."
         ),
         "hyperparameters": (
             f"AdamW, batch {args.batch_size}, weight decay 0; lr full FT {args.lr_full:g}; lr LoRA/AdaLoRA/"
             f"AutoLoRA W {args.lr_lora:g} (xi = lr W); lr beta {args.lr_beta:g}; LoRA r=4, alpha 16, "
-            "dropout 0, q/v, classifier trained; AdaLoRA init_r 6 -> target_r 4 (tinit 10%, tfinal 20% of "
+            f"dropout 0, q/v, trained with the new classifier and {args.extra_trainable or 'nothing else'}; "
+            "AdaLoRA init_r 6 -> target_r 4 (tinit 10%, tfinal 20% of "
             "steps); AutoLoRA k=8, alpha 16, threshold 1/k (sigmoid: 1/2)"
         ),
         "steps": {},
@@ -473,11 +488,17 @@ def notes(report: dict) -> list[str]:
             "this machine; 'lora_grid_estimate_16x_lora_r4' is 16 x the measured LoRA r=4 wall time at the "
             "full budget, the grid's cost at equal budget (an estimate from measured runs, not a run)."
         )
-    if cost.get("autolora_vs_adalora"):
+    auto = report["results"].get(cost.get("dataset"), {}).get("autolora")
+    if cost.get("autolora_vs_adalora") and auto:
+        run = auto["runs"][0]
+        ph = auto["phase_seconds_mean"]
+        per_search = (ph["search"] - ph["plots_in_search"]) / run["search_steps"]
+        per_retrain = ph["retrain"] / run["retrain_steps"]
         out.append(
-            "AutoLoRA's wall time at this budget: half the steps are search iterations, each 4.3x a LoRA "
-            "step (bench_search_profile); its fixed costs (a throwaway model in prepare(), two plots) are "
-            "listed under 'wall by phase'. See results/search_profile_proposals.md for what would lower it."
+            f"AutoLoRA's wall time at this budget: {cfg['search_fraction']:.0%} of the steps are search "
+            f"iterations; measured in this run, one costs {per_search:.2f} s against {per_retrain:.2f} s for "
+            f"a retraining step ({per_search / per_retrain:.1f}x; bench_search_profile has the breakdown). "
+            "Fixed costs (prepare, the two plots) are listed under 'wall by phase'."
         )
     return out
 

@@ -6,7 +6,9 @@ variant, in one process:
 - lora-step:    fixed-mode AutoLoRA adapters, rank k = 8 on every q/v (the search's total rank):
                 forward, backward, AdamW step, zero_grad, float(loss);
 - peft-lora-r8: PEFT LoRA r = 8 on q/v, the same step (reference);
-- search:       BilevelSearch.step (second-order), uninstrumented, then instrumented by phase;
+- search:       BilevelSearch.step (second-order, the default forward difference: 3 passes),
+                uninstrumented, then instrumented by phase;
+- search-central: the same with fd_scheme="central" (SPEC step 6 as written: 4 passes);
 - first-order:  BilevelSearch.step with hypergradient="first-order" (the paper's eta = 0);
 - exact:        the package's exact hypergradient (double backward through W' = W - xi g);
 - hvp-proto:    a prototype (here, not in the package): the two finite-difference passes replaced by one
@@ -148,7 +150,7 @@ def build(args, task, tok, mode: str, hypergradient: str = "second-order"):
     return model.to(args.device).train()
 
 
-def make_searcher(model, hypergradient: str, lr: float) -> BilevelSearch:
+def make_searcher(model, hypergradient: str, lr: float, fd_scheme: str = "forward") -> BilevelSearch:
     inner, outer = autolora.inner_parameters(model), autolora.selection_parameters(model)
     return BilevelSearch(
         model,
@@ -156,7 +158,7 @@ def make_searcher(model, hypergradient: str, lr: float) -> BilevelSearch:
         outer,
         torch.optim.AdamW(inner, lr=lr, weight_decay=0.0),
         torch.optim.Adam(outer, lr=1e-3),
-        SearchStepConfig(hypergradient, lr),
+        SearchStepConfig(hypergradient, lr, fd_scheme=fd_scheme),
         model_loss,
     )
 
@@ -228,24 +230,28 @@ def hvp_step_fn(searcher: BilevelSearch, b_tr, b_val):
 
 
 def agreement(args, task, tok, b_tr, b_val) -> dict:
-    """Cosine of the FD hypergradient and the HVP prototype's on one state (dropout off: eval mode)."""
+    """The FD hypergradients (forward and central) against the HVP prototype's on one state (dropout
+    off: eval mode); the prototype's Hessian-vector product is exact up to rounding."""
     model = build(args, task, tok, "search", "exact")  # eager attention: SDPA kernels refuse double backward
     searcher = make_searcher(model, "second-order", args.lr)
     for _ in range(3):  # move U off zero so beta has a gradient
         searcher.step(b_tr, b_val)
     model.eval()
-    fd = torch.cat([h.flatten() for h in searcher.hypergradient(b_tr, b_val)[2]])
     hv = torch.cat([h.flatten() for h in hvp_hypergradient(searcher, b_tr, b_val)[2]])
     d_direct, hvp = (torch.cat([t.flatten() for t in ts]) for ts in hvp_hypergradient.last)
     xi = searcher.config.xi
-    fd_implicit = (d_direct - fd) / xi  # what the FD pair estimated: (grad L(W+) - grad L(W-)) / 2 eps
-    return {
-        "cosine": float(torch.nn.functional.cosine_similarity(fd, hv, dim=0)),
-        "rel_diff": float((fd - hv).norm() / fd.norm().clamp_min(1e-30)),
-        "implicit_cosine": float(torch.nn.functional.cosine_similarity(fd_implicit, hvp, dim=0)),
-        "implicit_rel_diff": float((fd_implicit - hvp).norm() / hvp.norm().clamp_min(1e-30)),
-        "implicit_share": float((xi * hvp).norm() / d_direct.norm().clamp_min(1e-30)),
-    }
+    out = {"implicit_share": float((xi * hvp).norm() / d_direct.norm().clamp_min(1e-30))}
+    for scheme in ("forward", "central"):
+        searcher.config.fd_scheme = scheme
+        fd = torch.cat([h.flatten() for h in searcher.hypergradient(b_tr, b_val)[2]])
+        fd_implicit = (d_direct - fd) / xi  # what the FD passes estimated
+        out[scheme] = {
+            "cosine": float(torch.nn.functional.cosine_similarity(fd, hv, dim=0)),
+            "rel_diff": float((fd - hv).norm() / fd.norm().clamp_min(1e-30)),
+            "implicit_cosine": float(torch.nn.functional.cosine_similarity(fd_implicit, hvp, dim=0)),
+            "implicit_rel_diff": float((fd_implicit - hvp).norm() / hvp.norm().clamp_min(1e-30)),
+        }
+    return out
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -302,6 +308,8 @@ def main() -> None:
     undo = instrument(searcher, clock)
     search_phases = breakdown(lambda: searcher.step(b_tr, b_val), n, w, clock)
     undo()
+    central = make_searcher(build(args, task, tok, "search"), "second-order", args.lr, "central")
+    res["search-central"] = median_time(lambda: central.step(b_tr, b_val), n, w, clock)
 
     def progress_record():  # what Pipeline.search's on_step does every iteration
         alphas = {
@@ -423,7 +431,10 @@ def markdown(r: dict) -> str:
         lines.append(f"| {k} | {v * 1e3:.{digits[0]}f} | {v * 1e3 / lora_ms:.{digits[1]}f} |")
     verdict = "met" if r["target_met"] else "MISSED"
     lines += ["", f"Target search <= 3x LoRA step: **{verdict}** ({r['x_lora_step']['search']:.2f}x).", ""]
-    tables = (("search iteration (second-order)", r["search_breakdown"]), ("LoRA step", r["lora_breakdown"]))
+    tables = (
+        ("search iteration (second-order, forward difference)", r["search_breakdown"]),
+        ("LoRA step", r["lora_breakdown"]),
+    )
     for title, phases in tables:
         total = phases["_total"]
         lines += [f"Breakdown of one {title} (instrumented total {total * 1e3:.0f} ms):", "",
@@ -434,12 +445,21 @@ def markdown(r: dict) -> str:
         lines.append("")
     a = r["agreement_fd_vs_hvp"]
     lines += [
-        f"HVP prototype vs the FD hypergradient on one state (eval mode, eager attention): whole "
-        f"hypergradient cosine {a['cosine']:.6f} (relative difference {a['rel_diff']:.1e}); the implicit "
-        f"term alone (FD pair vs exact Hessian-vector product) cosine {a['implicit_cosine']:.4f}, relative "
-        f"difference {a['implicit_rel_diff']:.1e}; the implicit term is {a['implicit_share']:.1e} of the "
-        f"direct one in norm. Collating one batch of 16: {r['collate_16_seconds'] * 1e3:.1f} ms.",
+        "The finite-difference hypergradients against the HVP prototype (an exact Hessian-vector "
+        f"product) on one state (eval mode, eager attention); the implicit term is {a['implicit_share']:.1e} "
+        "of the direct one in norm:",
+        "",
+        "| scheme | whole hypergradient: cosine | relative difference | implicit term: cosine | relative "
+        "difference |",
+        "|---|---|---|---|---|",
     ]
+    for scheme in ("forward", "central"):
+        s = a[scheme]
+        lines.append(
+            f"| {scheme} | {s['cosine']:.6f} | {s['rel_diff']:.1e} | {s['implicit_cosine']:.4f} | "
+            f"{s['implicit_rel_diff']:.1e} |"
+        )
+    lines += ["", f"Collating one batch of 16: {r['collate_16_seconds'] * 1e3:.1f} ms."]
     return "\n".join(lines) + "\n"
 
 
