@@ -52,6 +52,19 @@ inline void check_first(at::TensorList ts, const char* name) {
   }
 }
 
+// A backup `out` list must not share memory with `ref` at the same position (it would hold the
+// stepped values, and restore_ would then restore nothing). Call after check_like.
+inline void check_no_overlap(at::TensorList out, const char* name, at::TensorList ref,
+                             const char* ref_name) {
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const auto* a = static_cast<const char*>(out[i].const_data_ptr());
+    const auto* b = static_cast<const char*>(ref[i].const_data_ptr());
+    const int64_t n = ref[i].numel() * ref[i].element_size();
+    TORCH_CHECK_VALUE(n == 0 || a + n <= b || b + n <= a, name, "[", i, "]: expected memory apart from ",
+                      ref_name, "[", i, "], got an overlapping tensor");
+  }
+}
+
 // eps of set_perturbed_: one fp32 value on the params' device, read by the kernel (no host sync).
 inline void check_eps(const at::Tensor& eps, at::TensorList params) {
   TORCH_CHECK_VALUE(eps.scalar_type() == at::kFloat && eps.numel() == 1,

@@ -283,3 +283,158 @@ def test_failed_build_warns_once_and_falls_back(monkeypatch):
 def test_unknown_backend_is_rejected():
     with pytest.raises(ValueError, match="backend: expected one of"):
         la.global_norm([torch.ones(3)], backend="fused")
+
+
+# ---- the fused backup-and-step ops and the caller-owned backup workspace (out=) ----
+
+
+def _unchanged(ts, before) -> bool:
+    return all(torch.equal(bits(a), bits(b)) for a, b in zip(ts, before, strict=True))
+
+
+@pytest.mark.parametrize("backend", FAST + ["reference"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_backup_into_workspace(backend, dtype):
+    backend = _backend_or_skip(backend)
+    params = make(48, dtype, 70)
+    ws = [torch.full_like(p, 7.0) for p in params]
+    saved = la.backup(params, out=ws, backend=backend)
+    assert all(s is w for s, w in zip(saved, ws, strict=True))  # the workspace itself, filled
+    assert _unchanged(saved, params)
+
+
+@pytest.mark.parametrize("backend", FAST + ["reference"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [3, 48, 200])
+@pytest.mark.parametrize("workspace", [False, True])
+def test_backup_and_sgd_step_matches_backup_then_step(backend, dtype, n, workspace):
+    backend = _backend_or_skip(backend)
+    params, grads = make(n, dtype, 71), make(n, dtype, 72)
+    original, want = clones(params), clones(params)
+    ref.sgd_step_(want, grads, 0.37)
+    ws = [torch.empty_like(p) for p in params] if workspace else None
+    saved = la.backup_and_sgd_step_(params, grads, 0.37, out=ws, backend=backend)
+    if workspace:
+        assert all(s is w for s, w in zip(saved, ws, strict=True))
+    assert all(s.data_ptr() != p.data_ptr() for s, p in zip(saved, params, strict=True))
+    assert _unchanged(saved, original)  # the backup is W before the step, bit for bit
+    assert_lists_close(params, want, dtype)
+
+
+@pytest.mark.parametrize("backend", FAST + ["reference"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("workspace", [False, True])
+def test_backup_and_adam_step_matches_backup_then_step(backend, dtype, workspace):
+    backend = _backend_or_skip(backend)
+    params, grads, exp_avg, exp_avg_sq = _adam_state(48, dtype, 73)
+    original, want, m0, v0 = clones(params), clones(params), clones(exp_avg), clones(exp_avg_sq)
+    args = (5, 1e-3, 0.9, 0.999, 1e-8, 0.01)
+    ref.adam_step_(want, grads, exp_avg, exp_avg_sq, *args)
+    ws = [torch.empty_like(p) for p in params] if workspace else None
+    saved = la.backup_and_adam_step_(params, grads, exp_avg, exp_avg_sq, *args, out=ws, backend=backend)
+    assert _unchanged(saved, original)
+    assert_lists_close(params, want, dtype)
+    assert _unchanged(exp_avg + exp_avg_sq, m0 + v0)
+
+
+@pytest.mark.parametrize("backend", FAST)
+def test_workspace_sequence_over_iterations_restores_exactly(backend):
+    """Two search iterations reusing one workspace: fused backup-and-step, eps, W+, W-, restore."""
+    backend = _backend_or_skip(backend)
+    params = make(48, torch.bfloat16, 74)
+    ws = None
+    for it in range(2):
+        grads, v = make(48, torch.bfloat16, 75 + it), make(48, torch.bfloat16, 77 + it, scale=1e-2)
+        original = clones(params)
+        ws = la.backup_and_sgd_step_(params, grads, 0.1, out=ws, backend=backend)
+        eps = la.fd_eps(v, 0.01, backend=backend)
+        for sign in (1.0, -1.0):
+            la.set_perturbed_(params, ws, v, eps, sign, backend=backend)
+            want = clones(params)
+            ref.set_perturbed_(want, original, v, eps, sign)
+            assert_lists_close(params, want, torch.bfloat16)
+        la.restore_(params, ws, backend=backend)
+        assert _unchanged(params, original)
+
+
+def _offset(t: torch.Tensor, k: int) -> torch.Tensor:
+    """A contiguous copy of t whose data starts k elements into its storage (unaligned for k odd)."""
+    out = torch.empty(t.numel() + k, dtype=t.dtype)[k:].view(t.shape)
+    return out.copy_(t)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_large_lists_stream_and_match(dtype):
+    """Lists past the extension's streaming threshold (24 MiB touched per call), aligned and not,
+    with odd sizes: the non-temporal store paths and their head/tail copies."""
+    _backend_or_skip("ext")
+    g = torch.Generator().manual_seed(80)
+    sizes = [(3 << 21) + 3, (1 << 21) + 1, 37]  # 34 MB per fp32 list, 17 MB per 16-bit one
+    offsets = (0, 1, 3)  # elements: 32-byte aligned, then not
+    params = [_offset(torch.randn(n, generator=g).to(dtype), k) for n, k in zip(sizes, offsets, strict=True)]
+    params[0][:3] = torch.tensor([float("nan"), -0.0, float("inf")], dtype=dtype)
+    grads = [torch.randn(n, generator=g).to(dtype) for n in sizes]
+    v = [_offset(torch.randn(n, generator=g).to(dtype), 1) * 1e-2 for n in sizes]
+    original, want = clones(params), clones(params)
+    ref.sgd_step_(want, grads, 0.25)
+    ws = [_offset(torch.zeros(n, dtype=dtype), 1) for n in sizes]
+    la.backup_and_sgd_step_(params, grads, 0.25, out=ws, backend="ext")
+    assert _unchanged(ws, original)
+    for a, b in zip(params, want, strict=True):
+        torch.testing.assert_close(a, b, **TOL[dtype], equal_nan=True)
+    eps = la.fd_eps(v, 0.01, backend="ext")
+    la.set_perturbed_(params, ws, v, eps, -1.0, backend="ext")
+    want = clones(params)
+    ref.set_perturbed_(want, ws, v, eps, -1.0)
+    for a, b in zip(params, want, strict=True):
+        torch.testing.assert_close(a, b, **TOL[dtype], equal_nan=True)
+    la.restore_(params, ws, backend="ext")
+    assert _unchanged(params, original)
+    copies = la.backup(params, out=[torch.empty_like(p) for p in params], backend="ext")
+    assert _unchanged(copies, original)
+
+
+@pytest.mark.parametrize("backend", FAST + ["reference"])
+def test_fused_ops_on_empty_lists(backend):
+    backend = _backend_or_skip(backend)
+    assert la.backup([], out=[], backend=backend) == []
+    assert la.backup_and_sgd_step_([], [], 0.1, backend=backend) == []
+    assert la.backup_and_sgd_step_([], [], 0.1, out=[], backend=backend) == []
+    args = (1, 1e-3, 0.9, 0.999, 1e-8, 0.0)
+    assert la.backup_and_adam_step_([], [], [], [], *args, backend=backend) == []
+
+
+@pytest.mark.parametrize("backend", FAST + ["reference"])
+def test_fused_ops_reject_bad_input_before_writing(backend):
+    backend = _backend_or_skip(backend)
+    p = [torch.randn(8, 16), torch.randn(16, 8)]
+    g = [torch.randn(8, 16), torch.randn(16, 8)]
+    ws = [torch.zeros(8, 16), torch.zeros(16, 8)]
+    p0, ws0 = clones(p), clones(ws)
+    hyper = (1e-3, 0.9, 0.999, 1e-8, 0.0)
+
+    def backup(out):
+        return la.backup(p, out=out, backend=backend)
+
+    def sgd(grads=g, out=ws):
+        return la.backup_and_sgd_step_(p, grads, 0.1, out=out, backend=backend)
+
+    def adam(m=g, v=g, step=1, out=ws):
+        return la.backup_and_adam_step_(p, g, m, v, step, *hyper, out=out, backend=backend)
+
+    cases = [
+        (r"out: expected 2 tensors", lambda: backup(ws[:1])),
+        (r"out\[1\]: expected shape \[16, 8\]", lambda: backup([ws[0], ws[0]])),
+        (r"out\[0\]: expected memory apart", lambda: backup([p[0].view(16, 8).view(8, 16), ws[1]])),
+        (r"out\[0\]: expected dtype", lambda: sgd(out=[ws[0].half(), ws[1]])),
+        (r"out\[1\]: expected memory apart from params\[1\]", lambda: sgd(out=[ws[0], p[1]])),
+        (r"grads\[1\]: expected shape", lambda: sgd(grads=[g[0], g[0]])),
+        (r"grads: expected 2 tensors", lambda: sgd(grads=g[:1])),
+        (r"exp_avg_sq\[0\]: expected shape", lambda: adam(v=[g[1], g[0]])),
+        (r"step: expected", lambda: adam(step=0)),
+        (r"out\[1\]: expected a contiguous tensor", lambda: adam(out=[ws[0], torch.zeros(8, 16).t()])),
+    ]
+    for match, call in cases:
+        with pytest.raises(ValueError, match=match):
+            call()
+        assert _unchanged(p, p0) and _unchanged(ws, ws0), match  # nothing written before the error

@@ -94,19 +94,26 @@ __device__ __forceinline__ int64_t chunk_end(const Table& tab, int64_t t, int64_
   return begin + kChunk < n ? begin + kChunk : n;
 }
 
-// List 0 is written: out[i] = f(x) with x[k] = float(list k+1 [i]), k < N.
-template <typename T, int N, typename F>
+// List 0 is written: out[i] = f(x) with x[k] = float(input k [i]), k < N. The inputs are lists
+// 1..N, or 2..N+1 with SAVE, where list 1 receives input 0 as stored (the fused backup: input 0 is
+// read once; it may be list 0 itself, so it is read before out[i] is written).
+template <typename T, int N, bool SAVE, typename F>
 __global__ void map_kernel(Table tab, F f) {
   const int64_t c = blockIdx.x, t = tab.tensor(c), begin = tab.start(c);
   const int64_t end = chunk_end(tab, t, begin);
   T* out = reinterpret_cast<T*>(tab.addr(0, t));
+  T* save = SAVE ? reinterpret_cast<T*>(tab.addr(1, t)) : nullptr;
   const T* in[N];
 #pragma unroll
-  for (int k = 0; k < N; ++k) in[k] = reinterpret_cast<const T*>(tab.addr(k + 1, t));
+  for (int k = 0; k < N; ++k) in[k] = reinterpret_cast<const T*>(tab.addr(k + 1 + SAVE, t));
   for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
     float x[N];
 #pragma unroll
-    for (int k = 0; k < N; ++k) x[k] = static_cast<float>(in[k][i]);
+    for (int k = 0; k < N; ++k) {
+      const T raw = in[k][i];
+      if (SAVE && k == 0) save[i] = raw;  // bit-exact: T as stored, not through float
+      x[k] = static_cast<float>(raw);
+    }
     out[i] = static_cast<T>(f(x));
   }
 }
@@ -163,8 +170,9 @@ __global__ void finish_norm_kernel(const float* partial, int64_t n, float* out, 
   }
 }
 
-// Launches map_kernel<T, N> once per dtype group; lists[0] is the output list.
-template <int N, typename F>
+// Launches map_kernel<T, N, SAVE> once per dtype group; lists[0] is the output list, then the
+// backup list when SAVE, then the N inputs.
+template <int N, bool SAVE = false, typename F>
 void map_lists(const std::vector<at::TensorList>& lists, const F& f) {
   const c10::cuda::CUDAGuard guard(lists[0][0].device());
   const auto stream = c10::cuda::getCurrentCUDAStream();
@@ -172,10 +180,10 @@ void map_lists(const std::vector<at::TensorList>& lists, const F& f) {
     int64_t nchunks = 0;
     const at::Tensor table = upload_table(lists, group.second, nchunks);
     if (nchunks == 0) continue;
-    const Table tab{table.data_ptr<int64_t>(), (int64_t)group.second.size(), nchunks, N + 1};
+    const Table tab{table.data_ptr<int64_t>(), (int64_t)group.second.size(), nchunks, N + 1 + SAVE};
     dispatch_dtype(group.first, [&](auto tag) {
       using T = decltype(tag);
-      map_kernel<T, N, F><<<static_cast<unsigned>(nchunks), kThreads, 0, stream>>>(tab, f);
+      map_kernel<T, N, SAVE, F><<<static_cast<unsigned>(nchunks), kThreads, 0, stream>>>(tab, f);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   }
@@ -244,6 +252,22 @@ struct AdamOp {
   }
 };
 
+AdamOp make_adam_op(int64_t step, double lr, double beta1, double beta2, double eps,
+                    double weight_decay) {
+  const double bc1 = 1.0 - std::pow(beta1, (double)step);
+  const double bc2 = 1.0 - std::pow(beta2, (double)step);
+  return AdamOp{(float)(1.0 - lr * weight_decay), (float)(1.0 - beta1), (float)beta2,
+                (float)(1.0 - beta2), (float)std::sqrt(bc2), (float)eps, (float)(-lr / bc1)};
+}
+
+void check_adam(at::TensorList params, at::TensorList grads, at::TensorList exp_avg,
+                at::TensorList exp_avg_sq, int64_t step) {
+  check_like(grads, "grads", params, "params");
+  check_like(exp_avg, "exp_avg", params, "params");
+  check_like(exp_avg_sq, "exp_avg_sq", params, "params");
+  TORCH_CHECK_VALUE(step >= 1, "step: expected the step number of this update (>= 1), got ", step);
+}
+
 struct PerturbOp {
   const float* eps;
   float sign;
@@ -261,6 +285,13 @@ std::vector<at::Tensor> backup_cuda(at::TensorList params) {
   return out;
 }
 
+void backup_into_cuda(at::TensorList out, at::TensorList params) {
+  check_first(params, "params");
+  check_like(out, "out", params, "params");
+  check_no_overlap(out, "out", params, "params");
+  if (!params.empty()) copy_lists(out, params);
+}
+
 void restore_cuda(at::TensorList params, at::TensorList backups) {
   check_first(params, "params");
   check_like(backups, "backups", params, "params");
@@ -273,20 +304,36 @@ void sgd_step_cuda(at::TensorList params, at::TensorList grads, double xi) {
   if (!params.empty()) map_lists<2>({params, params, grads}, SgdOp{static_cast<float>(xi)});
 }
 
+void backup_and_sgd_step_cuda(at::TensorList params, at::TensorList out, at::TensorList grads,
+                              double xi) {
+  check_first(params, "params");
+  check_like(out, "out", params, "params");
+  check_like(grads, "grads", params, "params");
+  check_no_overlap(out, "out", params, "params");
+  if (!params.empty()) map_lists<2, true>({params, out, params, grads}, SgdOp{static_cast<float>(xi)});
+}
+
 void adam_step_cuda(at::TensorList params, at::TensorList grads, at::TensorList exp_avg,
                     at::TensorList exp_avg_sq, int64_t step, double lr, double beta1, double beta2,
                     double eps, double weight_decay) {
   check_first(params, "params");
-  check_like(grads, "grads", params, "params");
-  check_like(exp_avg, "exp_avg", params, "params");
-  check_like(exp_avg_sq, "exp_avg_sq", params, "params");
-  TORCH_CHECK_VALUE(step >= 1, "step: expected the step number of this update (>= 1), got ", step);
+  check_adam(params, grads, exp_avg, exp_avg_sq, step);
   if (params.empty()) return;
-  const double bc1 = 1.0 - std::pow(beta1, (double)step);
-  const double bc2 = 1.0 - std::pow(beta2, (double)step);
-  const AdamOp op{(float)(1.0 - lr * weight_decay), (float)(1.0 - beta1), (float)beta2,
-                  (float)(1.0 - beta2), (float)std::sqrt(bc2), (float)eps, (float)(-lr / bc1)};
-  map_lists<4>({params, params, grads, exp_avg, exp_avg_sq}, op);
+  map_lists<4>({params, params, grads, exp_avg, exp_avg_sq},
+               make_adam_op(step, lr, beta1, beta2, eps, weight_decay));
+}
+
+void backup_and_adam_step_cuda(at::TensorList params, at::TensorList out, at::TensorList grads,
+                               at::TensorList exp_avg, at::TensorList exp_avg_sq, int64_t step,
+                               double lr, double beta1, double beta2, double eps,
+                               double weight_decay) {
+  check_first(params, "params");
+  check_like(out, "out", params, "params");
+  check_adam(params, grads, exp_avg, exp_avg_sq, step);
+  check_no_overlap(out, "out", params, "params");
+  if (params.empty()) return;
+  map_lists<4, true>({params, out, params, grads, exp_avg, exp_avg_sq},
+                     make_adam_op(step, lr, beta1, beta2, eps, weight_decay));
 }
 
 at::Tensor global_norm_cuda(at::TensorList tensors) {
@@ -314,9 +361,12 @@ void set_perturbed_cuda(at::TensorList params, at::TensorList backups, at::Tenso
 
 TORCH_LIBRARY_IMPL(autolora, CUDA, m) {
   m.impl("backup", &backup_cuda);
+  m.impl("backup_into_", &backup_into_cuda);
   m.impl("restore_", &restore_cuda);
   m.impl("sgd_step_", &sgd_step_cuda);
+  m.impl("backup_and_sgd_step_", &backup_and_sgd_step_cuda);
   m.impl("adam_step_", &adam_step_cuda);
+  m.impl("backup_and_adam_step_", &backup_and_adam_step_cuda);
   m.impl("global_norm", &global_norm_cuda);
   m.impl("fd_eps", &fd_eps_cuda);
   m.impl("set_perturbed_", &set_perturbed_cuda);

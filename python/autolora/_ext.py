@@ -18,7 +18,10 @@ from pathlib import Path
 
 import torch
 
-_OPS = ("backup", "restore_", "sgd_step_", "adam_step_", "global_norm", "fd_eps", "set_perturbed_")
+_OPS = (
+    "backup", "backup_into_", "restore_", "sgd_step_", "backup_and_sgd_step_", "adam_step_",
+    "backup_and_adam_step_", "global_norm", "fd_eps", "set_perturbed_",
+)  # fmt: skip
 _state: dict = {"tried": False, "loaded": False, "error": None, "how": None, "cuda": False}
 
 

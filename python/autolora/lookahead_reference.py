@@ -68,9 +68,30 @@ def check_eps(eps: Tensor, params: Sequence[Tensor]) -> None:
         raise ValueError(f"eps: expected device {params[0].device}, got {eps.device}")
 
 
-def backup(params: Sequence[Tensor]) -> list[Tensor]:
+def check_apart(out: Sequence[Tensor], name: str, params: Sequence[Tensor]) -> None:
+    """out[i] shares no memory with params[i] (a backup that aliases W would hold the stepped W)."""
+    for i, (o, p) in enumerate(zip(out, params, strict=True)):
+        a, b, n = o.data_ptr(), p.data_ptr(), p.numel() * p.element_size()
+        if n and not (a + n <= b or b + n <= a):
+            raise ValueError(
+                f"{name}[{i}]: expected memory apart from params[{i}], got an overlapping tensor"
+            )
+
+
+def _check_out(out: Sequence[Tensor], params: Sequence[Tensor]) -> None:
+    check_like(out, "out", params, "params")
+    check_apart(out, "out", params)
+
+
+def backup(params: Sequence[Tensor], out: Sequence[Tensor] | None = None) -> list[Tensor]:
+    """Copies of `params`: new tensors, or written into `out` (a list like `params`) and returned."""
     check_tensors(params, "params")
-    return [p.clone() for p in params]
+    if out is None:
+        return [p.clone() for p in params]
+    _check_out(out, params)
+    for o, p in zip(out, params, strict=True):
+        o.copy_(p)
+    return list(out)
 
 
 def restore_(params: Sequence[Tensor], backups: Sequence[Tensor]) -> None:
@@ -86,6 +107,19 @@ def sgd_step_(params: Sequence[Tensor], grads: Sequence[Tensor], xi: float) -> N
     check_like(grads, "grads", params, "params")
     for p, g in zip(params, grads, strict=True):
         p.copy_(p.float() - xi * g.float())
+
+
+def backup_and_sgd_step_(
+    params: Sequence[Tensor], grads: Sequence[Tensor], xi: float, out: Sequence[Tensor] | None = None
+) -> list[Tensor]:
+    """saved = backup(params, out); sgd_step_(params, grads, xi); returns saved. Checks come first."""
+    check_tensors(params, "params")
+    if out is not None:
+        _check_out(out, params)
+    check_like(grads, "grads", params, "params")
+    saved = backup(params, out)
+    sgd_step_(params, grads, xi)
+    return saved
 
 
 def adam_step_(
@@ -118,6 +152,32 @@ def adam_step_(
         v = v0.float() * beta2 + (1 - beta2) * (g * g)
         denom = v.sqrt() / bc2_sqrt + eps
         p.copy_(p.float() * (1 - lr * weight_decay) - step_size * (m / denom))
+
+
+def backup_and_adam_step_(
+    params: Sequence[Tensor],
+    grads: Sequence[Tensor],
+    exp_avg: Sequence[Tensor],
+    exp_avg_sq: Sequence[Tensor],
+    step: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    out: Sequence[Tensor] | None = None,
+) -> list[Tensor]:
+    """saved = backup(params, out); adam_step_(params, ...); returns saved. Checks come first."""
+    check_tensors(params, "params")
+    if out is not None:
+        _check_out(out, params)
+    for other, name in ((grads, "grads"), (exp_avg, "exp_avg"), (exp_avg_sq, "exp_avg_sq")):
+        check_like(other, name, params, "params")
+    if step < 1:
+        raise ValueError(f"step: expected the step number of this update (>= 1), got {step}")
+    saved = backup(params, out)
+    adam_step_(params, grads, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay)
+    return saved
 
 
 def global_norm(tensors: Sequence[Tensor]) -> Tensor:
