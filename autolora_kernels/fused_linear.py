@@ -40,6 +40,11 @@ def _warn_once(key: str, message: str) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
+def _env_true(name: str) -> bool:
+    """A boolean environment variable as Triton reads its own (TRITON_INTERPRET=1, true, yes, on, y)."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on", "y")
+
+
 def _kernels():
     """The Triton module, or None (with one warning) when triton cannot be imported."""
     try:
@@ -57,7 +62,7 @@ def _use_triton(x: Tensor, rank: int):
     if x.device.type == "cpu":
         if os.environ.get("AUTOLORA_TRITON_ON_CPU", "0") != "1":
             return None
-        if os.environ.get("TRITON_INTERPRET", "0") != "1":
+        if not _env_true("TRITON_INTERPRET"):
             raise RuntimeError(
                 "AUTOLORA_TRITON_ON_CPU=1 needs TRITON_INTERPRET=1 (set before triton is imported)"
             )

@@ -21,7 +21,6 @@ Passes: forward 1 over x (2 with dropout: t reads x_a); backward 1 GEMM over gy,
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 import triton
@@ -37,8 +36,11 @@ INTERPRET_SPLIT = 2  # two M-splits exercise the partial-sum reduction of gU / g
 
 
 def interpreting() -> bool:
-    """True under TRITON_INTERPRET=1 (kernels run on the CPU in numpy)."""
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+    """True when the kernels run in Triton's interpreter (on the CPU, in numpy).
+
+    Asked of the kernel object, not the environment: @triton.jit read TRITON_INTERPRET (any of 1, true,
+    yes, on) when this module was imported, and only that decides which path the launch takes."""
+    return not isinstance(_fused_lora_gemm_kernel, triton.runtime.JITFunction)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -288,10 +290,23 @@ def rank_pad(r: int) -> int:
     return max(MIN_RANK_PAD, triton.next_power_of_2(r))
 
 
+def fp32_matmul_uses_tf32() -> bool:
+    """Whether PyTorch's CUDA matmul rounds fp32 inputs to TF32, under either of its switches.
+
+    torch >= 2.9 has `torch.backends.cuda.matmul.fp32_precision` ("tf32", "ieee", or "none" when never
+    set); once it is set to "tf32", reading the legacy `allow_tf32` raises a RuntimeError about mixed
+    APIs, so the new switch is read first and the legacy one only where the new one says nothing."""
+    precision = getattr(torch.backends.cuda.matmul, "fp32_precision", "none")
+    if precision != "none":
+        return precision == "tf32"
+    return bool(torch.backends.cuda.matmul.allow_tf32)
+
+
 def _dot_switches(dtype: torch.dtype) -> tuple[bool, str]:
-    """(DOT_FP32, PRECISION): fp32 uses TF32 only where PyTorch's matmul would."""
+    """(DOT_FP32, PRECISION). DOT_FP32 only under the interpreter, whose bf16 tl.dot is wrong; compiled,
+    bf16 goes to the tensor cores with fp32 accumulation. fp32 uses TF32 only where PyTorch's would."""
     dot_fp32 = interpreting() and dtype == torch.bfloat16
-    tf32 = dtype != torch.float32 or torch.backends.cuda.matmul.allow_tf32
+    tf32 = dtype != torch.float32 or fp32_matmul_uses_tf32()
     return dot_fp32, "tf32" if tf32 else "ieee"
 
 

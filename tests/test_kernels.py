@@ -22,7 +22,7 @@ if not CUDA and "triton" not in sys.modules:
     # triton.language sets up its interpreter hooks at import: the flag has to come first.
     os.environ.setdefault("TRITON_INTERPRET", "1")
 DEVICE = "cuda" if CUDA else "cpu"
-INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+INTERPRET = os.environ.get("TRITON_INTERPRET", "").strip().lower() in ("1", "true", "yes", "on", "y")
 pytestmark = [
     pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed"),
     pytest.mark.skipif(
@@ -329,6 +329,51 @@ def test_missing_triton_falls_back_with_one_warning():
 def test_import_has_no_triton_side_effect():
     code = "import sys, autolora_kernels; assert 'triton' not in sys.modules, 'triton imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+TF32_SWITCH = """
+import torch
+from autolora_kernels import autolora_linear, autolora_linear_reference
+from autolora_kernels import fused_linear_kernels as kern
+assert kern._dot_switches(torch.float32) == (False, "ieee")  # PyTorch's default: no TF32
+torch.backends.cuda.matmul.fp32_precision = "tf32"  # torch >= 2.9's switch: allow_tf32 now raises
+assert kern._dot_switches(torch.float32) == (False, "tf32")
+args = [torch.randn(*s) for s in ((37, 70), (130, 70), (130,), (130, 3), (3, 70), (3,))]
+y = autolora_linear(*args, 2.0)
+torch.testing.assert_close(y, autolora_linear_reference(*args, 2.0), rtol=1e-2, atol=1e-2)
+torch.backends.cuda.matmul.fp32_precision = "ieee"
+assert kern._dot_switches(torch.float32) == (False, "ieee")
+"""
+
+
+@pytest.mark.skipif(
+    not hasattr(torch.backends.cuda.matmul, "fp32_precision"), reason="torch < 2.9 has one TF32 switch"
+)
+def test_fp32_follows_the_new_tf32_switch():
+    """After `fp32_precision = "tf32"`, reading the legacy allow_tf32 raises: fp32 layers crashed."""
+    env = dict(os.environ, AUTOLORA_TRITON_ON_CPU="1", TRITON_INTERPRET="1")
+    env.pop("AUTOLORA_FORCE_REFERENCE", None)
+    subprocess.run([sys.executable, "-c", TF32_SWITCH], check=True, timeout=300, env=env)
+
+
+INTERPRET_SPELLED_TRUE = """
+import torch
+from autolora_kernels import autolora_linear, autolora_linear_reference
+from autolora_kernels import fused_linear_kernels as kern
+assert kern.interpreting()
+args = [torch.randn(*s).bfloat16() for s in ((37, 70), (130, 70), (130,), (130, 3), (3, 70))]
+beta = torch.randn(3)
+y = autolora_linear(*args, beta, 2.0).double()
+want = autolora_linear_reference(*[a.double() for a in args], beta.double(), 2.0)
+assert (y - want).abs().max() < 0.05 * want.abs().max(), (y - want).abs().max()  # bf16: 2^-8 each
+"""
+
+
+def test_interpreter_flag_spelled_true():
+    """Triton interprets for TRITON_INTERPRET=true too; the launchers used to take the GPU path."""
+    env = dict(os.environ, AUTOLORA_TRITON_ON_CPU="1", TRITON_INTERPRET="true")
+    env.pop("AUTOLORA_FORCE_REFERENCE", None)
+    subprocess.run([sys.executable, "-c", INTERPRET_SPELLED_TRUE], check=True, timeout=300, env=env)
 
 
 # ------------------------------------------------------------------------------------------------
