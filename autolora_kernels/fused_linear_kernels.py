@@ -26,6 +26,14 @@ import torch
 import triton
 import triton.language as tl
 
+from autolora_kernels.fused_linear_tuning import (
+    GEMM_SHAPES,
+    GRAD_SHAPES,
+    dot_unit,
+    select_gemm_shapes,
+    select_grad_shapes,
+)
+
 MIN_RANK_PAD = 16  # tl.dot on the GPU needs inner dimensions >= 16 for 16-bit inputs
 MAX_RANK = 64
 # Fixed small blocks under TRITON_INTERPRET=1, where autotune and do_bench cannot run (no driver)
@@ -56,7 +64,12 @@ def _mma(a, b, acc, DOT_FP32: tl.constexpr, PRECISION: tl.constexpr):
     return tl.dot(a, b, acc, input_precision=PRECISION)
 
 
-@triton.jit
+# M (tokens) only bounds masks and loops: specialising on its divisibility by 16 would compile every
+# kernel twice (ragged and even token counts) for no faster code; M_BUCKET is an autotune key only.
+NO_SPECIALIZE = ["M", "M_BUCKET"]
+
+
+@triton.jit(do_not_specialize=NO_SPECIALIZE)
 def _fused_lora_gemm_kernel(
     # pointers
     a_ptr,  # (M, K)   x or gy
@@ -119,7 +132,9 @@ def _fused_lora_gemm_kernel(
 
     if HAS_BASE or FUSE_P:
         for k0 in range(0, K, BLOCK_K):
-            offs_k = k0 + tl.arange(0, BLOCK_K)
+            # int64 like offs_m: for a transposed x (stride_ak = M) offs_k * stride_ak passes 2^31 once
+            # M x K does (ptxas for sm_90: same registers and shared memory as int32).
+            offs_k = k0 + tl.arange(0, BLOCK_K).to(tl.int64)
             mask_k = offs_k < K
             a = tl.load(
                 a_ptr + offs_m[:, None] * stride_am + offs_k[None, :] * stride_ak,
@@ -167,7 +182,7 @@ def _fused_lora_gemm_kernel(
         )
 
 
-@triton.jit
+@triton.jit(do_not_specialize=NO_SPECIALIZE)
 def _rank_grad_kernel(
     # pointers
     a_ptr,  # (M, L)  gy (for gU) or x_a (for gV)
@@ -225,57 +240,79 @@ def _rank_grad_kernel(
 
 
 # ----------------------------------------------------------------------------------------------------
-# Tuning: the one place where block sizes live
+# Tuning: configs from the tile tables of fused_linear_tuning.py, pruned per launch by its rules
 # ----------------------------------------------------------------------------------------------------
 
 
+@functools.cache
+def _max_shared_bytes(device_index: int) -> int:
+    """Shared memory one block may use (opt-in), as Triton checks it at launch: 232448 on an H100."""
+    return triton.runtime.driver.active.utils.get_device_properties(device_index)["max_shared_mem"]
+
+
+def _gemm_shape(c: triton.Config) -> tuple:
+    return (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"], c.num_stages, c.num_warps)
+
+
 def _gemm_configs() -> list[triton.Config]:
-    """Tile shapes from Triton's matmul tutorial, plus smaller ones for thin problems."""
-    shapes = [  # (BLOCK_M, BLOCK_N, BLOCK_K, num_stages, num_warps)
-        (128, 256, 64, 3, 8),
-        (256, 128, 64, 3, 8),
-        (128, 128, 64, 4, 4),
-        (128, 128, 32, 4, 4),
-        (128, 64, 64, 4, 4),
-        (64, 128, 64, 4, 4),
-        (64, 64, 64, 4, 4),
-        (64, 32, 32, 5, 2),
-    ]
     return [
         triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_stages=s, num_warps=w)
-        for bm, bn, bk, s, w in shapes
+        for bm, bn, bk, s, w in GEMM_SHAPES["mma"] + GEMM_SHAPES["fma"]
     ]
 
 
 def _prune_gemm_configs(configs, named_args, **kwargs):
-    """Drop tiles much larger than the problem; the P-only mode (N = 1) needs a single column block."""
-    m, n = named_args["M_BUCKET"], named_args["N"]
-    fits = [c for c in configs if c.kwargs["BLOCK_M"] <= max(64, m) and c.kwargs["BLOCK_N"] <= max(64, n)]
-    if n == 1:  # P only: keep the narrowest column block, wider ones would do no extra work
-        narrow = min(c.kwargs["BLOCK_N"] for c in fits)
-        fits = [c for c in fits if c.kwargs["BLOCK_N"] == narrow]
-    return fits or configs[-1:]
+    args = {**named_args, **kwargs}
+    a = args["a_ptr"]
+    keep = select_gemm_shapes(
+        dot_unit(a.dtype, args["PRECISION"]),
+        args["M_BUCKET"],
+        args["N"],
+        args["R_PAD"],
+        a.element_size(),
+        args["HAS_BASE"],
+        args["FUSE_P"],
+        _max_shared_bytes(a.get_device()),
+    )
+    return [c for c in configs if _gemm_shape(c) in keep]
+
+
+def _grad_shape(c: triton.Config) -> tuple:
+    return (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_L"], c.num_stages, c.num_warps)
 
 
 def _grad_configs() -> list[triton.Config]:
-    shapes = [(64, 128, 3, 4), (128, 128, 3, 8), (64, 64, 4, 4), (128, 64, 4, 4), (32, 64, 4, 2)]
     return [
-        triton.Config({"BLOCK_M": bm, "BLOCK_L": bl}, num_stages=s, num_warps=w) for bm, bl, s, w in shapes
+        triton.Config({"BLOCK_M": bm, "BLOCK_L": bl}, num_stages=s, num_warps=w)
+        for bm, bl, s, w in GRAD_SHAPES["mma"] + GRAD_SHAPES["fma"]
     ]
+
+
+def _prune_grad_configs(configs, named_args, **kwargs):
+    args = {**named_args, **kwargs}
+    a = args["a_ptr"]
+    unit = dot_unit(a.dtype, args["PRECISION"])
+    keep = select_grad_shapes(unit, args["R_PAD"], a.element_size(), _max_shared_bytes(a.get_device()))
+    return [c for c in configs if _grad_shape(c) in keep]
 
 
 @functools.cache
 def _tuned(kernel_name: str):
-    """Autotuned wrappers, built on first GPU use (never at import, never under the interpreter)."""
+    """Autotuned wrappers, built on first GPU use (never at import, never under the interpreter).
+    Keys: everything that changes the best tile besides the dtypes, which Triton adds itself; the
+    strides of B tell a Linear weight (K-major) from a Conv1D one (N-major)."""
     if kernel_name == "gemm":
         return triton.autotune(
             configs=_gemm_configs(),
-            key=["M_BUCKET", "N", "K", "R_PAD", "HAS_BASE", "FUSE_P", "ADD_LORA", "PRECISION"],
+            key=["M_BUCKET", "N", "K", "R_PAD", "HAS_BASE", "FUSE_P", "ADD_LORA", "PRECISION"]
+            + ["stride_bk", "stride_bn"],
             prune_configs_by={"early_config_prune": _prune_gemm_configs},
         )(_fused_lora_gemm_kernel)
-    return triton.autotune(configs=_grad_configs(), key=["M_BUCKET", "L", "R_PAD", "PRECISION"])(
-        _rank_grad_kernel
-    )
+    return triton.autotune(
+        configs=_grad_configs(),
+        key=["M_BUCKET", "L", "R_PAD", "PRECISION"],
+        prune_configs_by={"early_config_prune": _prune_grad_configs},
+    )(_rank_grad_kernel)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ ragged edges in every dimension and two M-splits in the gU / gV reductions.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -331,6 +332,76 @@ def test_import_has_no_triton_side_effect():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
+# ------------------------------------------------------------------------------------------------
+# What the GPU needs, checked on the CPU: dot shapes, shared memory, switches, an sm_90 compile
+# ------------------------------------------------------------------------------------------------
+
+
+def _power_of_two_at_least_16(v: int) -> bool:
+    return v >= 16 and v & (v - 1) == 0
+
+
+def test_rank_pad_is_a_dot_dimension_the_gpu_accepts():
+    """The interpreter accepts tl.dot with an inner dimension of 8; the GPU needs >= 16 (16-bit)."""
+    from autolora_kernels.fused_linear_kernels import MAX_RANK, rank_pad
+
+    for r in range(1, MAX_RANK + 1):
+        assert _power_of_two_at_least_16(rank_pad(r)) and rank_pad(r) >= r, r
+    for bad in (0, MAX_RANK + 1):
+        with pytest.raises(ValueError, match="rank"):
+            rank_pad(bad)
+
+
+def test_every_tile_is_a_dot_shape_the_gpu_accepts():
+    """tl.arange needs powers of two, tl.dot >= 16 in M, N and K: every block any path may launch."""
+    from autolora_kernels import fused_linear_kernels as kern
+    from autolora_kernels import fused_linear_tuning as tuning
+
+    gemm = [s[:3] for shapes in tuning.GEMM_SHAPES.values() for s in shapes]
+    grad = [s[:2] for shapes in tuning.GRAD_SHAPES.values() for s in shapes]
+    interp = [tuple(kern.INTERPRET_CONFIG[k] for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))]
+    interp.append(tuple(kern.INTERPRET_GRAD_CONFIG.values()))
+    for blocks in gemm + grad + interp:
+        assert all(_power_of_two_at_least_16(b) for b in blocks), blocks
+
+
+# Shared memory that Triton allocates for the forward GEMM compiled for sm_90 (tests/sm90_compile.py,
+# triton 3.9, bf16): (tile, rank pad) -> bytes.
+SM90_GEMM_SHARED = {
+    ((128, 256, 64, 3, 8), 16): 153600,
+    ((128, 256, 64, 3, 8), 64): 172032,
+    ((128, 128, 64, 4, 4), 16): 139264,
+    ((128, 128, 64, 4, 4), 64): 163840,
+}
+
+
+def test_shared_memory_estimate_matches_the_sm90_compile():
+    from autolora_kernels.fused_linear_tuning import gemm_smem_bytes
+
+    for (shape, r_pad), want in SM90_GEMM_SHARED.items():
+        assert gemm_smem_bytes(shape, r_pad, 2, True, True) == want, shape
+
+
+def test_tile_selection_fits_the_h100_and_the_dot_unit():
+    from autolora_kernels import fused_linear_tuning as tuning
+
+    select, smem, h100 = tuning.select_gemm_shapes, tuning.gemm_smem_bytes, tuning.H100_SHARED_BYTES
+    assert tuning.dot_unit(torch.float32, "ieee") == "fma"
+    assert tuning.dot_unit(torch.float32, "tf32") == tuning.dot_unit(torch.bfloat16, "tf32") == "mma"
+    # bf16: every tensor-core tile fits; fp32 through TF32 at rank pad 64: those over 227 KB do not
+    assert select("mma", 16384, 4096, 64, 2, True, True, h100) == tuning.GEMM_SHAPES["mma"]
+    tf32 = select("mma", 16384, 4096, 64, 4, True, True, h100)
+    assert tf32 and (128, 256, 64, 3, 8) not in tf32
+    assert all(smem(s, 64, 4, True, True) <= h100 for s in tf32)
+    assert select("fma", 16384, 4096, 64, 4, True, True, h100) == tuning.GEMM_SHAPES["fma"]
+    assert all(s[0] <= 64 for s in select("mma", 16, 4096, 16, 2, True, True, h100))
+    assert len({s[1] for s in select("mma", 4096, 1, 16, 2, False, True, h100)}) == 1  # P only
+    assert len(select("mma", 4096, 4096, 16, 2, True, True, 1024)) == 1  # never an empty list
+    grad_tf32 = tuning.select_grad_shapes("mma", 64, 4, h100)
+    assert (128, 128, 3, 8) not in grad_tf32 and grad_tf32
+    assert tuning.select_grad_shapes("mma", 64, 2, h100) == tuning.GRAD_SHAPES["mma"]
+
+
 TF32_SWITCH = """
 import torch
 from autolora_kernels import autolora_linear, autolora_linear_reference
@@ -374,6 +445,28 @@ def test_interpreter_flag_spelled_true():
     env = dict(os.environ, AUTOLORA_TRITON_ON_CPU="1", TRITON_INTERPRET="true")
     env.pop("AUTOLORA_FORCE_REFERENCE", None)
     subprocess.run([sys.executable, "-c", INTERPRET_SPELLED_TRUE], check=True, timeout=300, env=env)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CUDA, reason="with a GPU the tests below compile and run the kernels themselves")
+def test_kernels_compile_for_sm90_without_a_gpu():
+    """Triton's compiler and bundled ptxas need no GPU: tests/sm90_compile.py compiles a few launches
+    for sm_90 and checks what only the GPU compiler enforces (about 10 s)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    script = os.path.join(os.path.dirname(__file__), "sm90_compile.py")
+    proc = subprocess.run(
+        [sys.executable, script, "--quick"], capture_output=True, text=True, timeout=600, env=env
+    )
+    if proc.returncode and "triton.backends.nvidia" in proc.stderr:
+        pytest.skip("this triton has no NVIDIA backend")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.splitlines()[-1])
+    gemm, grad, fma = out["gemm_bf16"], out["grad_bf16"], out["gemm_fp32_fma"]
+    assert gemm["dot"] == grad["dot"] == "wgmma"  # bf16 on the tensor cores, not upcast to fp32
+    assert gemm["shared"] == out["gemm_bf16_smem_estimate"] <= 232448  # an H100 block's limit
+    assert gemm.get("stack", 0) == 0 and fma.get("stack", 0) == 0
+    assert fma["dot"] == "fma" and max(out["gemm_fp32_candidates"]) <= 64
+    assert out["rank_pad_8"].startswith("refused") and "16" in out["rank_pad_8"]
 
 
 # ------------------------------------------------------------------------------------------------
