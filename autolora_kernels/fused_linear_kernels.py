@@ -347,6 +347,12 @@ def _dot_switches(dtype: torch.dtype) -> tuple[bool, str]:
     return dot_fp32, "tf32" if tf32 else "ieee"
 
 
+def _launch_device(t: torch.Tensor) -> torch.cuda.device:
+    """Triton launches on the current CUDA device, not on the tensors' one: a layer on cuda:1 while
+    cuda:0 is current (device_map="auto" spreads a model so) would hand cuda:1 pointers to cuda:0."""
+    return torch.cuda.device(t.device)
+
+
 def _launch_gemm(a, out, p, coef, *, b=None, d=None, c=None, bias=None) -> None:
     """out = [A @ B] + [(P * coef) @ C] + [bias], with P = A @ D computed and stored when D is given,
     else read from p. Each of b (K, N), d (K, R), c (R, N) is a (tensor, stride0, stride1) view or
@@ -374,7 +380,8 @@ def _launch_gemm(a, out, p, coef, *, b=None, d=None, c=None, bias=None) -> None:
         def grid(meta):
             return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
 
-        _tuned("gemm")[grid](*args, **meta)
+        with _launch_device(a):
+            _tuned("gemm")[grid](*args, **meta)
 
 
 def _num_splits(m: int, device: torch.device) -> int:
@@ -406,7 +413,8 @@ def _rank_grad(a: torch.Tensor, p: torch.Tensor, coef: torch.Tensor, out_rl: boo
         def grid(meta):
             return (triton.cdiv(l_dim, meta["BLOCK_L"]), splits)
 
-        _tuned("grad")[grid](*args, **meta)
+        with _launch_device(a):
+            _tuned("grad")[grid](*args, **meta)
     # Fixed-order sum of `splits` partials: deterministic, unlike atomics.
     return part.sum(0).to(a.dtype)
 
@@ -431,6 +439,7 @@ def fused_linear_forward(
     x, x_adapter: (M, K), any strides; weight: (N, K) or (K, N) when conv1d; bias: (N,) or None;
     U: (N, r); V: (r, K); coef: (r,) fp32 = s * alpha. Returns y (M, N) in x's dtype and t (M, r).
     """
+    bias = None if bias is None else bias.contiguous()  # the kernel reads it with stride 1
     m = x.shape[0]
     n, r = U.shape
     y = torch.empty((m, n), device=x.device, dtype=x.dtype)

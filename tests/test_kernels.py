@@ -218,6 +218,19 @@ def test_launchers_without_autograd(dtype, need_dx, need_dx_adapter, separate):
         assert_within_torch_error(name, got[name], ref[name], true[name], dtype)
 
 
+def test_strided_bias():
+    """A bias view with stride 2 (the kernel reads bias with stride 1; the launcher makes it so)."""
+    from autolora_kernels import fused_linear_kernels as kern
+
+    case, kw = make_case((37,), 70, 130, 3, torch.float32)
+    c = {k: v.float().to(DEVICE) for k, v in case.items()}
+    bias = torch.stack([c["bias"], -c["bias"]], 1).reshape(-1)[::2]  # same values, stride 2
+    coef = torch.softmax(c["beta"], 0) * kw["scaling"]
+    y, _ = kern.fused_linear_forward(c["x"], c["weight"], bias, c["U"], c["V"], coef)
+    want = autolora_linear_reference(c["x"], c["weight"], c["bias"], c["U"], c["V"], c["beta"], **kw)
+    torch.testing.assert_close(y, want, rtol=1e-4, atol=1e-4)
+
+
 def test_no_tokens(triton_path):
     """M = 0 launches nothing: empty y and gx, zero gU, gV and gbeta."""
     case, kw = make_case((0,), 70, 130, 3, torch.float32)
@@ -483,6 +496,21 @@ def test_gpu_large(triton_path, dtype, m, k, n, r, conv1d):
     case, kw = make_case((m,), k, n, r, dtype, conv1d=conv1d)
     assert_matches_reference(case, kw, dtype)
     assert triton_path == {"forward": 1, "backward": 1}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA or torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_gpu_second_device_while_first_is_current(triton_path):
+    """Triton launches on the current device: the launchers switch to the tensors' device."""
+    torch.cuda.set_device(0)
+    case, kw = make_case((37,), 70, 130, 3, torch.float16)
+    c = {k: v.to("cuda:1", torch.float16) for k, v in case.items()}
+    coef = torch.softmax(c["beta"].float(), 0) * kw["scaling"]
+    y = autolora_linear(c["x"], c["weight"], c["bias"], c["U"], c["V"], c["beta"].float(), **kw)
+    want = autolora_linear_reference(c["x"], c["weight"], c["bias"], c["U"], c["V"], c["beta"].float(), **kw)
+    assert y.device == torch.device("cuda:1") and coef.device == y.device
+    torch.testing.assert_close(y, want, rtol=2e-2, atol=2e-2)
+    assert triton_path["forward"] == 1
 
 
 @pytest.mark.gpu
