@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -53,14 +53,15 @@ def recording(launches: list):
         def __getitem__(self, grid):
             return lambda *args, **meta: launches.append((self.name, args, meta))
 
-    saved = K._tuned, K._num_splits, K._max_shared_bytes
+    saved = K._tuned, K._num_splits, K._max_shared_bytes, K._launch_device
     K._tuned = Recorder
     K._num_splits = lambda m, device: max(1, min(triton.cdiv(m, 512), 4 * SM90_SMS // 6))
     K._max_shared_bytes = lambda index: H100_SHARED_BYTES
+    K._launch_device = lambda t: nullcontext()  # CPU tensors stand in for CUDA ones
     try:
         yield launches
     finally:
-        K._tuned, K._num_splits, K._max_shared_bytes = saved
+        K._tuned, K._num_splits, K._max_shared_bytes, K._launch_device = saved
 
 
 def record_launches(m, k, n, r, dtype, conv1d=False, dropout=False, need_dx=True) -> list:
