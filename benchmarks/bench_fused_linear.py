@@ -143,7 +143,7 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         "# FusedAutoLoraLinear vs frozen GEMM, PEFT LoRA and the reference path",
         "",
         f"- device: {meta['device_name']}; torch {meta['torch']}, triton {meta['triton']}",
-        f"- dtype {meta['dtype']}, started {meta['started']}",
+        f"- dtype {meta['dtype']}, started {meta['started']}, cases {meta.get('cases_done', '?')}",
         f"- command: `{meta['command']}`",
         "- median ms (triton.testing.do_bench); fwd+bwd computes dx and the trainable grads; peak MB is the",
         "  extra memory of one fwd+bwd call; ratios are fused / base and PEFT / fused, from the same run",
@@ -193,19 +193,19 @@ def main(argv: list[str] | None = None) -> None:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     print(json.dumps(meta), flush=True)
-    rows = []
-    for tokens in args.tokens:
-        for k_in, n_out in args.shapes:
-            for rank in args.ranks:
-                row = run_case(tokens, k_in, n_out, rank, DTYPES[args.dtype])
-                rows.append(row)
-                print(json.dumps(row), flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     slug = "".join(c if c.isalnum() else "-" for c in meta["device_name"]).strip("-").lower()
     stem = out / f"fused_linear_{slug}_{args.dtype}"
-    atomic_write_json(stem.with_suffix(".json"), {"meta": meta, "rows": rows})
-    atomic_write_text(stem.with_suffix(".md"), markdown(meta, rows))
+    cases = [(t, k, n, r) for t in args.tokens for k, n in args.shapes for r in args.ranks]
+    rows = []
+    for tokens, k_in, n_out, rank in cases:
+        rows.append(run_case(tokens, k_in, n_out, rank, DTYPES[args.dtype]))
+        print(json.dumps(rows[-1]), flush=True)
+        # Written after every case: a run stopped at a time limit keeps what it measured.
+        meta["cases_done"] = f"{len(rows)} of {len(cases)}"
+        atomic_write_json(stem.with_suffix(".json"), {"meta": meta, "rows": rows})
+        atomic_write_text(stem.with_suffix(".md"), markdown(meta, rows))
     print(f"wrote {stem}.json and {stem}.md")
 
 

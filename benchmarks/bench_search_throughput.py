@@ -81,6 +81,34 @@ def measure(pipeline, global_batch: int, micro: int, iters: int) -> dict:
     }
 
 
+def markdown(meta: dict, rows: list[dict], args) -> str:
+    lines = [
+        f"# Search-iteration throughput vs global batch ({meta['device']})",
+        "",
+        f"`{meta['command']}`",
+        "",
+        f"torch {meta['torch']}, precision {args.precision}, activation checkpointing "
+        f"{args.checkpointing}, {meta['threads']} threads, median of {args.iters} iterations.",
+        "",
+        "| global batch | micro x accum | s / iteration | examples / s | peak memory (MB) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r.get("oom"):
+            lines.append(f"| {r['global_batch']} | out of memory | | | |")
+        else:
+            lines.append(
+                f"| {r['global_batch']} | {r['micro_batch']} x {r['accum']} | "
+                f"{r['seconds_per_iter']:.3f} | {r['examples_per_s']:.1f} | {r['peak_memory_mb']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def write_results(out: Path, meta: dict, rows: list[dict], args) -> None:
+    atomic_write_json(out.with_suffix(".json"), {"meta": meta, "rows": rows})
+    atomic_write_text(out.with_suffix(".md"), markdown(meta, rows, args))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -110,14 +138,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     pipeline = Pipeline(cfg)
     pipeline.prepare()
-    rows = []
-    for gb in args.batches:
-        try:
-            rows.append(measure(pipeline, gb, min(gb, args.micro), args.iters))
-        except torch.cuda.OutOfMemoryError:
-            rows.append({"global_batch": gb, "oom": True})
-            break
-        print(json.dumps(rows[-1]), flush=True)
     meta = {
         "device": device_name(pipeline.device),
         "device_type": pipeline.device.type,
@@ -131,28 +151,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(args.out) if args.out else RESULTS / f"search_throughput_{pipeline.device.type}"
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out.with_suffix(".json"), {"meta": meta, "rows": rows})
-    lines = [
-        f"# Search-iteration throughput vs global batch ({meta['device']})",
-        "",
-        f"`{meta['command']}`",
-        "",
-        f"torch {meta['torch']}, precision {args.precision}, activation checkpointing "
-        f"{args.checkpointing}, {meta['threads']} threads, median of {args.iters} iterations.",
-        "",
-        "| global batch | micro x accum | s / iteration | examples / s | peak memory (MB) |",
-        "|---|---|---|---|---|",
-    ]
-    for r in rows:
-        if r.get("oom"):
-            lines.append(f"| {r['global_batch']} | out of memory | | | |")
-        else:
-            lines.append(
-                f"| {r['global_batch']} | {r['micro_batch']} x {r['accum']} | "
-                f"{r['seconds_per_iter']:.3f} | {r['examples_per_s']:.1f} | {r['peak_memory_mb']} |"
-            )
-    atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    rows = []
+    for gb in args.batches:
+        try:
+            rows.append(measure(pipeline, gb, min(gb, args.micro), args.iters))
+        except torch.cuda.OutOfMemoryError:
+            rows.append({"global_batch": gb, "oom": True})
+        print(json.dumps(rows[-1]), flush=True)
+        write_results(out, meta, rows, args)  # after every batch size: a stopped run keeps its rows
+        if rows[-1].get("oom"):
+            break
+    print(markdown(meta, rows, args))
     return 0
 
 
