@@ -492,13 +492,14 @@ def notes(report: dict) -> list[str]:
     if cost.get("autolora_vs_adalora") and auto:
         run = auto["runs"][0]
         ph = auto["phase_seconds_mean"]
-        per_search = (ph["search"] - ph["plots_in_search"]) / run["search_steps"]
+        per_search = (ph["search"] - ph.get("plots_in_search", 0.0)) / run["search_steps"]
         per_retrain = ph["retrain"] / run["retrain_steps"]
         out.append(
             f"AutoLoRA's wall time at this budget: {cfg['search_fraction']:.0%} of the steps are search "
             f"iterations; measured in this run, one costs {per_search:.2f} s against {per_retrain:.2f} s for "
             f"a retraining step ({per_search / per_retrain:.1f}x; bench_search_profile has the breakdown). "
-            "Fixed costs (prepare, the two plots) are listed under 'wall by phase'."
+            "Fixed costs (prepare; the two plots, drawn in a background thread while retraining runs, and "
+            "what of them remained on the critical path) are listed under 'wall by phase'."
         )
     return out
 

@@ -227,3 +227,14 @@ def test_trainable_head_alias_adds_modules_to_the_new_head(bert_dir, tmp_path):
     trained = {n.rsplit(".", 1)[0] for n, p in pipe._search_model.named_parameters() if p.requires_grad}
     assert {"classifier", "bert.pooler.dense"} <= trained
     assert not any(n.startswith("bert.encoder") and not n.endswith(("query", "value")) for n in trained)
+
+
+def test_a_failing_plot_fails_the_run(bert_dir, tmp_path, monkeypatch):
+    """The plots are drawn in a background thread while retraining runs; its errors still surface."""
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no room for the heatmap")
+
+    monkeypatch.setattr("autolora.pipeline.rank_heatmap", broken)
+    with pytest.raises(RuntimeError, match="no room for the heatmap"):
+        run(bert_dir, tmp_path / "run", **cola())

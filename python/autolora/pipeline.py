@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -63,6 +64,7 @@ class Pipeline:
         self.dist, self.device = init_distributed(config.device, config.dist_timeout)
         self.main = self.dist.is_main
         self._search_model: nn.Module | None = None
+        self._figures: Future | None = None  # the search's plots, drawn while retraining runs
 
     # -- setup -------------------------------------------------------------------------------------
     def prepare(self) -> TaskData:
@@ -171,9 +173,20 @@ class Pipeline:
         if self.main:
             atomic_write_json(self.out / "ranks.json", {"ranks": ranks, "k": cfg.k, "alpha": final_alpha})
             atomic_write_json(self.out / "alpha_history.json", {"adapters": names, "history": history})
-            rank_heatmap(ranks, self.out / "rank_heatmap.png")
-            alpha_trajectories(history, self.out / "alpha_trajectories.png")
+            pool = ThreadPoolExecutor(1, "autolora-plots")
+            self._figures = pool.submit(self._plot, ranks, history)
+            pool.shutdown(wait=False)  # the thread ends once the plots are drawn
         return ranks, history, model
+
+    def _plot(self, ranks: dict[str, int], history: list[dict]) -> None:
+        rank_heatmap(ranks, self.out / "rank_heatmap.png")
+        alpha_trajectories(history, self.out / "alpha_trajectories.png")
+
+    def wait_for_figures(self) -> None:
+        """Block until the search's plots are written; re-raises what drawing them raised."""
+        if self._figures is not None:
+            figures, self._figures = self._figures, None
+            figures.result()
 
     def retrain(self, ranks: dict[str, int], searched: nn.Module | None) -> nn.Module:
         cfg = self.config
@@ -240,6 +253,7 @@ class Pipeline:
             self.dist.barrier()
             return {"ranks": ranks, "rank": self.dist.rank}
         metrics = evaluate(model, self.task, cfg.eval_batch_size, self.device, cfg.progress, cfg.max_generate)
+        self.wait_for_figures()
         export_peft(model, self.out / "adapter", self.trainable, cfg.model)
         autolora.save_adapter(model, self.out / "autolora_adapter", self.trainable)
         if cfg.save_merged:

@@ -29,22 +29,21 @@ def layer_and_projection(name: str) -> tuple[int, str]:
     return (int(numbers[0]) if numbers else 0), _PROJ.get(last, last)
 
 
-def _figure():
-    import matplotlib
+def _figure(**kw):
+    """A matplotlib Figure on the Agg canvas, without pyplot: no global backend switch in the user's
+    process, and safe to draw in a background thread (the pipeline does, while retraining runs)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kw)
 
 
 def rank_heatmap(ranks: dict[str, int], path: str | Path, title: str = "AutoLoRA ranks") -> Path:
-    plt = _figure()
     cells = {layer_and_projection(n): r for n, r in ranks.items()}
     layers = sorted({lp[0] for lp in cells})
     projs = sorted({lp[1] for lp in cells}, key=lambda p: "qkv".find(p) if p in "qkv" else 9)
     grid = [[cells.get((layer, p), 0) for layer in layers] for p in projs]
-    fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(layers) + 2), 1.0 * len(projs) + 1.2))
+    fig = _figure(figsize=(max(4, 0.6 * len(layers) + 2), 1.0 * len(projs) + 1.2))
+    ax = fig.subplots()
     im = ax.imshow(grid, cmap="viridis", aspect="auto", vmin=0)
     for i, row in enumerate(grid):
         for j, value in enumerate(row):
@@ -63,17 +62,16 @@ def rank_heatmap(ranks: dict[str, int], path: str | Path, title: str = "AutoLoRA
     fig.colorbar(im, ax=ax, label="rank")
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
     return Path(path)
 
 
 def alpha_trajectories(history: list[dict], path: str | Path) -> Path:
     """One panel per adapter: alpha_j against the search step, with the 1/k threshold dashed."""
-    plt = _figure()
     names = list(history[0]["alpha"]) if history else []
     cols = min(4, max(1, len(names)))
     rows = max(1, -(-len(names) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.2 * rows), squeeze=False, sharex=True)
+    fig = _figure(figsize=(3.2 * cols, 2.2 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True)
     steps = [h["step"] for h in history]
     for ax, name in zip(axes.flat, names, strict=False):
         series = list(zip(*[h["alpha"][name] for h in history], strict=True))
@@ -88,5 +86,4 @@ def alpha_trajectories(history: list[dict], path: str | Path) -> Path:
     fig.supylabel("alpha")
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
     return Path(path)
