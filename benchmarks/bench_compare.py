@@ -103,7 +103,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr-lora", type=float, default=5e-4)
     p.add_argument("--lr-beta", type=float, default=1e-3)
     # cost: the 16-configuration LoRA grid
-    p.add_argument("--grid-dataset", default="sst2", help="dataset of the grid; 'none' skips it")
+    p.add_argument(
+        "--grid-dataset",
+        default="sst2",
+        help="dataset of the grid and the cost section ('none': no grid, cost on the first)",
+    )
     p.add_argument("--grid-steps", type=int, help="per configuration (reduced: 10; full: the same --steps)")
     p.add_argument("--grid-val-samples", type=int, help="D_val examples the grid scores on (reduced: 200)")
     p.add_argument("--device", default="cpu")
@@ -426,12 +430,13 @@ def main(argv: list[str] | None = None) -> None:
         report["grid"] = grid
         print(f"grid   {len(GRID)} LoRA configs: {grid['train_seconds']:.0f}s "
               f"[{time.perf_counter() - t_start:.0f}s]", flush=True)  # fmt: skip
+    cost_dataset = args.grid_dataset if args.grid_dataset in datas else next(iter(datas))
     report["cost"] = cost_section(
         report["results"],
         grid,
-        args.grid_dataset,
+        cost_dataset,
         report.get("grid_steps", 0),
-        report["steps"].get(args.grid_dataset, 0),
+        report["steps"].get(cost_dataset, 0),
     )
     report["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     report["total_seconds"] = time.perf_counter() - t_start
@@ -476,7 +481,8 @@ def notes(report: dict) -> list[str]:
     if ada:
         eff = ada[0]["adalora_final"][0]["effective_adapter_params"]
         out.append(
-            f"AdaLoRA's trainable count is what PEFT allocates (init_r 6 per matrix, plus the classifier); "
+            f"AdaLoRA's trainable count is what PEFT allocates (init_r 6 per matrix, plus the trained head "
+            "modules); "
             f"after the final mask its adapters hold {eff:,} parameters (48 kept triplets), against "
             "36,864 for LoRA r=4. Its logged training loss includes PEFT's orthogonal regulariser "
             "(0.5 x ||P^T P - I||), so it is not comparable with the others' losses."
@@ -484,7 +490,8 @@ def notes(report: dict) -> list[str]:
     cost = report.get("cost") or {}
     if "lora_grid_estimate_16x_lora_r4_vs_adalora" in cost:
         out.append(
-            f"The grid was run at {report['grid_steps']} steps per configuration (half the budget) to fit "
+            f"The grid was run at {report['grid_steps']} steps per configuration (of the budget's "
+            f"{report['steps'][cost['dataset']]}) to fit "
             "this machine; 'lora_grid_estimate_16x_lora_r4' is 16 x the measured LoRA r=4 wall time at the "
             "full budget, the grid's cost at equal budget (an estimate from measured runs, not a run)."
         )
@@ -498,8 +505,13 @@ def notes(report: dict) -> list[str]:
             f"AutoLoRA's wall time at this budget: {cfg['search_fraction']:.0%} of the steps are search "
             f"iterations; measured in this run, one costs {per_search:.2f} s against {per_retrain:.2f} s for "
             f"a retraining step ({per_search / per_retrain:.1f}x; bench_search_profile has the breakdown). "
-            "Fixed costs (prepare; the two plots, drawn in a background thread while retraining runs, and "
-            "what of them remained on the critical path) are listed under 'wall by phase'."
+            + (
+                "Fixed costs (prepare, the two plots drawn at the end of the search) are listed under "
+                "'wall by phase'."
+                if "plots_in_search" in ph
+                else "Fixed costs (prepare; the two plots, drawn in a background thread while retraining "
+                "runs, and what of them remained on the critical path) are listed under 'wall by phase'."
+            )
         )
     return out
 
