@@ -49,7 +49,7 @@ class RunSpec:
     method: str
     steps: int
     batch_size: int = 16
-    search_fraction: float = 0.5
+    search_fraction: float = 0.25
     lr_full: float = 5e-5
     lr_lora: float = 5e-4  # LoRA, AdaLoRA, AutoLoRA's W (search and retrain); xi = this too
     lr_beta: float = 1e-3  # the paper's lr(beta)

