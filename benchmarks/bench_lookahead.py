@@ -8,7 +8,10 @@ the backup, restore. Lists (k = 8):
   down: 11008 -> 4096) x (U, V) = 448 tensors. q/v alone is 128 tensors, hence this third list.
 
 Implementations, all timed in the same run:
-- ext:         autolora.lookahead with backend="ext" (csrc/, built on first use);
+- ext:         autolora.lookahead with backend="ext" (csrc/, built on first use), as the search calls
+               it: backup_and_sgd_step_ into a backup workspace kept across iterations;
+- ext-6op:     the same extension, one op per step: a fresh backup, then sgd_step_ (what search.py
+               did before the fused op; shows what the fusion and the workspace buy);
 - foreach:     autolora.lookahead with backend="foreach" (the fallback, with its input checks);
 - foreach-raw: bare torch._foreach_* calls, no checks (the lower bound for foreach);
 - loop:        autolora.lookahead_reference (single-tensor loops, with input checks);
@@ -36,6 +39,9 @@ from autolora.atomic import atomic_write_json, atomic_write_text
 from autolora.backends import device_name
 
 XI, R = 1e-4, 0.01
+# List traversals of the fused sequence (reads + writes, no read-for-ownership: streamed stores):
+# backup-and-step 4 (read W, g; write backup, W'), norm 1, perturb 3 + 3, restore 2.
+EXT_TRAVERSALS = 13
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -54,9 +60,14 @@ def adapter_shapes(config: str) -> list[tuple[int, int]]:
     return [s for fin, fout in projections for s in ((fout, k), (k, fin))]
 
 
-def sequence_lib(params, grads, v, backend):
-    saved = la.backup(params, backend=backend)
-    la.sgd_step_(params, grads, XI, backend=backend)
+def sequence_lib(params, grads, v, backend, workspace: list | None = None):
+    """With `workspace` (a list holding one backup list or None), the fused backup-and-step into
+    that reused backup, as the search does; without, a fresh backup then the step."""
+    if workspace is None:
+        saved = la.backup(params, backend=backend)
+        la.sgd_step_(params, grads, XI, backend=backend)
+    else:
+        saved = workspace[0] = la.backup_and_sgd_step_(params, grads, XI, out=workspace[0], backend=backend)
     eps = la.fd_eps(v, R, backend=backend)
     la.set_perturbed_(params, saved, v, eps, 1.0, backend=backend)
     la.set_perturbed_(params, saved, v, eps, -1.0, backend=backend)
@@ -129,9 +140,11 @@ def make_list(shapes, dtype, device, seed: int) -> list[torch.Tensor]:
 def implementations(params, grads, v, device: str) -> dict:
     """name -> a call of one full sequence (synchronised on CUDA)."""
     sync = torch.cuda.synchronize if device == "cuda" else lambda: None
+    ws_ext, ws_foreach = [None], [None]
     impls = {
-        "ext": lambda: sequence_lib(params, grads, v, "ext"),
-        "foreach": lambda: sequence_lib(params, grads, v, "foreach"),
+        "ext": lambda: sequence_lib(params, grads, v, "ext", ws_ext),
+        "ext-6op": lambda: sequence_lib(params, grads, v, "ext"),
+        "foreach": lambda: sequence_lib(params, grads, v, "foreach", ws_foreach),
         "loop": lambda: sequence_loop(params, grads, v),
         "loop-raw": lambda: sequence_loop_raw(params, grads, v),
     }
@@ -148,6 +161,7 @@ def run(configs, dtypes, device: str, threads: int) -> list[dict]:
         for dtype_name in dtypes:
             dtype = DTYPES[dtype_name]
             params, grads, v = (make_list(shapes, dtype, device, seed) for seed in range(3))
+            list_bytes = sum(p.numel() * p.element_size() for p in params)
             timed = implementations(params, grads, v, device)
             ms = {name: 1e3 * t for name, t in time_round_robin(timed).items()}
             row = {
@@ -161,6 +175,7 @@ def run(configs, dtypes, device: str, threads: int) -> list[dict]:
                 "speedup_vs_foreach": round(
                     min(ms["foreach"], ms.get("foreach-raw", ms["foreach"])) / ms["ext"], 2
                 ),
+                "ext_gb_per_s": round(EXT_TRAVERSALS * list_bytes / (ms["ext"] * 1e6), 1),
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -168,7 +183,7 @@ def run(configs, dtypes, device: str, threads: int) -> list[dict]:
 
 
 def markdown(meta: dict, rows: list[dict]) -> str:
-    names = ["ext", "foreach", "foreach-raw", "loop", "loop-raw"]
+    names = ["ext", "ext-6op", "foreach", "foreach-raw", "loop", "loop-raw"]
     lines = [
         "# Lookahead sequence: fused extension vs foreach vs Python loop",
         "",
@@ -176,20 +191,25 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         f"{meta['load_average_at_start']} at start, {meta['load_average_at_end']} at end",
         f"- torch {meta['torch']}, lookahead backend {meta['backend']}",
         f"- command: `{meta['command']}`",
-        "- sequence: backup, sgd step, fd_eps (global norm), perturb +, perturb -, restore; median ms",
+        "- sequence: backup, sgd step, fd_eps (global norm), perturb +, perturb -, restore; median ms.",
+        "  ext: backup_and_sgd_step_ into a reused backup workspace (as the search calls it); ext-6op:",
+        "  a fresh backup, then sgd_step_ (one op per step); foreach: the library's foreach path,",
+        "  called as ext is",
         "- implementations timed round-robin in one run; speedups are against the faster of each",
         "  baseline's two variants (checked and raw)",
+        f"- ext GB/s: {EXT_TRAVERSALS} list traversals (the fused sequence's reads + writes) / ext time;",
+        "  on lists larger than the cache this is memory bandwidth",
         "",
         "| threads | config | dtype | tensors | "
         + " | ".join(f"{n} ms" for n in names)
-        + " | x loop | x foreach |",
-        "|---|---|---|---|" + "---|" * len(names) + "---|---|",
+        + " | x loop | x foreach | ext GB/s |",
+        "|---|---|---|---|" + "---|" * len(names) + "---|---|---|",
     ]
     for r in rows:
         cells = [f"{r['ms'][n]:.3f}" if n in r["ms"] else "-" for n in names]
         lines.append(
             f"| {r['threads']} | {r['config']} | {r['dtype']} | {r['tensors']} | " + " | ".join(cells)
-            + f" | {r['speedup_vs_loop']:.2f} | {r['speedup_vs_foreach']:.2f} |"
+            + f" | {r['speedup_vs_loop']:.2f} | {r['speedup_vs_foreach']:.2f} | {r['ext_gb_per_s']:.1f} |"
         )  # fmt: skip
     return "\n".join(lines) + "\n"
 
