@@ -23,7 +23,8 @@ def bench():
 
 def test_reduced_defaults(bench):
     args = bench.parse_args([])
-    assert args.mode == "reduced" and args.steps == 20 and args.seeds == [0, 1, 2]
+    assert args.mode == "reduced" and args.steps == 40 and args.seeds == [0, 1, 2]
+    assert args.search_fraction == 0.25 and args.retrain_init == "warm" and args.extra_trainable == ["pooler"]
     assert args.max_length == 64 and args.grid_steps == 10
     datas = bench.data_configs(args)
     assert datas["cola"]["format"] == "cola" and "train_file" not in datas["cola"]
