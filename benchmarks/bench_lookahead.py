@@ -17,12 +17,24 @@ Implementations, all timed in the same run:
 - loop:        autolora.lookahead_reference (single-tensor loops, with input checks);
 - loop-raw:    a bare per-tensor loop of aten calls, no checks.
 
-    python benchmarks/bench_lookahead.py [--dtype float32 bfloat16] [--device cpu] [--out benchmarks/results]
+Host memory: by default glibc's heap is pinned (mallopt: no trimming, no mmap below 32 MB), so a
+fresh allocation (the loop's clone, foreach temporaries, ext-6op's backup) reuses mapped memory.
+Otherwise whether it page-faults (about 2 us per 4 KB page here: +8 ms per 16 MB list) depends on
+what the implementation timed before it left at the top of the heap: the loop measured 19 or 27
+ms on llama-7b-qv fp32 depending on its neighbours. Pinned is the loop's best case; --malloc glibc
+keeps glibc's defaults (results go to lookahead_<device>_glibc-malloc.*).
+
+Each call starts with cold caches (64 MB read before it), as in the search, where a forward and a
+backward pass separate two lookahead ops.
+
+    python benchmarks/bench_lookahead.py [--dtype float32 bfloat16] [--device cpu] [--threads 1 2]
+        [--malloc pinned|glibc] [--out benchmarks/results]
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import statistics
@@ -114,9 +126,23 @@ def sequence_foreach_raw(params, grads, v):
     torch._foreach_copy_(params, saved)
 
 
-def time_round_robin(fns: dict, min_time: float = 2.0, warmup: int = 2, max_rounds: int = 200) -> dict:
+def pin_malloc() -> str:
+    """Stop glibc from returning freed heap memory to the OS (M_TRIM_THRESHOLD) and from serving
+    allocations below 32 MB with fresh mmaps (M_MMAP_THRESHOLD); returns what was done."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(-1, 1 << 30) == 1 and libc.mallopt(-3, 32 << 20) == 1  # M_TRIM_, M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        ok = False
+    return "pinned (mallopt: trim 1 GB, mmap 32 MB)" if ok else "glibc defaults (mallopt unavailable)"
+
+
+def time_round_robin(
+    fns: dict, evict=lambda: None, min_time: float = 2.0, warmup: int = 2, max_rounds: int = 200
+) -> dict:
     """Median seconds per call of each function, calling them in turn each round, so that load from
-    other processes on a shared machine hits every implementation alike."""
+    other processes on a shared machine hits every implementation alike. `evict` runs (untimed)
+    before each call, so that no call finds the data its predecessor left in the cache."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -125,6 +151,7 @@ def time_round_robin(fns: dict, min_time: float = 2.0, warmup: int = 2, max_roun
     rounds = 0
     while rounds < max_rounds and (time.perf_counter() - start < min_time or rounds < 5):
         for name, fn in fns.items():
+            evict()
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
@@ -153,8 +180,19 @@ def implementations(params, grads, v, device: str) -> dict:
     return {name: (lambda fn=fn: (fn(), sync())) for name, fn in impls.items()}
 
 
+def cache_evictor(device: str):
+    """Reads 64 MB (twice a 32 MB L3): in the search a forward and a backward pass run between two
+    lookahead ops, so each op starts with its lists out of the cache. Reads, not writes: dirty
+    lines would be written back during the next timed call."""
+    if device != "cpu":
+        return lambda: None
+    buf = torch.ones(16 << 20)
+    return lambda: float(buf.sum())
+
+
 def run(configs, dtypes, device: str, threads: int) -> list[dict]:
     torch.set_num_threads(threads)
+    evict = cache_evictor(device)
     rows = []
     for config in configs:
         shapes = adapter_shapes(config)
@@ -163,7 +201,7 @@ def run(configs, dtypes, device: str, threads: int) -> list[dict]:
             params, grads, v = (make_list(shapes, dtype, device, seed) for seed in range(3))
             list_bytes = sum(p.numel() * p.element_size() for p in params)
             timed = implementations(params, grads, v, device)
-            ms = {name: 1e3 * t for name, t in time_round_robin(timed).items()}
+            ms = {name: 1e3 * t for name, t in time_round_robin(timed, evict).items()}
             row = {
                 "threads": torch.get_num_threads(),
                 "config": config,
@@ -189,14 +227,15 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         "",
         f"- device: {meta['device_name']}, {meta['cores']} cores; load average (1, 5, 15 min) "
         f"{meta['load_average_at_start']} at start, {meta['load_average_at_end']} at end",
-        f"- torch {meta['torch']}, lookahead backend {meta['backend']}",
+        f"- torch {meta['torch']}, lookahead backend {meta['backend']}; host malloc: {meta['host_malloc']}",
         f"- command: `{meta['command']}`",
         "- sequence: backup, sgd step, fd_eps (global norm), perturb +, perturb -, restore; median ms.",
         "  ext: backup_and_sgd_step_ into a reused backup workspace (as the search calls it); ext-6op:",
         "  a fresh backup, then sgd_step_ (one op per step); foreach: the library's foreach path,",
         "  called as ext is",
-        "- implementations timed round-robin in one run; speedups are against the faster of each",
-        "  baseline's two variants (checked and raw)",
+        "- implementations timed round-robin in one run, each call after reading 64 MB (caches cold, as",
+        "  after the forward/backward pass that separates two lookahead ops in the search); speedups",
+        "  are against the faster of each baseline's two variants (checked and raw)",
         f"- ext GB/s: {EXT_TRAVERSALS} list traversals (the fused sequence's reads + writes) / ext time;",
         "  on lists larger than the cache this is memory bandwidth",
         "",
@@ -220,8 +259,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dtype", nargs="+", default=["float32", "bfloat16"], choices=list(DTYPES))
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--threads", nargs="+", type=int, default=[torch.get_num_threads()])
+    ap.add_argument("--malloc", default="pinned", choices=["pinned", "glibc"])
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args(argv)
+    host_malloc = pin_malloc() if args.malloc == "pinned" else "glibc defaults"
     if not la.build():
         sys.exit(f"the extension did not build: {_ext.info()['error']}")
     meta = {
@@ -232,6 +273,7 @@ def main(argv: list[str] | None = None) -> None:
         "torch": torch.__version__,
         "backend": la.backend(args.device),
         "build": _ext.info()["how"],
+        "host_malloc": host_malloc,
         "command": " ".join([Path(sys.executable).name] + sys.argv),
     }
     print(json.dumps(meta), flush=True)
@@ -239,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     meta["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"lookahead_{args.device}"
+    stem = out / f"lookahead_{args.device}{'' if args.malloc == 'pinned' else '_glibc-malloc'}"
     atomic_write_json(stem.with_suffix(".json"), {"meta": meta, "rows": rows})
     atomic_write_text(stem.with_suffix(".md"), markdown(meta, rows))
     print(f"wrote {stem}.json and {stem}.md")
