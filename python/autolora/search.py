@@ -120,6 +120,7 @@ class BilevelSearch:
         self.config, self.loss_fn, self.autocast = config, loss_fn, autocast
         self.reduce = reduce or _no_reduce
         self.loss_scale = loss_scale
+        self._backup_workspace: list[torch.Tensor] | None = None  # W's backup, reused every iteration
 
     def _loss(self, model, batches: Batches) -> torch.Tensor:
         """Mean loss over the micro-batches, under autocast when asked."""
@@ -173,25 +174,31 @@ class BilevelSearch:
         self.inner_opt.zero_grad(set_to_none=True)
         return {"loss_tr": float(loss_tr.detach()), "loss_val": float(loss_val.detach())}
 
-    def _virtual_step(self, g: list[torch.Tensor]) -> None:
-        """W <- W - xi * g, or the inner AdamW's step from its moments (which stay untouched)."""
-        xi = self.config.xi
+    def _backup_and_virtual_step(self, g: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Back W up (into a workspace reused across iterations) and take W <- W - xi * g, or the inner
+        AdamW's step from its moments (which stay untouched), in one pass; returns the backup."""
+        xi, out = self.config.xi, self._backup_workspace
         if self.config.lookahead == "sgd":
-            lookahead.sgd_step_(self.inner, g, xi)
-            return
-        group = self.inner_opt.param_groups[0]
-        states = [self.inner_opt.state.get(p, {}) for p in self.inner]
-        avg = [s["exp_avg"] if s else torch.zeros_like(p) for s, p in zip(states, self.inner, strict=True)]
-        sq = [s["exp_avg_sq"] if s else torch.zeros_like(p) for s, p in zip(states, self.inner, strict=True)]
-        step = int(states[0]["step"]) + 1 if states[0] else 1
-        b1, b2 = group["betas"]
-        lookahead.adam_step_(self.inner, g, avg, sq, step, xi, b1, b2, group["eps"], group["weight_decay"])
+            saved = lookahead.backup_and_sgd_step_(self.inner, g, xi, out=out)
+        else:
+            group = self.inner_opt.param_groups[0]
+            states = [self.inner_opt.state.get(p, {}) for p in self.inner]
+            pairs = list(zip(states, self.inner, strict=True))
+            avg = [s["exp_avg"] if s else torch.zeros_like(p) for s, p in pairs]
+            sq = [s["exp_avg_sq"] if s else torch.zeros_like(p) for s, p in pairs]
+            step = int(states[0]["step"]) + 1 if states[0] else 1
+            b1, b2 = group["betas"]
+            wd = group["weight_decay"]
+            saved = lookahead.backup_and_adam_step_(
+                self.inner, g, avg, sq, step, xi, b1, b2, group["eps"], wd, out=out
+            )
+        self._backup_workspace = saved
+        return saved
 
     def _second_order(self, g, beta_grad_at_w, b_tr, b_val, rng: RngReplay):
         """DARTS: d_direct - xi * d_implicit. `beta_grad_at_w` (grad_beta L_tr at W, from step 1) is
         the forward difference's base point; empty for the central scheme."""
-        backup = lookahead.backup(self.inner)
-        self._virtual_step(g)  # step 2: W' = W - xi g
+        backup = self._backup_and_virtual_step(g)  # step 2: W' = W - xi g
         loss_val, grads = self._loss_and_grads(self.model, b_val, self.outer + self.inner)  # step 3
         d_direct, v = grads[: len(self.outer)], grads[len(self.outer) :]
         self.reduce(v)
