@@ -7,6 +7,11 @@
 // second thread (aten's grain is 32k elements). Here every call splits all tensors into chunks of
 // kChunk elements and runs the chunks with at::parallel_for; inside a chunk, at::vec::Vectorized
 // does the fp32 math (fp16/bf16 are widened on load and rounded once on store).
+//
+// Large fp32 lists are memory-bound, so the ops keep traffic down: backup_and_*_step_ write the
+// backup in the pass that reads W (W read once, not twice), backup_into_ fills a caller-owned
+// workspace (no fresh pages to fault in), and calls past kStreamAbove use streaming stores. The
+// search's sequence is then 13 list traversals: 4 + 1 (norm) + 3 + 3 (W+, W-) + 2 (restore).
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
