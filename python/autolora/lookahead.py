@@ -198,9 +198,8 @@ def adam_step_(
         )  # fmt: skip
     if how == "reference":
         return ref.adam_step_(params, grads, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay)
-    _check_foreach(params, grads=grads, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq)
-    if step < 1:
-        raise ValueError(f"step: expected the step number of this update (>= 1), got {step}")
+    ref.check_tensors(params, "params")
+    ref.check_adam(params, grads, exp_avg, exp_avg_sq, step)
     g = _f32(grads)
     m = torch._foreach_lerp(_f32(exp_avg), g, 1 - beta1)  # new tensors: the moments stay as they are
     v = torch._foreach_mul(_f32(exp_avg_sq), beta2)
@@ -244,9 +243,8 @@ def backup_and_adam_step_(
         )  # fmt: skip
         return saved
     if how == "foreach":
-        _check_out_foreach(params, out, grads=grads, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq)
-        if step < 1:
-            raise ValueError(f"step: expected the step number of this update (>= 1), got {step}")
+        _check_out_foreach(params, out)
+        ref.check_adam(params, grads, exp_avg, exp_avg_sq, step)
         saved = backup(params, out=out, backend=how)
         adam_step_(params, grads, exp_avg, exp_avg_sq, *hyper, backend=how)
         return saved

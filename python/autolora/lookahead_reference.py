@@ -122,6 +122,14 @@ def backup_and_sgd_step_(
     return saved
 
 
+def check_adam(params, grads, exp_avg, exp_avg_sq, step: int) -> None:
+    """The AdamW step's inputs beside an already checked `params`: lists like it, and step >= 1."""
+    for other, name in ((grads, "grads"), (exp_avg, "exp_avg"), (exp_avg_sq, "exp_avg_sq")):
+        check_like(other, name, params, "params")
+    if step < 1:
+        raise ValueError(f"step: expected the step number of this update (>= 1), got {step}")
+
+
 def adam_step_(
     params: Sequence[Tensor],
     grads: Sequence[Tensor],
@@ -140,10 +148,7 @@ def adam_step_(
     * m / (sqrt(v) / sqrt(1 - beta2^step) + eps): torch.optim.AdamW's single-tensor formula.
     """
     check_tensors(params, "params")
-    for other, name in ((grads, "grads"), (exp_avg, "exp_avg"), (exp_avg_sq, "exp_avg_sq")):
-        check_like(other, name, params, "params")
-    if step < 1:
-        raise ValueError(f"step: expected the step number of this update (>= 1), got {step}")
+    check_adam(params, grads, exp_avg, exp_avg_sq, step)
     step_size = lr / (1 - beta1**step)
     bc2_sqrt = math.sqrt(1 - beta2**step)
     for p, g, m0, v0 in zip(params, grads, exp_avg, exp_avg_sq, strict=True):
@@ -171,10 +176,7 @@ def backup_and_adam_step_(
     check_tensors(params, "params")
     if out is not None:
         _check_out(out, params)
-    for other, name in ((grads, "grads"), (exp_avg, "exp_avg"), (exp_avg_sq, "exp_avg_sq")):
-        check_like(other, name, params, "params")
-    if step < 1:
-        raise ValueError(f"step: expected the step number of this update (>= 1), got {step}")
+    check_adam(params, grads, exp_avg, exp_avg_sq, step)
     saved = backup(params, out)
     adam_step_(params, grads, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay)
     return saved
