@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 import torch
 
 import autolora
-import autolora.pipeline as pipeline_mod
 from autolora.config import PipelineConfig
 from autolora.data import DataConfig, TaskData, load_task, split_train_val
 from autolora.evaluate import evaluate
@@ -237,60 +236,46 @@ def run_autolora(spec: RunSpec, seed: int) -> dict:
     hypergradient, selection = AUTOLORA_VARIANTS[spec.method]
     device = torch.device(spec.device)
     _memory_reset(device)
-    plot_seconds = [0.0]
-
-    def timed(fn):  # how long the plots take to draw (in the pipeline's background thread)
-        def wrapper(*args, **kwargs):
-            t = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                plot_seconds[0] += time.perf_counter() - t
-
-        return wrapper
-
-    originals = pipeline_mod.rank_heatmap, pipeline_mod.alpha_trajectories
-    pipeline_mod.rank_heatmap, pipeline_mod.alpha_trajectories = map(timed, originals)
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench_autolora_") as out:
-            cfg = PipelineConfig(
-                model=spec.model,
-                data=DataConfig(**spec.data),
-                output_dir=out,
-                seed=seed,
-                device=spec.device,
-                k=spec.k,
-                lora_alpha=spec.lora_alpha,
-                selection=selection,
-                trainable=["@head", *spec.extra_trainable],
-                retrain_init=spec.retrain_init,
-                hypergradient=hypergradient,
-                lr_w=spec.lr_lora,
-                lr_beta=spec.lr_beta,
-                batch_size=spec.batch_size,
-                search_epochs=1e6,  # the step caps below bind
-                max_search_steps=spec.search_steps,
-                retrain_epochs=1e6,
-                max_retrain_steps=spec.retrain_steps,
-                eval_batch_size=spec.eval_batch_size,
-                checkpoint_every=10**9,  # only the final checkpoint of each phase, as a user would get
-                progress=False,
-            )
-            t0 = time.perf_counter()
-            pipe = Pipeline(cfg)
-            pipe.prepare()
-            t_prepare = time.perf_counter() - t0
-            ranks, history, searched = pipe.search()
-            t_search = time.perf_counter() - t0 - t_prepare
-            model = pipe.retrain(ranks, searched)
-            t_wait = time.perf_counter()
-            pipe.wait_for_figures()  # drawn in a background thread while retraining ran
-            plot_wait = time.perf_counter() - t_wait
-            t_train = time.perf_counter() - t0
-            t1 = time.perf_counter()
-            metrics = evaluate(model, pipe.task, spec.eval_batch_size, pipe.device)
-    finally:
-        pipeline_mod.rank_heatmap, pipeline_mod.alpha_trajectories = originals
+    with tempfile.TemporaryDirectory(prefix="bench_autolora_") as out:
+        cfg = PipelineConfig(
+            model=spec.model,
+            data=DataConfig(**spec.data),
+            output_dir=out,
+            seed=seed,
+            device=spec.device,
+            k=spec.k,
+            lora_alpha=spec.lora_alpha,
+            selection=selection,
+            trainable=["@head", *spec.extra_trainable],
+            retrain_init=spec.retrain_init,
+            hypergradient=hypergradient,
+            lr_w=spec.lr_lora,
+            lr_beta=spec.lr_beta,
+            batch_size=spec.batch_size,
+            search_epochs=1e6,  # the step caps below bind
+            max_search_steps=spec.search_steps,
+            retrain_epochs=1e6,
+            max_retrain_steps=spec.retrain_steps,
+            eval_batch_size=spec.eval_batch_size,
+            checkpoint_every=10**9,  # only the final checkpoint of each phase, as a user would get
+            progress=False,
+        )
+        t0 = time.perf_counter()
+        pipe = Pipeline(cfg)
+        pipe.prepare()
+        t_prepare = time.perf_counter() - t0
+        ranks, history, searched = pipe.search()  # the plots: drawn at once, or in a child process
+        t_search = time.perf_counter() - t0 - t_prepare
+        search_trainable = autolora.count_trainable(searched)
+        if spec.retrain_init == "fresh":
+            searched = None  # as Pipeline.run: one model in memory at a time (warm retrains it in place)
+        model = pipe.retrain(ranks, searched)
+        t_wait = time.perf_counter()
+        pipe.wait_for_figures()  # what a child process drawing beside retraining left to wait for
+        plot_wait = time.perf_counter() - t_wait
+        t_train = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        metrics = evaluate(model, pipe.task, spec.eval_batch_size, pipe.device)
     last = history[-1] if history else {}
     return {
         "seed": seed,
@@ -298,7 +283,7 @@ def run_autolora(spec: RunSpec, seed: int) -> dict:
         "score": metrics[pipe.task.metric],
         "eval": metrics,
         "trainable_parameters": autolora.count_trainable(model),
-        "search_trainable_parameters": autolora.count_trainable(searched),
+        "search_trainable_parameters": search_trainable,
         "ranks": ranks,
         "rank_total": sum(ranks.values()),
         "search_steps": spec.search_steps,
@@ -309,8 +294,7 @@ def run_autolora(spec: RunSpec, seed: int) -> dict:
             "prepare": t_prepare,
             "search": t_search,
             "retrain": t_train - t_prepare - t_search - plot_wait,
-            "plots_background": plot_seconds[0],  # drawing time, overlapped with retraining
-            "plots_wait": plot_wait,  # what the overlap left on the critical path
+            "plots_wait": plot_wait,  # what drawing in a child process left on the critical path
         },
         "eval_seconds": time.perf_counter() - t1,
         "gpu_peak_mb": _memory_peak(device),

@@ -509,8 +509,9 @@ def notes(report: dict) -> list[str]:
                 "Fixed costs (prepare, the two plots drawn at the end of the search) are listed under "
                 "'wall by phase'."
                 if "plots_in_search" in ph
-                else "Fixed costs (prepare; the two plots, drawn in a background thread while retraining "
-                "runs, and what of them remained on the critical path) are listed under 'wall by phase'."
+                else "Fixed costs (prepare; the two plots, drawn by a child process beside retraining when "
+                "a core is free, else at the end of the search, and plots_wait, what they left on the "
+                "critical path) are listed under 'wall by phase'."
             )
         )
     return out

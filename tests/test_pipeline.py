@@ -13,6 +13,7 @@ from autolora.cli import main
 from autolora.config import load_config
 from autolora.loop import NonFiniteLoss
 from autolora.pipeline import Pipeline
+from autolora.plots import FIGURES
 from autolora.search import BilevelSearch
 
 FAST = {
@@ -229,12 +230,13 @@ def test_trainable_head_alias_adds_modules_to_the_new_head(bert_dir, tmp_path):
     assert not any(n.startswith("bert.encoder") and not n.endswith(("query", "value")) for n in trained)
 
 
-def test_a_failing_plot_fails_the_run(bert_dir, tmp_path, monkeypatch):
-    """The plots are drawn in a background thread while retraining runs; its errors still surface."""
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("no room for the heatmap")
-
-    monkeypatch.setattr("autolora.pipeline.rank_heatmap", broken)
-    with pytest.raises(RuntimeError, match="no room for the heatmap"):
-        run(bert_dir, tmp_path / "run", **cola())
+@pytest.mark.parametrize("background", [True, False])
+def test_the_plots_are_drawn_and_a_failing_plot_fails_the_run(bert_dir, tmp_path, monkeypatch, background):
+    """The plots come from a child process while retraining runs (a free core) or at once (none);
+    either way they are written, and a failure to write them fails the run."""
+    monkeypatch.setattr("autolora.pipeline.spare_core", lambda device: background)
+    run(bert_dir, tmp_path / "ok", **cola())
+    assert all((tmp_path / "ok" / name).stat().st_size > 1000 for name in FIGURES)
+    (tmp_path / "bad" / "rank_heatmap.png").mkdir(parents=True)  # a directory where the figure goes
+    with pytest.raises((RuntimeError, OSError), match="rank_heatmap.png"):
+        run(bert_dir, tmp_path / "bad", **cola())

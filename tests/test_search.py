@@ -147,24 +147,36 @@ def test_config_rejects_bad_values():
         BilevelSearch(model, list(model.parameters()), [], None, None, SearchStepConfig())
 
 
-def test_warm_start_reproduces_the_kept_components_and_the_head():
-    from conftest import tiny_bert
+@pytest.mark.parametrize("family", ["bert", "gpt2"])
+def test_keep_selected_turns_the_searched_model_into_the_fixed_one_in_place(family):
+    """Warm retraining: the searched model becomes, in place, what inject(mode="fixed", ranks) builds,
+    and each adapter's update is exactly that of its kept components; the head keeps its value."""
+    from conftest import tiny_bert, tiny_gpt2
 
-    from autolora.selection import select_ranks, warm_start
+    from autolora.selection import keep_selected_, select_ranks
 
-    searched = tiny_bert()
-    autolora.inject(searched, trainable=["classifier"])
+    build, head = (tiny_bert, "classifier") if family == "bert" else (tiny_gpt2, "lm_head")
+    searched = build()
+    autolora.inject(searched, trainable=[head])
     randomize_adapters(searched)
-    torch.nn.init.normal_(searched.classifier.weight)
     ranks = select_ranks(searched)
-    fixed = tiny_bert()
-    fixed.load_state_dict(
-        {k: v for k, v in searched.state_dict().items() if "base_layer" not in k}, strict=False
-    )
-    autolora.inject(fixed, mode="fixed", ranks=ranks, trainable=["classifier"])
-    warm_start(fixed, searched)
-    assert torch.equal(fixed.classifier.weight, searched.classifier.weight)
-    for (name, f), (_, s) in zip(autolora.adapters(fixed), autolora.adapters(searched), strict=True):
-        keep = s.selected()
-        expected = (s.U[:, keep] * s.alpha()[keep] * s.scaling) @ s.V[keep]
-        torch.testing.assert_close(f.delta_weight(), expected, rtol=1e-5, atol=1e-6, msg=name)
+    assert len(set(ranks.values())) > 1  # the check below means something only with mixed ranks
+    expected = {
+        n: (a.U[:, a.selected()] * a.alpha()[a.selected()] * a.scaling) @ a.V[a.selected()]
+        for n, a in autolora.adapters(searched)
+    }
+    head_before = getattr(searched, head).weight.detach().clone()
+    with pytest.raises(ValueError, match="ranks"):
+        keep_selected_(searched, {**ranks, next(iter(ranks)): ranks[next(iter(ranks))] + 1})
+    fixed = keep_selected_(searched, ranks)
+    assert fixed is searched and autolora.selection_parameters(fixed) == []
+    reference = build()
+    autolora.inject(reference, mode="fixed", ranks=ranks, trainable=[head])
+    shapes = {n: tuple(v.shape) for n, v in fixed.state_dict().items()}
+    assert shapes == {n: tuple(v.shape) for n, v in reference.state_dict().items()}
+    trained = [n for n, p in fixed.named_parameters() if p.requires_grad]
+    assert trained == [n for n, p in reference.named_parameters() if p.requires_grad]
+    assert torch.equal(getattr(fixed, head).weight, head_before)
+    for name, a in autolora.adapters(fixed):
+        assert a.mode == "fixed" and a.rank == ranks[name] and a.beta is None
+        torch.testing.assert_close(a.delta_weight(), expected[name], rtol=1e-5, atol=1e-6, msg=name)

@@ -90,6 +90,26 @@ class AutoLoraAdapter(nn.Module):
         """r = #{j : alpha_j >= 1/k}; at least 1, since the largest alpha is always >= 1/k."""
         return int(self.selected(alpha).sum().item())
 
+    @torch.no_grad()
+    def keep_selected_(self) -> int:
+        """Become, in place, the fixed-rank adapter of the kept components (SPEC 3, warm retraining).
+
+        Kept component j contributed s_k * alpha_j * U_j V_j; the fixed adapter scales by s_r =
+        lora_alpha / r and has alpha = 1, so U_j is rescaled by s_k * alpha_j / s_r: the update is
+        reproduced exactly. beta is dropped; U and V become new parameters of the kept size, under the
+        same names, so the model is what inject(mode="fixed", ranks=...) builds. Returns r.
+        """
+        if self.beta is None:
+            raise ValueError(f"mode: only a search-mode adapter selects components, this one is {self.mode}")
+        alpha, keep = self.alpha(), self.selected()
+        factor = (alpha[keep] * self.scaling).to(self.U.dtype)  # s_k * alpha_j; / s_r below
+        rank = int(keep.sum())
+        U, V = self.U[:, keep] * factor / (self.lora_alpha / rank), self.V[keep]
+        self.U, self.V = nn.Parameter(U.contiguous()), nn.Parameter(V.contiguous())
+        self.beta = None
+        self.rank, self.mode = rank, "fixed"
+        return rank
+
     def op_args(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(U, beta) for the fused op, which applies softmax(beta): the sigmoid ablation folds its
         alpha into U instead (an N x k multiply) and passes no beta."""

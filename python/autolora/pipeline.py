@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -34,9 +33,9 @@ from autolora.evaluate import evaluate
 from autolora.export import export_peft, save_merged
 from autolora.loop import BatchStream, run_phase
 from autolora.models import load_model, load_tokenizer
-from autolora.plots import alpha_trajectories, rank_heatmap
+from autolora.plots import RunFigures
 from autolora.search import BilevelSearch, SearchStepConfig, model_loss
-from autolora.selection import select_ranks, warm_start
+from autolora.selection import keep_selected_, select_ranks
 
 
 def check_output_dir(path: Path) -> None:
@@ -47,6 +46,13 @@ def check_output_dir(path: Path) -> None:
         raise ValueError(f"output_dir: cannot create {path}: {err.strerror}") from err
     if not os.access(path, os.W_OK | os.X_OK):
         raise ValueError(f"output_dir: {path} is not writable")
+
+
+def spare_core(device: torch.device) -> bool:
+    """Whether a child process can draw the plots beside training without taking one of its cores:
+    training on a GPU keeps about one core busy, on the CPU as many as torch has threads."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cores > (torch.get_num_threads() if device.type == "cpu" else 1)
 
 
 def _steps(epochs: float, stream: BatchStream, cap: int | None) -> int:
@@ -64,7 +70,7 @@ class Pipeline:
         self.dist, self.device = init_distributed(config.device, config.dist_timeout)
         self.main = self.dist.is_main
         self._search_model: nn.Module | None = None
-        self._figures: Future | None = None  # the search's plots, drawn while retraining runs
+        self._figures: RunFigures | None = None  # the search's plots, drawn while retraining runs
 
     # -- setup -------------------------------------------------------------------------------------
     def prepare(self) -> TaskData:
@@ -173,28 +179,26 @@ class Pipeline:
         if self.main:
             atomic_write_json(self.out / "ranks.json", {"ranks": ranks, "k": cfg.k, "alpha": final_alpha})
             atomic_write_json(self.out / "alpha_history.json", {"adapters": names, "history": history})
-            pool = ThreadPoolExecutor(1, "autolora-plots")
-            self._figures = pool.submit(self._plot, ranks, history)
-            pool.shutdown(wait=False)  # the thread ends once the plots are drawn
+            self._figures = RunFigures(self.out, background=spare_core(self.device))
         return ranks, history, model
 
-    def _plot(self, ranks: dict[str, int], history: list[dict]) -> None:
-        rank_heatmap(ranks, self.out / "rank_heatmap.png")
-        alpha_trajectories(history, self.out / "alpha_trajectories.png")
-
     def wait_for_figures(self) -> None:
-        """Block until the search's plots are written; re-raises what drawing them raised."""
+        """Block until the search's plots are written; raises if drawing them failed."""
         if self._figures is not None:
             figures, self._figures = self._figures, None
-            figures.result()
+            figures.wait()
 
     def retrain(self, ranks: dict[str, int], searched: nn.Module | None) -> nn.Module:
+        """Train fixed-rank adapters of `ranks` on D_tr + D_val. warm: the searched model itself, turned
+        in place into the fixed-rank model of its kept components (nothing is loaded again); fresh: a
+        new model from the pretrained weights (`searched` is not used)."""
         cfg = self.config
-        model = self.new_model(mode="fixed", ranks=ranks).train()
         if cfg.retrain_init == "warm":
             if searched is None:
                 raise ValueError("retrain_init: 'warm' needs the searched model in this process")
-            warm_start(model, searched)
+            model = keep_selected_(searched, ranks).train()
+        else:
+            model = self.new_model(mode="fixed", ranks=ranks).train()
         from datasets import concatenate_datasets
 
         params = [p for p in model.parameters() if p.requires_grad]
@@ -247,6 +251,8 @@ class Pipeline:
         # On resume a finished search reloads its final checkpoint and takes no step.
         ranks, _, searched = self.search()
         t_search = time.perf_counter() - t0
+        if cfg.retrain_init == "fresh":
+            searched = None  # freed before the fresh model is built: one model in memory at a time
         model = self.retrain(ranks, searched)
         t_retrain = time.perf_counter() - t0 - t_search
         if not self.main:  # evaluation and artifacts are rank 0's; the others wait for it

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from autolora.adapter import AutoLoraAdapter
 from autolora.params import adapters
 
 
@@ -17,27 +15,18 @@ def select_ranks(model: nn.Module) -> dict[str, int]:
     return ranks
 
 
-@torch.no_grad()
-def warm_start(fixed: nn.Module, searched: nn.Module) -> None:
-    """Initialise each fixed-rank adapter from the kept components of its searched twin, and every
-    other trainable parameter (the task head) from the searched model's value.
-
-    The kept component j contributes s_k * alpha_j * U_j V_j; the fixed layer scales by s_r =
-    lora_alpha / r, so U_j is rescaled by s_k * alpha_j / s_r and the update is reproduced exactly.
+def keep_selected_(model: nn.Module, ranks: dict[str, int]) -> nn.Module:
+    """Turn the searched model, in place, into the retraining model of a warm start: every search-mode
+    adapter keeps its selected components (AutoLoraAdapter.keep_selected_), every other trainable
+    parameter (the task head) keeps its searched value. No second model is built: nothing is loaded
+    again, and the memory of one model suffices. `ranks` (from select_ranks) must match the selection.
     """
-    adapter_params = {id(p) for _, a in adapters(fixed) for p in a.parameters(recurse=False)}
-    searched_params = dict(searched.named_parameters())
-    for name, p in fixed.named_parameters():
-        if p.requires_grad and id(p) not in adapter_params and name in searched_params:
-            p.copy_(searched_params[name])
-    source: dict[str, AutoLoraAdapter] = dict(adapters(searched))
-    for name, a in adapters(fixed):
-        if name not in source:
-            raise KeyError(f"searched: has no adapter named {name!r}")
-        s = source[name]
-        keep = s.selected()
-        if int(keep.sum()) != a.rank:
-            raise ValueError(f"{name}: fixed rank {a.rank} but {int(keep.sum())} components selected")
-        factor = (s.alpha()[keep] * s.scaling / a.scaling).to(a.U.dtype)
-        a.U.copy_(s.U[:, keep] * factor)
-        a.V.copy_(s.V[keep])
+    found = {name: a for name, a in adapters(model) if a.beta is not None}
+    if set(found) != set(ranks):
+        raise ValueError(f"ranks: names {sorted(ranks)} do not match the search-mode adapters {sorted(found)}")
+    for name, a in found.items():
+        if a.selected_rank() != ranks[name]:
+            raise ValueError(f"ranks: {name} has {a.selected_rank()} components selected, not {ranks[name]}")
+    for a in found.values():
+        a.keep_selected_()
+    return model
