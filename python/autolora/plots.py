@@ -43,7 +43,7 @@ def layer_and_projection(name: str) -> tuple[int, str]:
 
 def _figure(**kw):
     """A matplotlib Figure on the Agg canvas, without pyplot: no global backend switch in the user's
-    process, and safe to draw in a background thread (the pipeline does, while retraining runs)."""
+    process, and no global state shared with other threads."""
     from matplotlib.figure import Figure
 
     return Figure(**kw)
