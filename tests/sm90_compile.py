@@ -10,8 +10,8 @@ ops or control flow the compiler rejects.
     python tests/sm90_compile.py                 # sweep: fp32 (FMA and TF32), fp16, bf16; rank 8 and 64
     python tests/sm90_compile.py --dtype bfloat16 --rank 64 --conv1d
 
-Run it without TRITON_INTERPRET (the kernels must be compiled objects); tests/test_kernels_sm90.py
-runs the `quick_check` subset in a subprocess.
+Run it without TRITON_INTERPRET (the kernels must be compiled objects); tests/test_kernels.py
+(test_kernels_compile_for_sm90_without_a_gpu) runs the --quick subset in a subprocess.
 """
 
 from __future__ import annotations

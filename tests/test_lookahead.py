@@ -7,6 +7,7 @@ the torch._foreach fallback (forced with backend="foreach" and with AUTOLORA_DIS
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import warnings
 
@@ -438,3 +439,66 @@ def test_fused_ops_reject_bad_input_before_writing(backend):
         with pytest.raises(ValueError, match=match):
             call()
         assert _unchanged(p, p0) and _unchanged(ws, ws0), match  # nothing written before the error
+
+
+# ------------------------------------------------------------------------------------------------
+# The CUDA kernels compile for sm_90 without a GPU (nvcc and the CUDA headers suffice)
+# ------------------------------------------------------------------------------------------------
+
+
+def _nvcc_flags(include_dir) -> list[str]:
+    """What torch.utils.cpp_extension's JIT build passes to nvcc for csrc/cuda on an H100 (_ext.py
+    adds -O3 -lineinfo), compile only. A CPU wheel of torch lacks c10/cuda's generated macro header:
+    include_dir gets the one line that the CUDA wheel's copy holds."""
+    import sysconfig
+
+    from torch.utils import cpp_extension as ce
+
+    macros = include_dir / "c10" / "cuda" / "impl" / "cuda_cmake_macros.h"
+    macros.parent.mkdir(parents=True)
+    macros.write_text("#pragma once\n#define C10_CUDA_BUILD_SHARED_LIBS\n")
+    includes = [str(include_dir), *ce.include_paths(), sysconfig.get_paths()["include"], str(_ext.csrc_dir())]
+    abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
+    return [
+        *ce.COMMON_NVCC_FLAGS,
+        "-std=c++20",
+        "-O3",
+        "-lineinfo",
+        "-gencode=arch=compute_90,code=sm_90",
+        "--compiler-options=-fPIC",
+        f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
+        "-DTORCH_EXTENSION_NAME=autolora_lookahead",
+        "-DTORCH_API_INCLUDE_EXTENSION_H",
+        *(f"-I{p}" for p in includes),
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU the extension is built and run instead")
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc (a CUDA toolkit)")
+def test_cuda_sources_compile_for_sm90_without_a_gpu(tmp_path):
+    """csrc/cuda/*.cu compiled as the first-use build on an H100 would (about 30 s). Nothing runs:
+    this catches what the compiler refuses (types, templates, half/bf16 operators that torch's
+    -D__CUDA_NO_HALF_OPERATORS__ flags remove), before a GPU session spends time on it."""
+    import subprocess
+
+    sources = sorted((_ext.csrc_dir() / "cuda").glob("*.cu"))
+    assert sources
+    flags = _nvcc_flags(tmp_path / "include")
+    registered: set[bytes] = set()
+    for src in sources:
+        obj = tmp_path / (src.stem + ".o")
+        proc = subprocess.run(
+            ["nvcc", "-c", str(src), "-o", str(obj), "-Xptxas=-v", *flags],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if proc.returncode and "cuda_runtime" in proc.stderr and "No such file" in proc.stderr:
+            pytest.skip("nvcc found no CUDA runtime headers")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        spills = re.findall(r"(\d+) bytes spill stores", proc.stderr)
+        assert spills and all(n == "0" for n in spills), f"{src.name}: register spills {spills}"
+        registered.update(obj.read_bytes().split(b"\0"))  # C strings: the names given to m.impl
+    missing = [op for op in _ext._OPS if op.encode() not in registered]
+    assert not missing, f"ops without a CUDA kernel registration: {missing}"

@@ -1,7 +1,8 @@
 // CUDA implementation of the lookahead ops declared in csrc/lookahead.cpp (multi-tensor apply).
 //
 // Built only when torch is a CUDA build and a toolkit is present (python/autolora/_ext.py, setup.py).
-// UNTESTED: written without a GPU; the CPU kernels and the Python reference are the tested oracle.
+// NEVER RUN: written without a GPU; the CPU kernels and the Python reference are the tested oracle.
+// It compiles for sm_90 with the JIT build's flags (tests/test_lookahead.py runs nvcc, no GPU needed).
 //
 // One launch per op and dtype present (adapter lists are single-dtype in practice, so one launch):
 // the host writes a table of tensor addresses, sizes and chunk starts into pinned memory, copies it

@@ -125,7 +125,8 @@ class RunFigures:
             draw_run(self.run_dir)
             return
         self._log = tempfile.TemporaryFile("w+")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # this process's imports
+        path = os.pathsep.join(p for p in sys.path if p)  # the child imports what this process does
+        env = {**os.environ, "PYTHONPATH": path}
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "autolora.plots", str(self.run_dir)],
             stdin=subprocess.DEVNULL,
@@ -144,11 +145,13 @@ class RunFigures:
         err = self._log.read()
         self._log.close()
         if proc.returncode:
-            raise RuntimeError(f"drawing the figures of {self.run_dir} failed (exit {proc.returncode}):\n{err[-2000:]}")
+            raise RuntimeError(
+                f"drawing the figures of {self.run_dir} failed (exit {proc.returncode}):\n{err[-2000:]}"
+            )
 
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m autolora.plots RUN_DIR  (a directory holding ranks.json, alpha_history.json)")
+        sys.exit("usage: python -m autolora.plots RUN_DIR  (holding ranks.json and alpha_history.json)")
     for path in draw_run(sys.argv[1]):
         print(path)

@@ -23,7 +23,7 @@ def keep_selected_(model: nn.Module, ranks: dict[str, int]) -> nn.Module:
     """
     found = {name: a for name, a in adapters(model) if a.beta is not None}
     if set(found) != set(ranks):
-        raise ValueError(f"ranks: names {sorted(ranks)} do not match the search-mode adapters {sorted(found)}")
+        raise ValueError(f"ranks: {sorted(ranks)} do not name the search-mode adapters {sorted(found)}")
     for name, a in found.items():
         if a.selected_rank() != ranks[name]:
             raise ValueError(f"ranks: {name} has {a.selected_rank()} components selected, not {ranks[name]}")
