@@ -11,6 +11,7 @@ from pipeline_fixtures import save_tiny_bert, save_tiny_gpt2, write_data_to_text
 import autolora
 from autolora.cli import main
 from autolora.config import load_config
+from autolora.io import WEIGHTS_NAME
 from autolora.loop import NonFiniteLoss
 from autolora.pipeline import Pipeline
 from autolora.plots import FIGURES
@@ -145,6 +146,38 @@ def test_resume_after_interruption_gives_identical_ranks(bert_dir, tmp_path, mon
     alpha = [json.loads((tmp_path / d / "ranks.json").read_text())["alpha"] for d in ("full", "cut")]
     assert alpha[0] == alpha[1]
     assert resumed["eval"] == full["eval"]
+
+
+def test_warm_retraining_resumes_inside_the_retrain_phase(bert_dir, tmp_path, monkeypatch):
+    """Warm retraining turns the searched model into the fixed one in place; a run cut during
+    retraining reloads the finished search, converts it again and continues from retrain.pt."""
+    import autolora.pipeline as pipeline_mod
+
+    full = run(bert_dir, tmp_path / "full", retrain_init="warm", **cola())
+    real_run_phase, calls = pipeline_mod.run_phase, {"n": 0}
+
+    def cut_retrain(name, total, step_fn, *args, **kwargs):
+        def step():
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt  # as if killed after the checkpoint of retraining step 2
+            return step_fn()
+
+        return real_run_phase(name, total, step if name == "retrain" else step_fn, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline_mod, "run_phase", cut_retrain)
+    with pytest.raises(KeyboardInterrupt):
+        run(bert_dir, tmp_path / "cut", retrain_init="warm", **cola())
+    assert torch.load(tmp_path / "cut/checkpoints/retrain.pt", weights_only=False)["step"] == 2
+    monkeypatch.setattr(pipeline_mod, "run_phase", real_run_phase)
+    resumed = run(bert_dir, tmp_path / "cut", retrain_init="warm", resume=True, **cola())
+    assert resumed["ranks"] == full["ranks"]
+    assert resumed["eval"] == full["eval"]
+    from safetensors.torch import load_file
+
+    weights = [load_file(tmp_path / d / "autolora_adapter" / WEIGHTS_NAME) for d in ("full", "cut")]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(bert_dir, tmp_path, monkeypatch):
