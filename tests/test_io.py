@@ -58,3 +58,36 @@ def test_save_without_adapters_fails_and_writes_nothing(tmp_path):
     with pytest.raises(ValueError, match="model: has no AutoLoRA adapters"):
         autolora.save_adapter(tiny_bert(), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_write_gives_the_mode_open_would_give(tmp_path, umask, mode):
+    """mkstemp makes private 0600 files; our outputs follow the umask like any open() would."""
+    import os
+    import subprocess
+    import sys
+
+    target = tmp_path / "metrics.json"
+    code = (
+        f"import os; os.umask({umask}); from autolora.atomic import atomic_write_json; "
+        f"atomic_write_json({str(target)!r}, {{'ok': 1}})"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    assert json.loads(target.read_text()) == {"ok": 1}
+    assert os.stat(target).st_mode & 0o777 == mode
+
+
+def test_atomic_write_that_fails_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    from autolora.atomic import atomic_write, atomic_write_text
+
+    target = atomic_write_text(tmp_path / "ranks.json", "old")
+
+    def half_then_fail(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(target, half_then_fail)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["ranks.json"]
