@@ -302,14 +302,6 @@ void backup_and_sgd_step_cpu(at::TensorList params, at::TensorList out, at::Tens
       params, {params, grads}, [&](const std::array<fVec, 2>& x) { return x[0] - vxi * x[1]; }, out);
 }
 
-void check_adam(at::TensorList params, at::TensorList grads, at::TensorList exp_avg,
-                at::TensorList exp_avg_sq, int64_t step) {
-  check_like(grads, "grads", params, "params");
-  check_like(exp_avg, "exp_avg", params, "params");
-  check_like(exp_avg_sq, "exp_avg_sq", params, "params");
-  TORCH_CHECK_VALUE(step >= 1, "step: expected the step number of this update (>= 1), got ", step);
-}
-
 // AdamW's update of x = (p, g, exp_avg, exp_avg_sq), moments read only. Scalars exactly as
 // torch.optim.AdamW (single-tensor path) computes them, in double.
 struct AdamFn {

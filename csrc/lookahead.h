@@ -45,6 +45,15 @@ inline void check_like(at::TensorList other, const char* name, at::TensorList re
   if (!ref.empty()) check_tensors(other, name, ref[0].device());
 }
 
+// The AdamW step's moment lists pair with `params` (already checked); step is this update's number.
+inline void check_adam(at::TensorList params, at::TensorList grads, at::TensorList exp_avg,
+                       at::TensorList exp_avg_sq, int64_t step) {
+  check_like(grads, "grads", params, "params");
+  check_like(exp_avg, "exp_avg", params, "params");
+  check_like(exp_avg_sq, "exp_avg_sq", params, "params");
+  TORCH_CHECK_VALUE(step >= 1, "step: expected the step number of this update (>= 1), got ", step);
+}
+
 inline void check_first(at::TensorList ts, const char* name) {
   if (!ts.empty()) {
     TORCH_CHECK_VALUE(ts[0].defined(), name, "[0]: expected a tensor, got None");

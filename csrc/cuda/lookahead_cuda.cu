@@ -261,14 +261,6 @@ AdamOp make_adam_op(int64_t step, double lr, double beta1, double beta2, double 
                 (float)(1.0 - beta2), (float)std::sqrt(bc2), (float)eps, (float)(-lr / bc1)};
 }
 
-void check_adam(at::TensorList params, at::TensorList grads, at::TensorList exp_avg,
-                at::TensorList exp_avg_sq, int64_t step) {
-  check_like(grads, "grads", params, "params");
-  check_like(exp_avg, "exp_avg", params, "params");
-  check_like(exp_avg_sq, "exp_avg_sq", params, "params");
-  TORCH_CHECK_VALUE(step >= 1, "step: expected the step number of this update (>= 1), got ", step);
-}
-
 struct PerturbOp {
   const float* eps;
   float sign;
