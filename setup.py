@@ -8,7 +8,7 @@ variable, building imports nothing but setuptools, so an isolated build stays fa
 csrc/ is copied into the package (autolora/csrc) so that a wheel install can build on first use.
 """
 
-import os
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -31,7 +31,11 @@ class BuildPyWithCsrc(build_py):
 
 
 def _flag(name):
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+    """autolora_kernels/env.py's parser, loaded alone (the package's __init__ imports torch)."""
+    spec = importlib.util.spec_from_file_location("_autolora_env", ROOT / "autolora_kernels" / "env.py")
+    env = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(env)
+    return env.env_flag(name)
 
 
 def extension_kwargs():
@@ -42,7 +46,7 @@ def extension_kwargs():
     import torch
     from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
-    sys.path.insert(0, str(ROOT / "python" / "autolora"))
+    sys.path[:0] = [str(ROOT), str(ROOT / "python" / "autolora")]
     import _ext  # the build helper alone: the same compiler flags as the first-use build
 
     sources = ["csrc/lookahead.cpp"]
@@ -64,7 +68,11 @@ kwargs.update(extension_kwargs())
 
 setup(
     package_dir={"autolora": "python/autolora", "autolora_kernels": "autolora_kernels"},
-    packages=["autolora", "autolora_kernels"],
+    packages=[
+        "autolora",
+        *(f"autolora.{sub}" for sub in ("data", "eval", "io", "nn", "search", "train", "tuner")),
+        "autolora_kernels",
+    ],
     package_data={"autolora": ["bundled/README.md", "bundled/cola/*.tsv"]},
     **kwargs,
 )

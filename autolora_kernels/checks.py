@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import torch
 
+# The largest rank the Triton kernels take (one register tile); larger ranks use the reference path.
+MAX_RANK = 64
+
 
 def autocast_enabled(device_type: str) -> bool:
     """torch.is_autocast_enabled for the device, False for devices autocast does not know (meta)."""

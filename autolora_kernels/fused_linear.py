@@ -15,22 +15,22 @@ AUTOLORA_TRITON_ON_CPU=1 runs the Triton path on CPU tensors; it needs TRITON_IN
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from autolora_kernels.checks import autocast_enabled, check_autolora_inputs
+from autolora_kernels.checks import MAX_RANK, autocast_enabled, check_autolora_inputs
+from autolora_kernels.env import env_flag
 from autolora_kernels.reference import (
     autolora_linear_backward_reference,
     autolora_linear_reference,
     selection_weights,
+    softmax_backward,
 )
 
 KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-KERNEL_MAX_RANK = 64  # same as fused_linear_kernels.MAX_RANK, kept here to avoid importing triton
 _warned: set[str] = set()
 
 
@@ -38,11 +38,6 @@ def _warn_once(key: str, message: str) -> None:
     if key not in _warned:
         _warned.add(key)
         warnings.warn(message, RuntimeWarning, stacklevel=3)
-
-
-def _env_true(name: str) -> bool:
-    """A boolean environment variable as Triton reads its own (TRITON_INTERPRET=1, true, yes, on, y)."""
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on", "y")
 
 
 def _kernels():
@@ -57,22 +52,22 @@ def _kernels():
 
 def _use_triton(x: Tensor, rank: int):
     """The kernel module when this call should take the Triton path, else None."""
-    if os.environ.get("AUTOLORA_FORCE_REFERENCE", "0") == "1":
+    if env_flag("AUTOLORA_FORCE_REFERENCE"):
         return None
     if x.device.type == "cpu":
-        if os.environ.get("AUTOLORA_TRITON_ON_CPU", "0") != "1":
+        if not env_flag("AUTOLORA_TRITON_ON_CPU"):
             return None
-        if not _env_true("TRITON_INTERPRET"):
+        if not env_flag("TRITON_INTERPRET"):
             raise RuntimeError(
                 "AUTOLORA_TRITON_ON_CPU=1 needs TRITON_INTERPRET=1 (set before triton is imported)"
             )
     elif x.device.type != "cuda":
         return None
-    if x.dtype not in KERNEL_DTYPES or rank > KERNEL_MAX_RANK:
+    if x.dtype not in KERNEL_DTYPES or rank > MAX_RANK:
         _warn_once(
-            f"{x.dtype}/{rank > KERNEL_MAX_RANK}",
+            f"{x.dtype}/{rank > MAX_RANK}",
             f"autolora: no Triton kernel for dtype {x.dtype} and rank {rank} "
-            f"(kernels: {KERNEL_DTYPES}, rank <= {KERNEL_MAX_RANK}); using the reference path",
+            f"(kernels: {KERNEL_DTYPES}, rank <= {MAX_RANK}); using the reference path",
         )
         return None
     return _kernels()
@@ -81,9 +76,9 @@ def _use_triton(x: Tensor, rank: int):
 def layer_backend(device_type: str = "cuda") -> str:
     """Which path autolora_linear takes for fp32/fp16/bf16 tensors of rank <= 64 on `device_type`:
     "triton" or "reference" (with the reason), for reports such as `autolora doctor`."""
-    if os.environ.get("AUTOLORA_FORCE_REFERENCE", "0") == "1":
+    if env_flag("AUTOLORA_FORCE_REFERENCE"):
         return "reference (AUTOLORA_FORCE_REFERENCE=1)"
-    if device_type != "cuda" and os.environ.get("AUTOLORA_TRITON_ON_CPU", "0") != "1":
+    if device_type != "cuda" and not env_flag("AUTOLORA_TRITON_ON_CPU"):
         return f"reference ({device_type} tensors)"
     try:
         import triton  # noqa: F401
@@ -174,9 +169,8 @@ def fused_linear_backward_op(
         grad_y, x_a, weight, U, V, coef, t, conv1d, need_dx, need_dx_adapter, adapter_separate
     )
     g_beta = empty()
-    if beta is not None:  # softmax Jacobian on r numbers: galpha = s * sum_m t h
-        g_alpha = scaling * g_coef
-        g_beta = (alpha * (g_alpha - (alpha * g_alpha).sum())).to(beta.dtype)
+    if beta is not None:  # g_alpha = s * sum_m t h, through the softmax on r numbers
+        g_beta = softmax_backward(alpha, scaling * g_coef).to(beta.dtype)
     return gx if gx is not None else empty(), gx_ad if gx_ad is not None else empty(), g_u, g_v, g_beta
 
 

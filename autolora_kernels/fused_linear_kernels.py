@@ -26,6 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
+from autolora_kernels.checks import MAX_RANK
 from autolora_kernels.fused_linear_tuning import (
     GEMM_SHAPES,
     GRAD_SHAPES,
@@ -35,7 +36,6 @@ from autolora_kernels.fused_linear_tuning import (
 )
 
 MIN_RANK_PAD = 16  # tl.dot on the GPU needs inner dimensions >= 16 for 16-bit inputs
-MAX_RANK = 64
 # Fixed small blocks under TRITON_INTERPRET=1, where autotune and do_bench cannot run (no driver)
 # and each program costs ~2 ms: 16 x 32 x 32 still gives several blocks and ragged edges at M=37.
 INTERPRET_CONFIG = {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 4}

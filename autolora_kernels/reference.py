@@ -92,5 +92,9 @@ def autolora_linear_backward_reference(
     if beta is None:
         return gx_base, gx_adapter, g_u, g_v, None
     g_alpha = scaling * (t.to(alpha.dtype) * h.to(alpha.dtype)).sum(0)
-    g_beta = alpha * (g_alpha - (alpha * g_alpha).sum())
-    return gx_base, gx_adapter, g_u, g_v, g_beta.to(beta.dtype)
+    return gx_base, gx_adapter, g_u, g_v, softmax_backward(alpha, g_alpha).to(beta.dtype)
+
+
+def softmax_backward(alpha: torch.Tensor, g_alpha: torch.Tensor) -> torch.Tensor:
+    """The softmax Jacobian applied to g_alpha: d beta = alpha * (g_alpha - <alpha, g_alpha>)."""
+    return alpha * (g_alpha - (alpha * g_alpha).sum())

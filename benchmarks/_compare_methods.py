@@ -1,7 +1,7 @@
 """The methods bench_compare.py runs, each under one training budget (benchmarks only, not the package).
 
 Every method reads its data through autolora.data (load_task, split_train_val, the task's collate via
-autolora.loop.BatchStream) and is scored by autolora.evaluate.evaluate, so the comparison differs only
+autolora.train.BatchStream) and is scored by autolora.eval.evaluate, so the comparison differs only
 in what is trained and how.
 
 Budget: `steps` optimiser updates of the model's weights, each on one batch of `batch_size` training
@@ -26,7 +26,7 @@ import torch
 import autolora
 from autolora.config import PipelineConfig
 from autolora.data import DataConfig, TaskData, load_task, split_train_val
-from autolora.evaluate import evaluate
+from autolora.eval.evaluation import evaluate
 from autolora.models import load_model, load_tokenizer
 from autolora.pipeline import Pipeline
 
@@ -79,7 +79,7 @@ class RunSpec:
 class Batches:
     """Endless shuffled batches (a fresh seeded permutation per epoch) collated by the task's collate.
 
-    The baselines' own stream: autolora.loop.BatchStream's interface is being changed (micro-batch
+    The baselines' own stream: autolora.train.loop.BatchStream's interface is being changed (micro-batch
     lists), and the baselines only need the plain single-process case.
     """
 

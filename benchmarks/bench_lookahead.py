@@ -52,8 +52,8 @@ import torch
 from autolora import _ext
 from autolora import lookahead as la
 from autolora import lookahead_reference as ref
-from autolora.atomic import atomic_write_json, atomic_write_text
-from autolora.backends import device_name
+from autolora.doctor import device_name
+from autolora.io.atomic import atomic_write_json, atomic_write_text
 
 XI, R = 1e-4, 0.01
 # List traversals of the fused sequence (reads + writes, no read-for-ownership: streamed stores):

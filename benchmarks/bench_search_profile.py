@@ -16,8 +16,8 @@ variant, in one process:
                 create_graph; its hypergradient is compared with the FD one on the same state.
 
 The phase breakdown wraps, without editing python/autolora/search.py: the search's loss_fn (forward
-passes, labelled by call order: train, val, fd+, fd-), autolora.search._grads (the backward of the
-phase whose forward ran last), the lookahead functions autolora.search uses, and both optimisers'
+passes, labelled by call order: train, val, fd+, fd-), autolora.search.bilevel._grads (the backward of the
+phase whose forward ran last), the lookahead functions autolora.search.bilevel uses, and both optimisers'
 step/zero_grad; "other" is the rest (RNG replay, hypergradient combine, the float() host syncs).
 Also timed: the pipeline's per-step progress record (every alpha to the host) and one batch draw
 (collate). Medians over --iters iterations after --warmup.
@@ -41,9 +41,9 @@ from types import SimpleNamespace
 import torch
 
 import autolora
-import autolora.search as search_mod
-from autolora.atomic import atomic_write_json, atomic_write_text
+import autolora.search.bilevel as search_mod
 from autolora.data import DataConfig, load_task, split_train_val
+from autolora.io.atomic import atomic_write_json, atomic_write_text
 from autolora.models import load_model, load_tokenizer
 from autolora.search import BilevelSearch, SearchStepConfig, model_loss
 
@@ -370,7 +370,7 @@ def breakdown(fn, iters: int, warmup: int, clock: Clock) -> dict:
 
 
 def machine(device: torch.device, threads: int) -> dict:
-    from autolora.backends import device_name
+    from autolora.doctor import device_name
 
     name = device_name(device) if device.type == "cuda" else f"CPU ({device_name('cpu')})"
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from autolora.atomic import atomic_write_json, atomic_write_text
-from autolora.backends import device_name
+from autolora.doctor import device_name
+from autolora.io.atomic import atomic_write_json, atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -38,8 +38,8 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def measure(pipeline, global_batch: int, micro: int, iters: int) -> dict:
     import autolora
-    from autolora.loop import BatchStream
     from autolora.search import BilevelSearch, SearchStepConfig
+    from autolora.train.loop import BatchStream
 
     cfg = pipeline.config
     accum = max(1, global_batch // micro)

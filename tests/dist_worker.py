@@ -19,9 +19,9 @@ def run_rank(rank: int, world: int, port: int, overrides: dict, result: str, die
 
     torch.set_num_threads(1)
     from autolora.config import load_config
-    from autolora.distributed import shutdown
     from autolora.pipeline import Pipeline
     from autolora.search import BilevelSearch
+    from autolora.train.distributed import shutdown
 
     if die_at_step:
         real, calls = BilevelSearch.step, {"n": 0}

@@ -1,10 +1,11 @@
-"""autolora.backends: the doctor report's data and its text form."""
+"""autolora.doctor: the doctor report's data and its text form."""
 
 from __future__ import annotations
 
 import torch
 
-from autolora import _ext, backends
+from autolora import _ext
+from autolora import doctor as backends
 
 
 def test_describe_reports_versions_device_and_backends():

@@ -9,10 +9,10 @@ import pytest
 import torch
 from conftest import tiny_gpt2, word_level_tokenizer
 
-from autolora import evaluate as evaluate_module
 from autolora.data import DataConfig, load_task
-from autolora.evaluate import evaluate, predict_logits
-from autolora.metrics import compute_metrics
+from autolora.eval import evaluation as evaluate_module
+from autolora.eval.evaluation import evaluate, predict_logits
+from autolora.eval.metrics import compute_metrics
 
 MINILM_VOCAB = 30522
 

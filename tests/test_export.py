@@ -7,7 +7,7 @@ import torch
 from conftest import randomize_adapters, tiny_bert, tiny_gpt2
 
 import autolora
-from autolora.export import export_peft
+from autolora.io.peft_export import export_peft
 
 IDS = torch.tensor([[1, 5, 7, 9, 11, 2], [3, 4, 8, 10, 12, 13]])
 

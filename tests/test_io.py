@@ -69,7 +69,7 @@ def test_atomic_write_gives_the_mode_open_would_give(tmp_path, umask, mode):
 
     target = tmp_path / "metrics.json"
     code = (
-        f"import os; os.umask({umask}); from autolora.atomic import atomic_write_json; "
+        f"import os; os.umask({umask}); from autolora.io.atomic import atomic_write_json; "
         f"atomic_write_json({str(target)!r}, {{'ok': 1}})"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
@@ -78,7 +78,7 @@ def test_atomic_write_gives_the_mode_open_would_give(tmp_path, umask, mode):
 
 
 def test_atomic_write_that_fails_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
-    from autolora.atomic import atomic_write, atomic_write_text
+    from autolora.io.atomic import atomic_write, atomic_write_text
 
     target = atomic_write_text(tmp_path / "ranks.json", "old")
 

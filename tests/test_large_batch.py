@@ -9,7 +9,7 @@ from torch import nn
 
 import autolora
 from autolora import FusedAutoLoraLinear
-from autolora.checkpointing import enable_activation_checkpointing
+from autolora.train.activation_checkpointing import enable_activation_checkpointing
 
 
 def test_autocast_bf16_keeps_fp32_masters_and_matches_fp32():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from autolora.loop import BatchStream
+from autolora.train.loop import BatchStream
 
 
 def collate(rows):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from autolora.metrics import compute_bleu, compute_metrics, get_entities
+from autolora.eval.metrics import compute_bleu, compute_metrics, get_entities
 
 # refs/preds with TP=3, FN=1, FP=1, TN=3.
 REFS = [1, 1, 1, 0, 0, 0, 1, 0]

@@ -11,11 +11,11 @@ from pipeline_fixtures import save_tiny_bert, save_tiny_gpt2, write_data_to_text
 import autolora
 from autolora.cli import main
 from autolora.config import load_config
-from autolora.io import WEIGHTS_NAME
-from autolora.loop import NonFiniteLoss
+from autolora.io.adapter_format import WEIGHTS_NAME
+from autolora.io.plots import FIGURES
 from autolora.pipeline import Pipeline
-from autolora.plots import FIGURES
 from autolora.search import BilevelSearch
+from autolora.train.loop import NonFiniteLoss
 
 FAST = {
     "max_search_steps": 6,

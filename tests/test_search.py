@@ -153,7 +153,7 @@ def test_keep_selected_turns_the_searched_model_into_the_fixed_one_in_place(fami
     and each adapter's update is exactly that of its kept components; the head keeps its value."""
     from conftest import tiny_bert, tiny_gpt2
 
-    from autolora.selection import keep_selected_, select_ranks
+    from autolora.tuner.selection import keep_selected_, select_ranks
 
     build, head = (tiny_bert, "classifier") if family == "bert" else (tiny_gpt2, "lm_head")
     searched = build()

@@ -1,10 +1,16 @@
-"""autolora: AutoLoRA (arXiv 2403.09113) for any Hugging Face model, fused with the frozen matmul."""
+"""autolora: AutoLoRA (arXiv 2403.09113) for any Hugging Face model, fused with the frozen matmul.
 
-from autolora.adapter import AutoLoraAdapter
-from autolora.inject import inject, merge, unload, unmerge
-from autolora.io import load_adapter, save_adapter
-from autolora.layer import FusedAutoLoraLinear
-from autolora.params import (
+The package in the order data flows: data (read, tokenize, split, collate) -> nn (the adapter
+layers) -> tuner (put them into a model) -> search (the bilevel rank search) -> train (phases,
+checkpoints, several processes) -> eval (scores) -> io (adapter files, PEFT export, figures).
+config, pipeline and cli tie them together; doctor reports the backends; the kernels are the
+separate package autolora_kernels.
+"""
+
+from autolora.io.adapter_format import load_adapter, save_adapter
+from autolora.nn import AutoLoraAdapter, FusedAutoLoraLinear, SlicedAutoLoraLinear
+from autolora.tuner.injection import inject, merge, unload, unmerge
+from autolora.tuner.params import (
     adapter_layers,
     adapter_parameters,
     adapters,
@@ -15,7 +21,6 @@ from autolora.params import (
     rank_summary,
     selection_parameters,
 )
-from autolora.sliced import SlicedAutoLoraLinear
 
 __version__ = "0.1.0"
 

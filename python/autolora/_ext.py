@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from autolora_kernels.env import env_flag
+
 _OPS = (
     "backup", "backup_into_", "restore_", "sgd_step_", "backup_and_sgd_step_", "adam_step_",
     "backup_and_adam_step_", "global_norm", "fd_eps", "set_perturbed_",
@@ -25,12 +27,8 @@ _OPS = (
 _state: dict = {"tried": False, "loaded": False, "error": None, "how": None, "cuda": False}
 
 
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def disabled() -> bool:
-    return _flag("AUTOLORA_DISABLE_EXT")
+    return env_flag("AUTOLORA_DISABLE_EXT")
 
 
 def csrc_dir() -> Path | None:
@@ -55,7 +53,7 @@ def cpu_flags() -> list[str]:
 
 
 def want_cuda() -> bool:
-    if _flag("AUTOLORA_SKIP_CUDA_BUILD") or torch.version.cuda is None:
+    if env_flag("AUTOLORA_SKIP_CUDA_BUILD") or torch.version.cuda is None:
         return False
     from torch.utils.cpp_extension import CUDA_HOME
 

@@ -1,6 +1,6 @@
 """Command line: `autolora run` (the whole pipeline) and `autolora doctor` (which backends are active).
 
-Every option of autolora.config.PipelineConfig and autolora.data.DataConfig is a flag
+Every option of autolora.config.PipelineConfig and autolora.config.DataConfig is a flag
 (`--lr-w 1e-4`, `--train-file x.tsv`); `--config FILE` (YAML or JSON) sets them in bulk, flags win.
 """
 
@@ -10,8 +10,7 @@ import argparse
 import dataclasses
 import sys
 
-from autolora.config import PipelineConfig, load_config
-from autolora.data import DataConfig
+from autolora.config import DataConfig, PipelineConfig, load_config
 
 _TYPES = {"int": int, "float": float, "str": str}
 
@@ -69,7 +68,7 @@ def format_summary(summary: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "doctor":
-        from autolora.backends import describe, format_description
+        from autolora.doctor import describe, format_description
 
         print(format_description(describe(build=args.build)))
         return 0

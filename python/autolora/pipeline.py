@@ -24,18 +24,18 @@ import torch
 from torch import nn
 
 import autolora
-from autolora.atomic import atomic_write_json
-from autolora.checkpointing import enable_activation_checkpointing
 from autolora.config import PipelineConfig
 from autolora.data import TaskData, load_task, split_train_val
-from autolora.distributed import init_distributed
-from autolora.evaluate import evaluate
-from autolora.export import export_peft, save_merged
-from autolora.loop import BatchStream, run_phase
+from autolora.eval.evaluation import evaluate
+from autolora.io.atomic import atomic_write_json
+from autolora.io.peft_export import export_peft, save_merged
+from autolora.io.plots import RunFigures
 from autolora.models import load_model, load_tokenizer
-from autolora.plots import RunFigures
 from autolora.search import BilevelSearch, SearchStepConfig, model_loss
-from autolora.selection import keep_selected_, select_ranks
+from autolora.train.activation_checkpointing import enable_activation_checkpointing
+from autolora.train.distributed import init_distributed
+from autolora.train.loop import BatchStream, run_phase
+from autolora.tuner.selection import keep_selected_, select_ranks
 
 
 def check_output_dir(path: Path) -> None:

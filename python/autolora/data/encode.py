@@ -1,4 +1,4 @@
-"""Task data: tokenize what readers.py read, check the labels, and pad batches dynamically.
+"""Task data: tokenize what readers.py read and check its labels before any training starts.
 
 Where data enters: `load_task(DataConfig, tokenizer)` reads the train and eval files, checks every
 column and label before any training starts, and returns a `TaskData` whose datasets hold only
@@ -8,17 +8,15 @@ seeded 1:1 split D_tr : D_val of the training set (stratified for classification
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
-import numpy as np
-import torch
 
-from autolora.readers import (
+from autolora.config import DataConfig
+from autolora.data.collate import Collator, TaskData
+from autolora.data.labels import as_int, encode_class_labels, encode_scores
+from autolora.data.readers import (
     FORMATS,
     LABEL_CANDIDATES,
     LAYOUTS,
@@ -38,11 +36,10 @@ from autolora.readers import (
     read_file,
     subset,
 )
+from autolora.options import IGNORE_INDEX, TASK_TYPES
 
-TASK_TYPES = ("classification", "regression", "token-classification", "causal-lm")
-BUNDLED_COLA = Path(__file__).resolve().parent / "bundled" / "cola"
+BUNDLED_COLA = Path(__file__).resolve().parent.parent / "bundled" / "cola"
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-IGNORE_INDEX = -100  # label of positions the loss skips (torch cross_entropy's default ignore_index)
 DEFAULT_METRIC = {
     "classification": "accuracy",
     "regression": "spearman",
@@ -51,183 +48,9 @@ DEFAULT_METRIC = {
 }
 
 
-@dataclass
-class DataConfig:
-    """Where the data is and how to read it. Column names left as None are guessed from common names."""
-
-    task: str = "classification"
-    train_file: str | None = None  # None with format "cola": the bundled CoLA
-    eval_file: str | None = None
-    format: str = "auto"  # "auto" (by extension), a GLUE layout name, or "sentence-tsv"
-    text_column: str | None = None
-    text_pair_column: str | None = None
-    label_column: str | None = None
-    tokens_column: str | None = None  # token classification: words (list, or a space-separated string)
-    tags_column: str | None = None  # token classification: tags (names or ids), one per word
-    source_column: str | None = None  # causal-lm: the prompt
-    target_column: str | None = None  # causal-lm: the completion the loss is taken on
-    hub_dataset: str | None = None
-    hub_config: str | None = None
-    max_length: int = 128
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-
-
-@dataclass
-class Collator:
-    """Pads a list of examples to the longest sequence of the batch (never to max_length).
-
-    Input ids are padded with `pad_token_id`, masks and token types with 0, per-token labels with -100.
-    Per-example labels become a long tensor (classes) or a float32 tensor (regression).
-    """
-
-    pad_token_id: int
-    per_token_labels: bool
-
-    def __call__(self, rows: Sequence[dict]) -> dict[str, torch.Tensor]:
-        if not rows:
-            raise ValueError("rows: empty batch")
-        seqs = [torch.as_tensor(r["input_ids"], dtype=torch.long) for r in rows]
-        width = max(len(s) for s in seqs)
-        batch = {"input_ids": _pad(seqs, width, self.pad_token_id)}
-        for key in ("attention_mask", "token_type_ids"):
-            if key in rows[0]:
-                batch[key] = _pad([torch.as_tensor(r[key], dtype=torch.long) for r in rows], width, 0)
-        if "labels" in rows[0]:
-            if self.per_token_labels:
-                labels = [torch.as_tensor(r["labels"], dtype=torch.long) for r in rows]
-                batch["labels"] = _pad(labels, width, IGNORE_INDEX)
-            else:
-                labels = torch.as_tensor([r["labels"] for r in rows])
-                batch["labels"] = labels.float() if labels.is_floating_point() else labels.long()
-        return batch
-
-
-def _pad(seqs: list[torch.Tensor], width: int, value: int) -> torch.Tensor:
-    out = torch.full((len(seqs), width), value, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        out[i, : len(s)] = s
-    return out
-
-
-@dataclass
-class TaskData:
-    """Tokenized train/eval sets plus what training and evaluation need to know about the task.
-
-    eval_raw (causal-lm with a prompt column): one dict per distinct eval prompt, in order:
-    {"prompt": str, "prompt_ids": list[int], "references": list[str]}, for generation metrics.
-    tokenizer: the tokenizer the data was encoded with (decoding generated text needs it).
-    """
-
-    task: str
-    train: datasets.Dataset
-    eval: datasets.Dataset
-    num_labels: int
-    label_names: list[str] | None
-    metric: str
-    collate: Callable[[list[dict]], dict[str, torch.Tensor]]
-    eval_raw: list[dict] | None = None
-    tokenizer: Any = field(default=None, repr=False)
-
-    @property
-    def higher_is_better(self) -> bool:
-        return self.metric != "perplexity"
-
-
 def default_data_config() -> DataConfig:
     """The embedded default task: the bundled GLUE CoLA (no network needed)."""
     return DataConfig(task="classification", format="cola")
-
-
-# ---------------------------------------------------------------------------------------- labels
-
-
-def _as_int(v: Any) -> int | None:
-    """The integer a label cell holds (7, 7.0, "7", True), or None if it is not an integer."""
-    if isinstance(v, bool):
-        return int(v)
-    if isinstance(v, int | np.integer):
-        return int(v)
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    if isinstance(v, str):
-        try:
-            x = float(v)  # "7", "7.0" and "7e0" are all 7
-        except ValueError:
-            return None
-        return int(x) if x.is_integer() else None
-    return None
-
-
-def encode_class_labels(
-    train: list, evals: list, column: str, names: Sequence[str] | None = None, string_labels: bool = False
-) -> tuple[list[int], list[int], list[str]]:
-    """Map raw labels to ids 0..n-1. Returns (train ids, eval ids, label names).
-
-    names + string_labels: cells hold names, id = position in `names`. names alone: cells hold ids in
-    range(len(names)). No names: integer cells are ids (n = max train id + 1); other cells are names,
-    mapped through the sorted names found in the training set.
-    """
-    if names is not None and string_labels:
-        index = {n: i for i, n in enumerate(names)}
-        return _map(train, index, column, "train"), _map(evals, index, column, "eval"), list(names)
-    ints = [_as_int(v) for v in train]
-    if names is None and any(i is None for i in ints):
-        return _encode_named(train, evals, column)
-    n = len(names) if names is not None else max(ints) + 1
-    train_ids = _check_ids(ints, train, n, column, "train")
-    eval_ids = _check_ids([_as_int(v) for v in evals], evals, n, column, "eval")
-    if n < 2:
-        raise ValueError(f"{column}: classification needs at least 2 classes; every train label is 0")
-    return train_ids, eval_ids, list(names) if names is not None else [str(i) for i in range(n)]
-
-
-def _encode_named(train: list, evals: list, column: str) -> tuple[list[int], list[int], list[str]]:
-    for split, values in (("train", train), ("eval", evals)):
-        for i, v in enumerate(values):
-            if v is None or (isinstance(v, float) and math.isnan(v)):
-                raise ValueError(f"{column}: {split} row {i} has no label")
-    found = sorted({str(v) for v in train})
-    if len(found) < 2:
-        raise ValueError(f"{column}: classification needs at least 2 classes; train has only {found}")
-    index = {n: i for i, n in enumerate(found)}
-    train_ids = _map([str(v) for v in train], index, column, "train")
-    return train_ids, _map([str(v) for v in evals], index, column, "eval"), found
-
-
-def _map(values: list, index: dict[str, int], column: str, split: str) -> list[int]:
-    out = []
-    for i, v in enumerate(values):
-        if v not in index:
-            raise ValueError(
-                f"{column}: {split} row {i} has label {v!r}, not one of the known labels {list(index)}"
-            )
-        out.append(index[v])
-    return out
-
-
-def _check_ids(ids: list[int | None], raw: list, n: int, column: str, split: str) -> list[int]:
-    for i, (v, r) in enumerate(zip(ids, raw, strict=True)):
-        if v is None or not 0 <= v < n:
-            raise ValueError(
-                f"{column}: {split} row {i} has label {r!r}; labels must be integers in 0..{n - 1}"
-                + (" (use task='regression' for real-valued scores)" if v is None else "")
-            )
-    return ids  # type: ignore[return-value]
-
-
-def encode_scores(values: list, column: str, split: str) -> list[float]:
-    """Regression targets: finite floats, or a ValueError naming the column and the row."""
-    out = []
-    for i, v in enumerate(values):
-        try:
-            x = float(v) if not isinstance(v, bool) else math.nan
-        except (TypeError, ValueError):
-            x = math.nan
-        if not math.isfinite(x):
-            raise ValueError(f"{column}: {split} row {i} has {v!r}; regression needs a finite number")
-        out.append(x)
-    return out
 
 
 # -------------------------------------------------------------------------------------- load_task
@@ -388,8 +211,8 @@ def _encode_tokens(config, layout, tokenizer, train, evals, features, where) -> 
     flat = [[t for row in row_tags for t in row] for _, row_tags in splits]
     names = feature_names(features.get(tags))
     flat_train, flat_eval, all_names = encode_class_labels(flat[0], flat[1], tags, names)
-    # Integer tags without names: which id is B-/I-/O is unknown, so no label names (see metrics.py).
-    unnamed = names is None and all(_as_int(t) is not None for t in flat[0])
+    # Integer tags without names: which id is B-/I-/O is unknown, so no label names (see autolora.eval.metrics).
+    unnamed = names is None and all(as_int(t) is not None for t in flat[0])
     encoded = []
     for (words, row_tags), ids in zip(splits, (flat_train, flat_eval), strict=True):
         enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=config.max_length)
@@ -498,42 +321,3 @@ def _lm_example(prompt: list[int], completion: list[int], max_length: int) -> tu
     completion = completion[: max_length - prompt_keep]
     kept = prompt[len(prompt) - prompt_keep :]
     return kept + completion, [IGNORE_INDEX] * len(kept) + completion
-
-
-# ---------------------------------------------------------------------------------- D_tr / D_val
-
-
-def split_train_val(
-    dataset: datasets.Dataset, seed: int, stratify: bool
-) -> tuple[datasets.Dataset, datasets.Dataset]:
-    """The paper's seeded 1:1 split of the training set into D_tr and D_val (D_tr gets the odd one).
-
-    stratify: keep the class proportions of the `labels` column in both halves (classification).
-    If a class is too rare to stratify (fewer than 2 examples), says so and splits at random.
-    """
-    import warnings
-
-    from sklearn.model_selection import train_test_split
-
-    n = len(dataset)
-    if n < 2:
-        raise ValueError(f"dataset: needs at least 2 examples to split into D_tr and D_val, got {n}")
-    labels = None
-    if stratify:
-        labels = np.asarray(list(dataset.with_format(None)["labels"]))
-        if labels.ndim != 1 or labels.dtype.kind not in "iub":
-            raise ValueError(
-                "stratify: needs one integer class label per example; the labels column holds "
-                f"{labels.dtype} with shape {labels.shape}"
-            )
-        counts = np.unique(labels, return_counts=True)[1]
-        if counts.min() < 2 or len(counts) > n // 2:
-            warnings.warn(
-                "split_train_val: a class has fewer than 2 examples (or there are more classes than "
-                "examples per half); splitting at random, not stratified",
-                stacklevel=2,
-            )
-            labels = None
-    idx = np.arange(n)
-    tr, val = train_test_split(idx, test_size=n // 2, random_state=seed, shuffle=True, stratify=labels)
-    return dataset.select(np.sort(tr)), dataset.select(np.sort(val))

@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from autolora.adapter import AutoLoraAdapter
-from autolora.base import add_to_base_weight, base_features, is_conv1d
+from autolora.nn.adapter import AutoLoraAdapter
+from autolora.nn.base_layer import add_to_base_weight, base_features, is_conv1d
 from autolora_kernels import autolora_linear, check_x
 
 

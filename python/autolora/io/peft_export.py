@@ -17,11 +17,11 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from autolora.atomic import atomic_write, atomic_write_text
-from autolora.layer import FusedAutoLoraLinear
-from autolora.params import adapter_layers
-from autolora.sliced import SlicedAutoLoraLinear
-from autolora.targets import name_matches
+from autolora.io.atomic import atomic_write, atomic_write_text
+from autolora.nn.layer import FusedAutoLoraLinear
+from autolora.nn.sliced import SlicedAutoLoraLinear
+from autolora.tuner.params import adapter_layers
+from autolora.tuner.targets import name_matches
 
 PEFT_WEIGHTS = "adapter_model.safetensors"
 PEFT_CONFIG = "adapter_config.json"
@@ -93,7 +93,7 @@ def save_merged(model: nn.Module, directory: str | Path, tokenizer=None) -> Path
     """Fold the adapters into a copy's base weights and `save_pretrained` it (written, then renamed)."""
     import copy
 
-    from autolora.inject import unload
+    from autolora.tuner.injection import unload
 
     directory = Path(directory)
     merged = unload(copy.deepcopy(model), merge_weights=True)

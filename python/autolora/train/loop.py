@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from autolora.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from autolora.search.rng import rng_state, set_rng_state
+from autolora.train.state import load_checkpoint, save_checkpoint
 
 
 class NonFiniteLoss(RuntimeError):

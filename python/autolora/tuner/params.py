@@ -6,13 +6,13 @@ from collections.abc import Iterator
 
 from torch import nn
 
-from autolora.adapter import AutoLoraAdapter
+from autolora.nn.adapter import AutoLoraAdapter
 
 
 def adapter_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     """(name, layer) for every wrapping layer: FusedAutoLoraLinear or SlicedAutoLoraLinear."""
-    from autolora.layer import FusedAutoLoraLinear
-    from autolora.sliced import SlicedAutoLoraLinear
+    from autolora.nn.layer import FusedAutoLoraLinear
+    from autolora.nn.sliced import SlicedAutoLoraLinear
 
     for name, m in model.named_modules():
         if isinstance(m, (FusedAutoLoraLinear, SlicedAutoLoraLinear)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from autolora.params import adapters
+from autolora.tuner.params import adapters
 
 
 def select_ranks(model: nn.Module) -> dict[str, int]:

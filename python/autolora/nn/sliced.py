@@ -11,8 +11,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from autolora.adapter import AutoLoraAdapter
-from autolora.base import add_to_base_weight, base_features
+from autolora.nn.adapter import AutoLoraAdapter
+from autolora.nn.base_layer import add_to_base_weight, base_features
 from autolora_kernels import check_x
 
 

@@ -9,11 +9,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from autolora.atomic import atomic_write, atomic_write_json
-from autolora.inject import inject
-from autolora.params import adapter_layers, adapters
-from autolora.sliced import SlicedAutoLoraLinear
-from autolora.targets import name_matches
+from autolora.io.atomic import atomic_write, atomic_write_json
+from autolora.nn.sliced import SlicedAutoLoraLinear
+from autolora.tuner.injection import inject
+from autolora.tuner.params import adapter_layers, adapters
+from autolora.tuner.targets import name_matches
 
 WEIGHTS_NAME = "autolora_adapter.safetensors"
 CONFIG_NAME = "autolora_config.json"

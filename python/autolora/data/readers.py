@@ -2,7 +2,7 @@
 
 Everything here returns raw columns (a `Table`, column name -> values) and raises a ValueError that
 names the argument (train_file, text_column, ...) when a file or a column is missing. Tokenizing,
-labels and batching live in data.py.
+labels (labels.py), tokenizing (encode.py) and batching (collate.py) live beside it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import datasets
 import numpy as np
 
 if TYPE_CHECKING:
-    from autolora.data import DataConfig
+    from autolora.config import DataConfig
 
 
 @dataclass(frozen=True)

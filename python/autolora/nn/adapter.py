@@ -13,11 +13,10 @@ import math
 import torch
 from torch import nn
 
+from autolora.options import SELECTIONS
 from autolora_kernels import lora_delta_reference, selection_weights
 
 MODES = ("search", "fixed")
-# How beta becomes alpha: the paper's softmax (sum to one), or its ablation, element-wise sigmoid.
-SELECTIONS = ("softmax", "sigmoid")
 
 
 class AutoLoraAdapter(nn.Module):

@@ -6,11 +6,11 @@ from collections.abc import Mapping, Sequence
 
 from torch import nn
 
-from autolora.base import is_supported_base
-from autolora.layer import FusedAutoLoraLinear
-from autolora.params import adapter_layers, adapters
-from autolora.sliced import SlicedAutoLoraLinear
-from autolora.targets import FUSED_PARTS, Target, candidate_names, default_targets, name_matches
+from autolora.nn.base_layer import is_supported_base
+from autolora.nn.layer import FusedAutoLoraLinear
+from autolora.nn.sliced import SlicedAutoLoraLinear
+from autolora.tuner.params import adapter_layers, adapters
+from autolora.tuner.targets import FUSED_PARTS, Target, candidate_names, default_targets, name_matches
 
 
 def _plan(model: nn.Module, targets: Sequence[Target]) -> dict[str, Target]:
@@ -57,7 +57,7 @@ def inject(
 ) -> list[str]:
     """Wrap the target projections of `model` with AutoLoRA adapters, in place.
 
-    targets: patterns (see autolora.targets); None picks the paper's q/v projections by family.
+    targets: patterns (see autolora.tuner.targets); None picks the paper's q/v projections by family.
     rank: k in search mode, r in fixed mode; ranks: per-adapter overrides keyed by adapter name
     (as `autolora.adapters(model)` yields them). trainable: patterns of modules left trainable
     besides the adapters (e.g. "classifier"). selection: "softmax" (the paper) or "sigmoid" (its

@@ -25,9 +25,9 @@ import torch
 from torch import nn
 
 from autolora import lookahead
+from autolora.options import FD_SCHEMES, HYPERGRADIENTS, LOOKAHEADS
+from autolora.search.rng import RngReplay
 
-HYPERGRADIENTS = ("second-order", "first-order", "exact")
-FD_SCHEMES = ("forward", "central")
 LossFn = Callable[[nn.Module, dict], torch.Tensor]
 
 
@@ -53,24 +53,10 @@ class SearchStepConfig:
             raise ValueError(f"hypergradient: expected one of {HYPERGRADIENTS}, got {self.hypergradient!r}")
         if self.fd_scheme not in FD_SCHEMES:
             raise ValueError(f"fd_scheme: expected one of {FD_SCHEMES}, got {self.fd_scheme!r}")
-        if self.lookahead not in ("sgd", "adam"):
-            raise ValueError(f"lookahead: expected 'sgd' or 'adam', got {self.lookahead!r}")
+        if self.lookahead not in LOOKAHEADS:
+            raise ValueError(f"lookahead: expected one of {LOOKAHEADS}, got {self.lookahead!r}")
         if self.xi < 0 or self.fd_r <= 0:
             raise ValueError(f"xi >= 0 and fd_r > 0 expected, got xi={self.xi}, fd_r={self.fd_r}")
-
-
-class RngReplay:
-    """Capture the RNG state once, replay it before each pass that must see the same dropout masks."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.cpu = torch.get_rng_state()
-        self.cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-        self.device = device
-
-    def replay(self) -> None:
-        torch.set_rng_state(self.cpu)
-        if self.cuda is not None:
-            torch.cuda.set_rng_state(self.cuda, self.device)
 
 
 Batches = dict | list[dict]
@@ -90,7 +76,7 @@ class BilevelSearch:
 
     A batch may be a list of micro-batches (gradient accumulation): every pass then averages its
     gradients over them. `reduce` averages lists of tensors across data-parallel ranks in place
-    (autolora.distributed); it is applied to g (before the virtual step, so W' is the same on
+    (autolora.train.distributed); it is applied to g (before the virtual step, so W' is the same on
     every replica), to v (so eps and the perturbation are too) and to the hypergradient.
     `autocast` is the dtype for torch.autocast (bf16/fp16) or None; `loss_scale` multiplies every
     loss before its backward (and divides the gradients after), so fp16 gradients do not underflow.

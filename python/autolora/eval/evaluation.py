@@ -12,7 +12,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from autolora.data import IGNORE_INDEX, TaskData
-from autolora.metrics import compute_bleu, compute_metrics, sacrebleu_available
+from autolora.eval.metrics import compute_bleu, compute_metrics, sacrebleu_available
 
 MAX_NEW_TOKENS = 128  # cap on generated completion length (E2E references are ~20-60 tokens)
 

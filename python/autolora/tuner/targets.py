@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from autolora.base import is_supported_base
+from autolora.nn.base_layer import is_supported_base
 
 FUSED_PARTS = ("q", "k", "v")
 

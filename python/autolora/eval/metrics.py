@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-IGNORE_INDEX = -100
+from autolora.options import IGNORE_INDEX
 
 
 def compute_metrics(

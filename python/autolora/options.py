@@ -1,0 +1,23 @@
+"""The option lists and constants that more than one subpackage reads, each written once.
+
+Imports nothing from autolora, so every layer (nn, search, data, eval, config) may import it.
+"""
+
+# Label of positions the loss skips: torch cross_entropy's default ignore_index. The data side pads
+# and masks labels with it; evaluation and the metrics skip it.
+IGNORE_INDEX = -100
+
+TASK_TYPES = ("classification", "regression", "token-classification", "causal-lm")
+# How beta becomes alpha: the paper's softmax (sums to one), or its ablation, element-wise sigmoid.
+SELECTIONS = ("softmax", "sigmoid")
+# The hypergradient of beta: see autolora.search for the schemes.
+HYPERGRADIENTS = ("second-order", "first-order", "exact")
+FD_SCHEMES = ("forward", "central")
+LOOKAHEADS = ("sgd", "adam")
+RETRAIN_INITS = ("fresh", "warm")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def one_of(choices: tuple[str, ...]) -> str:
+    """'a, b or c': how error messages list the allowed values."""
+    return ", ".join(choices[:-1]) + " or " + choices[-1] if len(choices) > 1 else choices[0]
