@@ -43,6 +43,11 @@ def reinit_(model, init_seed: int) -> None:
             a.V.copy_(torch.rand(a.V.shape, generator=gen) * 2 * bound - bound)
 
 
+def state(named) -> dict:
+    return {n: {"U": a.U.detach().clone(), "V": a.V.detach().clone(), "beta": a.beta.detach().clone(),
+                "scaling": a.scaling} for n, a in named}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--task", choices=sorted(TASKS), required=True)
@@ -56,6 +61,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--record-every", type=int, default=5)
+    p.add_argument("--snapshot-every", type=int, default=50, help="U, V, beta kept every N steps")
     p.add_argument("--out", required=True)
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -84,7 +90,7 @@ def main() -> None:
     )
     tr, val = pipe.stream(pipe.d_tr, config.seed), pipe.stream(pipe.d_val, config.seed + 1)
     named = [(n, a) for n, a in autolora.adapters(model) if a.beta is not None]
-    records, losses, t0 = [], [], time.perf_counter()
+    records, losses, snapshots, t0 = [], [], {}, time.perf_counter()
     for step in range(1, args.steps + 1):
         if step <= args.beta_warmup:
             loss = sum(model_loss(model, b) for b in tr.next())
@@ -102,13 +108,15 @@ def main() -> None:
                     "u_norm": {n: a.U.norm(dim=0).tolist() for n, a in named},
                     "v_norm": {n: a.V.norm(dim=1).tolist() for n, a in named},
                 })
+        if step % args.snapshot_every == 0 or step == args.steps:
+            snapshots[step] = state(named)
+            print(f"step {step}: {time.perf_counter() - t0:.0f} s", flush=True)
     seconds = time.perf_counter() - t0
-    final = {n: {"U": a.U.detach().clone(), "V": a.V.detach().clone(), "beta": a.beta.detach().clone(),
-                 "scaling": a.scaling} for n, a in named}
+    final = snapshots[args.steps]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
-    torch.save({"args": vars(args), "records": records, "losses": losses, "final": final,
+    torch.save({"args": vars(args), "records": records, "losses": losses, "final": final, "snapshots": snapshots,
                 "seconds": seconds, "steps_per_epoch": len(tr)}, tmp)
     tmp.replace(out)
     print(f"{out}: {args.steps} steps in {seconds:.0f} s ({len(tr)} steps/epoch)")
