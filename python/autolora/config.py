@@ -15,6 +15,7 @@ from autolora.options import (
     HYPERGRADIENTS,
     LOOKAHEADS,
     PRECISIONS,
+    RANK_RULES,
     RETRAIN_INITS,
     SELECTIONS,
     one_of,
@@ -73,6 +74,19 @@ class PipelineConfig:
     batch_size: int = 16
     search_epochs: float = 1.0
     max_search_steps: int | None = None
+    # How a searched adapter's rank is read (autolora.search.rank_rules): "alpha" is the paper's
+    # #{alpha_j >= 1/k} at the last step; the others are documented there.
+    rank_rule: str = "alpha"
+    # Steps over which the diagnostics measure each component's movement and the ranks' stability;
+    # with stop_when_stable, the search ends once every adapter's selection has been decisive for
+    # this many steps (never before min_search_steps).
+    stability_window: int = 50
+    stop_when_stable: bool = False
+    min_search_steps: int = 0
+    # Steps that train W alone before beta moves (at U = 0 the hypergradient of beta is 0).
+    beta_warmup_steps: int = 0
+    # A ranks.json of an earlier run, or a JSON map of module name to rank: no search, retrain these.
+    ranks: str | None = None
     # retraining with the selected ranks
     retrain_epochs: float = 1.0
     max_retrain_steps: int | None = None
@@ -111,6 +125,10 @@ class PipelineConfig:
             (self.precision in PRECISIONS, "precision", one_of(PRECISIONS)),
             (self.loss_scale > 0, "loss_scale", "positive"),
             (self.dist_timeout > 0, "dist_timeout", "positive"),
+            (self.rank_rule in RANK_RULES, "rank_rule", one_of(RANK_RULES)),
+            (self.stability_window >= 1, "stability_window", ">= 1"),
+            (self.min_search_steps >= 0, "min_search_steps", ">= 0"),
+            (self.beta_warmup_steps >= 0, "beta_warmup_steps", ">= 0"),
         ]
         for ok, name, want in checks:
             if not ok:
