@@ -106,6 +106,7 @@ def run_phase(
     on_step: Callable[[int, dict], dict] | None = None,
     progress: bool = True,
     is_main: bool = True,
+    stop: Callable[[list], bool] | None = None,
 ) -> list:
     """Run step_fn until total_steps, resuming from `checkpoint` if it holds this phase.
 
@@ -113,7 +114,8 @@ def run_phase(
     the trainable parameters, the RNG state and `history`. on_step(step, losses) returns the
     record appended to history (and shown on the progress bar). Under data parallelism every rank
     runs this loop; only the main rank (is_main) writes checkpoints and shows progress, and every
-    rank resumes from the same file.
+    rank resumes from the same file. stop(history) ends the phase early when it returns True
+    (checked after each step and on resume, so a phase that stopped stays stopped).
     """
     start = 0
     saved = load_checkpoint(checkpoint) if checkpoint is not None else None
@@ -144,6 +146,8 @@ def run_phase(
         total=total_steps, initial=start, desc=name, disable=not (progress and is_main), dynamic_ncols=True
     )
     for step in range(start, total_steps):
+        if stop is not None and stop(history):
+            break
         losses = step_fn()
         bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
         if bad:
@@ -154,7 +158,7 @@ def run_phase(
         history.append(record)
         bar.set_postfix({k: v for k, v in record.items() if k != "step" and isinstance(v, (int, float))})
         bar.update(1)
-        if (step + 1) % checkpoint_every == 0 or step + 1 == total_steps:
+        if (step + 1) % checkpoint_every == 0 or step + 1 == total_steps or (stop and stop(history)):
             save(step + 1)
     bar.close()
     return history
