@@ -1,11 +1,11 @@
 """Packaging: the public package lives in python/autolora, the kernels in autolora_kernels/.
 
-The lookahead C++ extension (csrc/) is normally built on first use (python/autolora/_ext.py). With
-AUTOLORA_BUILD_EXT=1 it is built here instead, as autolora/_lookahead_C (CUDA sources too when torch
+The lookahead C++ extension (csrc/) is normally built on first use (autolora_kernels/_ext.py). With
+AUTOLORA_BUILD_EXT=1 it is built here instead, as autolora_kernels/_lookahead_C (CUDA sources too when torch
 is a CUDA build and a toolkit is found, unless AUTOLORA_SKIP_CUDA_BUILD=1); that needs torch in the
 build environment: `AUTOLORA_BUILD_EXT=1 pip install -e . --no-build-isolation`. Without the
 variable, building imports nothing but setuptools, so an isolated build stays fast and CPU-only.
-csrc/ is copied into the package (autolora/csrc) so that a wheel install can build on first use.
+csrc/ is copied into the package (autolora_kernels/csrc) so that a wheel install can build on first use.
 """
 
 import importlib.util
@@ -19,13 +19,13 @@ ROOT = Path(__file__).resolve().parent
 
 
 class BuildPyWithCsrc(build_py):
-    """Also ship csrc/ as autolora/csrc (editable installs find it at the repository root)."""
+    """Also ship csrc/ as autolora_kernels/csrc (editable installs find it at the repository root)."""
 
     def run(self):
         super().run()
         if getattr(self, "editable_mode", False):
             return
-        target = Path(self.build_lib) / "autolora" / "csrc"
+        target = Path(self.build_lib) / "autolora_kernels" / "csrc"
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(ROOT / "csrc", target, ignore=shutil.ignore_patterns("*.o", "build*"))
 
@@ -46,8 +46,8 @@ def extension_kwargs():
     import torch
     from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
-    sys.path[:0] = [str(ROOT), str(ROOT / "python" / "autolora")]
-    import _ext  # the build helper alone: the same compiler flags as the first-use build
+    sys.path.insert(0, str(ROOT))
+    from autolora_kernels import _ext  # the same compiler flags as the first-use build
 
     sources = ["csrc/lookahead.cpp"]
     args = {"cxx": _ext.cpu_flags()}
@@ -58,7 +58,7 @@ def extension_kwargs():
         sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "cuda").glob("*.cu"))
         args["nvcc"] = ["-O3", "-lineinfo"]
     make = CUDAExtension if with_cuda else CppExtension
-    ext = make("autolora._lookahead_C", sources, include_dirs=[str(ROOT / "csrc")],
+    ext = make("autolora_kernels._lookahead_C", sources, include_dirs=[str(ROOT / "csrc")],
                extra_compile_args=args, extra_link_args=["-fopenmp"])  # fmt: skip
     return {"ext_modules": [ext], "cmdclass": {"build_ext": BuildExtension, "build_py": BuildPyWithCsrc}}
 

@@ -34,7 +34,7 @@ def disabled() -> bool:
 def csrc_dir() -> Path | None:
     """csrc/ shipped inside the package (wheel installs) or at the repository root (editable)."""
     here = Path(__file__).resolve().parent
-    for cand in (here / "csrc", here.parents[1] / "csrc"):
+    for cand in (here / "csrc", here.parent / "csrc"):
         if (cand / "lookahead.cpp").is_file():
             return cand
     return None
@@ -81,7 +81,7 @@ def _registered() -> bool:
 
 
 def _load_prebuilt() -> bool:
-    spec = importlib.util.find_spec("autolora._lookahead_C")
+    spec = importlib.util.find_spec("autolora_kernels._lookahead_C")
     if spec is None or spec.origin is None:
         return False
     torch.ops.load_library(spec.origin)

@@ -1,4 +1,9 @@
-"""The lookahead step of the bilevel search (SPEC.md section 2, steps 2, 4, 5, 8), over lists of tensors.
+"""The lookahead op of the bilevel search (docs/METHOD.md, steps 2, 4, 5, 8), over lists of tensors.
+
+Shaped like the fused projection op (fused_linear.py): reference loops (lookahead_reference.py), the
+fast path (the C++/CUDA extension, built by _ext.py; else torch._foreach), input checks that name
+the argument (lookahead_reference.check_*), and fake (meta) implementations of the extension's
+ops for torch.compile / opcheck, registered once the extension is loaded.
 
 One search iteration uses them as::
 
@@ -33,16 +38,54 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from autolora import _ext
-from autolora import lookahead_reference as ref
+from autolora_kernels import _ext
+from autolora_kernels import lookahead_reference as ref
 
 BACKENDS = ("ext", "foreach", "reference")
 _FOREACH_DEVICES = ("cpu", "cuda")
+_fakes_registered = False
+
+
+def _fake_none(*args, **kwargs) -> None:
+    """The in-place ops return nothing: their fake writes nothing either."""
+
+
+def _fake_backup(params):
+    return [torch.empty_like(p) for p in params]
+
+
+def _fake_scalar(tensors, *args):
+    device = tensors[0].device if len(tensors) else torch.device("cpu")
+    return torch.empty((), dtype=torch.float32, device=device)
+
+
+_FAKES = {
+    "backup": _fake_backup,
+    "backup_into_": _fake_none,
+    "restore_": _fake_none,
+    "sgd_step_": _fake_none,
+    "backup_and_sgd_step_": _fake_none,
+    "adam_step_": _fake_none,
+    "backup_and_adam_step_": _fake_none,
+    "global_norm": _fake_scalar,
+    "fd_eps": _fake_scalar,
+    "set_perturbed_": _fake_none,
+}
+
+
+def register_fakes() -> bool:
+    """Register the fake implementations of the extension's ops (once); False without the extension."""
+    global _fakes_registered
+    if not _fakes_registered and _ext.load():
+        for name, fn in _FAKES.items():
+            torch.library.register_fake(f"autolora::{name}")(fn)
+        _fakes_registered = True
+    return _fakes_registered
 
 
 def build(verbose: bool = False) -> bool:
     """Build (or load the cached build of) the extension now; True when its ops are available."""
-    return _ext.load(verbose=verbose)
+    return _ext.load(verbose=verbose) and register_fakes()
 
 
 def _choose(tensors: Sequence[Tensor], backend: str | None) -> str:
@@ -50,12 +93,12 @@ def _choose(tensors: Sequence[Tensor], backend: str | None) -> str:
     if backend is None:
         if any(t.dtype == torch.float64 for t in tensors):  # the kernels do 16/32-bit only
             return "foreach" if device_type in _FOREACH_DEVICES else "reference"
-        if _ext.has_device(device_type):
+        if _ext.has_device(device_type) and register_fakes():
             return "ext"
         return "foreach" if device_type in _FOREACH_DEVICES else "reference"
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS} or None, got {backend!r}")
-    if backend == "ext" and not _ext.has_device(device_type):
+    if backend == "ext" and not (_ext.has_device(device_type) and register_fakes()):
         raise ValueError(f"backend: 'ext' has no {device_type} kernels here ({_ext.info()['error']})")
     return backend
 

@@ -8,11 +8,11 @@ the backup, restore. Lists (k = 8):
   down: 11008 -> 4096) x (U, V) = 448 tensors. q/v alone is 128 tensors, hence this third list.
 
 Implementations, all timed in the same run:
-- ext:         autolora.lookahead with backend="ext" (csrc/, built on first use), as the search calls
+- ext:         autolora_kernels.lookahead with backend="ext" (csrc/, built on first use), as the search calls
                it: backup_and_sgd_step_ into a backup workspace kept across iterations;
 - ext-6op:     the same extension, one op per step: a fresh backup, then sgd_step_ (what search.py
                did before the fused op; shows what the fusion and the workspace buy);
-- foreach:     autolora.lookahead with backend="foreach" (the fallback, with its input checks);
+- foreach:     autolora_kernels.lookahead with backend="foreach" (the fallback, with its input checks);
 - foreach-raw: bare torch._foreach_* calls, no checks (the lower bound for foreach);
 - loop:        autolora.lookahead_reference (single-tensor loops, with input checks);
 - loop-raw:    a bare per-tensor loop of aten calls, no checks;
@@ -49,11 +49,11 @@ from pathlib import Path
 
 import torch
 
-from autolora import _ext
-from autolora import lookahead as la
-from autolora import lookahead_reference as ref
 from autolora.doctor import device_name
 from autolora.io.atomic import atomic_write_json, atomic_write_text
+from autolora_kernels import _ext
+from autolora_kernels import lookahead as la
+from autolora_kernels import lookahead_reference as ref
 
 XI, R = 1e-4, 0.01
 # List traversals of the fused sequence (reads + writes, no read-for-ownership: streamed stores):

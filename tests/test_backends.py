@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from autolora import _ext
 from autolora import doctor as backends
+from autolora_kernels import _ext
 
 
 def test_describe_reports_versions_device_and_backends():

@@ -1,4 +1,4 @@
-"""The lookahead ops (autolora.lookahead) against the single-tensor reference loops.
+"""The lookahead ops (autolora_kernels.lookahead) against the single-tensor reference loops.
 
 Both fast paths are exercised: the compiled CPU extension (built here on first use, as in CI) and
 the torch._foreach fallback (forced with backend="foreach" and with AUTOLORA_DISABLE_EXT=1).
@@ -14,9 +14,9 @@ import warnings
 import pytest
 import torch
 
-from autolora import _ext
-from autolora import lookahead as la
-from autolora import lookahead_reference as ref
+from autolora_kernels import _ext
+from autolora_kernels import lookahead as la
+from autolora_kernels import lookahead_reference as ref
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 FAST = ["ext", "foreach"]

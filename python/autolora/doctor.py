@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from autolora import _ext
+from autolora_kernels import _ext
 
 
 def _version(dist: str) -> str | None:
@@ -68,7 +68,7 @@ def describe(build: bool = False) -> dict:
     if info["disabled"]:
         lookahead = "foreach"
     elif info["tried"]:
-        from autolora.lookahead import backend
+        from autolora_kernels.lookahead import backend
 
         lookahead = backend(device_type)
     else:

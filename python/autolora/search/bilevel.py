@@ -12,7 +12,7 @@ learn on D_val through a one-step lookahead W' = W - xi * g. The hypergradient o
 with v = grad_W' L_val(W'), eps = r / ||v||, W+- = W +- eps * v. Every pass over B_tr replays the
 same RNG state, so dropout draws the same masks: otherwise mask noise divided by 2 eps swamps the
 second-order signal. The elementwise lookahead work (backup, virtual step, norm, perturb, restore)
-goes through autolora.lookahead, one fused call per step.
+goes through autolora_kernels.lookahead, one fused call per step.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from autolora import lookahead
 from autolora.options import FD_SCHEMES, HYPERGRADIENTS, LOOKAHEADS
 from autolora.search.rng import RngReplay
+from autolora_kernels import lookahead
 
 LossFn = Callable[[nn.Module, dict], torch.Tensor]
 
