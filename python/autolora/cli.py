@@ -13,30 +13,78 @@ import sys
 from autolora.config import DataConfig, PipelineConfig, load_config
 
 _TYPES = {"int": int, "float": float, "str": str}
+# The argument groups of `autolora run --help`, in order; each option's group is in its metadata.
+GROUPS = {
+    "model": "the pretrained model, the device and the seed",
+    "data": "where the data is and how to read it",
+    "adapters": "which modules get adapters, and their form",
+    "search": "the bilevel rank search and how ranks are read",
+    "retraining": "retraining adapters of the selected ranks",
+    "distributed": "large batches, precision, several processes (torchrun / accelerate launch)",
+    "evaluation": "evaluation of the retrained model",
+    "output": "artifacts, checkpoints, progress",
+}
 
 
-def _add_fields(parser: argparse.ArgumentParser, cls, prefix: str = "") -> None:
+def format_default(value: object) -> str:
+    """How --help shows a default: none, on/off for switches, %g for floats (1e-4 as 0.0001)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def option_help(f: dataclasses.Field) -> str:
+    """The help line of a config option: its doc, then the default with its unit."""
+    unit = f.metadata.get("unit") if f.default is not None else ""
+    default = format_default(f.default) + (f" {unit}" if unit else "")
+    return f"{f.metadata['help']} (default: {default})".replace("%", "%%")  # argparse formats help
+
+
+def _add_fields(parser: argparse.ArgumentParser, cls, groups: dict, prefix: str = "") -> None:
     for f in dataclasses.fields(cls):
         if f.name == "data":
             continue
-        flag = "--" + f.name.replace("_", "-")
-        dest = prefix + f.name
-        kind = str(f.type).replace(" | None", "")
+        if not f.metadata.get("help") or f.metadata.get("group") not in groups:
+            raise ValueError(
+                f"{cls.__name__}.{f.name}: declare it with autolora.config.opt(default, help, group) "
+                f"(group one of {sorted(groups)}), so that --help documents it"
+            )
+        kwargs: dict = {"dest": prefix + f.name, "default": None, "help": option_help(f)}
+        kind, unit = str(f.type).replace(" | None", ""), f.metadata.get("unit")
         if kind == "bool":
-            parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None)
+            kwargs["action"] = argparse.BooleanOptionalAction
         elif kind.startswith("list["):
-            parser.add_argument(flag, dest=dest, nargs="+", default=None, metavar="NAME")
+            kwargs.update(nargs="+", metavar="NAME")
         else:
-            parser.add_argument(flag, dest=dest, type=_TYPES.get(kind, str), default=None)
+            # Choices are shown, not enforced here: PipelineConfig.validate() checks them for flags and
+            # config files alike, with one message.
+            choices = f.metadata.get("choices")
+            metavar = "{" + ",".join(choices) + "}" if choices else (unit or f.name).upper()
+            kwargs.update(type=_TYPES.get(kind, str), metavar=metavar)  # --dist-timeout SECONDS
+        groups[f.metadata["group"]].add_argument("--" + f.name.replace("_", "-"), **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autolora", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="search ranks, retrain, evaluate, export")
-    run.add_argument("--config", default=None, help="YAML or JSON file of options")
-    _add_fields(run, PipelineConfig)
-    _add_fields(run, DataConfig, prefix="data.")
+    run = sub.add_parser(
+        "run",
+        help="search ranks, retrain, evaluate, export",
+        description="Search ranks, retrain, evaluate, export. Defaults are the paper's; flags win over "
+        "--config.",
+    )
+    run.add_argument("--config", default=None, help="YAML or JSON file of options (default: none)")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the resolved config, the data sizes and the trainable parameters; train nothing, "
+        "write nothing (default: off)",
+    )
+    groups = {name: run.add_argument_group(name, about) for name, about in GROUPS.items()}
+    _add_fields(run, PipelineConfig, groups)
+    _add_fields(run, DataConfig, groups, prefix="data.")
     doctor = sub.add_parser("doctor", help="report the active backends")
     doctor.add_argument(
         "--build",
@@ -72,12 +120,18 @@ def main(argv: list[str] | None = None) -> int:
 
         print(format_description(describe(build=args.build)))
         return 0
-    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config") and v is not None}
+    skip = ("command", "config", "dry_run")
+    overrides = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
     import transformers
 
     transformers.logging.set_verbosity_error()  # its per-load report repeats what the summary says
     try:
         config = load_config(args.config, overrides)
+        if args.dry_run:
+            from autolora.dry_run import dry_run, format_dry_run
+
+            print(format_dry_run(dry_run(config)))
+            return 0
         from autolora.pipeline import Pipeline
 
         pipeline = Pipeline(config)

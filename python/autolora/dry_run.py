@@ -1,0 +1,61 @@
+"""`autolora run --dry-run`: what a run would train on and how much, checked as a real run checks it.
+
+It goes through Pipeline.prepare() (tokenizer, data, D_tr/D_val split, the search model), so every
+input error a run would report is reported here; it trains nothing and writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+
+import autolora
+from autolora.config import PipelineConfig
+
+
+def dry_run(config: PipelineConfig) -> dict:
+    """The resolved config, the data sizes and the search model's parameter counts."""
+    from autolora.pipeline import Pipeline
+
+    pipeline = Pipeline(config)
+    task = pipeline.prepare(create_output=False)
+    model = pipeline.search_model
+    adapters = [a for _, a in autolora.adapters(model)]
+    return {
+        "config": config.to_dict(),
+        "task": task.task,
+        "metric": task.metric,
+        "sizes": {
+            "train": len(task.train),
+            "d_tr": len(pipeline.d_tr),
+            "d_val": len(pipeline.d_val),
+            "eval": len(task.eval),
+        },
+        "num_labels": task.num_labels,
+        "label_names": task.label_names,
+        "adapters": len(adapters),
+        "components": sum(a.rank for a in adapters),
+        "trainable_parameters": autolora.count_trainable(model),
+        "total_parameters": sum(p.numel() for p in model.parameters()),
+        "device": str(pipeline.device),
+    }
+
+
+def format_dry_run(report: dict) -> str:
+    """The report as the resolved config (JSON, usable as --config) and a few summary lines."""
+    s, cfg = report["sizes"], report["config"]
+    labels = report["num_labels"]
+    if report["label_names"]:
+        labels = f"{labels} ({', '.join(map(str, report['label_names']))})"
+    total, trainable = report["total_parameters"], report["trainable_parameters"]
+    return "\n".join(
+        [
+            "resolved config:",
+            json.dumps(cfg, indent=2),
+            f"task: {report['task']} (metric {report['metric']}), labels: {labels}",
+            f"data: train {s['train']} = D_tr {s['d_tr']} + D_val {s['d_val']}; eval {s['eval']} examples",
+            f"search model: {report['adapters']} adapters of k = {cfg['k']} ({report['components']} "
+            f"components) on {report['device']}",
+            f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / max(total, 1):.2f}%)",
+            f"dry run: nothing trained, nothing written to {cfg['output_dir']}",
+        ]
+    )

@@ -1,0 +1,128 @@
+"""`autolora run --help` documents every option from the config's metadata; `--dry-run` trains and
+writes nothing."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+
+import pytest
+from pipeline_fixtures import save_tiny_bert
+
+from autolora import options
+from autolora.cli import GROUPS, _add_fields, build_parser, main
+from autolora.config import DataConfig, PipelineConfig, opt
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices["run"]
+
+
+def _field(dest: str) -> dataclasses.Field:
+    cls, name = (DataConfig, dest[5:]) if dest.startswith("data.") else (PipelineConfig, dest)
+    return {f.name: f for f in dataclasses.fields(cls)}[name]
+
+
+def _parse_default(text: str, default: object, action: argparse.Action) -> object:
+    """The value a help line's "(default: TEXT)" stands for, read back with the flag's own type."""
+    if text == "none":
+        return None
+    if isinstance(default, bool):
+        return {"on": True, "off": False}[text]
+    return (action.type or str)(text)
+
+
+def test_every_run_flag_has_help_with_its_default():
+    run = _run_parser()
+    actions = [a for a in run._actions if not isinstance(a, argparse._HelpAction)]
+    fields = {f.name for f in dataclasses.fields(PipelineConfig) if f.name != "data"}
+    fields |= {"data." + f.name for f in dataclasses.fields(DataConfig)}
+    assert {a.dest for a in actions} == fields | {"config", "dry_run"}
+    for action in actions:
+        assert action.help and action.help.strip(), action.option_strings
+        m = re.search(r"\(default: ([^()]*)\)$", action.help)
+        assert m, f"{action.option_strings}: no default in {action.help!r}"
+        if action.dest in ("config", "dry_run"):
+            assert m.group(1) == {"config": "none", "dry_run": "off"}[action.dest]
+            continue
+        f = _field(action.dest)
+        text, unit = m.group(1), f.metadata["unit"]
+        if unit and f.default is not None:
+            assert text.endswith(" " + unit), (action.dest, text)
+            text = text[: -len(unit) - 1]
+        assert _parse_default(text, f.default, action) == f.default, (action.dest, text)
+
+
+def test_run_flags_are_grouped_and_show_their_choices():
+    run = _run_parser()
+    titled = {g.title: {a.dest for a in g._group_actions} for g in run._action_groups}
+    assert set(GROUPS) <= set(titled)
+    assert {"model", "k", "lr_beta", "retrain_init", "dist_timeout", "output_dir", "data.train_file"} <= set(
+        titled["model"] | titled["adapters"] | titled["search"] | titled["retraining"]
+        | titled["distributed"] | titled["output"] | titled["data"]
+    )  # fmt: skip
+    assert "xi" in titled["search"] and "data.max_length" in titled["data"]
+    by_dest = {a.dest: a for a in run._actions}
+    for dest, choices in [
+        ("selection", options.SELECTIONS),
+        ("hypergradient", options.HYPERGRADIENTS),
+        ("fd_scheme", options.FD_SCHEMES),
+        ("lookahead", options.LOOKAHEADS),
+        ("rank_rule", options.RANK_RULES),
+        ("precision", options.PRECISIONS),
+        ("retrain_init", options.RETRAIN_INITS),
+        ("data.task", options.TASK_TYPES),
+    ]:
+        assert by_dest[dest].metavar == "{" + ",".join(choices) + "}"
+
+
+def test_an_undocumented_option_is_named():
+    @dataclasses.dataclass
+    class Bad:
+        documented: int = opt(1, "has help", "model")
+        bare: int = 2
+
+    parser = argparse.ArgumentParser()
+    groups = {name: parser.add_argument_group(name) for name in GROUPS}
+    with pytest.raises(ValueError, match=r"Bad\.bare: declare it with autolora\.config\.opt"):
+        _add_fields(parser, Bad, groups)
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory):
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+def test_dry_run_prints_sizes_and_parameters_and_writes_nothing(bert_dir, tmp_path, capsys):
+    existing, missing = tmp_path / "existing", tmp_path / "missing" / "out"
+    existing.mkdir()
+    for out in (existing, missing):
+        args = ["run", "--dry-run", "--model", str(bert_dir), "--format", "cola", "--output-dir", str(out)]
+        assert main([*args, "--max-train-samples", "30", "--max-eval-samples", "7", "--no-progress"]) == 0
+        printed = capsys.readouterr().out
+        assert "data: train 30 = D_tr 15 + D_val 15; eval 7 examples" in printed
+        assert "labels: 2 (unacceptable, acceptable)" in printed
+        # 2 layers x {query, value} adapters of k = 8 on 16 -> 16: U, V and beta, 8 * (16 + 16) + 8;
+        # plus the new classifier, 16 * 2 + 2.
+        assert f"trainable parameters: {4 * (8 * 32 + 8) + 34:,} of" in printed
+        assert f'"output_dir": "{out}"' in printed and '"max_train_samples": 30' in printed
+    assert list(existing.iterdir()) == [] and not missing.parent.exists()
+
+
+def test_dry_run_checks_the_output_dir_without_creating_it(bert_dir, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    args = [
+        "run",
+        "--dry-run",
+        "--model",
+        str(bert_dir),
+        "--format",
+        "cola",
+        "--output-dir",
+        str(blocker / "o"),
+    ]
+    assert main(args) == 2
+    assert "output_dir: cannot create" in capsys.readouterr().err
