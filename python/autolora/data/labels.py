@@ -1,12 +1,41 @@
-"""Labels: raw cells to class ids (with their names) or regression scores, every bad row named."""
+"""Labels: raw cells to class ids (with their names) or regression scores, every bad row named.
+
+A bad label raises a LabelError naming the split and row; load_task, which knows the file, turns it
+into an InputError at the file's line. Legal but suspicious labels (a class seen once) warn once.
+"""
 
 from __future__ import annotations
 
 import math
+import warnings
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+
+class LabelError(ValueError):
+    """A bad label: `row` (0-based) of `split` ("train" or "eval") of `column`.
+
+    task: the labels as a whole do not fit the task (real numbers for classification, names for
+    regression), so the argument at fault is data.task rather than the file.
+    """
+
+    def __init__(self, column: str, split: str, row: int, message: str, task: bool = False) -> None:
+        self.column, self.split, self.row, self.detail, self.task = column, split, row, message, task
+        super().__init__(f"{column}: {split} row {row} {message}")
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
+
+
+def _is_number(v: Any) -> bool:
+    try:
+        return not isinstance(v, bool) and math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
 
 
 def as_int(v: Any) -> int | None:
@@ -35,25 +64,92 @@ def encode_class_labels(
     range(len(names)). No names: integer cells are ids (n = max train id + 1); other cells are names,
     mapped through the sorted names found in the training set.
     """
+    for split, values in (("train", train), ("eval", evals)):
+        for i, v in enumerate(values):
+            if _missing(v):
+                raise LabelError(column, split, i, f"has no label ({v!r})")
     if names is not None and string_labels:
         index = {n: i for i, n in enumerate(names)}
-        return _map(train, index, column, "train"), _map(evals, index, column, "eval"), list(names)
+        out = _map(train, index, column, "train"), _map(evals, index, column, "eval"), list(names)
+        _check_seen(*out, evals, column)
+        return out
     ints = [as_int(v) for v in train]
     if names is None and any(i is None for i in ints):
+        _check_not_mixed(train, ints, column)
         return _encode_named(train, evals, column)
     n = len(names) if names is not None else max(ints) + 1
     train_ids = _check_ids(ints, train, n, column, "train")
     eval_ids = _check_ids([as_int(v) for v in evals], evals, n, column, "eval")
     if n < 2:
         raise ValueError(f"{column}: classification needs at least 2 classes; every train label is 0")
-    return train_ids, eval_ids, list(names) if names is not None else [str(i) for i in range(n)]
+    out = train_ids, eval_ids, list(names) if names is not None else [str(i) for i in range(n)]
+    _check_seen(*out, evals, column)
+    return out
+
+
+def _check_not_mixed(train: list, ints: list[int | None], column: str) -> None:
+    """Integer labels beside names (a stray 'x' among 0/1), or real numbers (regression data)."""
+    others = [i for i, v in enumerate(ints) if v is None]
+    numbers = [i for i in others if _is_number(train[i])]
+    if 2 * len(numbers) > len(train):
+        raise LabelError(
+            column,
+            "train",
+            numbers[0],
+            f"has label {train[numbers[0]]!r}, a real number, as are "
+            f"{len(numbers)} of {len(train)} labels: regression data? Set data.task to "
+            "'regression'",
+            task=True,
+        )
+    if len(others) == len(train):
+        return
+    name_is_odd = 2 * len(others) <= len(train)
+    stray = others[0] if name_is_odd else next(i for i, v in enumerate(ints) if v is not None)
+    raise LabelError(
+        column,
+        "train",
+        stray,
+        f"has label {train[stray]!r}, the odd one out: the other labels are "
+        f"{'integers' if name_is_odd else 'names'}; a typo or a stray row?",
+    )
+
+
+def _check_seen(
+    train_ids: list[int], eval_ids: list[int], names: list[str], evals: list, column: str
+) -> None:
+    """An eval class with no training example cannot be learned: an error, not a silently lower score."""
+    seen = set(train_ids)
+    for i, c in enumerate(eval_ids):
+        if c not in seen:
+            raise LabelError(
+                column,
+                "eval",
+                i,
+                f"has label {evals[i]!r} (class {names[c]!r}), which no training "
+                "example has; the eval labels must be among the train labels",
+            )
+
+
+def warn_rare_labels(train_ids: list[int], names: list[str], column: str, where: str) -> None:
+    """Legal but suspicious: a class seen once (or never) in training. One warning for each cause."""
+    counts = Counter(train_ids)
+    once = [names[c] for c in sorted(counts) if counts[c] == 1]
+    if once:
+        warnings.warn(
+            f"{where}: label(s) {once} of column {column!r} occur only once in the training data: "
+            "too rare to learn, and the 1:1 D_tr/D_val split can put them in one half only",
+            stacklevel=3,
+        )
+    never = [n for c, n in enumerate(names) if counts[c] == 0]
+    if never:
+        warnings.warn(
+            f"{where}: class(es) {never} of column {column!r} have no training example "
+            "(integer labels with a gap?)",
+            stacklevel=3,
+        )
 
 
 def _encode_named(train: list, evals: list, column: str) -> tuple[list[int], list[int], list[str]]:
-    for split, values in (("train", train), ("eval", evals)):
-        for i, v in enumerate(values):
-            if v is None or (isinstance(v, float) and math.isnan(v)):
-                raise ValueError(f"{column}: {split} row {i} has no label")
     found = sorted({str(v) for v in train})
     if len(found) < 2:
         raise ValueError(f"{column}: classification needs at least 2 classes; train has only {found}")
@@ -66,9 +162,7 @@ def _map(values: list, index: dict[str, int], column: str, split: str) -> list[i
     out = []
     for i, v in enumerate(values):
         if v not in index:
-            raise ValueError(
-                f"{column}: {split} row {i} has label {v!r}, not one of the known labels {list(index)}"
-            )
+            raise LabelError(column, split, i, f"has label {v!r}, not one of the known labels {list(index)}")
         out.append(index[v])
     return out
 
@@ -76,22 +170,39 @@ def _map(values: list, index: dict[str, int], column: str, split: str) -> list[i
 def _check_ids(ids: list[int | None], raw: list, n: int, column: str, split: str) -> list[int]:
     for i, (v, r) in enumerate(zip(ids, raw, strict=True)):
         if v is None or not 0 <= v < n:
-            raise ValueError(
-                f"{column}: {split} row {i} has label {r!r}; labels must be integers in 0..{n - 1}"
-                + (" (use task='regression' for real-valued scores)" if v is None else "")
+            raise LabelError(
+                column,
+                split,
+                i,
+                f"has label {r!r}; labels must be integers in 0..{n - 1}"
+                + (" (set data.task to 'regression' for real-valued scores)" if v is None else ""),
             )
     return ids  # type: ignore[return-value]
 
 
 def encode_scores(values: list, column: str, split: str) -> list[float]:
     """Regression targets: finite floats, or a ValueError naming the column and the row."""
-    out = []
-    for i, v in enumerate(values):
-        try:
-            x = float(v) if not isinstance(v, bool) else math.nan
-        except (TypeError, ValueError):
-            x = math.nan
-        if not math.isfinite(x):
-            raise ValueError(f"{column}: {split} row {i} has {v!r}; regression needs a finite number")
-        out.append(x)
-    return out
+    bad = [i for i, v in enumerate(values) if not _is_number(v)]
+    if bad:
+        i, v = bad[0], values[bad[0]]
+        if split == "train" and 2 * len(bad) > len(values):
+            raise LabelError(
+                column,
+                split,
+                i,
+                f"has {v!r}, and {len(bad)} of {len(values)} labels are not "
+                "numbers: class names? Set data.task to 'classification'",
+                task=True,
+            )
+        raise LabelError(column, split, i, f"has {v!r}; regression needs a finite number")
+    return [float(v) for v in values]
+
+
+def warn_binary_scores(scores: list[float], column: str, where: str) -> None:
+    """Legal but suspicious: regression targets that only ever take two values."""
+    if len(scores) > 2 and len(set(scores)) <= 2:
+        warnings.warn(
+            f"{where}: the regression labels of column {column!r} take only the values "
+            f"{sorted(set(scores))}: classification data? (data.task)",
+            stacklevel=3,
+        )

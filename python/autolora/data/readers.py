@@ -1,14 +1,17 @@
 """Where task data enters: local TSV/CSV/JSON/JSONL files, the GLUE column layouts, or the Hub.
 
-Everything here returns raw columns (a `Table`, column name -> values) and raises a ValueError that
-names the argument (train_file, text_column, ...) when a file or a column is missing. Tokenizing,
-labels (labels.py), tokenizing (encode.py) and batching (collate.py) live beside it.
+Everything here returns raw columns (a `Table`, column name -> values, and the line each row came
+from) and raises an InputError (a ValueError) naming the argument (data.train_file, data.text_column)
+and the file and line when a file, a row or a column is bad. Labels (labels.py), tokenizing
+(encode.py) and batching (collate.py) live beside it.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import datasets
 import numpy as np
+
+from autolora.errors import InputError
 
 if TYPE_CHECKING:
     from autolora.config import DataConfig
@@ -68,85 +73,182 @@ TAGS_CANDIDATES = ("ner_tags", "tags", "labels", "label")
 SOURCE_CANDIDATES = ("source", "prompt", "meaning_representation", "input")
 TARGET_CANDIDATES = ("target", "completion", "human_reference", "output")
 
-Table = dict[str, list]  # raw rows as columns
+
+class Table(dict):
+    """Raw columns of one split (name -> values), and where each row came from, for error messages.
+
+    lines: the 1-based line of each row in its file (TSV/CSV/JSON lines); None: rows are counted
+    from 0 as `unit` ("item" of a JSON array, "row" of a Hub split).
+    """
+
+    def __init__(
+        self, columns: dict, arg: str, source: str, lines: list[int] | None = None, unit: str = "row"
+    ) -> None:
+        super().__init__(columns)
+        self.arg, self.source, self.lines, self.unit = arg, source, lines, unit
+
+    @property
+    def num_rows(self) -> int:
+        return len(next(iter(self.values()))) if self else 0
+
+    def at(self, i: int) -> str:
+        return f"line {self.lines[i]}" if self.lines is not None else f"{self.unit} {i}"
+
+    def error(self, i: int, message: str, arg: str | None = None) -> InputError:
+        """An InputError at row i: names the argument (the file's, unless `arg`), the file, the line."""
+        return InputError(arg or self.arg, message, path=self.source, at=self.at(i))
+
+    def take(self, keep: Sequence[int]) -> Table:
+        lines = None if self.lines is None else [self.lines[i] for i in keep]
+        cols = {k: [v[i] for i in keep] for k, v in self.items()}
+        return Table(cols, self.arg, self.source, lines, self.unit)
+
 
 # ----------------------------------------------------------------------------------------- reading
 
 
 def read_file(path: str, layout: Layout | None, which: str) -> Table:
     """Read one local file into columns. `which` ("train_file"/"eval_file") names it in errors."""
-    p = Path(path)
+    arg, p = f"data.{which}", Path(path)
+    if p.is_dir():
+        raise InputError(arg, "is a folder; expected a file (TSV, CSV, JSON or JSON lines)", path=path)
     if not p.is_file():
-        raise ValueError(f"{which}: file not found: {path!r}")
+        raise InputError(arg, "file not found", path=path)
     ext = p.suffix.lower()
-    if layout is not None:
-        table = _read_delimited(p, "\t", layout.columns, which)
-    elif ext in (".tsv", ".csv"):
-        table = _read_delimited(p, "\t" if ext == ".tsv" else ",", None, which)
-    elif ext in (".json", ".jsonl"):
-        table = _read_json(p, which)
-    else:
-        raise ValueError(
-            f"{which}: cannot tell the format of {path!r} from its extension {ext!r}; "
-            f"expected one of {EXTENSIONS}, or set format to one of {FORMATS[1:]}"
+    if layout is None and ext not in EXTENSIONS:
+        raise InputError(
+            arg,
+            f"cannot tell the format from the extension {ext!r}; expected one of {EXTENSIONS}, "
+            f"or set data.format to one of {FORMATS[1:]}",
+            path=path,
         )
-    if not table or not len(next(iter(table.values()))):
-        raise ValueError(f"{which}: {path!r} has no rows (empty split)")
+    text = _decode(p, arg)
+    if layout is not None or ext in (".tsv", ".csv"):
+        sep = "\t" if layout is not None or ext == ".tsv" else ","
+        table = _read_delimited(text, sep, layout.columns if layout else None, arg, path)
+    else:
+        table = _read_json(text, arg, path)
+    if not table or not table.num_rows:
+        raise InputError(arg, "has no rows (empty split)", path=path)
     return table
 
 
-def _read_delimited(path: Path, sep: str, names: tuple[str, ...] | None, which: str) -> Table:
-    import pandas as pd
+def _decode(path: Path, arg: str) -> str:
+    """The file's text (UTF-8, a byte order mark dropped), or an error naming the line of a bad byte."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        utf16 = (
+            " (it looks like UTF-16: it starts with a UTF-16 byte order mark)"
+            if raw[:2] in (b"\xff\xfe", b"\xfe\xff")
+            else ""
+        )
+        raise InputError(
+            arg,
+            f"not UTF-8: byte 0x{raw[e.start]:02x} at column {column}{utf16}. Re-encode the file as "
+            f"UTF-8, e.g. iconv -f latin1 -t utf-8 {path.name} > utf8-{path.name}",
+            path=str(path),
+            at=f"line {line}",
+        ) from None
 
+
+def _read_delimited(text: str, sep: str, names: tuple[str, ...] | None, arg: str, path: str) -> Table:
+    """Rows with a field too many or too few are errors (a tab in the text, a lost column); blank
+    lines are skipped, with one warning per file if any lie between rows."""
     # GLUE TSVs are not quoted (MRPC/QQP text holds bare quote characters): read them verbatim.
     quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
-    kw = dict(sep=sep, quoting=quoting, dtype=str, keep_default_na=False, encoding="utf-8")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quoting=quoting)
+    kind = "tab-separated" if sep == "\t" else "comma-separated"
+    rows, lines, blank = [], [], []
     try:
-        frame = pd.read_csv(path, header=None if names else 0, **kw)
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{which}: {str(path)!r} has no rows (empty split)") from None
-    except pd.errors.ParserError as e:
-        raise ValueError(f"{which}: cannot parse {str(path)!r}: {e}") from e
-    if names is not None:
-        if frame.shape[1] != len(names):
-            raise ValueError(
-                f"{which}: {str(path)!r} has {frame.shape[1]} tab-separated columns; this headerless "
-                f"layout expects {len(names)}: {list(names)}"
+        for row in reader:
+            if not row or row == [""]:
+                blank.append(reader.line_num)
+                continue
+            rows.append(row)
+            lines.append(reader.line_num)
+    except csv.Error as e:
+        raise InputError(arg, f"cannot parse: {e}", path=path, at=f"line {reader.line_num}") from e
+    if not rows:
+        raise InputError(arg, "has no rows (empty split)", path=path)
+    if names is None:
+        header, rows, header_line = rows[0], rows[1:], lines.pop(0)
+        duplicated = sorted({c for c in header if header.count(c) > 1})
+        if duplicated:
+            raise InputError(
+                arg, f"the header names columns {duplicated} twice", path=path, at=f"line {header_line}"
             )
-        frame.columns = list(names)
-    return {str(c): frame[c].tolist() for c in frame.columns}
+        want = f"the header (line {header_line}) has {len(header)}: {header}"
+    else:
+        header, want = list(names), f"this headerless layout expects {len(names)}: {list(names)}"
+    for row, line in zip(rows, lines, strict=True):
+        if len(row) != len(header):
+            hint = " (a separator inside the text?)" if len(row) > len(header) else ""
+            raise InputError(
+                arg, f"has {len(row)} {kind} columns{hint}; {want}", path=path, at=f"line {line}"
+            )
+    last = lines[-1] if lines else 0
+    inside = [b for b in blank if b < last]
+    if inside:
+        warnings.warn(
+            f"{arg}: {path}: skipped {len(inside)} blank line(s) between rows (first: line {inside[0]})",
+            stacklevel=4,
+        )
+    return Table({c: [r[j] for r in rows] for j, c in enumerate(header)}, arg, path, lines)
 
 
-def _read_json(path: Path, which: str) -> Table:
-    text = path.read_text(encoding="utf-8")
+def _read_json(text: str, arg: str, path: str) -> Table:
+    """A JSON array of records, {"data": [...]}, a dict of columns, or JSON lines (one record a line)."""
+    lines = None
     try:
         data = json.loads(text)
-    except json.JSONDecodeError:
-        try:
-            data = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{which}: {str(path)!r} is neither JSON nor JSON lines: {e}") from e
+    except json.JSONDecodeError as whole:
+        data, lines = [], []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                data.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                bad = n if data else whole.lineno  # the first record failing: maybe not JSON lines at all
+                raise InputError(
+                    arg,
+                    f"not valid JSON (nor JSON lines): {e.msg if data else whole.msg}",
+                    path=path,
+                    at=f"line {bad}",
+                ) from None
+            lines.append(n)
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
     if isinstance(data, dict):  # columnar: {"col": [values...]}
         if not all(isinstance(v, list) for v in data.values()):
-            raise ValueError(f"{which}: {str(path)!r}: expected a list of records or a dict of columns")
-        return dict(data)
-    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-        raise ValueError(f"{which}: {str(path)!r}: expected a list of JSON objects (one per example)")
+            raise InputError(arg, "expected a list of records or a dict of columns (lists)", path=path)
+        lengths = {k: len(v) for k, v in data.items()}
+        if len(set(lengths.values())) > 1:
+            raise InputError(arg, f"its columns differ in length: {lengths}", path=path)
+        return Table(dict(data), arg, path, unit="item")
+    if not isinstance(data, list):
+        raise InputError(arg, "expected a list of JSON objects (one per example)", path=path)
+    for i, r in enumerate(data):
+        if not isinstance(r, dict):
+            at = f"line {lines[i]}" if lines is not None else f"item {i}"
+            raise InputError(arg, f"expected a JSON object (one example), got {r!r}", path=path, at=at)
     keys = list(dict.fromkeys(k for r in data for k in r))
-    return {k: [r.get(k) for r in data] for k in keys}
+    return Table({k: [r.get(k) for r in data] for k in keys}, arg, path, lines, unit="item")
 
 
 def subset(table: Table, n: int | None, arg: str) -> Table:
     """A fixed-seed random subset of n rows, in file order (the first n rows of CoLA share one source)."""
-    size = len(next(iter(table.values())))
+    size = table.num_rows
+    if n is not None and (not isinstance(n, int) or n < 1):
+        raise InputError(f"data.{arg}", f"must be an integer >= 1 or None, got {n!r}")
     if n is None or n >= size:
         return table
-    if n < 1:
-        raise ValueError(f"{arg}: must be >= 1 or None, got {n}")
     keep = np.sort(np.random.default_rng(0).permutation(size)[:n])
-    return {k: [v[i] for i in keep] for k, v in table.items()}
+    return table.take(keep.tolist())
 
 
 def load_hub(config: DataConfig) -> tuple[Table, Table, dict[str, Any]]:
@@ -155,19 +257,24 @@ def load_hub(config: DataConfig) -> tuple[Table, Table, dict[str, Any]]:
         dd = datasets.load_dataset(config.hub_dataset, config.hub_config)
     except Exception as e:  # network, missing dataset or config: re-raised with the arguments named
         raise ValueError(
-            f"hub_dataset={config.hub_dataset!r}, hub_config={config.hub_config!r}: cannot load "
+            f"data.hub_dataset={config.hub_dataset!r}, hub_config={config.hub_config!r}: cannot load "
             f"({type(e).__name__}: {e}). Offline? Use train_file/eval_file instead."
         ) from e
     eval_split = next((s for s in ("validation", "validation_matched", "dev", "test") if s in dd), None)
     if "train" not in dd or eval_split is None:
         raise ValueError(
-            f"hub_dataset={config.hub_dataset!r}: needs a 'train' and a 'validation' split; found {list(dd)}"
+            f"data.hub_dataset={config.hub_dataset!r}: needs a 'train' and a 'validation' split; "
+            f"found {list(dd)}"
         )
     train, ev = dd["train"], dd[eval_split]
     for name, split in (("train", train), (eval_split, ev)):
         if len(split) == 0:
-            raise ValueError(f"hub_dataset={config.hub_dataset!r}: split {name!r} is empty")
-    return train.to_dict(), ev.to_dict(), dict(train.features)
+            raise ValueError(f"data.hub_dataset={config.hub_dataset!r}: split {name!r} is empty")
+    tables = [
+        Table(s.to_dict(), "data.hub_dataset", f"{config.hub_dataset!r} split {name!r}")
+        for name, s in (("train", train), (eval_split, ev))
+    ]
+    return tables[0], tables[1], dict(train.features)
 
 
 def feature_names(feature: Any) -> list[str] | None:
@@ -180,6 +287,9 @@ def feature_names(feature: Any) -> list[str] | None:
 
 
 def find_column(table: Table, explicit: str | None, candidates: Sequence[str], arg: str, where: str) -> str:
+    """The column `explicit` names, or the first of `candidates` in the table. arg: the DataConfig
+    option that names it ("text_column"), reported as data.<arg>."""
+    arg = f"data.{arg}"
     if explicit is not None:
         if explicit not in table:
             raise ValueError(f"{arg}={explicit!r}: no such column in {where}; columns found: {list(table)}")
@@ -187,7 +297,7 @@ def find_column(table: Table, explicit: str | None, candidates: Sequence[str], a
     found = next((c for c in candidates if c in table), None)
     if found is None:
         hint = (
-            " (a headerless TSV? set format to 'sentence-tsv' or a GLUE layout name)"
+            " (a headerless TSV? set data.format to 'sentence-tsv' or a GLUE layout name)"
             if where.endswith(".tsv'")
             else ""
         )
@@ -198,21 +308,22 @@ def find_column(table: Table, explicit: str | None, candidates: Sequence[str], a
     return found
 
 
-def as_strings(values: list, column: str, where: str) -> list[str]:
-    for i, v in enumerate(values):
+def texts(table: Table, column: str) -> list[str]:
+    """A text column: every cell non-empty text, or an error at the row (a label with no sentence)."""
+    for i, v in enumerate(table[column]):
         if not isinstance(v, str):
-            raise ValueError(f"{column}: row {i} of {where} is {v!r}, expected text")
-    return values
+            raise table.error(i, f"column {column!r} holds {v!r}, expected text")
+        if not v.strip():
+            raise table.error(i, f"column {column!r} is empty (a row with no text?)")
+    return table[column]
 
 
-def as_words(values: list, column: str, where: str) -> list[list]:
+def as_words(table: Table, column: str) -> list[list]:
     """Token-classification cells: a list, or a whitespace-separated string (TSV/CSV files)."""
     out = []
-    for i, v in enumerate(values):
+    for i, v in enumerate(table[column]):
         v = v.split() if isinstance(v, str) else v
         if not isinstance(v, list) or not v:
-            raise ValueError(
-                f"{column}: row {i} of {where} is {v!r}, expected a non-empty list of words/tags"
-            )
+            raise table.error(i, f"column {column!r} holds {v!r}, expected a non-empty list of words/tags")
         out.append(v)
     return out
