@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import os
 import platform
+import shutil
+import subprocess
 from pathlib import Path
 
 import torch
@@ -44,6 +47,46 @@ def _layer_backend(cuda: bool) -> dict:
     except Exception as exc:  # a broken kernels package is exactly what a doctor report is for
         return {"name": "unavailable", "source": f"import autolora_kernels failed: {exc}"}
     return {"name": k.layer_backend("cuda" if cuda else "cpu"), "source": "autolora_kernels.layer_backend()"}
+
+
+def gpu_found() -> str | None:
+    """How an NVIDIA GPU was found on this machine, whatever the installed torch can use; None if
+    none was. The probe of scripts/torch_build.sh, with its AUTOLORA_GPU_PROBE=present|absent."""
+    forced = os.environ.get("AUTOLORA_GPU_PROBE")
+    if forced in ("present", "absent"):
+        return "AUTOLORA_GPU_PROBE=present" if forced == "present" else None
+    if shutil.which("nvidia-smi"):
+        try:
+            if subprocess.run(["nvidia-smi", "-L"], capture_output=True, timeout=20).returncode == 0:
+                return "nvidia-smi -L"
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    return "/proc/driver/nvidia" if Path("/proc/driver/nvidia").exists() else None
+
+
+def torch_build(found: str | None) -> dict:
+    """The installed torch's build, whether CUDA works, the GPU a run would use (device "auto"),
+    and a warning when `found` (a GPU, see gpu_found) is one this install cannot use."""
+    cuda_version, available = torch.version.cuda, torch.cuda.is_available()
+    warning = None
+    if found and not cuda_version:
+        warning = (
+            f"an NVIDIA GPU is present ({found}) but torch is the CPU build: uninstall torch, then "
+            "AUTOLORA_TORCH_BUILD=cuda bash scripts/setup_env.sh"
+        )
+    elif found and not available:
+        warning = f"an NVIDIA GPU is present ({found}) but CUDA {cuda_version} is unavailable (driver?)"
+    gpu = None
+    if available:
+        index = torch.cuda.current_device()
+        gpu = f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return {
+        "build": f"CUDA {cuda_version}" if cuda_version else "CPU-only",
+        "cuda_available": available,
+        "gpu": gpu,
+        "gpu_found": found,
+        "warning": warning,
+    }
 
 
 def describe(build: bool = False) -> dict:
@@ -82,6 +125,7 @@ def describe(build: bool = False) -> dict:
             "python": platform.python_version(),
         },
         "device": device,
+        "torch_build": torch_build(gpu_found()),
         "layer_backend": _layer_backend(cuda),
         "lookahead_backend": lookahead,
         "extension": {
@@ -105,12 +149,14 @@ def describe(build: bool = False) -> dict:
 
 def format_description(d: dict) -> str:
     """describe()'s dict as aligned `key: value` lines, one section per block."""
-    ext, dev = d["extension"], d["device"]
+    ext, dev, tb = d["extension"], d["device"], d["torch_build"]
     yes = lambda b: "yes" if b else "no"
     lines = [
         "versions:   " + ", ".join(f"{k} {v or '-'}" for k, v in d["versions"].items()),
         f"device:     {dev['type']} ({dev['name']}); torch cuda {dev['torch_cuda'] or '-'}, "
         f"cpu {dev['cpu_capability']}, {dev['threads']} threads",
+        f"torch:      {tb['build']} build; CUDA available {yes(tb['cuda_available'])}; "
+        f"GPU {tb['gpu'] or '- (runs on the CPU)'}",
         f"layer:      {d['layer_backend']['name']}  [{d['layer_backend']['source']}]",
         f"lookahead:  {d['lookahead_backend'] or 'unknown until the extension is built'}",
         f"extension:  {ext['state']}; cuda kernels {yes(ext['cuda_kernels'])} "
@@ -118,4 +164,6 @@ def format_description(d: dict) -> str:
     ]
     if ext["error"]:
         lines.append(f"  error:    {ext['error'][:300]}")
+    if tb["warning"]:
+        lines.append(f"warning:    {tb['warning']}")
     return "\n".join(lines)
