@@ -156,14 +156,18 @@ def test_warm_retraining_resumes_inside_the_retrain_phase(bert_dir, tmp_path, mo
     full = run(bert_dir, tmp_path / "full", retrain_init="warm", **cola())
     real_run_phase, calls = pipeline_mod.run_phase, {"n": 0}
 
-    def cut_retrain(name, total, step_fn, *args, **kwargs):
+    def cut_retrain(**kwargs):
+        step_fn = kwargs["step_fn"]
+
         def step():
             calls["n"] += 1
             if calls["n"] == 3:
                 raise KeyboardInterrupt  # as if killed after the checkpoint of retraining step 2
             return step_fn()
 
-        return real_run_phase(name, total, step if name == "retrain" else step_fn, *args, **kwargs)
+        if kwargs["name"] == "retrain":
+            kwargs["step_fn"] = step
+        return real_run_phase(**kwargs)
 
     monkeypatch.setattr(pipeline_mod, "run_phase", cut_retrain)
     with pytest.raises(KeyboardInterrupt):

@@ -175,17 +175,17 @@ class Pipeline:
 
         history: list[dict] = []
         run_phase(
-            "search",
-            _steps(cfg.search_epochs, tr, cfg.max_search_steps),
-            lambda: searcher.step(tr.next(), val.next()),
-            model,
-            {"inner_opt": inner_opt, "outer_opt": outer_opt, "tr": tr, "val": val},
-            self.out / "checkpoints" / "search.pt",
-            cfg.checkpoint_every,
-            history,
-            on_step,
-            cfg.progress,
-            self.main,
+            name="search",
+            total_steps=_steps(cfg.search_epochs, tr, cfg.max_search_steps),
+            step_fn=lambda: searcher.step(tr.next(), val.next()),
+            model=model,
+            stateful={"inner_opt": inner_opt, "outer_opt": outer_opt, "tr": tr, "val": val},
+            checkpoint=self.out / "checkpoints" / "search.pt",
+            checkpoint_every=cfg.checkpoint_every,
+            history=history,
+            on_step=on_step,
+            progress=cfg.progress,
+            is_main=self.main,
         )
         ranks = select_ranks(model)
         final_alpha = {n: [float(v) for v in a.alpha().detach().cpu()] for n, a in autolora.adapters(model)}
@@ -236,17 +236,16 @@ class Pipeline:
             return {"loss": float(total)}
 
         run_phase(
-            "retrain",
-            _steps(cfg.retrain_epochs, stream, cfg.max_retrain_steps),
-            step,
-            model,
-            {"opt": opt, "stream": stream, "scaler": scaler},
-            self.out / "checkpoints" / "retrain.pt",
-            cfg.checkpoint_every,
-            [],
-            None,
-            cfg.progress,
-            self.main,
+            name="retrain",
+            total_steps=_steps(cfg.retrain_epochs, stream, cfg.max_retrain_steps),
+            step_fn=step,
+            model=model,
+            stateful={"opt": opt, "stream": stream, "scaler": scaler},
+            checkpoint=self.out / "checkpoints" / "retrain.pt",
+            checkpoint_every=cfg.checkpoint_every,
+            history=[],
+            progress=cfg.progress,
+            is_main=self.main,
         )
         return model
 

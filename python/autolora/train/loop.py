@@ -95,6 +95,7 @@ def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor])
 
 
 def run_phase(
+    *,
     name: str,
     total_steps: int,
     step_fn: Callable[[], dict[str, float]],
