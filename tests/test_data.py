@@ -372,13 +372,13 @@ def test_column_errors_list_the_columns_found(tmp_path, tok):
     bad(
         tmp_path,
         tok,
-        r"label_column='y': no such column .* columns found: \['sentence', 'label'\]",
+        r"label_column: 'y': no such column .* columns found: \['sentence', 'label'\]",
         label_column="y",
     )
     bad(
         tmp_path,
         tok,
-        r"label_column='label': no such column in eval_file .* columns found: \['sentence'\]",
+        r"label_column: 'label': no such column in eval_file .* columns found: \['sentence'\]",
         evals="sentence\nx\n",
     )
     bad(tmp_path, tok, r"headerless TSV", train="0\ta b\n1\tc d\n")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autolora.errors import InputError
 from autolora.options import (
     FD_SCHEMES,
     HYPERGRADIENTS,
@@ -249,8 +250,67 @@ def _merge(cls, values: dict, where: str):
     for key, value in values.items():
         if key == "data" and isinstance(value, dict):
             value = _merge(DataConfig, value, f"{where}.data")
+        else:
+            value = _typed(names[key], value, f"{where}.{key}".removeprefix("config."))
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def _typed(f: dataclasses.Field, value, arg: str):
+    """`value` as the field's type: YAML reads 1e-4 as a string, so numbers in strings are converted;
+    anything else of the wrong type is an error naming the option (not a TypeError mid-run)."""
+    kind = str(f.type)
+    if value is None and kind.endswith("| None"):
+        return None
+    kind = kind.removesuffix(" | None")
+    convert = {"int": int, "float": float}.get(kind)
+    if convert is not None and isinstance(value, str):
+        try:
+            value = convert(value)
+        except ValueError:
+            pass
+    ok = {
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        "str": lambda v: isinstance(v, str),
+        "bool": lambda v: isinstance(v, bool),
+        "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    }.get(kind, lambda v: True)
+    if not ok(value):
+        raise InputError(arg, f"expected {kind}, got {value!r}")
+    return float(value) if kind == "float" else value
+
+
+def _read_config_file(path: Path):
+    """The options a YAML or JSON file holds; a missing file, a folder, bad bytes or bad syntax is an
+    InputError naming `config`, the file and the line."""
+    if not path.is_file():
+        raise InputError(
+            "config", "is a folder, not a file" if path.is_dir() else "file not found", path=str(path)
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(
+            "config", f"not UTF-8 (byte {e.start}); re-encode it as UTF-8", path=str(path)
+        ) from None
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            return yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            at = f"line {mark.line + 1}" if mark is not None else None
+            raise InputError(
+                "config", f"not valid YAML: {getattr(e, 'problem', e)}", path=str(path), at=at
+            ) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(
+            "config", f"not valid JSON: {e.msg}", path=str(path), at=f"line {e.lineno}"
+        ) from None
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> PipelineConfig:
@@ -258,15 +318,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     values: dict = {}
     if path is not None:
         path = Path(path)
-        if not path.exists():
-            raise ValueError(f"config: file {path} does not exist")
-        text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            values = yaml.safe_load(text) or {}
-        else:
-            values = json.loads(text)
+        values = _read_config_file(path)
         if not isinstance(values, dict):
             raise ValueError(f"config: {path} must hold a mapping of options")
     data = dict(values.pop("data", {}) or {})

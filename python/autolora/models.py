@@ -60,6 +60,13 @@ def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
     tok = _from_pretrained(AutoTokenizer.from_pretrained, name, "a tokenizer")
+    if len(tok) <= len(tok.all_special_tokens):  # transformers 5 builds an empty one from config.json alone
+        raise InputError(
+            "model",
+            f"holds no tokenizer: a vocabulary of only {len(tok)} special tokens; save the tokenizer "
+            "there too (tokenizer.save_pretrained)",
+            path=name,
+        )
     if tok.pad_token is None and tok.eos_token is not None:
         tok.pad_token = tok.eos_token  # GPT-2 and LLaMA ship without one; eos is the usual stand-in
     return tok

@@ -199,7 +199,7 @@ def _encode_sequences(config, layout, tokenizer, train, evals, features, where) 
             y_train = encode_scores(train[label], label, "train")
             y_eval = encode_scores(evals[label], label, "eval")
             num_labels, names = 1, None
-            warn_binary_scores(y_train, label, where[0])
+            warn_binary_scores(y_train, label, f"{train.arg}: {train.source}")
         else:
             fixed = layout.names if layout else feature_names(features.get(label))
             string_labels = bool(layout and layout.string_labels)
@@ -207,7 +207,7 @@ def _encode_sequences(config, layout, tokenizer, train, evals, features, where) 
                 train[label], evals[label], label, fixed, string_labels
             )
             num_labels = len(names)
-            warn_rare_labels(y_train, names, label, where[0])
+            warn_rare_labels(y_train, names, label, f"{train.arg}: {train.source}")
 
     def tok(table: Table, split_where: str) -> Any:
         pairs = texts(table, pair) if pair else None
@@ -267,7 +267,7 @@ def _encode_tokens(config, layout, tokenizer, train, evals, features, where) -> 
     }
     with _at_lines(train, evals, lambda split, k: bisect_right(ends[split], k)):
         flat_train, flat_eval, all_names = encode_class_labels(flat[0], flat[1], tags, names)
-    warn_rare_labels(flat_train, all_names, tags, where[0])
+    warn_rare_labels(flat_train, all_names, tags, f"{train.arg}: {train.source}")
     # Integer tags without names: which id is B-/I-/O is unknown, so no label names (see autolora.eval.metrics).
     unnamed = names is None and all(as_int(t) is not None for t in flat[0])
     encoded = []

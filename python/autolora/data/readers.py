@@ -292,7 +292,7 @@ def find_column(table: Table, explicit: str | None, candidates: Sequence[str], a
     arg = f"data.{arg}"
     if explicit is not None:
         if explicit not in table:
-            raise ValueError(f"{arg}={explicit!r}: no such column in {where}; columns found: {list(table)}")
+            raise InputError(arg, f"{explicit!r}: no such column in {where}; columns found: {list(table)}")
         return explicit
     found = next((c for c in candidates if c in table), None)
     if found is None:
@@ -301,9 +301,10 @@ def find_column(table: Table, explicit: str | None, candidates: Sequence[str], a
             if where.endswith(".tsv'")
             else ""
         )
-        raise ValueError(
-            f"{arg}: none of the columns {list(candidates)} is in {where}; columns found: "
-            f"{list(table)}{hint}. Set {arg} to name the column."
+        raise InputError(
+            arg,
+            f"none of the columns {list(candidates)} is in {where}; columns found: "
+            f"{list(table)}{hint}. Set {arg} to name the column.",
         )
     return found
 
