@@ -1,0 +1,48 @@
+"""What AutoLoraTrainer adds to TrainingArguments: how long the search runs, and its options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from autolora.search import SearchStepConfig
+
+
+@dataclass
+class AutoLoraArguments:
+    """The search phase's length and options; the Trainer's own arguments set everything else.
+
+    search_steps (optimizer steps) or search_epochs (passes over D_tr) says where the search ends and
+    retraining begins; the run's remaining steps (TrainingArguments.max_steps or num_train_epochs)
+    retrain the fixed-rank adapters. xi: the lookahead step; None takes TrainingArguments.learning_rate,
+    as the paper does. split_seed: seeds the D_tr/D_val split and the search's batch order; None takes
+    TrainingArguments.seed. The remaining options are SearchStepConfig's (autolora.search).
+    """
+
+    search_steps: int | None = None
+    search_epochs: float | None = None
+    lr_beta: float = 1e-3
+    hypergradient: str = "second-order"
+    xi: float | None = None
+    fd_r: float = 0.01
+    lookahead: str = "sgd"
+    fd_scheme: str = "forward"
+    split_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.search_steps is None) == (self.search_epochs is None):
+            raise ValueError(
+                "search_steps/search_epochs: give exactly one, got "
+                f"search_steps={self.search_steps!r}, search_epochs={self.search_epochs!r}"
+            )
+        steps = self.search_steps
+        if steps is not None and (not isinstance(steps, int) or steps < 1):
+            raise ValueError(f"search_steps: expected an integer >= 1, got {self.search_steps!r}")
+        if self.search_epochs is not None and not self.search_epochs > 0:
+            raise ValueError(f"search_epochs: expected a positive number, got {self.search_epochs!r}")
+        if not self.lr_beta > 0:
+            raise ValueError(f"lr_beta: expected a positive number, got {self.lr_beta!r}")
+        self.step_config(1.0)  # SearchStepConfig checks the scheme names, xi and fd_r now, not at step 1
+
+    def step_config(self, learning_rate: float) -> SearchStepConfig:
+        xi = learning_rate if self.xi is None else self.xi
+        return SearchStepConfig(self.hypergradient, xi, self.fd_r, self.lookahead, self.fd_scheme)

@@ -1,0 +1,77 @@
+"""What AutoLoraTrainer keeps beside the Trainer's own state: its checkpoint file, the fixed-rank layout
+a resumed retraining is rebuilt into, the D_tr/D_val split, and the modules saved as heads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from autolora.data.splits import split_train_val
+from autolora.train.state import load_checkpoint
+from autolora.tuner.params import adapter_layers, adapters
+from autolora.tuner.selection import keep_selected_
+
+STATE_NAME = "autolora_state.pt"  # in every checkpoint-N folder, beside the Trainer's files
+PHASES = ("search", "retrain")
+
+
+def load_state(checkpoint: str | Path) -> dict:
+    """The AutoLoRA state of a Trainer checkpoint folder; a clear error for a folder without one."""
+    state = load_checkpoint(Path(checkpoint) / STATE_NAME)
+    if state is None:
+        raise ValueError(
+            f"resume_from_checkpoint: {checkpoint} has no {STATE_NAME}; it was not written by AutoLoraTrainer"
+        )
+    if state.get("phase") not in PHASES:
+        raise ValueError(f"resume_from_checkpoint: {Path(checkpoint) / STATE_NAME} has no valid phase")
+    return state
+
+
+@torch.no_grad()
+def fixed_layout_(model: nn.Module, ranks: dict[str, int]) -> nn.Module:
+    """Turn a freshly built search model into the fixed-rank model of `ranks` (values to be loaded next).
+
+    Resuming after the switch must rebuild the retraining model before its weights are loaded. beta is
+    set so that exactly the first r components are selected (beta_j = 0 for j < r, -30 after: their
+    alpha is e^-30 / r, far below 1/k) and keep_selected_ does the conversion, so the layout is the one
+    the uninterrupted run built at the switch.
+    """
+    for name, a in adapters(model):
+        if a.beta is not None:
+            if name not in ranks or not 1 <= ranks[name] <= a.rank:
+                raise ValueError(
+                    f"ranks: {name} needs a rank in 1..{a.rank}, the checkpoint has {ranks.get(name)}"
+                )
+            a.beta.fill_(-30.0)
+            a.beta[: ranks[name]] = 0.0
+    return keep_selected_(model, ranks)
+
+
+def head_modules(model: nn.Module) -> list[str]:
+    """Modules outside the adapters that own trainable parameters (the task head): PEFT's
+    modules_to_save. Found structurally: a module counts if it holds such a parameter directly."""
+    inside = {id(m) for _, layer in adapter_layers(model) for m in layer.modules()}
+    return sorted(
+        name
+        for name, m in model.named_modules()
+        if name and id(m) not in inside and any(p.requires_grad for p in m.parameters(recurse=False))
+    )
+
+
+def default_split(dataset, seed: int):
+    """The pipeline's seeded 1:1 split of train_dataset into D_tr and D_val, stratified by an integer
+    `labels` column (classification) when there is one."""
+    import datasets
+
+    if not isinstance(dataset, datasets.Dataset):
+        raise ValueError(
+            "val_dataset: needed when train_dataset is not a datasets.Dataset "
+            f"(got {type(dataset).__name__}); the default splits a datasets.Dataset into halves"
+        )
+    feature = dataset.features.get("labels")
+    stratify = isinstance(feature, datasets.ClassLabel) or (
+        isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint", "bool"))
+    )
+    return split_train_val(dataset, seed, stratify)

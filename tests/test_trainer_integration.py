@@ -1,0 +1,243 @@
+"""AutoLoraTrainer: the search inside transformers.Trainer equals BilevelSearch, accumulates like one big
+batch, resumes to the same ranks, and saves an adapter PEFT loads. Tiny BERT from a config, CPU."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import autolora
+from autolora.data.splits import split_train_val
+from autolora.integrations.arguments import AutoLoraArguments
+from autolora.integrations.trainer import AutoLoraTrainer
+from autolora.search import BilevelSearch, SearchStepConfig
+from autolora.train.loop import BatchStream
+
+ROOT = Path(__file__).resolve().parents[1]
+LR, LR_BETA, SEED = 1e-2, 5e-2, 42
+
+
+def _example():
+    path = ROOT / "examples" / "trainer_autolora.py"
+    spec = importlib.util.spec_from_file_location("trainer_autolora", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+EXAMPLE = _example()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Two busy cores: one torch thread per test process is faster than two fighting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _model(dropout: bool = False) -> nn.Module:
+    model = EXAMPLE.tiny_model(seed=0)
+    if not dropout:
+        for m in model.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = 0.0
+    autolora.inject(model, rank=4, trainable=["classifier"])
+    return model
+
+
+def _args(out, **kw):
+    from transformers import TrainingArguments
+
+    base = dict(
+        output_dir=str(out),
+        per_device_train_batch_size=8,
+        learning_rate=LR,
+        weight_decay=0.0,
+        max_grad_norm=0.0,
+        lr_scheduler_type="constant",
+        max_steps=3,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        seed=SEED,
+        disable_tqdm=True,
+    )
+    return TrainingArguments(**{**base, **kw})
+
+
+def _trainable(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+class _Capture:
+    """A callback keeping the trainable parameters after a given optimizer step (before the switch,
+    which runs in a callback added after the user's)."""
+
+    def __new__(cls, at_step: int):
+        from transformers import TrainerCallback
+
+        class Capture(TrainerCallback):
+            state: dict | None = None
+
+            def on_step_end(self, args, state, control, model=None, **kw):
+                if state.global_step == at_step:
+                    self.state = _trainable(model)
+
+        return Capture()
+
+
+def _trainer(out, model, search_steps=2, callbacks=(), **kw) -> AutoLoraTrainer:
+    return AutoLoraTrainer(
+        model=model,
+        args=_args(out, **kw),
+        train_dataset=EXAMPLE.tiny_data(),
+        callbacks=list(callbacks),
+        autolora=AutoLoraArguments(search_steps=search_steps, lr_beta=LR_BETA),
+    )
+
+
+def _reference_step(model: nn.Module) -> dict[str, torch.Tensor]:
+    """One BilevelSearch.step on the batches the trainer documents: the seeded 1:1 split of the
+    training data, D_tr's stream seeded with args.seed and D_val's with args.seed + 1."""
+    from transformers import default_data_collator
+
+    d_tr, d_val = split_train_val(EXAMPLE.tiny_data(), SEED, stratify=True)
+    tr = BatchStream(d_tr, 8, default_data_collator, SEED, torch.device("cpu"))
+    val = BatchStream(d_val, 8, default_data_collator, SEED + 1, torch.device("cpu"))
+    inner, outer = autolora.inner_parameters(model), autolora.selection_parameters(model)
+    search = BilevelSearch(
+        model,
+        inner,
+        outer,
+        torch.optim.AdamW(inner, lr=LR, weight_decay=0.0),
+        torch.optim.Adam(outer, lr=LR_BETA),
+        SearchStepConfig(xi=LR),
+    )
+    model.train()
+    search.step(tr.next(), val.next())
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "activation-checkpointing"])
+def test_search_step_equals_bilevel_search(tmp_path, checkpointing):
+    model = _model()
+    expected = _reference_step(copy.deepcopy(model))
+    capture = _Capture(at_step=1)
+    _trainer(
+        tmp_path,
+        model,
+        callbacks=[capture],
+        max_steps=2,
+        search_steps=1,
+        activation_checkpointing=checkpointing,
+    ).train()
+    assert capture.state is not None and capture.state.keys() == expected.keys()
+    assert any("beta" in n for n in expected)
+    for name, value in expected.items():
+        torch.testing.assert_close(capture.state[name], value, msg=name)
+
+
+def test_accumulation_2x4_equals_batch_8(tmp_path):
+    """Dropout off, equal-length sequences: the mean over two micro-batches of 4 is the mean over 8,
+    and both runs draw the same 8 examples, so W and beta move alike."""
+    states = []
+    for batch, accum in ((8, 1), (4, 2)):
+        capture = _Capture(at_step=1)
+        _trainer(
+            tmp_path / f"b{batch}",
+            _model(),
+            callbacks=[capture],
+            max_steps=2,
+            search_steps=1,
+            per_device_train_batch_size=batch,
+            gradient_accumulation_steps=accum,
+        ).train()
+        states.append(capture.state)
+    for name, value in states[0].items():
+        torch.testing.assert_close(states[1][name], value, msg=name)
+
+
+@pytest.fixture(scope="module")
+def example_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("example")
+    trainer = EXAMPLE.main(["--tiny", "--output-dir", str(out), "--max-steps", "6", "--search-steps", "3"])
+    return out, trainer
+
+
+def test_example_runs_search_switch_and_retrain(example_run):
+    out, trainer = example_run
+    assert trainer.state.global_step == 6 and trainer.phase == "retrain"
+    saved = json.loads((out / "ranks.json").read_text())
+    assert saved["ranks"] == trainer.ranks == autolora.current_ranks(trainer.model)
+    assert not autolora.selection_parameters(trainer.model)  # fixed-rank adapters, no beta left
+    assert all(1 <= r <= 8 for r in trainer.ranks.values())
+    assert (out / "checkpoint-4" / "autolora_state.pt").exists()
+
+
+def test_saved_adapter_loads_in_peft_with_equal_logits(example_run):
+    from peft import PeftModel
+
+    out, trainer = example_run
+    peft = PeftModel.from_pretrained(EXAMPLE.tiny_model(seed=0), out).eval()
+    ids = torch.tensor(EXAMPLE.tiny_data(n=4, seed=9)["input_ids"])
+    with torch.no_grad():
+        ours = trainer.model.eval()(input_ids=ids).logits
+        torch.testing.assert_close(peft(input_ids=ids).logits, ours, rtol=1e-5, atol=1e-5)
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["rank_pattern"] == trainer.ranks
+
+
+def _run(out, resume=None, max_steps=6):
+    trainer = _trainer(
+        out, _model(dropout=True), search_steps=4, max_steps=max_steps, save_steps=2, save_strategy="steps"
+    )
+    trainer.train(resume_from_checkpoint=resume)
+    alpha = json.loads((out / "ranks.json").read_text())
+    params = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    return alpha, params
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("whole")
+    return out, *_run(out)
+
+
+@pytest.mark.parametrize("cut", [2, 4], ids=["mid-search", "after-switch"])
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, uninterrupted, cut):
+    """Dropout on: the resumed run must also restore the RNG, beta's Adam and the stream positions."""
+    out, alpha, params = uninterrupted
+    state = torch.load(out / f"checkpoint-{cut}" / "autolora_state.pt", weights_only=False)
+    assert state["phase"] == ("search" if cut < 4 else "retrain")
+    resumed_alpha, resumed_params = _run(tmp_path, resume=str(out / f"checkpoint-{cut}"))
+    assert resumed_alpha["ranks"] == alpha["ranks"]
+    for name, a in alpha["alpha"].items():
+        torch.testing.assert_close(torch.tensor(resumed_alpha["alpha"][name]), torch.tensor(a), msg=name)
+    for name, value in params.items():
+        torch.testing.assert_close(resumed_params[name], value, msg=name)
+
+
+def test_bad_input_is_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match="search_steps/search_epochs"):
+        AutoLoraArguments()
+    with pytest.raises(ValueError, match="lr_beta"):
+        AutoLoraArguments(search_steps=2, lr_beta=0.0)
+    with pytest.raises(ValueError, match="hypergradient"):
+        AutoLoraArguments(search_steps=2, hypergradient="third-order")
+    plain = EXAMPLE.tiny_model()
+    with pytest.raises(ValueError, match="model: has no search-mode"):
+        _trainer(tmp_path, plain)
+    model = _model()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with pytest.raises(ValueError, match="search_steps: the search takes 3 of the run's 3"):
+        _trainer(tmp_path, model, search_steps=3, max_steps=3).train()
+    for n, p in model.named_parameters():
+        assert torch.equal(p, before[n]), n
