@@ -15,7 +15,7 @@ HYPERGRADIENTS = ("second-order", "first-order", "exact")
 FD_SCHEMES = ("forward", "central")
 LOOKAHEADS = ("sgd", "adam")
 RETRAIN_INITS = ("fresh", "warm")
-# How a searched adapter's rank is read: see autolora.search.rank_rules.
+# How a searched adapter's rank is read: see autolora.tuner.rank_rules.
 RANK_RULES = ("alpha", "alpha-avg", "spectrum")
 PRECISIONS = ("fp32", "bf16", "fp16")
 

@@ -32,10 +32,13 @@ from autolora.io.peft_export import export_peft, save_merged
 from autolora.io.plots import RunFigures
 from autolora.models import load_model, load_tokenizer
 from autolora.search import BilevelSearch, SearchStepConfig, model_loss
+from autolora.search.diagnostics import json_safe
+from autolora.search.tracker import SearchTracker
 from autolora.train.activation_checkpointing import enable_activation_checkpointing
 from autolora.train.distributed import init_distributed
 from autolora.train.loop import BatchStream, run_phase
-from autolora.tuner.selection import keep_selected_, select_ranks
+from autolora.tuner.ranks import check_ranks, read_ranks
+from autolora.tuner.selection import keep_selected_
 
 
 def check_output_dir(path: Path, create: bool = True) -> None:
@@ -91,6 +94,11 @@ class Pipeline:
         self.d_tr, self.d_val = split_train_val(self.task.train, self.config.seed, stratify)
         # Builds the search model now, so bad targets or trainable modules fail before any training.
         self._search_model = self.new_model(mode="search")
+        self.given_ranks = None
+        if self.config.ranks is not None:  # --ranks: no search; checked against this model's adapters
+            names = [n for n, a in autolora.adapters(self._search_model) if a.beta is not None]
+            self.given_ranks = read_ranks(self.config.ranks)
+            check_ranks(self.given_ranks, names, self.config.k, where=f"ranks ({self.config.ranks})")
         return self.task
 
     @property
@@ -160,38 +168,47 @@ class Pipeline:
             loss_scale=cfg.loss_scale if cfg.precision == "fp16" else 1.0,
         )
         tr, val = self.stream(self.d_tr, cfg.seed), self.stream(self.d_val, cfg.seed + 1)
-        names = [n for n, a in autolora.adapters(model) if a.beta is not None]
-
-        searched = [a for _, a in autolora.adapters(model) if a.beta is not None]
-
-        def on_step(step: int, losses: dict) -> dict:
-            with torch.no_grad():  # one host transfer for every alpha (one sync per step on a GPU)
-                rows = (
-                    torch.cat([a.alpha().float() for a in searched]).cpu().split([a.rank for a in searched])
-                )
-            alphas = {n: [round(v, 5) for v in r.tolist()] for n, r in zip(names, rows, strict=True)}
-            ranks = sum(a.selected_rank(r) for a, r in zip(searched, rows, strict=True))
-            return {"step": step, **losses, "rank_sum": ranks, "alpha": alphas}
-
+        named = [(n, a) for n, a in autolora.adapters(model) if a.beta is not None]
+        tracker = SearchTracker(
+            named,
+            rule=cfg.rank_rule,
+            window=cfg.stability_window,
+            stop_when_stable=cfg.stop_when_stable,
+            min_steps=cfg.min_search_steps,
+        )
         history: list[dict] = []
+
+        def step() -> dict[str, float]:
+            if len(history) < cfg.beta_warmup_steps:  # W alone: beta's hypergradient is 0 at U = 0
+                return searcher.inner_step(tr.next())
+            return searcher.step(tr.next(), val.next())
+
         run_phase(
             name="search",
             total_steps=_steps(cfg.search_epochs, tr, cfg.max_search_steps),
-            step_fn=lambda: searcher.step(tr.next(), val.next()),
+            step_fn=step,
             model=model,
             stateful={"inner_opt": inner_opt, "outer_opt": outer_opt, "tr": tr, "val": val},
             checkpoint=self.out / "checkpoints" / "search.pt",
             checkpoint_every=cfg.checkpoint_every,
             history=history,
-            on_step=on_step,
+            on_step=lambda i, losses: tracker.record(i, losses, history),
             progress=cfg.progress,
             is_main=self.main,
+            stop=tracker.should_stop,
         )
-        ranks = select_ranks(model)
-        final_alpha = {n: [float(v) for v in a.alpha().detach().cpu()] for n, a in autolora.adapters(model)}
+        ranks = tracker.ranks(history)
+        self.diagnostics = tracker.diagnose(history)
+        self._keep_weights = tracker.keep_weights(history)
         if self.main:
-            atomic_write_json(self.out / "ranks.json", {"ranks": ranks, "k": cfg.k, "alpha": final_alpha})
-            atomic_write_json(self.out / "alpha_history.json", {"adapters": names, "history": history})
+            final_alpha = {n: [float(v) for v in a.alpha().detach().cpu()] for n, a in named}
+            report = {"ranks": ranks, "k": cfg.k, "rule": cfg.rank_rule, "alpha": final_alpha}
+            report["rank_trajectory"] = tracker.rank_trajectory(history)
+            report["diagnostics"] = json_safe(self.diagnostics)
+            atomic_write_json(self.out / "ranks.json", report)
+            atomic_write_json(
+                self.out / "alpha_history.json", {"adapters": [n for n, _ in named], "history": history}
+            )
             self._figures = RunFigures(self.out, background=spare_core(self.device))
         return ranks, history, model
 
@@ -201,15 +218,17 @@ class Pipeline:
             figures, self._figures = self._figures, None
             figures.wait()
 
-    def retrain(self, ranks: dict[str, int], searched: nn.Module | None) -> nn.Module:
+    def retrain(
+        self, ranks: dict[str, int], searched: nn.Module | None, init: str | None = None
+    ) -> nn.Module:
         """Train fixed-rank adapters of `ranks` on D_tr + D_val. warm: the searched model itself, turned
         in place into the fixed-rank model of its kept components (nothing is loaded again); fresh: a
-        new model from the pretrained weights (`searched` is not used)."""
+        new model from the pretrained weights (`searched` is not used). init: default retrain_init."""
         cfg = self.config
-        if cfg.retrain_init == "warm":
+        if (init or cfg.retrain_init) == "warm":
             if searched is None:
                 raise ValueError("retrain_init: 'warm' needs the searched model in this process")
-            model = keep_selected_(searched, ranks).train()
+            model = keep_selected_(searched, ranks, rule=cfg.rank_rule, weights=self._keep_weights).train()
         else:
             model = self.new_model(mode="fixed", ranks=ranks).train()
         from datasets import concatenate_datasets
@@ -261,11 +280,19 @@ class Pipeline:
             atomic_write_json(self.out / "config.json", cfg.to_dict())
         self.dist.barrier()  # no rank may read a checkpoint that rank 0 is about to delete
         # On resume a finished search reloads its final checkpoint and takes no step.
-        ranks, _, searched = self.search()
+        if self.given_ranks is not None:  # reuse a search: retrain from the pretrained weights
+            ranks, searched, self._search_model, self.diagnostics = self.given_ranks, None, None, None
+            if cfg.retrain_init == "warm" and self.main:
+                print(
+                    f"autolora: --ranks {cfg.ranks}: no searched components to start from, retraining fresh"
+                )
+        else:
+            ranks, _, searched = self.search()
         t_search = time.perf_counter() - t0
-        if cfg.retrain_init == "fresh":
+        init = "fresh" if self.given_ranks is not None else cfg.retrain_init
+        if init == "fresh":
             searched = None  # freed before the fresh model is built: one model in memory at a time
-        model = self.retrain(ranks, searched)
+        model = self.retrain(ranks, searched, init)
         t_retrain = time.perf_counter() - t0 - t_search
         if not self.main:  # evaluation and artifacts are rank 0's; the others wait for it
             self.dist.barrier()
@@ -282,6 +309,10 @@ class Pipeline:
             "eval": metrics,
             "ranks": ranks,
             "rank_total": sum(ranks.values()),
+            "ranks_from": cfg.ranks if self.given_ranks is not None else f"search ({cfg.rank_rule} rule)",
+            "selection": None
+            if self.diagnostics is None
+            else {k: v for k, v in json_safe(self.diagnostics).items() if k != "per_adapter"},
             "trainable_parameters": autolora.count_trainable(model),
             "seconds": {
                 "search": round(t_search, 2),

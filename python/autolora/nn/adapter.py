@@ -90,24 +90,43 @@ class AutoLoraAdapter(nn.Module):
         return int(self.selected(alpha).sum().item())
 
     @torch.no_grad()
-    def keep_selected_(self) -> int:
-        """Become, in place, the fixed-rank adapter of the kept components (SPEC 3, warm retraining).
+    def keep_selected_(self, keep: torch.Tensor | None = None) -> int:
+        """Become, in place, the fixed-rank adapter of the kept components (warm retraining).
 
+        keep: boolean mask of the components to keep; default: selected() (alpha >= threshold).
         Kept component j contributed s_k * alpha_j * U_j V_j; the fixed adapter scales by s_r =
-        lora_alpha / r and has alpha = 1, so U_j is rescaled by s_k * alpha_j / s_r: the update is
-        reproduced exactly. beta is dropped; U and V become new parameters of the kept size, under the
-        same names, so the model is what inject(mode="fixed", ranks=...) builds. Returns r.
+        lora_alpha / r and has alpha = 1, so U_j is rescaled by s_k * alpha_j / s_r: the kept part of
+        the update is reproduced exactly. Returns r.
         """
-        if self.beta is None:
-            raise ValueError(f"mode: only a search-mode adapter selects components, this one is {self.mode}")
-        alpha, keep = self.alpha(), self.selected()
-        factor = (alpha[keep] * self.scaling).to(self.U.dtype)  # s_k * alpha_j; / s_r below
-        rank = int(keep.sum())
-        U, V = self.U[:, keep] * factor / (self.lora_alpha / rank), self.V[keep]
-        self.U, self.V = nn.Parameter(U.contiguous()), nn.Parameter(V.contiguous())
+        self._check_search_mode()
+        alpha = self.alpha()
+        keep = self.selected() if keep is None else keep.to(device=alpha.device, dtype=torch.bool)
+        if keep.shape != alpha.shape or not keep.any():
+            raise ValueError(f"keep: expected a mask of {self.rank} components with one set, got {keep.tolist()}")
+        factor = (alpha[keep] * self.scaling).to(self.U.dtype)  # s_k * alpha_j
+        return self.fix_(self.U[:, keep] * factor, self.V[keep])
+
+    @torch.no_grad()
+    def fix_(self, A: torch.Tensor, B: torch.Tensor) -> int:
+        """Become, in place, the fixed-rank adapter whose update is A @ B (A: (out, r), B: (r, in)).
+
+        U = A / s_r, V = B with s_r = lora_alpha / r. beta is dropped; U and V become new parameters
+        of rank r under the same names, so the model is what inject(mode="fixed", ranks=...) builds.
+        """
+        self._check_search_mode()
+        rank = A.shape[1]
+        if A.shape != (self.out_features, rank) or B.shape != (rank, self.in_features) or rank < 1:
+            raise ValueError(f"A, B: expected ({self.out_features}, r) and (r, {self.in_features}), "
+                             f"got {tuple(A.shape)} and {tuple(B.shape)}")  # fmt: skip
+        U = (A / (self.lora_alpha / rank)).to(self.U.dtype)
+        self.U, self.V = nn.Parameter(U.contiguous()), nn.Parameter(B.to(self.V.dtype).contiguous())
         self.beta = None
         self.rank, self.mode = rank, "fixed"
         return rank
+
+    def _check_search_mode(self) -> None:
+        if self.beta is None:
+            raise ValueError(f"mode: only a search-mode adapter selects components, this one is {self.mode}")
 
     def op_args(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(U, beta) for the fused op, which applies softmax(beta): the sigmoid ablation folds its

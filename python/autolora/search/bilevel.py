@@ -160,6 +160,17 @@ class BilevelSearch:
         self.inner_opt.zero_grad(set_to_none=True)
         return {"loss_tr": float(loss_tr.detach()), "loss_val": float(loss_val.detach())}
 
+    def inner_step(self, b_tr: Batches) -> dict[str, float]:
+        """W <- AdamW(grad L_tr) alone, beta untouched: the search's warm-up steps. At U = 0 (LoRA's
+        init) every hypergradient of beta is 0, so the first steps would move beta only by noise."""
+        loss_tr, g = self._loss_and_grads(self.model, b_tr, self.inner)
+        self.reduce(g)
+        for p, gi in zip(self.inner, g, strict=True):
+            p.grad = gi.detach()
+        self.inner_opt.step()
+        self.inner_opt.zero_grad(set_to_none=True)
+        return {"loss_tr": float(loss_tr.detach())}
+
     def _backup_and_virtual_step(self, g: list[torch.Tensor]) -> list[torch.Tensor]:
         """Back W up (into a workspace reused across iterations) and take W <- W - xi * g, or the inner
         AdamW's step from its moments (which stay untouched), in one pass; returns the backup."""

@@ -1,10 +1,12 @@
-"""Rank selection (SPEC.md section 3): keep the components with alpha >= 1/k, then build fixed layers."""
+"""Rank selection: keep the components a rank rule selects (alpha >= 1/k by default), then fix them."""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from autolora.tuner.params import adapters
+from autolora.tuner.rank_rules import spectral_factors
 
 
 def select_ranks(model: nn.Module) -> dict[str, int]:
@@ -15,18 +17,37 @@ def select_ranks(model: nn.Module) -> dict[str, int]:
     return ranks
 
 
-def keep_selected_(model: nn.Module, ranks: dict[str, int]) -> nn.Module:
+def keep_selected_(
+    model: nn.Module,
+    ranks: dict[str, int],
+    *,
+    rule: str = "alpha",
+    weights: dict[str, torch.Tensor] | None = None,
+) -> nn.Module:
     """Turn the searched model, in place, into the retraining model of a warm start: every search-mode
-    adapter keeps its selected components (AutoLoraAdapter.keep_selected_), every other trainable
-    parameter (the task head) keeps its searched value. No second model is built: nothing is loaded
-    again, and the memory of one model suffices. `ranks` (from select_ranks) must match the selection.
+    adapter becomes a fixed adapter of rank ranks[name], every other trainable parameter (the task
+    head) keeps its searched value. No second model is built.
+
+    rule "alpha" / "alpha-avg": keep the ranks[name] components of largest weight (weights[name]: the
+    rule's weights, default alpha; with "alpha", ranks from select_ranks keep exactly the selected
+    components). rule "spectrum": keep the update's top ranks[name] singular directions (the best
+    rank-r approximation of Delta, autolora.tuner.rank_rules.spectral_factors).
     """
     found = {name: a for name, a in adapters(model) if a.beta is not None}
     if set(found) != set(ranks):
         raise ValueError(f"ranks: {sorted(ranks)} do not name the search-mode adapters {sorted(found)}")
     for name, a in found.items():
-        if a.selected_rank() != ranks[name]:
+        if not 1 <= ranks[name] <= a.rank:
+            raise ValueError(f"ranks: {name} must lie in 1..{a.rank}, got {ranks[name]}")
+        if rule == "alpha" and weights is None and a.selected_rank() != ranks[name]:
             raise ValueError(f"ranks: {name} has {a.selected_rank()} components selected, not {ranks[name]}")
-    for a in found.values():
-        a.keep_selected_()
+    for name, a in found.items():
+        r = ranks[name]
+        if rule == "spectrum":
+            a.fix_(*spectral_factors(a.U, a.V, a.alpha(), a.scaling, r))
+            continue
+        w = a.alpha() if weights is None else weights[name].to(a.alpha().device)
+        keep = torch.zeros(a.rank, dtype=torch.bool, device=w.device)
+        keep[torch.argsort(w, descending=True, stable=True)[:r]] = True
+        a.keep_selected_(keep)
     return model

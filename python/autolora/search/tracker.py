@@ -1,0 +1,109 @@
+"""What the pipeline keeps of a search, step by step, and what it reads from it.
+
+Every step appends one record to the history (saved in the search's checkpoints, so everything
+below survives a resume): the losses, each adapter's alpha, the rank rule's weights when they are not
+alpha (the spectrum), and each adapter's rank by the rule. From the history the tracker reads the
+final ranks, the diagnostics (autolora.search.diagnostics) and whether the search may stop: with
+stop_when_stable, once every adapter's selection has been decisive (rank unchanged for a window,
+every margin >= 1) and at least min_steps have run.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from autolora.nn.adapter import AutoLoraAdapter
+from autolora.search.diagnostics import adapter_diagnostics, summarise
+from autolora.tuner.rank_rules import rank_from_weights, rule_weights
+
+
+class SearchTracker:
+    def __init__(
+        self,
+        named: list[tuple[str, AutoLoraAdapter]],
+        *,
+        rule: str,
+        window: int,
+        stop_when_stable: bool = False,
+        min_steps: int = 0,
+    ) -> None:
+        if not named:
+            raise ValueError("model: has no search-mode adapters to track")
+        self.named, self.rule, self.window = named, rule, window
+        self.stop_when_stable, self.min_steps = stop_when_stable, min_steps
+        self.key = "alpha" if rule in ("alpha", "alpha-avg") else "weights"
+
+    def thresholds(self) -> dict[str, float]:
+        """tau per adapter: the alpha rules compare with the adapter's own threshold (1/k, or 1/2
+        for sigmoid selection), the spectrum with 1/k."""
+        return {n: a.threshold() if self.key == "alpha" else 1.0 / a.rank for n, a in self.named}
+
+    @torch.no_grad()
+    def record(self, step: int, losses: dict, history: list[dict]) -> dict:
+        """The record of this step; `history` holds the records of the steps before it. The rank of
+        this step reads this step's exact weights (the record keeps them rounded to 5 decimals)."""
+        names, sizes = [n for n, _ in self.named], [a.rank for _, a in self.named]
+        alphas = [a.alpha().double() for _, a in self.named]
+        spectral = self.key == "weights"
+        weights = (
+            [rule_weights(self.rule, a.U, a.V, a.alpha(), a.scaling) for _, a in self.named]
+            if spectral
+            else []
+        )
+        parts = torch.cat(alphas + weights).cpu().split(sizes * (2 if spectral else 1))  # one host transfer
+        alpha_now = dict(zip(names, parts[: len(names)], strict=True))
+        now = dict(zip(names, parts[len(names) :], strict=True)) if spectral else alpha_now
+        rounded = lambda r: [round(v, 5) for v in r.tolist()]  # noqa: E731
+        rec = {"step": step, **losses, "alpha": {n: rounded(r) for n, r in alpha_now.items()}}
+        if spectral:
+            rec["weights"] = {n: rounded(r) for n, r in now.items()}
+        tau, past = self.thresholds(), history[-(self.window - 1) :] if self.window > 1 else []
+        rec["ranks"] = {
+            n: rank_from_weights(
+                self.rule, torch.cat([self._weights(past, n).reshape(-1, len(w)), w[None]]), tau[n]
+            )
+            for n, w in now.items()
+        }
+        rec["rank_sum"] = sum(rec["ranks"].values())
+        return rec
+
+    def _weights(self, records: list[dict], name: str) -> torch.Tensor:
+        return torch.tensor([r[self.key][name] for r in records], dtype=torch.float64)
+
+    def ranks(self, history: list[dict]) -> dict[str, int]:
+        if not history:
+            raise ValueError("history: the search took no step, so there are no ranks to read")
+        return dict(history[-1]["ranks"])
+
+    def keep_weights(self, history: list[dict]) -> dict[str, torch.Tensor] | None:
+        """What the warm start ranks components by: None (the live alpha) for "alpha", else the rule's
+        weights, averaged over the window for alpha-avg."""
+        if self.rule == "alpha":
+            return None
+        recent = history[-self.window :]
+        rows = {n: self._weights(recent, n) for n, _ in self.named}
+        return {n: w.mean(0) if self.rule == "alpha-avg" else w[-1] for n, w in rows.items()}
+
+    def diagnose(self, history: list[dict], records: list[dict] | None = None) -> dict:
+        """The diagnostics over `records` (default: the whole history)."""
+        records = history if records is None else records
+        steps = [r["step"] for r in records]
+        tau = self.thresholds()
+        per = {
+            n: adapter_diagnostics(
+                self._weights(records, n), steps, [r["ranks"][n] for r in records], tau[n], self.window
+            )  # fmt: skip
+            for n, _ in self.named
+        }
+        summary = summarise(per, self.window, steps[-1] if steps else 0)
+        summary["rule"] = self.rule
+        return summary
+
+    def should_stop(self, history: list[dict]) -> bool:
+        """stop_when_stable: every adapter decisive over the last window, after min_steps."""
+        if not self.stop_when_stable or len(history) < max(self.min_steps, self.window + 1):
+            return False
+        return self.diagnose(history, history[-(self.window + 1) :])["decisive"]
+
+    def rank_trajectory(self, history: list[dict]) -> dict[str, list[int]]:
+        return {n: [r["ranks"][n] for r in history] for n, _ in self.named}

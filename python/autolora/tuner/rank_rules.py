@@ -1,0 +1,59 @@
+"""How a searched adapter's rank is read from its state: the rank rules.
+
+Every rule gives each adapter a weight per component, compares it with a threshold tau and counts
+the components at or above it (at least one):
+
+- ``alpha`` (the paper): w_j = alpha_j at the last search step, tau = 1/k (1/2 for sigmoid selection).
+- ``alpha-avg``: the same weights averaged over the last ``stability_window`` steps, so one noisy
+  step near the threshold does not decide.
+- ``spectrum``: w_i = sigma_i / sum(sigma), the singular values of the learned update
+  Delta = s * U diag(alpha) V, tau = 1/k. The layer computes s * alpha_j * u_j v_j^T, so alpha_j and
+  the norms of u_j, v_j trade off freely; the singular values do not depend on how the components
+  share the scale, and they count directions of the update rather than components (two components
+  that learned the same direction count once).
+
+The weights along the search are what the diagnostics (autolora.search.diagnostics) read.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from autolora.options import RANK_RULES
+
+
+def spectrum(U: torch.Tensor, V: torch.Tensor, alpha: torch.Tensor, scaling: float) -> torch.Tensor:
+    """Singular values of Delta = scaling * U diag(alpha) V, largest first, shape (k,).
+
+    U: (out, k), V: (k, in). Computed from two thin QRs and a k x k SVD: O((out + in) k^2), never
+    forming the (out, in) matrix.
+    """
+    qu, ru = torch.linalg.qr(U.double() * (alpha.double() * scaling))
+    qv, rv = torch.linalg.qr(V.double().t())
+    return torch.linalg.svdvals(ru @ rv.t())
+
+
+def spectral_factors(U, V, alpha, scaling: float, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, B) with A @ B the best rank-`rank` approximation of Delta, balanced: A = P sqrt(S),
+    B = sqrt(S) Q^T for Delta's top singular triplets (P, S, Q). A: (out, rank), B: (rank, in)."""
+    qu, ru = torch.linalg.qr(U.double() * (alpha.double() * scaling))
+    qv, rv = torch.linalg.qr(V.double().t())
+    p, s, qt = torch.linalg.svd(ru @ rv.t())
+    root = s[:rank].sqrt()
+    return (qu @ p[:, :rank]) * root, root[:, None] * (qt[:rank] @ qv.t())
+
+
+def rule_weights(rule: str, U, V, alpha: torch.Tensor, scaling: float) -> torch.Tensor:
+    """The per-component weights a rule compares with its threshold, shape (k,), fp64."""
+    if rule in ("alpha", "alpha-avg"):
+        return alpha.detach().double()
+    if rule == "spectrum":
+        s = spectrum(U.detach(), V.detach(), alpha.detach(), scaling)
+        return s / s.sum().clamp(min=torch.finfo(s.dtype).tiny)
+    raise ValueError(f"rank_rule: expected one of {RANK_RULES}, got {rule!r}")
+
+
+def rank_from_weights(rule: str, window: torch.Tensor, tau: float) -> int:
+    """The rank a rule reads from its weights along the last steps, window: (T, k), last row = now."""
+    weights = window.mean(0) if rule == "alpha-avg" else window[-1]
+    return max(1, int((weights >= tau).sum()))

@@ -1,0 +1,63 @@
+"""Ranks from elsewhere: a ranks.json of an earlier run or a JSON map of module name to rank, and the
+controls that allocate ranks without a search (random with a given total, uniform)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+
+def read_ranks(path: str | Path) -> dict[str, int]:
+    """{module name: rank} from a ranks.json ({"ranks": {...}, ...}) or a plain {name: rank} map."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"ranks: file {path} does not exist") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"ranks: {path}:{err.lineno}: not JSON ({err.msg})") from None
+    ranks = data.get("ranks", data) if isinstance(data, dict) else None
+    if not isinstance(ranks, dict) or not ranks:
+        raise ValueError(f"ranks: {path} must hold a non-empty map of module name to rank")
+    for name, r in ranks.items():
+        if isinstance(r, bool) or not isinstance(r, int):
+            raise ValueError(f"ranks: {path}: {name!r} has rank {r!r}, expected an integer")
+    return dict(ranks)
+
+
+def check_ranks(ranks: dict[str, int], names: list[str], k: int, where: str = "ranks") -> None:
+    """Every name must be an adapter of the model and every rank in 1..k; every adapter needs a rank."""
+    unknown = sorted(set(ranks) - set(names))
+    if unknown:
+        raise ValueError(f"{where}: unknown module(s) {unknown}; the model's adapters: {names}")
+    missing = sorted(set(names) - set(ranks))
+    if missing:
+        raise ValueError(f"{where}: no rank for module(s) {missing}")
+    bad = {n: r for n, r in ranks.items() if not 1 <= r <= k}
+    if bad:
+        raise ValueError(f"{where}: ranks must lie in 1..k={k}, got {bad}")
+
+
+def random_ranks(names: list[str], total: int, k: int, seed: int) -> dict[str, int]:
+    """A seeded random allocation of `total` rank units over the adapters, each in 1..k: every adapter
+    gets 1, then the rest go one at a time to adapters drawn uniformly among those below k."""
+    n = len(names)
+    if not n <= total <= n * k:
+        raise ValueError(f"total: expected {n}..{n * k} for {n} adapters of k={k}, got {total}")
+    gen = torch.Generator().manual_seed(seed)
+    ranks = [1] * n
+    for _ in range(total - n):
+        open_ = [i for i in range(n) if ranks[i] < k]
+        ranks[open_[int(torch.randint(len(open_), (1,), generator=gen))]] += 1
+    return dict(zip(names, ranks, strict=True))
+
+
+def uniform_ranks(names: list[str], total: int, k: int) -> dict[str, int]:
+    """`total` spread as evenly as possible (the first adapters get the remainder)."""
+    n = len(names)
+    if not n <= total <= n * k:
+        raise ValueError(f"total: expected {n}..{n * k} for {n} adapters of k={k}, got {total}")
+    base, extra = divmod(total, n)
+    return {name: base + (i < extra) for i, name in enumerate(names)}
