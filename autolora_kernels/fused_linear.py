@@ -196,7 +196,7 @@ def _backward(ctx, grad_y: Tensor, grad_t: Tensor | None):
     need = ctx.needs_input_grad  # (x, weight, bias, U, V, beta, scaling, conv1d, x_adapter)
     need_dx_adapter = ctx.separate and need[8]
     if torch.is_grad_enabled():
-        # create_graph=True (e.g. the exact hypergradient of SPEC section 2): the gradients must be
+        # create_graph=True (e.g. the exact hypergradient of docs/METHOD.md section 5): the gradients must be
         # differentiable, so use the explicit formulas in torch ops (t recomputed to stay in the graph).
         gx, gx_ad, g_u, g_v, g_beta = autolora_linear_backward_reference(
             grad_y, x_a, weight, U, V, beta, ctx.scaling, ctx.conv1d

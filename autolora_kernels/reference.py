@@ -1,6 +1,6 @@
 """Reference AutoLoRA projection in plain PyTorch: the single source of truth for the math.
 
-Every kernel in this package is tested against these functions (SPEC.md section 1):
+Every kernel in this package is tested against these functions (docs/METHOD.md section 1):
 
     alpha = softmax(beta)                       (fixed mode: beta is None, alpha = 1)
     y     = x W0^T + b + s * ((x_a V^T) * alpha) U^T
@@ -71,8 +71,8 @@ def autolora_linear_backward_reference(
     conv1d: bool = False,
     t: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """The backward of `autolora_linear_reference` written out (SPEC section 1), for code that cannot
-    run autograd itself (a custom op's implementation runs below the autograd dispatch key).
+    """The backward of `autolora_linear_reference` written out (docs/METHOD.md section 1), for code
+    that cannot run autograd itself (a custom op's implementation runs below the autograd dispatch key).
 
     grad_y: (M, N); x_a: (M, K) the adapter input; t: x_a V^T if already known. Returns
     (gx_base, gx_adapter, gU, gV, gbeta): gx_base = gy W0 is the gradient through the frozen

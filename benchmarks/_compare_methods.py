@@ -58,7 +58,8 @@ class RunSpec:
     # pooler was never trained (all-MiniLM-L6-v2 is a mean-pooling sentence model), and a new classifier
     # on that frozen pooler stays at the majority class: see configs/demo-cola.yaml.
     extra_trainable: list[str] = field(default_factory=lambda: ["pooler"])
-    retrain_init: str = "warm"  # AutoLoRA's retraining starts from the searched components (SPEC 3)
+    # AutoLoRA's retraining starts from the searched components (docs/METHOD.md section 7)
+    retrain_init: str = "warm"
     lora_alpha: float = 16.0
     adalora_init_r: int = 6  # 1.5 x target, the AdaLoRA paper's ratio (12 -> 8)
     adalora_target_r: int = 4  # average final rank = LoRA r=4's parameter count

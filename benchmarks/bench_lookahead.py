@@ -1,6 +1,6 @@
 """Time one full lookahead sequence over an adapter's tensor list: fused extension vs loop vs foreach.
 
-Sequence (SPEC.md section 2, steps 2, 4, 5, 8): backup, W' = W - xi g, eps = r / ||v||, W+ and W- from
+Sequence (docs/METHOD.md section 4, steps 2, 4, 5, 8): backup, W' = W - xi g, eps = r / ||v||, W+ and W- from
 the backup, restore. Lists (k = 8):
 - roberta-base-qv: 12 layers x (q, v) x (U 768x8, V 8x768) = 48 tensors;
 - llama-7b-qv: 32 layers x (q, v) x (U 4096x8, V 8x4096) = 128 tensors;
@@ -10,16 +10,16 @@ the backup, restore. Lists (k = 8):
 Implementations, all timed in the same run:
 - ext:         autolora_kernels.lookahead with backend="ext" (csrc/, built on first use), as the search calls
                it: backup_and_sgd_step_ into a backup workspace kept across iterations;
-- ext-6op:     the same extension, one op per step: a fresh backup, then sgd_step_ (what search.py
-               did before the fused op; shows what the fusion and the workspace buy);
+- ext-6op:     the same extension, one op per step: a fresh backup, then sgd_step_ (the sequence
+               without the fused op; shows what the fusion and the workspace buy);
 - foreach:     autolora_kernels.lookahead with backend="foreach" (the fallback, with its input checks);
 - foreach-raw: bare torch._foreach_* calls, no checks (the lower bound for foreach);
 - loop:        autolora.lookahead_reference (single-tensor loops, with input checks);
 - loop-raw:    a bare per-tensor loop of aten calls, no checks;
 - loop-inplace: the loop a careful user writes per tensor: clone, add_, norm, copy_ + add_, copy_
                (in-place ops, no temporaries; aten's add_ also computes 16-bit math in fp32 and
-               rounds once). "x loop" is against the faster of loop and loop-raw (as in earlier
-               results), "x loop-inplace" against this one.
+               rounds once). "x loop" is against the faster of loop and loop-raw, "x loop-inplace"
+               against this one.
 
 Host memory: by default glibc's heap is pinned (mallopt: no trimming, no mmap below 32 MB), so a
 fresh allocation (the loop's clone, foreach temporaries, ext-6op's backup) reuses mapped memory.

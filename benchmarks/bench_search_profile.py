@@ -8,7 +8,8 @@ variant, in one process:
 - peft-lora-r8: PEFT LoRA r = 8 on q/v, the same step (reference);
 - search:       BilevelSearch.step (second-order, the default forward difference: 3 passes),
                 uninstrumented, then instrumented by phase;
-- search-central: the same with fd_scheme="central" (SPEC step 6 as written: 4 passes);
+- search-central: the same with fd_scheme="central" (the paper's difference, docs/METHOD.md
+                section 5: 4 passes);
 - first-order:  BilevelSearch.step with hypergradient="first-order" (the paper's eta = 0);
 - exact:        the package's exact hypergradient (double backward through W' = W - xi g);
 - hvp-proto:    a prototype (here, not in the package): the two finite-difference passes replaced by one

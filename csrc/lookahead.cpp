@@ -1,4 +1,4 @@
-// The fused lookahead step of AutoLoRA's bilevel search (SPEC.md section 2, steps 2, 4, 5 and 8):
+// The fused lookahead step of AutoLoRA's bilevel search (docs/METHOD.md section 4, steps 2, 4, 5 and 8):
 // elementwise ops over lists of small adapter tensors. This file declares the ops (TORCH_LIBRARY)
 // and holds the CPU implementation; csrc/cuda/lookahead_cuda.cu holds the CUDA one.
 //
@@ -41,8 +41,8 @@ constexpr int64_t kW = fVec::size();
 constexpr int64_t kStep = 2 * kW;          // elements per inner iteration: two float vectors
 constexpr int64_t kChunk = 1 << 14;        // elements per work item: 64 KB of fp32, L2-sized
 // Below this many elements (4 MB of fp32, ~0.3 ms of one core's work) a call stays on one thread:
-// an OpenMP region must wait for its slowest thread, and on a busy machine (2 cores, load 5, as
-// when this was measured) that wait was a 4-16 ms scheduler slice, 200x the work of a 48-tensor call.
+// an OpenMP region must wait for its slowest thread, and when other processes hold the cores that
+// wait is a scheduler slice (4-16 ms measured on 2 cores), 200x the work of a 48-tensor call.
 constexpr int64_t kSerialBelow = 1 << 20;
 
 // A call that touches at least this many bytes (reads + writes) writes with non-temporal stores:

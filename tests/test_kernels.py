@@ -242,7 +242,7 @@ def test_no_tokens(triton_path):
 
 @pytest.mark.parametrize("separate", [False, True])
 def test_double_backward(separate):
-    """create_graph=True (the exact hypergradient of SPEC section 2) differentiates the gradients:
+    """create_graph=True (the exact hypergradient of docs/METHOD.md section 5) differentiates the gradients:
     gradgradcheck in fp64 through the op, with and without a separate dropout input."""
     case, kw = make_case((4,), 5, 6, 3, torch.float64, conv1d=True)
     w, b = case["weight"], case["bias"]
@@ -273,8 +273,8 @@ def test_double_backward_after_triton_forward(triton_path):
 
 
 def test_backward_reference_is_autograd_of_forward_reference():
-    """The explicit backward (used inside the op on the reference path) is SPEC's formula: check it
-    against autograd of the forward reference in fp64, for the dropout split too."""
+    """The explicit backward (used inside the op on the reference path) is docs/METHOD.md section 1's
+    formula: check it against autograd of the forward reference in fp64, for the dropout split too."""
     case, kw = make_case((9,), 11, 7, 3, torch.float64, conv1d=True)
     x, xa = case["x"].clone().requires_grad_(), (case["x"] * 0.5).requires_grad_()
     U, V, beta = (case[k].clone().requires_grad_() for k in ("U", "V", "beta"))
@@ -454,7 +454,8 @@ assert (y - want).abs().max() < 0.05 * want.abs().max(), (y - want).abs().max() 
 
 
 def test_interpreter_flag_spelled_true():
-    """Triton interprets for TRITON_INTERPRET=true too; the launchers used to take the GPU path."""
+    """Triton interprets for TRITON_INTERPRET=true too: a launcher that read only "1" would take the
+    GPU path and fail on a machine without one."""
     env = dict(os.environ, AUTOLORA_TRITON_ON_CPU="1", TRITON_INTERPRET="true")
     env.pop("AUTOLORA_FORCE_REFERENCE", None)
     subprocess.run([sys.executable, "-c", INTERPRET_SPELLED_TRUE], check=True, timeout=300, env=env)

@@ -30,7 +30,8 @@ def tiny_classifier(dropout: float = 0.0, dtype=torch.float64):
     cfg._attn_implementation = "eager"  # exact mode needs double backward; CPU SDPA has none
     model = BertForSequenceClassification(cfg).to(dtype)
     autolora.inject(model, rank=4, dropout=dropout, trainable=["classifier"])
-    randomize_adapters(model, scale=0.3)  # U = 0 would make every beta gradient vanish (SPEC 2)
+    # U = 0 would make every beta gradient vanish (docs/METHOD.md section 4)
+    randomize_adapters(model, scale=0.3)
     return model.train()
 
 

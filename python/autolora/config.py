@@ -117,7 +117,8 @@ class PipelineConfig:
     fd_r: float = opt(0.01, "finite-difference radius: eps = fd_r / ||grad_W' L_val(W')|| (DARTS)", "search")
     fd_scheme: str = opt(
         "forward",
-        "forward: one-sided (3 passes a step); central: SPEC step 6's two extra passes",
+        "forward: one-sided (3 passes a step); central: the paper's two extra passes "
+        "(docs/METHOD.md section 5)",
         "search",
         choices=FD_SCHEMES,
     )

@@ -12,7 +12,7 @@ class InputError(ValueError):
 
     arg: the argument at fault as the config spells it ("data.train_file", "model", "data.task").
     path: the file, where there is one. at: where in it ("line 3"; "item 4" of a JSON array; "row 7"
-    of a Hub split). A ValueError, so code that caught ValueError before still catches it.
+    of a Hub split). A ValueError, so callers that catch ValueError catch it too.
     """
 
     def __init__(self, arg: str, message: str, *, path: str | None = None, at: str | None = None) -> None:

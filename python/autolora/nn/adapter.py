@@ -1,6 +1,6 @@
 """The AutoLoRA adapter itself: k rank-1 components U[:, j] V[j, :] weighted by alpha = softmax(beta).
 
-Modes (SPEC.md section 1):
+Modes (docs/METHOD.md section 2):
 - search: rank k, beta trainable, scale lora_alpha / k;
 - fixed:  rank r, no beta (alpha = 1), scale lora_alpha / r, exactly PEFT's LoRA.
 Merging into a base weight is the wrapping layer's business (layer.py, sliced.py).
@@ -71,7 +71,7 @@ class AutoLoraAdapter(nn.Module):
 
     def threshold(self) -> float:
         """A component is kept when its alpha reaches the value every alpha starts from (beta = 0):
-        1/k for softmax (SPEC 3), 1/2 for the sigmoid ablation."""
+        1/k for softmax (docs/METHOD.md section 6), 1/2 for the sigmoid ablation."""
         return 1.0 / self.rank if self.selection == "softmax" else 0.5
 
     def selected(self, alpha: torch.Tensor | None = None) -> torch.Tensor:

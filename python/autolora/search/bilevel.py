@@ -1,4 +1,4 @@
-"""One iteration of AutoLoRA's bilevel rank search (SPEC.md section 2, paper Algorithm 1).
+"""One iteration of AutoLoRA's bilevel rank search (docs/METHOD.md sections 3-5, paper Algorithm 1).
 
 Inner variables W (every U, V and any trainable head) learn on D_tr; outer variables A (every beta)
 learn on D_val through a one-step lookahead W' = W - xi * g. The hypergradient of beta is
@@ -42,10 +42,11 @@ class SearchStepConfig:
     xi: float = 1e-4  # lookahead step size; the paper takes the inner learning rate
     fd_r: float = 0.01  # eps = r / ||v||
     lookahead: str = "sgd"  # "sgd" (paper Eq. 4) or "adam" (the inner optimiser's direction)
-    # "central" is SPEC step 6 (two passes at W+ and W-). "forward" takes W's end of the difference
-    # from step 1's pass, which already differentiates L_tr(W, beta; B_tr) with the same masks: one
-    # training pass fewer (a search iteration is 3 passes, not 4) for an O(r) instead of O(r^2) error
-    # in the implicit term (tests/test_search.py and benchmarks/bench_search_profile.py measure it).
+    # "central" is the paper's difference (docs/METHOD.md section 5: passes at W+ and W-). "forward"
+    # takes W's end of the difference from step 1's pass, which already differentiates
+    # L_tr(W, beta; B_tr) with the same masks: one training pass fewer (a search iteration is 3
+    # passes, not 4) for an O(r) instead of O(r^2) error in the implicit term (tests/test_search.py
+    # and benchmarks/bench_search_profile.py measure it).
     fd_scheme: str = "forward"
 
     def __post_init__(self) -> None:

@@ -32,7 +32,8 @@ def adapter_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 
 def inner_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """Every trainable parameter but the betas: the adapters' U, V and any trainable head (SPEC 2's W)."""
+    """Every trainable parameter but the betas: the adapters' U, V and any trainable head (the W of
+    docs/METHOD.md section 3)."""
     betas = {id(p) for p in selection_parameters(model)}
     return [p for p in model.parameters() if p.requires_grad and id(p) not in betas]
 
