@@ -1,0 +1,145 @@
+"""Are AutoLoRA's ranks worth more than the same budget spread at random, or evenly? (issue 12)
+
+Retrains fixed-rank adapters with `autolora run --ranks FILE` (no search, fresh init, the same
+budget for every allocation) and compares, per task and seed, the allocations:
+
+  autolora   the ranks a search chose (ranks.json of a pipeline run, or a run of search_study.py
+             read with --rule)
+  random     a seeded random allocation with the same total (autolora.tuner.ranks.random_ranks,
+             seed = the search's seed), paired with that search
+  uniform    the same total spread evenly (autolora.tuner.ranks.uniform_ranks)
+  lora-r4    rank 4 everywhere (PEFT's LoRA r=4, alpha 16: the fixed mode computes exactly that)
+
+  python benchmarks/bench_rank_controls.py ranks --study-dir RUNS --rule spectrum --out DIR
+  ... then `autolora run --ranks DIR/<task>_s<seed>_<alloc>.json ...` for each file (jobs.txt)
+  python benchmarks/bench_rank_controls.py report DIR --out benchmarks/results/rank_controls
+
+The report gives mean +- std over seeds and the paired differences autolora - X with a 95% t
+interval over seeds (scipy.stats.t).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+from scipy import stats
+
+from autolora.io.atomic import atomic_write_json, atomic_write_text
+from autolora.tuner.ranks import random_ranks, uniform_ranks
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+ALLOCS = ("autolora", "random", "uniform", "lora-r4")
+
+
+def make_ranks(study_dir: Path, rule: str, out: Path, k: int = 8) -> list[Path]:
+    """One ranks file per (task, seed, allocation), from the study's runs with data seed = init seed."""
+    from search_study_analyse import ranks_from_state
+
+    written = []
+    for f in sorted(study_dir.glob("*_d*_i*.pt")):
+        m = re.match(r"(?P<task>[a-z0-9]+)_d(?P<d>\d+)_i(?P<i>\d+)$", f.stem)
+        if not m or m["d"] != m["i"] or f.stat().st_size == 0:
+            continue
+        run = torch.load(f, map_location="cpu", weights_only=False)
+        names = list(run["final"])
+        found = dict(zip(names, ranks_from_state(run, rule), strict=True))
+        total, seed = sum(found.values()), int(m["d"])
+        allocs = {
+            "autolora": found,
+            "random": random_ranks(names, total, k, seed),
+            "uniform": uniform_ranks(names, total, k),
+            "lora-r4": dict.fromkeys(names, 4),
+        }
+        for alloc, ranks in allocs.items():
+            path = out / f"{m['task']}_s{seed}_{alloc}.json"
+            atomic_write_json(path, {"ranks": ranks, "source": f.name, "rule": rule, "allocation": alloc})
+            written.append(path)
+    return written
+
+
+def ci95(diffs: list[float]) -> tuple[float, float, float]:
+    """Mean and 95% t interval of paired differences."""
+    n, mean = len(diffs), statistics.fmean(diffs)
+    if n < 2:
+        return mean, math.nan, math.nan
+    half = stats.t.ppf(0.975, n - 1) * statistics.stdev(diffs) / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def report(run_dir: Path) -> tuple[dict, str]:
+    rows: dict[tuple[str, str], dict[int, dict]] = {}
+    for f in sorted(run_dir.glob("*/metrics.json")):
+        m = re.match(r"(?P<task>[a-z0-9]+)_s(?P<seed>\d+)_(?P<alloc>[a-z0-9-]+)$", f.parent.name)
+        if m:
+            rows.setdefault((m["task"], m["alloc"]), {})[int(m["seed"])] = json.loads(f.read_text())
+    tasks = sorted({t for t, _ in rows})
+    out: dict = {"tasks": {}}
+    lines = ["| task | allocation | metric (mean ± std) | seeds | total rank | trainable params | retrain s |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    diff_lines = ["| task | autolora - X | mean diff | 95% interval | seeds |", "|---|---|---|---|---|"]
+    for task in tasks:
+        out["tasks"][task] = {}
+        for alloc in ALLOCS:
+            runs = rows.get((task, alloc), {})
+            if not runs:
+                continue
+            metric = next(iter(runs.values()))["metric"]
+            vals = {s: r["eval"][metric] for s, r in runs.items()}
+            mean = statistics.fmean(vals.values())
+            std = statistics.stdev(vals.values()) if len(vals) > 1 else 0.0
+            totals = sorted({r["rank_total"] for r in runs.values()})
+            params = sorted({r["trainable_parameters"] for r in runs.values()})
+            secs = statistics.fmean(r["seconds"]["retrain"] for r in runs.values())
+            out["tasks"][task][alloc] = {"metric": metric, "per_seed": vals, "mean": mean, "std": std,
+                                         "rank_totals": totals, "trainable_parameters": params,
+                                         "retrain_seconds": secs}  # fmt: skip
+            lines.append(f"| {task} | {alloc} | {metric} {mean:.4f} ± {std:.4f} | {len(vals)} | "
+                         f"{totals[0]}-{totals[-1]} | {params[0]:,}-{params[-1]:,} | {secs:.0f} |")  # fmt: skip
+        base = out["tasks"][task].get("autolora")
+        for alloc in ALLOCS[1:]:
+            other = out["tasks"][task].get(alloc)
+            if not base or not other:
+                continue
+            seeds = sorted(set(base["per_seed"]) & set(other["per_seed"]))
+            diffs = [base["per_seed"][s] - other["per_seed"][s] for s in seeds]
+            if not diffs:
+                continue
+            mean, lo, hi = ci95(diffs)
+            out["tasks"][task][f"autolora-minus-{alloc}"] = {"mean": mean, "ci95": [lo, hi], "seeds": seeds}
+            diff_lines.append(f"| {task} | {alloc} | {mean:+.4f} | [{lo:+.4f}, {hi:+.4f}] | {len(seeds)} |")
+    return out, "\n".join(lines + ["", *diff_lines]) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    mk = sub.add_parser("ranks", help="write the ranks files of every allocation")
+    mk.add_argument("--study-dir", required=True, help="runs of benchmarks/search_study.py")
+    mk.add_argument("--rule", default="spectrum")
+    mk.add_argument("--out", required=True)
+    rp = sub.add_parser("report", help="tabulate the retrained runs (DIR/<task>_s<seed>_<alloc>/metrics.json)")
+    rp.add_argument("run_dir")
+    rp.add_argument("--out", default=None, help="write OUT.json and OUT.md")
+    args = p.parse_args()
+    if args.command == "ranks":
+        for path in make_ranks(Path(args.study_dir), args.rule, Path(args.out)):
+            print(path)
+        return
+    data, table = report(Path(args.run_dir))
+    print(table)
+    if args.out:
+        data["command"] = " ".join(sys.argv)
+        atomic_write_json(Path(args.out).with_suffix(".json"), data)
+        atomic_write_text(Path(args.out).with_suffix(".md"), table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Compare rank-selection rules on the runs of benchmarks/search_study.py.
+
+For every rule, the per-adapter ranks of each run, then the agreement between runs: mean pairwise
+Spearman of the per-adapter ranks across seeds (data seed = init seed), and, where the study holds
+them, the agreement of runs that share the data order but not the initialisation, and the reverse.
+
+  python benchmarks/search_study_analyse.py RUN_DIR [--out benchmarks/results/search_study]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import re
+from pathlib import Path
+
+import torch
+from autolora.options import RANK_RULES
+from autolora.tuner.rank_rules import rank_from_weights, rule_weights, spectrum
+
+# The package's rules, and two the study looked at beside them: each component's share of
+# alpha_j * |u_j| * |v_j| (alpha with the scale the component's factors carry), and the number of
+# singular values holding 90% of the update's energy.
+RULES = RANK_RULES + ("contribution", "energy90")
+
+
+def rank_of(rule: str, st: dict, window: torch.Tensor) -> int:
+    U, V, scaling = st["U"], st["V"], st["scaling"]
+    alpha = torch.softmax(st["beta"].double(), 0)
+    k = alpha.numel()
+    if rule == "contribution":
+        c = alpha * U.double().norm(dim=0) * V.double().norm(dim=1)
+        return max(1, int((c / c.sum() >= 1.0 / k).sum()))
+    if rule == "energy90":
+        e = spectrum(U, V, alpha, scaling) ** 2
+        return int(((e.cumsum(0) / e.sum()) < 0.9).sum()) + 1
+    if rule == "alpha-avg":
+        return rank_from_weights(rule, window, 1.0 / k)
+    return rank_from_weights(rule, rule_weights(rule, U, V, alpha, scaling)[None], 1.0 / k)
+
+
+def ranks_from_state(run: dict, rule: str, step: int | None = None, tail: int = 50) -> list[int]:
+    """Per-adapter ranks of a run by `rule`, at its end or at a snapshot `step`; alpha-avg averages
+    the recorded alphas over the `tail` steps up to there."""
+    state = run["final"] if step is None else run["snapshots"][step]
+    last = run["records"][-1]["step"] if step is None else step
+    recs = [r for r in run["records"] if last - tail < r["step"] <= last]
+    return [
+        rank_of(rule, st, torch.tensor([r["alpha"][name] for r in recs], dtype=torch.float64))
+        for name, st in state.items()
+    ]
+from scipy.stats import spearmanr
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def spearman(a: list[int], b: list[int]) -> float:
+    if len(set(a)) < 2 or len(set(b)) < 2:
+        return float("nan")  # a constant vector has no ranking
+    return float(spearmanr(a, b).statistic)
+
+
+def mean_pairwise(vectors: list[list[int]]) -> float:
+    vals = [spearman(a, b) for a, b in itertools.combinations(vectors, 2)]
+    vals = [v for v in vals if not math.isnan(v)]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("run_dir")
+    p.add_argument("--prefix", default="", help="only runs whose name starts with this")
+    p.add_argument("--out", default=None, help="write PREFIX.json and PREFIX.md")
+    args = p.parse_args()
+    runs = {f.stem: load(f) for f in sorted(Path(args.run_dir).glob(f"{args.prefix}*.pt"))}
+    pat = re.compile(r"(?P<task>[a-z0-9]+)_(?P<tag>.*?)d(?P<d>\d+)_i(?P<i>\d+)$")
+    table, ranks_out = [], {}
+    for rule in RULES:
+        ranks = {name: ranks_from_state(run, rule) for name, run in runs.items()}
+        ranks_out[rule] = ranks
+        groups: dict[tuple, dict] = {}
+        for name in runs:
+            m = pat.match(name)
+            if m:
+                groups.setdefault((m["task"], m["tag"]), {})[(int(m["d"]), int(m["i"]))] = ranks[name]
+        for (task, tag), g in sorted(groups.items()):
+            diag = [g[k] for k in sorted(g) if k[0] == k[1]]
+            same_data = [g[k] for k in sorted(g) if k[0] == 0]  # data seed 0, any init
+            same_init = [g[k] for k in sorted(g) if k[1] == 0]  # init seed 0, any data
+            row = {
+                "task": task, "variant": tag.rstrip("_") or "base", "rule": rule, "n_seeds": len(diag),
+                "spearman_seeds": mean_pairwise(diag) if len(diag) >= 2 else None,
+                "spearman_same_data": mean_pairwise(same_data) if len(same_data) >= 2 else None,
+                "spearman_same_init": mean_pairwise(same_init) if len(same_init) >= 2 else None,
+                "rank_totals": [sum(v) for v in diag],
+                "rank_span": [min(min(v) for v in diag), max(max(v) for v in diag)] if diag else None,
+            }
+            table.append(row)
+    fmt = lambda v: "" if v is None else ("nan" if math.isnan(v) else f"{v:+.2f}")  # noqa: E731
+    lines = ["| task | variant | rule | seeds | Spearman (seeds) | same data | same init | totals | span |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(table, key=lambda r: (r["task"], r["variant"], r["rule"])):
+        lines.append(
+            f"| {r['task']} | {r['variant']} | {r['rule']} | {r['n_seeds']} | {fmt(r['spearman_seeds'])} | "
+            f"{fmt(r['spearman_same_data'])} | {fmt(r['spearman_same_init'])} | {r['rank_totals']} | "
+            f"{r['rank_span']} |"
+        )
+    print("\n".join(lines))
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        meta = {name: {"args": run["args"], "seconds": round(run["seconds"], 1),
+                       "steps_per_epoch": run["steps_per_epoch"]} for name, run in runs.items()}
+        out.with_suffix(".json").write_text(json.dumps({"rows": table, "ranks": ranks_out, "runs": meta}, indent=1))
+        out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
