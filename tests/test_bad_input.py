@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import tiny_config
 
 from autolora.cli import main
 from autolora.config import load_config
@@ -55,12 +56,8 @@ def config(name: str, body: str) -> Callable:
 
 def cfg_only(tmp: Path) -> str:
     """A folder with a BERT config.json and nothing else (no weights, no tokenizer)."""
-    from transformers import BertConfig
-
     folder = tmp / "config_only"
-    BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2).save_pretrained(
-        folder
-    )
+    tiny_config("bert", vocab_size=50, hidden=8, layers=1, heads=2).save_pretrained(folder)
     return str(folder)
 
 
@@ -417,3 +414,13 @@ def test_cli_bad_config_file(tmp_path, capsys):
     (tmp_path / "c.yaml").write_text("k: [1\n")
     code, err = cli(capsys, "--config", str(tmp_path / "c.yaml"), "--output-dir", str(tmp_path / "o"))
     assert code == 2 and re.search(r"^autolora: error: config: .*c.yaml, line 2: not valid YAML", err), err
+
+
+def test_unseen_eval_class_after_subsampling_warns(tmp_path, tok):
+    """max_train_samples may draw no example of a class: a warning then, not the error above."""
+    train, evals = "sentence\tlabel\na\t0\nb\t0\nc\t0\n", "sentence\tlabel\nd\t1\ne\t0\n"
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        data(train, evals, format="sst2", max_train_samples=2)(tmp_path, tok)
+    messages = [str(w.message) for w in record if "eval class" in str(w.message)]
+    assert len(messages) == 1 and "['positive']" in messages[0], messages

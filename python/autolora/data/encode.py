@@ -204,7 +204,7 @@ def _encode_sequences(config, layout, tokenizer, train, evals, features, where) 
             fixed = layout.names if layout else feature_names(features.get(label))
             string_labels = bool(layout and layout.string_labels)
             y_train, y_eval, names = encode_class_labels(
-                train[label], evals[label], label, fixed, string_labels
+                train[label], evals[label], label, fixed, string_labels, config.max_train_samples is not None
             )
             num_labels = len(names)
             warn_rare_labels(y_train, names, label, f"{train.arg}: {train.source}")
@@ -266,7 +266,9 @@ def _encode_tokens(config, layout, tokenizer, train, evals, features, where) -> 
         s: list(accumulate(len(r) for r in rt)) for s, (_, rt) in zip(("train", "eval"), splits, strict=True)
     }
     with _at_lines(train, evals, lambda split, k: bisect_right(ends[split], k)):
-        flat_train, flat_eval, all_names = encode_class_labels(flat[0], flat[1], tags, names)
+        flat_train, flat_eval, all_names = encode_class_labels(
+            flat[0], flat[1], tags, names, subsampled=config.max_train_samples is not None
+        )
     warn_rare_labels(flat_train, all_names, tags, f"{train.arg}: {train.source}")
     # Integer tags without names: which id is B-/I-/O is unknown, so no label names (see autolora.eval.metrics).
     unnamed = names is None and all(as_int(t) is not None for t in flat[0])

@@ -56,7 +56,12 @@ def as_int(v: Any) -> int | None:
 
 
 def encode_class_labels(
-    train: list, evals: list, column: str, names: Sequence[str] | None = None, string_labels: bool = False
+    train: list,
+    evals: list,
+    column: str,
+    names: Sequence[str] | None = None,
+    string_labels: bool = False,
+    subsampled: bool = False,
 ) -> tuple[list[int], list[int], list[str]]:
     """Map raw labels to ids 0..n-1. Returns (train ids, eval ids, label names).
 
@@ -71,7 +76,7 @@ def encode_class_labels(
     if names is not None and string_labels:
         index = {n: i for i, n in enumerate(names)}
         out = _map(train, index, column, "train"), _map(evals, index, column, "eval"), list(names)
-        _check_seen(*out, evals, column)
+        _check_seen(*out, evals, column, subsampled)
         return out
     ints = [as_int(v) for v in train]
     if names is None and any(i is None for i in ints):
@@ -83,7 +88,7 @@ def encode_class_labels(
     if n < 2:
         raise ValueError(f"{column}: classification needs at least 2 classes; every train label is 0")
     out = train_ids, eval_ids, list(names) if names is not None else [str(i) for i in range(n)]
-    _check_seen(*out, evals, column)
+    _check_seen(*out, evals, column, subsampled)
     return out
 
 
@@ -115,10 +120,19 @@ def _check_not_mixed(train: list, ints: list[int | None], column: str) -> None:
 
 
 def _check_seen(
-    train_ids: list[int], eval_ids: list[int], names: list[str], evals: list, column: str
+    train_ids: list[int], eval_ids: list[int], names: list[str], evals: list, column: str, subsampled: bool
 ) -> None:
-    """An eval class with no training example cannot be learned: an error, not a silently lower score."""
+    """An eval class with no training example cannot be learned: an error, not a silently lower score.
+    subsampled (max_train_samples): a small sample may miss a class; said once, as a warning."""
     seen = set(train_ids)
+    unseen = sorted({names[c] for c in eval_ids if c not in seen})
+    if unseen and subsampled:
+        warnings.warn(
+            f"{column}: eval class(es) {unseen} are in no example of the training sample "
+            "(max_train_samples): they cannot be learned",
+            stacklevel=4,
+        )
+        return
     for i, c in enumerate(eval_ids):
         if c not in seen:
             raise LabelError(
