@@ -6,45 +6,41 @@ import json
 from pathlib import Path
 
 import torch
-from conftest import minilm_tokenizer
+from helpers import minilm_tokenizer, tiny_model
 
 VOCAB = 30522  # the MiniLM (BERT uncased) tokenizer's vocabulary
 
 
 def save_tiny_bert(path: Path, dropout: float = 0.1) -> Path:
-    from transformers import BertConfig, BertModel
-
     torch.manual_seed(0)
-    cfg = BertConfig(
+    model = tiny_model(
+        "bert",
+        head="base",
         vocab_size=VOCAB,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=128,
+        hidden=16,
+        heads=2,
+        positions=128,
         hidden_dropout_prob=dropout,
         attention_probs_dropout_prob=dropout,
     )
-    BertModel(cfg).save_pretrained(path)
+    model.save_pretrained(path)
     minilm_tokenizer().save_pretrained(path)
     return path
 
 
 def save_tiny_gpt2(path: Path) -> Path:
-    from transformers import GPT2Config, GPT2LMHeadModel
-
     torch.manual_seed(0)
     tok = minilm_tokenizer()
-    cfg = GPT2Config(
+    model = tiny_model(
+        "gpt2",
         vocab_size=VOCAB,
-        n_embd=16,
-        n_layer=2,
-        n_head=2,
-        n_positions=128,
+        hidden=16,
+        heads=2,
+        positions=128,
         bos_token_id=tok.cls_token_id,
         eos_token_id=tok.sep_token_id,
     )
-    GPT2LMHeadModel(cfg).save_pretrained(path)
+    model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
 

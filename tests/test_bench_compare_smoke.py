@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a benchmark's smoke test
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 

@@ -8,7 +8,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from conftest import word_level_tokenizer
+from helpers import word_level_tokenizer
 
 from autolora.data import (
     BUNDLED_COLA,

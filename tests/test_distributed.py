@@ -12,6 +12,8 @@ import pytest
 from dist_worker import run_rank
 from pipeline_fixtures import save_tiny_bert
 
+pytestmark = pytest.mark.slow  # launches torchrun processes
+
 STEPS = {
     "max_search_steps": 6,
     "max_retrain_steps": 3,

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_gpt2, word_level_tokenizer
+from helpers import tiny_model, word_level_tokenizer
 
 from autolora.data import DataConfig, load_task
 from autolora.eval import evaluation as evaluate_module
@@ -35,18 +35,9 @@ def lm_tok():
     )
 
 
-def bert_config(**kw):
-    from transformers import BertConfig
-
-    return BertConfig(
-        vocab_size=MINILM_VOCAB,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        **kw,
-    )
+def minilm_bert(**kw):
+    """A tiny BERT over the MiniLM tokenizer's vocabulary (the `tok` fixture's ids fit it)."""
+    return tiny_model("bert", vocab_size=MINILM_VOCAB, positions=128, **kw)
 
 
 def files(tmp_path, body: str, ext: str) -> dict:
@@ -60,9 +51,7 @@ def cola(tok):
 
 
 def test_classification_matches_direct_computation(cola):
-    from transformers import BertForSequenceClassification
-
-    model = BertForSequenceClassification(bert_config(num_labels=2)).eval()
+    model = minilm_bert()
     metrics = evaluate(model, cola, batch_size=8)
     assert set(metrics) == {"accuracy", "f1", "matthews_correlation"}
     assert all(math.isfinite(v) for v in metrics.values())
@@ -80,9 +69,7 @@ def test_classification_matches_direct_computation(cola):
 
 
 def test_padding_and_batch_size_do_not_change_the_logits(cola):
-    from transformers import BertForSequenceClassification
-
-    model = BertForSequenceClassification(bert_config(num_labels=2)).eval()
+    model = minilm_bert()
     with torch.no_grad():
         one, labels = predict_logits(model, cola.eval, cola.collate, batch_size=1)
         many, labels7 = predict_logits(model, cola.eval, cola.collate, batch_size=7)
@@ -91,9 +78,7 @@ def test_padding_and_batch_size_do_not_change_the_logits(cola):
 
 
 def test_modes_are_restored_and_eval_mode_is_used(cola):
-    from transformers import BertForSequenceClassification
-
-    model = BertForSequenceClassification(bert_config(num_labels=2, hidden_dropout_prob=0.5)).train()
+    model = minilm_bert(hidden_dropout_prob=0.5).train()
     model.bert.embeddings.eval()  # a submodule deliberately left in eval mode
     a = evaluate(model, cola, batch_size=16)
     b = evaluate(model, cola, batch_size=16)
@@ -103,12 +88,10 @@ def test_modes_are_restored_and_eval_mode_is_used(cola):
 
 
 def test_regression(tmp_path, tok):
-    from transformers import BertForSequenceClassification
-
     rows = [{"sentence1": f"a man plays {w}", "sentence2": f"someone plays {w}", "score": s} for w, s in
             [("guitar", 4.2), ("piano", 3.1), ("chess", 1.0), ("golf", 0.4), ("music", 5.0)]]  # fmt: skip
     data = load_task(DataConfig(task="regression", **files(tmp_path, json.dumps(rows), ".json")), tok)
-    model = BertForSequenceClassification(bert_config(num_labels=1)).eval()
+    model = minilm_bert(num_labels=1)
     metrics = evaluate(model, data, batch_size=2)
     assert set(metrics) == {"pearson", "spearman", "mse"} and all(math.isfinite(v) for v in metrics.values())
     with torch.no_grad():
@@ -117,8 +100,6 @@ def test_regression(tmp_path, tok):
 
 
 def test_token_classification(tmp_path, tok):
-    from transformers import BertForTokenClassification
-
     rows = [
         {"tokens": ["EU", "rejects", "Germanyish", "lamb"], "ner_tags": ["B-ORG", "O", "B-MISC", "O"]},
         {"tokens": ["Peter", "Blackburn", "spoke"], "ner_tags": ["B-PER", "I-PER", "O"]},
@@ -126,7 +107,7 @@ def test_token_classification(tmp_path, tok):
     ]
     body = "".join(json.dumps(r) + "\n" for r in rows)
     data = load_task(DataConfig(task="token-classification", **files(tmp_path, body, ".jsonl")), tok)
-    model = BertForTokenClassification(bert_config(num_labels=data.num_labels)).eval()
+    model = minilm_bert(head="token-cls", num_labels=data.num_labels)
     metrics = evaluate(model, data, batch_size=2)
     assert set(metrics) == {"precision", "recall", "f1", "accuracy"}
     assert all(0.0 <= v <= 1.0 for v in metrics.values())
@@ -154,7 +135,7 @@ def lm_data(tmp_path, lm_tok):
 
 
 def test_causal_lm_loss_is_token_weighted(lm_data):
-    model = tiny_gpt2()
+    model = tiny_model("gpt2")
     metrics = evaluate(model, lm_data, batch_size=3)
     assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]))
     assert math.isfinite(metrics["loss"]) and "bleu" not in metrics
@@ -171,7 +152,7 @@ def test_causal_lm_loss_is_token_weighted(lm_data):
 
 def test_causal_lm_generation_bleu(lm_data):
     pytest.importorskip("sacrebleu")
-    model = tiny_gpt2()
+    model = tiny_model("gpt2")
     metrics = evaluate(model, lm_data, batch_size=2, max_generate=2)
     assert 0.0 <= metrics["bleu"] <= 100.0 and math.isfinite(metrics["perplexity"])
 
@@ -181,7 +162,7 @@ def test_left_padded_batched_generation_matches_one_at_a_time(lm_data, monkeypat
     seen = []
     monkeypatch.setattr(evaluate_module, "sacrebleu_available", lambda: True)
     monkeypatch.setattr(evaluate_module, "compute_bleu", lambda hyps, refs: seen.append((hyps, refs)) or 12.5)
-    model = tiny_gpt2()
+    model = tiny_model("gpt2")
     assert evaluate(model, lm_data, batch_size=3, max_generate=3)["bleu"] == 12.5
     evaluate(model, lm_data, batch_size=1, max_generate=3)
     (batched, refs), (single, _) = seen
@@ -196,14 +177,12 @@ def test_left_padded_batched_generation_matches_one_at_a_time(lm_data, monkeypat
 def test_generation_without_sacrebleu_warns(lm_data, monkeypatch):
     monkeypatch.setattr(evaluate_module, "sacrebleu_available", lambda: False)
     with pytest.warns(UserWarning, match="sacrebleu is not installed"):
-        metrics = evaluate(tiny_gpt2(), lm_data, max_generate=2)
+        metrics = evaluate(tiny_model("gpt2"), lm_data, max_generate=2)
     assert "bleu" not in metrics and math.isfinite(metrics["loss"])
 
 
 def test_evaluate_argument_errors(cola):
-    from transformers import BertForSequenceClassification
-
-    model = BertForSequenceClassification(bert_config(num_labels=2))
+    model = minilm_bert()
     with pytest.raises(ValueError, match="batch_size: must be >= 1"):
         evaluate(model, cola, batch_size=0)
     with pytest.raises(ValueError, match="max_generate: must be >= 0"):

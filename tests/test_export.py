@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import randomize_adapters, tiny_bert, tiny_gpt2
+from helpers import randomize_adapters, tiny_model
 
 import autolora
 from autolora.io.peft_export import export_peft
@@ -12,15 +12,15 @@ from autolora.io.peft_export import export_peft
 IDS = torch.tensor([[1, 5, 7, 9, 11, 2], [3, 4, 8, 10, 12, 13]])
 
 
-@pytest.mark.parametrize("make, trainable", [(tiny_bert, ["classifier"]), (tiny_gpt2, [])])
+@pytest.mark.parametrize("family, trainable", [("bert", ["classifier"]), ("gpt2", [])])
 @pytest.mark.parametrize("mode", ["fixed", "search"])
-def test_peft_reproduces_our_logits(tmp_path, make, trainable, mode):
+def test_peft_reproduces_our_logits(tmp_path, family, trainable, mode):
     from peft import PeftModel
 
     torch.manual_seed(3)
-    model = make()
+    model = tiny_model(family)
     base_state = {k: v.clone() for k, v in model.state_dict().items()}
-    ranks = {name: 1 + i % 3 for i, (name, _) in enumerate(_names(make))}
+    ranks = {name: 1 + i % 3 for i, (name, _) in enumerate(_names(family))}
     autolora.inject(
         model,
         mode=mode,
@@ -34,14 +34,14 @@ def test_peft_reproduces_our_logits(tmp_path, make, trainable, mode):
     with torch.no_grad():
         ours = model(input_ids=IDS).logits
     export_peft(model, tmp_path, trainable)
-    base = make()
+    base = tiny_model(family)
     base.load_state_dict(base_state)
     peft = PeftModel.from_pretrained(base, tmp_path).eval()
     with torch.no_grad():
         torch.testing.assert_close(peft(input_ids=IDS).logits, ours, rtol=1e-5, atol=1e-5)
 
 
-def _names(make):
-    model = make()
+def _names(family):
+    model = tiny_model(family)
     autolora.inject(model)
     return list(autolora.adapters(model))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TINY_MODELS, randomize_adapters, tiny_bert, tiny_gpt2, tiny_llama
+from helpers import randomize_adapters, tiny_model
 
 import autolora
 from autolora import FusedAutoLoraLinear, SlicedAutoLoraLinear
@@ -33,9 +33,9 @@ def assert_unchanged(model, snap):
         assert torch.equal(v, state[k]), k
 
 
-@pytest.mark.parametrize("family", list(TINY_MODELS))
+@pytest.mark.parametrize("family", ["bert", "gpt2", "llama"])
 def test_identity_at_init_and_only_adapters_train(family):
-    model = TINY_MODELS[family]()
+    model = tiny_model(family)
     before = outputs(model)
     trainable = ["classifier"] if family == "bert" else []
     names = autolora.inject(model, trainable=trainable)
@@ -52,7 +52,7 @@ def test_identity_at_init_and_only_adapters_train(family):
 
 
 def test_default_targets_by_family():
-    bert, gpt2, llama = tiny_bert(), tiny_gpt2(), tiny_llama()
+    bert, gpt2, llama = tiny_model("bert"), tiny_model("gpt2"), tiny_model("llama")
     assert all(n.endswith(("query", "value")) for n in autolora.inject(bert))
     assert all(n.endswith(("q_proj", "v_proj")) for n in autolora.inject(llama))
     assert all(n.endswith("c_attn") for n in autolora.inject(gpt2))
@@ -60,8 +60,9 @@ def test_default_targets_by_family():
     assert isinstance(layer, SlicedAutoLoraLinear) and set(layer.adapters) == {"q", "v"}
 
 
+@pytest.mark.slow
 def test_gpt2_k_slice_untouched_by_training():
-    model = tiny_gpt2()
+    model = tiny_model("gpt2")
     autolora.inject(model)
     c_attn = model.transformer.h[0].attn.c_attn
     w0 = c_attn.base_layer.weight.detach().clone()
@@ -82,18 +83,18 @@ def test_gpt2_k_slice_untouched_by_training():
 
 
 def test_matching_exact_suffix_and_regex():
-    model = tiny_bert()
+    model = tiny_model("bert")
     exact = "bert.encoder.layer.1.attention.self.query"
     assert autolora.inject(model, [exact]) == [exact]
-    model = tiny_bert()
+    model = tiny_model("bert")
     assert len(autolora.inject(model, ["self.value"])) == 2
-    model = tiny_bert()
+    model = tiny_model("bert")
     got = autolora.inject(model, [r"re:.*layer\.0\.attention\.self\.(query|key)"])
     assert got == ["bert.encoder.layer.0.attention.self.query", "bert.encoder.layer.0.attention.self.key"]
 
 
 def test_target_matching_nothing_lists_candidates_and_changes_nothing():
-    model = tiny_bert()
+    model = tiny_model("bert")
     snap = snapshot(model)
     with pytest.raises(ValueError, match=r"targets: 'q_proj' matches no module.*attention\.self\.query"):
         autolora.inject(model, ["query", "q_proj"])
@@ -101,7 +102,7 @@ def test_target_matching_nothing_lists_candidates_and_changes_nothing():
 
 
 def test_unsupported_module_type_changes_nothing():
-    model = tiny_bert()
+    model = tiny_model("bert")
     snap = snapshot(model)
     with pytest.raises(TypeError, match="targets: module 'bert.embeddings.LayerNorm' is a LayerNorm"):
         autolora.inject(model, ["query", "embeddings.LayerNorm"])
@@ -110,7 +111,7 @@ def test_unsupported_module_type_changes_nothing():
 
 @pytest.mark.parametrize("kwargs, err", [({"rank": 0}, "rank"), ({"trainable": ["nohead"]}, "trainable")])
 def test_bad_arguments_change_nothing(kwargs, err):
-    model = tiny_llama()
+    model = tiny_model("llama")
     snap = snapshot(model)
     with pytest.raises(ValueError, match=err):
         autolora.inject(model, **kwargs)
@@ -119,18 +120,18 @@ def test_bad_arguments_change_nothing(kwargs, err):
 
 def test_bad_fused_parts_spec():
     with pytest.raises(ValueError, match="targets: 'c_attn\\[q,x\\]'"):
-        autolora.inject(tiny_gpt2(), ["c_attn[q,x]"])
+        autolora.inject(tiny_model("gpt2"), ["c_attn[q,x]"])
 
 
 def test_double_injection_is_refused():
-    model = tiny_bert()
+    model = tiny_model("bert")
     autolora.inject(model)
     with pytest.raises(ValueError, match="already has AutoLoRA adapters"):
         autolora.inject(model)
 
 
 def test_rank_summary_and_fixed_ranks():
-    model = tiny_bert()
+    model = tiny_model("bert")
     autolora.inject(model)
     randomize_adapters(model)
     summary = autolora.rank_summary(model)
@@ -140,7 +141,7 @@ def test_rank_summary_and_fixed_ranks():
         assert row["rank"] == expected >= 1 and row["k"] == 8
         assert abs(sum(row["alpha"]) - 1) < 1e-5
     assert "rank/k" in autolora.format_rank_summary(model)
-    fixed = tiny_bert()
+    fixed = tiny_model("bert")
     ranks = {"bert.encoder.layer.0.attention.self.query": 3}
     autolora.inject(fixed, mode="fixed", rank=2, ranks=ranks)
     got = autolora.current_ranks(fixed)
@@ -149,9 +150,9 @@ def test_rank_summary_and_fixed_ranks():
     assert autolora.selection_parameters(fixed) == []
 
 
-@pytest.mark.parametrize("family", list(TINY_MODELS))
+@pytest.mark.parametrize("family", ["bert", "gpt2", "llama"])
 def test_merge_unload_matches_adapted_model(family):
-    model = TINY_MODELS[family]()
+    model = tiny_model(family)
     autolora.inject(model)
     randomize_adapters(model)
     adapted = outputs(model)

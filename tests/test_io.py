@@ -6,17 +6,17 @@ import json
 
 import pytest
 import torch
-from conftest import randomize_adapters, tiny_bert, tiny_gpt2
+from helpers import randomize_adapters, tiny_model
 
 import autolora
 
 IDS = torch.tensor([[1, 5, 7, 9, 11, 2]])
 
 
-@pytest.mark.parametrize("make, trainable", [(tiny_bert, ["classifier"]), (tiny_gpt2, [])])
-def test_save_load_round_trip(tmp_path, make, trainable):
+@pytest.mark.parametrize("family, trainable", [("bert", ["classifier"]), ("gpt2", [])])
+def test_save_load_round_trip(tmp_path, family, trainable):
     torch.manual_seed(1)
-    model = make()
+    model = tiny_model(family)
     base_state = {k: v.clone() for k, v in model.state_dict().items()}
     autolora.inject(model, trainable=trainable)
     randomize_adapters(model)
@@ -32,7 +32,7 @@ def test_save_load_round_trip(tmp_path, make, trainable):
     config = json.loads((tmp_path / "autolora_config.json").read_text())
     assert config["mode"] == "search" and all(r == 8 for r in config["ranks"].values())
 
-    fresh = make()
+    fresh = tiny_model(family)
     fresh.load_state_dict(base_state)
     autolora.load_adapter(fresh, tmp_path)
     with torch.no_grad():
@@ -41,12 +41,12 @@ def test_save_load_round_trip(tmp_path, make, trainable):
 
 
 def test_fixed_mode_ranks_round_trip(tmp_path):
-    model = tiny_bert()
+    model = tiny_model("bert")
     ranks = {"bert.encoder.layer.0.attention.self.query": 1, "bert.encoder.layer.1.attention.self.value": 5}
     autolora.inject(model, mode="fixed", rank=2, ranks=ranks)
     randomize_adapters(model)
     autolora.save_adapter(model, tmp_path)
-    fresh = tiny_bert()
+    fresh = tiny_model("bert")
     fresh.load_state_dict(
         {k: v for k, v in model.state_dict().items() if "base_layer" not in k}, strict=False
     )
@@ -56,10 +56,11 @@ def test_fixed_mode_ranks_round_trip(tmp_path):
 
 def test_save_without_adapters_fails_and_writes_nothing(tmp_path):
     with pytest.raises(ValueError, match="model: has no AutoLoRA adapters"):
-        autolora.save_adapter(tiny_bert(), tmp_path / "out")
+        autolora.save_adapter(tiny_model("bert"), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_atomic_write_gives_the_mode_open_would_give(tmp_path, umask, mode):
     """mkstemp makes private 0600 files; our outputs follow the umask like any open() would."""

@@ -506,10 +506,11 @@ def test_gpu_second_device_while_first_is_current(triton_path):
     torch.cuda.set_device(0)
     case, kw = make_case((37,), 70, 130, 3, torch.float16)
     c = {k: v.to("cuda:1", torch.float16) for k, v in case.items()}
-    coef = torch.softmax(c["beta"].float(), 0) * kw["scaling"]
     y = autolora_linear(c["x"], c["weight"], c["bias"], c["U"], c["V"], c["beta"].float(), **kw)
+    assert torch.cuda.current_device() == 0  # the switch to cuda:1 lasts for the launch only
     want = autolora_linear_reference(c["x"], c["weight"], c["bias"], c["U"], c["V"], c["beta"].float(), **kw)
-    assert y.device == torch.device("cuda:1") and coef.device == y.device
+    assert y.device == torch.device("cuda:1")
+    # A launch on cuda:0 would read cuda:1's pointers as cuda:0 addresses: garbage or a fault.
     torch.testing.assert_close(y, want, rtol=2e-2, atol=2e-2)
     assert triton_path["forward"] == 1
 

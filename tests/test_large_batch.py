@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from conftest import randomize_adapters, tiny_bert
+from helpers import randomize_adapters, tiny_model
 from test_search import batch, searcher, tiny_classifier
 from torch import nn
 
@@ -33,7 +33,7 @@ def test_activation_checkpointing_gives_the_same_gradients():
     grads = []
     for checkpointing in (False, True):
         torch.manual_seed(0)
-        model = tiny_bert()
+        model = tiny_model("bert")
         autolora.inject(model, trainable=["classifier"])
         randomize_adapters(model)
         model.train()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import randomize_adapters
+from helpers import randomize_adapters
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 

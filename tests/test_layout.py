@@ -22,11 +22,13 @@ def _loaded_after(code: str) -> set[str]:
     ],
     ids=["import", "doctor"],
 )
+@pytest.mark.slow
 def test_light_entry_points_do_not_import_data(code):
     loaded = _loaded_after(code)
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
 
 
+@pytest.mark.slow
 def test_old_module_paths_still_import():
     from autolora.config import DataConfig as FromConfig
     from autolora.config import PipelineConfig

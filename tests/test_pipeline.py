@@ -17,6 +17,8 @@ from autolora.pipeline import Pipeline
 from autolora.search import BilevelSearch
 from autolora.train.loop import NonFiniteLoss
 
+pytestmark = pytest.mark.slow  # whole runs: search, selection, retraining, evaluation
+
 FAST = {
     "max_search_steps": 6,
     "max_retrain_steps": 4,

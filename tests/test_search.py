@@ -7,28 +7,24 @@ import copy
 
 import pytest
 import torch
-from conftest import randomize_adapters
+from helpers import randomize_adapters, tiny_model
 
 import autolora
 from autolora.search import BilevelSearch, RngReplay, SearchStepConfig
 
 
 def tiny_classifier(dropout: float = 0.0, dtype=torch.float64):
-    from transformers import BertConfig, BertForSequenceClassification
-
-    cfg = BertConfig(
-        vocab_size=50,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=32,
+    model = tiny_model(
+        "bert",
         num_labels=3,
+        vocab_size=50,
+        hidden=16,
+        heads=2,
+        positions=32,
         hidden_dropout_prob=dropout,
         attention_probs_dropout_prob=0.0,
-    )
-    cfg._attn_implementation = "eager"  # exact mode needs double backward; CPU SDPA has none
-    model = BertForSequenceClassification(cfg).to(dtype)
+        attn_implementation="eager",  # exact mode needs double backward; CPU SDPA has none
+    ).to(dtype)
     autolora.inject(model, rank=4, dropout=dropout, trainable=["classifier"])
     # U = 0 would make every beta gradient vanish (docs/METHOD.md section 4)
     randomize_adapters(model, scale=0.3)
@@ -71,6 +67,7 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
+@pytest.mark.slow
 def test_finite_difference_matches_exact_hypergradient():
     model = tiny_classifier()
     exact, fd, first = hyper(model, "exact"), hyper(model, "second-order"), hyper(model, "first-order")
@@ -81,6 +78,7 @@ def test_finite_difference_matches_exact_hypergradient():
     assert rel(first, exact) > 1e-2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
 def test_forward_difference_is_first_order_accurate_in_r(dropout):
     """The default scheme reuses step 1's grad_beta L_tr(W): its error in the implicit term is
@@ -95,6 +93,7 @@ def test_forward_difference_is_first_order_accurate_in_r(dropout):
     assert central < errors[0] / 10  # ...and the central scheme is the more accurate one
 
 
+@pytest.mark.slow
 def test_dropout_masks_are_replayed_in_the_finite_difference_passes(monkeypatch):
     model = tiny_classifier(dropout=0.3)
     exact, fd = hyper(model, "exact"), hyper(model, "second-order")
@@ -103,6 +102,7 @@ def test_dropout_masks_are_replayed_in_the_finite_difference_passes(monkeypatch)
     assert rel(hyper(model, "second-order"), exact) > 1e-2
 
 
+@pytest.mark.slow
 def test_first_order_is_the_validation_gradient():
     model = tiny_classifier()
     torch.manual_seed(0)
@@ -112,6 +112,7 @@ def test_first_order_is_the_validation_gradient():
     torch.testing.assert_close(hyper(model, "second-order", xi=0.0), expected, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lookahead", ["sgd", "adam"])
 def test_step_restores_w_and_applies_the_real_update(lookahead):
     model = tiny_classifier(dtype=torch.float32)
@@ -152,12 +153,10 @@ def test_config_rejects_bad_values():
 def test_keep_selected_turns_the_searched_model_into_the_fixed_one_in_place(family):
     """Warm retraining: the searched model becomes, in place, what inject(mode="fixed", ranks) builds,
     and each adapter's update is exactly that of its kept components; the head keeps its value."""
-    from conftest import tiny_bert, tiny_gpt2
-
     from autolora.tuner.selection import keep_selected_, select_ranks
 
-    build, head = (tiny_bert, "classifier") if family == "bert" else (tiny_gpt2, "lm_head")
-    searched = build()
+    head = "classifier" if family == "bert" else "lm_head"
+    searched = tiny_model(family)
     autolora.inject(searched, trainable=[head])
     randomize_adapters(searched)
     ranks = select_ranks(searched)
@@ -171,7 +170,7 @@ def test_keep_selected_turns_the_searched_model_into_the_fixed_one_in_place(fami
         keep_selected_(searched, {**ranks, next(iter(ranks)): ranks[next(iter(ranks))] + 1})
     fixed = keep_selected_(searched, ranks)
     assert fixed is searched and autolora.selection_parameters(fixed) == []
-    reference = build()
+    reference = tiny_model(family)
     autolora.inject(reference, mode="fixed", ranks=ranks, trainable=[head])
     shapes = {n: tuple(v.shape) for n, v in fixed.state_dict().items()}
     assert shapes == {n: tuple(v.shape) for n, v in reference.state_dict().items()}

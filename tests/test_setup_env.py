@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # runs scripts/setup_env.sh in subprocesses
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

