@@ -1,5 +1,5 @@
 # The few commands people run. Each uses .venv, created by scripts/setup_env.sh.
-.PHONY: setup demo test lint format bench-kernels bench-lookahead doctor
+.PHONY: setup demo test test-fast lint format bench-kernels bench-lookahead doctor
 
 setup:
 	bash scripts/setup_env.sh
@@ -9,6 +9,10 @@ demo:
 
 test:
 	bash scripts/test.sh
+
+# The tests not marked slow (under a minute on 2 cores): no whole runs, subprocesses or compiles.
+test-fast:
+	AUTOLORA_SETUP=if-missing bash scripts/test.sh -m "not slow"
 
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
