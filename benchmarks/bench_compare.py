@@ -25,13 +25,14 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _harness import add_out_argument, command_line, git_state, load_average, machine, write_results
 
 from autolora.io.atomic import atomic_write_json, atomic_write_text
 
@@ -115,9 +116,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads",
         type=int,
         default=1,
-        help="torch CPU threads (1: on a shared 2-core machine 2 threads ran 7x slower)",
+        help="torch CPU threads (1 by default: with other processes on 2 cores, 2 threads ran 7x slower)",
     )
-    p.add_argument("--out", default=str(HERE / "results"))
+    add_out_argument(p)
     p.add_argument("--tag", default=None, help="output name suffix (default: mode_device)")
     p.add_argument("--render", help="re-write the markdown of a saved JSON report (no training)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -204,30 +205,15 @@ def launch(spec: dict, seeds: list[int], threads: int) -> dict:
 # ------------------------------------------------------------------------------------- reporting
 
 
-def machine(device: str, threads: int) -> dict:
+def run_machine(device: str, threads: int) -> dict:
+    """The harness's machine record, plus the device measured, torch's threads and peft's version."""
     import peft
-    import torch
-    import transformers
 
     from autolora.doctor import device_name
 
-    cpu = device_name("cpu")
-    name = device_name(device) if device.startswith("cuda") else f"CPU ({cpu})"
-    return {
-        "cpu": cpu, "cores": os.cpu_count(), "torch_threads": threads, "device": device, "device_name": name,
-        "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
-        "python": platform.python_version(), "platform": platform.platform(),
-    }  # fmt: skip
-
-
-def git_state() -> dict:
-    """The commit measured, and package files edited in the working tree on top of it."""
-
-    def git(*cmd: str) -> str:
-        return subprocess.run(["git", *cmd], capture_output=True, text=True, cwd=HERE).stdout
-
-    dirty = git("status", "--porcelain", "python", "autolora_kernels").splitlines()
-    return {"git_head": git("rev-parse", "HEAD").strip(), "modified": [ln[3:] for ln in dirty if ln.strip()]}
+    name = device_name(device) if device.startswith("cuda") else f"CPU ({device_name('cpu')})"
+    extra = {"device": device, "device_name": name, "torch_threads": threads, "peft": peft.__version__}
+    return {**machine(), **extra}
 
 
 def summarize(result: dict) -> dict:
@@ -284,8 +270,16 @@ def _fmt_metric(s: dict) -> str:
     return f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"
 
 
+def _package(record: dict) -> dict:
+    """{commit, modified} of a report, whichever harness version wrote it (--render reads old ones)."""
+    return {
+        "commit": record.get("git_commit", record.get("git_head", "")),
+        "modified": record.get("git_modified", record.get("modified", [])),
+    }
+
+
 def markdown(report: dict) -> str:
-    m, cfg = report["machine"], report["config"]
+    m, cfg, package = report["machine"], report["config"], _package(report["package"])
     lines = [
         f"# Comparison on real data ({cfg['mode']} mode)",
         "",
@@ -295,12 +289,8 @@ def markdown(report: dict) -> str:
         "",
         f"Command: `{report['command']}`",
         "",
-        f"Package: {report['package']['git_head'][:10]}"
-        + (
-            f" plus uncommitted edits to {', '.join(report['package']['modified'])}"
-            if report["package"]["modified"]
-            else ""
-        )
+        f"Package: {package['commit'][:10]}"
+        + (f" plus uncommitted edits to {', '.join(package['modified'])}" if package["modified"] else "")
         + ".",
         "",
         f"Budget: {report['budget_definition']}",
@@ -384,11 +374,11 @@ def main(argv: list[str] | None = None) -> None:
                   extra_trainable=args.extra_trainable, retrain_init=args.retrain_init,
                   device=args.device)  # fmt: skip
     report: dict = {
-        "machine": machine(args.device, args.threads),
-        "command": "python " + " ".join([os.path.relpath(__file__, HERE.parent), *sys.argv[1:]]),
+        "machine": run_machine(args.device, args.threads),
+        "command": command_line(),
         "package": git_state(),
         "config": {k: v for k, v in vars(args).items() if k != "worker"},
-        "loadavg_before": [round(x, 2) for x in os.getloadavg()],
+        "loadavg_before": load_average(),
         "budget_definition": (
             f"every method gets the same number of optimiser updates of the model weights (steps), each "
             f"on one batch of {args.batch_size} examples from the same training subset; AutoLoRA spends "
@@ -438,15 +428,12 @@ def main(argv: list[str] | None = None) -> None:
         report.get("grid_steps", 0),
         report["steps"].get(cost_dataset, 0),
     )
-    report["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    report["loadavg_after"] = load_average()
     report["total_seconds"] = time.perf_counter() - t_start
     report["notes"] = notes(report)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     tag = args.tag or f"{args.mode}_{'cpu' if args.device == 'cpu' else 'cuda'}"
-    atomic_write_json(out / f"compare_{tag}.json", report)
-    atomic_write_text(out / f"compare_{tag}.md", markdown(report))
-    print(f"wrote {out / f'compare_{tag}.json'} and .md ({report['total_seconds']:.0f}s)")
+    written = write_results(args.out, f"compare_{tag}", report, markdown(report))
+    print(f"wrote {written}.json and .md ({report['total_seconds']:.0f}s)")
 
 
 def notes(report: dict) -> list[str]:

@@ -25,13 +25,11 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _harness import add_out_argument, command_line, machine, write_results
 from torch import nn
-
-from autolora.io.atomic import atomic_write_json, atomic_write_text
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 IMPLS = ("base", "fused", "peft", "ref")
@@ -176,27 +174,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--shapes", nargs="+", type=parse_shape, default=[(768, 768), (1024, 3072), (4096, 4096)])
     ap.add_argument("--ranks", nargs="+", type=int, default=[8, 16])
     ap.add_argument("--dtype", default="bfloat16", choices=list(DTYPES))
-    ap.add_argument("--out", default="benchmarks/results")
+    add_out_argument(ap)
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         sys.exit(
             "bench_fused_linear: needs a CUDA GPU (torch.cuda.is_available() is False); nothing measured"
         )
-    import triton
-
     meta = {
+        **machine(),
         "device_name": torch.cuda.get_device_name(),
-        "torch": torch.__version__,
-        "triton": triton.__version__,
         "dtype": args.dtype,
-        "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "command": command_line(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     print(json.dumps(meta), flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     slug = "".join(c if c.isalnum() else "-" for c in meta["device_name"]).strip("-").lower()
-    stem = out / f"fused_linear_{slug}_{args.dtype}"
+    stem = f"fused_linear_{slug}_{args.dtype}"
     cases = [(t, k, n, r) for t in args.tokens for k, n in args.shapes for r in args.ranks]
     rows = []
     for tokens, k_in, n_out, rank in cases:
@@ -204,9 +197,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(rows[-1]), flush=True)
         # Written after every case: a run stopped at a time limit keeps what it measured.
         meta["cases_done"] = f"{len(rows)} of {len(cases)}"
-        atomic_write_json(stem.with_suffix(".json"), {"meta": meta, "rows": rows})
-        atomic_write_text(stem.with_suffix(".md"), markdown(meta, rows))
-    print(f"wrote {stem}.json and {stem}.md")
+        written = write_results(args.out, stem, {"meta": meta, "rows": rows}, markdown(meta, rows))
+    print(f"wrote {written}.json and {written}.md")
 
 
 if __name__ == "__main__":

@@ -41,16 +41,14 @@ import argparse
 import ctypes
 import json
 import math
-import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
+from _harness import add_out_argument, command_line, load_average, machine, write_results
 
 from autolora.doctor import device_name
-from autolora.io.atomic import atomic_write_json, atomic_write_text
 from autolora_kernels import _ext
 from autolora_kernels import lookahead as la
 from autolora_kernels import lookahead_reference as ref
@@ -284,31 +282,27 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--threads", nargs="+", type=int, default=[torch.get_num_threads()])
     ap.add_argument("--malloc", default="pinned", choices=["pinned", "glibc"])
-    ap.add_argument("--out", default="benchmarks/results")
+    add_out_argument(ap)
     args = ap.parse_args(argv)
     host_malloc = pin_malloc() if args.malloc == "pinned" else "glibc defaults"
     if not la.build():
         sys.exit(f"the extension did not build: {_ext.info()['error']}")
     meta = {
+        **machine(),
         "device": args.device,
         "device_name": device_name(args.device),
-        "cores": os.cpu_count(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "torch": torch.__version__,
+        "load_average_at_start": load_average(),
         "backend": la.backend(args.device),
         "build": _ext.info()["how"],
         "host_malloc": host_malloc,
-        "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "command": command_line(),
     }
     print(json.dumps(meta), flush=True)
     rows = [r for n in args.threads for r in run(args.configs, args.dtype, args.device, n)]
-    meta["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"lookahead_{args.device}{'' if args.malloc == 'pinned' else '_glibc-malloc'}"
-    atomic_write_json(stem.with_suffix(".json"), {"meta": meta, "rows": rows})
-    atomic_write_text(stem.with_suffix(".md"), markdown(meta, rows))
-    print(f"wrote {stem}.json and {stem}.md")
+    meta["load_average_at_end"] = load_average()
+    stem = f"lookahead_{args.device}{'' if args.malloc == 'pinned' else '_glibc-malloc'}"
+    written = write_results(args.out, stem, {"meta": meta, "rows": rows}, markdown(meta, rows))
+    print(f"wrote {written}.json and {written}.md")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -40,11 +39,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+from _harness import add_out_argument, command_line, machine, write_results
 
 import autolora
 import autolora.search.bilevel as search_mod
 from autolora.data import DataConfig, load_task, split_train_val
-from autolora.io.atomic import atomic_write_json, atomic_write_text
 from autolora.models import load_model, load_tokenizer
 from autolora.search import BilevelSearch, SearchStepConfig, model_loss
 
@@ -267,7 +266,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default=str(HERE / "results"))
+    add_out_argument(p)
     args = p.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     torch.set_num_threads(args.threads)
@@ -370,28 +369,19 @@ def breakdown(fn, iters: int, warmup: int, clock: Clock) -> dict:
     return out
 
 
-def machine(device: torch.device, threads: int) -> dict:
+def run_machine(device: torch.device, threads: int) -> dict:
+    """The harness's machine record, plus the device measured and torch's thread count."""
     from autolora.doctor import device_name
 
     name = device_name(device) if device.type == "cuda" else f"CPU ({device_name('cpu')})"
-
-    def git(*cmd: str) -> str:
-        return subprocess.run(["git", *cmd], capture_output=True, text=True, cwd=HERE).stdout
-
-    head = git("rev-parse", "HEAD").strip()
-    dirty = git("status", "--porcelain", "python", "autolora_kernels").split("\n")
-    return {
-        "device_name": name, "cores": os.cpu_count(), "torch": torch.__version__, "torch_threads": threads,
-        "git_head": head, "package_files_modified": [ln[3:] for ln in dirty if ln.strip()],
-        "loadavg": [round(x, 2) for x in os.getloadavg()],
-    }  # fmt: skip
+    return {**machine(), "device_name": name, "torch_threads": threads}
 
 
 def write(args, res: dict, lora_phases: dict, search_phases: dict) -> None:
     lora = res["lora-step"][0]
     report = {
-        "machine": machine(args.device, args.threads),
-        "command": "python " + " ".join([os.path.relpath(__file__, HERE.parent), *sys.argv[1:]]),
+        "machine": run_machine(args.device, args.threads),
+        "command": command_line(),
         "iters": args.iters, "warmup": args.warmup,
         "median_seconds": {k: v[0] for k, v in res.items() if isinstance(v, tuple)},
         "all_seconds": {k: v[1] for k, v in res.items() if isinstance(v, tuple)},
@@ -402,24 +392,22 @@ def write(args, res: dict, lora_phases: dict, search_phases: dict) -> None:
         "batch_shape": res["batch_shape"], "val_shape": res["val_shape"],
         "target_search_max_x_lora": 3.0, "target_met": res["search"][0] / lora <= 3.0,
     }  # fmt: skip
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     tag = "cpu" if args.device.type == "cpu" else "cuda"
-    atomic_write_json(out / f"search_profile_{tag}.json", report)
-    atomic_write_text(out / f"search_profile_{tag}.md", markdown(report))
+    write_results(args.out, f"search_profile_{tag}", report, markdown(report))
     print(markdown(report))
 
 
 def markdown(r: dict) -> str:
     m = r["machine"]
     lora_ms = r["median_seconds"]["lora-step"] * 1e3
-    mod = m["package_files_modified"]
+    mod = m["git_modified"]
     edits = f" plus uncommitted edits to {', '.join(mod)}" if mod else ""
     lines = [
         "# Search iteration profile",
         "",
         f"Machine: {m['device_name']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} "
-        f"thread(s)); load average {m['loadavg']} (shared machine). Package at {m['git_head'][:10]}{edits}.",
+        f"thread(s)); load average {m['load_average']} (other processes make times noisy). "
+        f"Package at {m['git_commit'][:10]}{edits}.",
         "",
         f"Command: `{r['command']}`. MiniLM-L6, SST-2, batch 16 (D_tr batch {r['batch_shape']}, D_val batch "
         f"{r['val_shape']}), k = 8 on q/v; medians of {r['iters']} iterations after {r['warmup']} warm-up.",

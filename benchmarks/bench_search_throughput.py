@@ -20,14 +20,11 @@ import resource
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
+from _harness import add_out_argument, command_line, machine, write_results
 
 from autolora.doctor import device_name
-from autolora.io.atomic import atomic_write_json, atomic_write_text
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -104,11 +101,6 @@ def markdown(meta: dict, rows: list[dict], args) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(out: Path, meta: dict, rows: list[dict], args) -> None:
-    atomic_write_json(out.with_suffix(".json"), {"meta": meta, "rows": rows})
-    atomic_write_text(out.with_suffix(".md"), markdown(meta, rows, args))
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -118,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", type=int, nargs="+", default=[16, 32, 64, 128, 256, 512, 1024])
     ap.add_argument("--micro", type=int, default=256, help="largest micro-batch; more is accumulated")
     ap.add_argument("--iters", type=int, default=5)
-    ap.add_argument("--out", default=None)
+    add_out_argument(ap)
     args = ap.parse_args(argv)
 
     from autolora.config import load_config
@@ -139,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     pipeline = Pipeline(cfg)
     pipeline.prepare()
     meta = {
+        **machine(),
         "device": device_name(pipeline.device),
         "device_type": pipeline.device.type,
         "torch": torch.__version__,
@@ -147,10 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.model,
         "iters": args.iters,
         "threads": torch.get_num_threads(),
-        "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "command": command_line(),
     }
-    out = Path(args.out) if args.out else RESULTS / f"search_throughput_{pipeline.device.type}"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    stem = f"search_throughput_{pipeline.device.type}"
     rows = []
     for gb in args.batches:
         try:
@@ -158,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         except torch.cuda.OutOfMemoryError:
             rows.append({"global_batch": gb, "oom": True})
         print(json.dumps(rows[-1]), flush=True)
-        write_results(out, meta, rows, args)  # after every batch size: a stopped run keeps its rows
+        # after every batch size: a stopped run keeps its rows
+        write_results(args.out, stem, {"meta": meta, "rows": rows}, markdown(meta, rows, args))
         if rows[-1].get("oom"):
             break
     print(markdown(meta, rows, args))

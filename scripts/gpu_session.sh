@@ -267,7 +267,7 @@ step_throughput() {
   fi
   run_capped throughput "$CAP_THROUGHPUT" "$PY" benchmarks/bench_search_throughput.py --device cuda \
     --precision bf16 --checkpointing --batches 16 32 64 128 256 512 1024 2048 --micro 512 --iters 5 \
-    --model "$model" --out "$RES/search_throughput_cuda"
+    --model "$model" --out "$RES"
 }
 
 step_check() {
