@@ -37,6 +37,7 @@ def loss_and_grads(model: nn.Module, x: torch.Tensor):
     return y.detach(), x.grad, params
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
 def test_compile_fullgraph_forward_backward(backend):
     torch._dynamo.reset()
@@ -53,6 +54,7 @@ def test_compile_fullgraph_forward_backward(backend):
         torch.testing.assert_close(g, w)
 
 
+@pytest.mark.slow
 def test_compile_fullgraph_with_dropout():
     """Training mode with dropout passes x_adapter separately; aot_eager replays the same RNG calls in
     the same order as eager, so with one seed the masks, outputs and gradients agree exactly."""

@@ -127,6 +127,7 @@ def assert_within_torch_error(name, got, ref, true, dtype):
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("rank", [1, 3, 8, 16, 33])
 def test_odd_shapes_all_gradients(triton_path, dtype, rank):
@@ -151,6 +152,7 @@ VARIANTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_variants(triton_path, variant, dtype):
@@ -165,6 +167,7 @@ def test_variants(triton_path, variant, dtype):
     assert triton_path == {"forward": 1, "backward": 1}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "dtype, need_dx, need_dx_adapter, separate",
     [
@@ -256,6 +259,7 @@ def test_double_backward(separate):
     assert torch.autograd.gradgradcheck(f, tuple(inputs))
 
 
+@pytest.mark.slow
 def test_double_backward_after_triton_forward(triton_path):
     """The forward on the Triton path, then a gradient of a gradient: matches pure reference autograd."""
     case, kw = make_case((37,), 70, 130, 3, torch.float32)
@@ -333,6 +337,7 @@ for y in ys:
 """
 
 
+@pytest.mark.slow
 def test_missing_triton_falls_back_with_one_warning():
     """A fresh interpreter where triton cannot be imported, asked for the Triton path twice."""
     env = dict(os.environ, AUTOLORA_TRITON_ON_CPU="1", TRITON_INTERPRET="1")
@@ -340,6 +345,7 @@ def test_missing_triton_falls_back_with_one_warning():
     subprocess.run([sys.executable, "-c", MISSING_TRITON], check=True, timeout=120, env=env)
 
 
+@pytest.mark.slow
 def test_import_has_no_triton_side_effect():
     code = "import sys, autolora_kernels; assert 'triton' not in sys.modules, 'triton imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
@@ -430,6 +436,7 @@ assert kern._dot_switches(torch.float32) == (False, "ieee")
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not hasattr(torch.backends.cuda.matmul, "fp32_precision"), reason="torch < 2.9 has one TF32 switch"
 )
@@ -453,6 +460,7 @@ assert (y - want).abs().max() < 0.05 * want.abs().max(), (y - want).abs().max() 
 """
 
 
+@pytest.mark.slow
 def test_interpreter_flag_spelled_true():
     """Triton interprets for TRITON_INTERPRET=true too: a launcher that read only "1" would take the
     GPU path and fail on a machine without one."""

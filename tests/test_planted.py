@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 from torch import nn
 
@@ -30,6 +31,7 @@ class Student(nn.Module):
         return SimpleNamespace(loss=((out - y) ** 2).mean())
 
 
+@pytest.mark.slow
 def test_search_gives_higher_ranks_where_the_planted_update_needs_them():
     torch.manual_seed(0)
     model = Student()
