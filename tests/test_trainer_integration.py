@@ -290,3 +290,28 @@ def test_two_processes_match_one_with_twice_the_batch(tmp_path):
     # process); the averaged gradients keep the replicas identical.
     for name, value in pair[0]["params"].items():
         torch.testing.assert_close(torch.tensor(pair[1]["params"][name]), torch.tensor(value), rtol=0, atol=0)
+
+
+def test_inject_like_reads_a_peft_lora_config():
+    from peft import LoraConfig
+
+    from autolora.integrations.peft_config import inject_like
+
+    model = EXAMPLE.tiny_model()
+    config = LoraConfig(
+        r=4, lora_alpha=8, lora_dropout=0.1, target_modules=["value"], modules_to_save=["classifier"]
+    )
+    names = inject_like(model, config)
+    assert names == [f"bert.encoder.layer.{i}.attention.self.value" for i in range(2)]
+    layers = [a for _, a in autolora.adapters(model)]
+    assert all(
+        a.rank == 4 and a.lora_alpha == 8 and a.dropout.p == 0.1 and a.beta is not None for a in layers
+    )
+    assert model.classifier.weight.requires_grad and not model.bert.pooler.dense.weight.requires_grad
+    regex = EXAMPLE.tiny_model()
+    inject_like(regex, LoraConfig(r=2, target_modules=r".*layer\.0\.attention\.self\.query"))
+    assert [n for n, _ in autolora.adapters(regex)] == ["bert.encoder.layer.0.attention.self.query"]
+    untouched = EXAMPLE.tiny_model()
+    with pytest.raises(ValueError, match="lora_config: use_dora"):
+        inject_like(untouched, LoraConfig(r=2, target_modules=["query"], use_dora=True))
+    assert not list(autolora.adapters(untouched))
