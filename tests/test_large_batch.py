@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from helpers import randomize_adapters, tiny_model
 from test_search import batch, searcher, tiny_classifier
@@ -27,6 +28,7 @@ def test_autocast_bf16_keeps_fp32_masters_and_matches_fp32():
     assert layer.beta.grad.abs().sum() > 0
 
 
+@pytest.mark.slow
 def test_activation_checkpointing_gives_the_same_gradients():
     ids = torch.randint(1, 100, (4, 9))
     labels = torch.tensor([0, 1, 1, 0])
@@ -46,6 +48,7 @@ def test_activation_checkpointing_gives_the_same_gradients():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_accumulated_micro_batches_equal_one_batch():
     model = tiny_classifier()
     whole = batch(1, n=8)

@@ -364,6 +364,7 @@ def _offset(t: torch.Tensor, k: int) -> torch.Tensor:
     return out.copy_(t)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_large_lists_stream_and_match(dtype):
     """Lists past the extension's streaming threshold (24 MiB touched per call), aligned and not,
