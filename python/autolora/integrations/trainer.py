@@ -172,7 +172,12 @@ class AutoLoraTrainer(Trainer):
     def _grad_scale(self) -> float:
         """fp16: the accelerator's loss scale (its optimizer step unscales .grad); 1 otherwise."""
         scaler = getattr(self.accelerator, "scaler", None)
-        return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
+        if scaler is None or not scaler.is_enabled():
+            return 1.0
+        # The scaler makes its scale on the first scale() call, which the search (it never calls
+        # accelerator.backward) would not make: GradScaler.step would then refuse to step.
+        scaler.scale(torch.ones((), device=self.args.device))
+        return float(scaler.get_scale())
 
     # -- optimizers ----------------------------------------------------------------------------------
     def create_optimizer(self, model=None):
