@@ -17,6 +17,8 @@ import re
 from pathlib import Path
 
 import torch
+from scipy.stats import spearmanr
+
 from autolora.options import RANK_RULES
 from autolora.tuner.rank_rules import rank_from_weights, rule_weights, spectrum
 
@@ -51,7 +53,6 @@ def ranks_from_state(run: dict, rule: str, step: int | None = None, tail: int = 
         rank_of(rule, st, torch.tensor([r["alpha"][name] for r in recs], dtype=torch.float64))
         for name, st in state.items()
     ]
-from scipy.stats import spearmanr
 
 
 def load(path: Path) -> dict:
@@ -68,6 +69,49 @@ def mean_pairwise(vectors: list[list[int]]) -> float:
     vals = [spearman(a, b) for a, b in itertools.combinations(vectors, 2)]
     vals = [v for v in vals if not math.isnan(v)]
     return sum(vals) / len(vals) if vals else float("nan")
+
+
+def alpha_diagnostics(run: dict, window: int = 50) -> dict:
+    """The search's diagnostics for the alpha rule, from the recorded alphas (every few steps)."""
+    from autolora.search.diagnostics import adapter_diagnostics, summarise
+
+    recs, per = run["records"], {}
+    steps = [r["step"] for r in recs]
+    for name in recs[0]["alpha"]:
+        w = torch.tensor([r["alpha"][name] for r in recs], dtype=torch.float64)
+        tau = 1.0 / w.shape[1]
+        ranks = [max(1, int((row >= tau).sum())) for row in w]
+        per[name] = adapter_diagnostics(w, steps, ranks, tau, window)
+    s = summarise(per, window, steps[-1])
+    return {k: s[k] for k in ("decisive_adapters", "adapters", "min_margin", "stable_steps")}
+
+
+def agreement_along_search(runs: dict, task: str, rules: tuple[str, ...]) -> dict[str, dict[int, float]]:
+    """Mean pairwise Spearman across seeds of each rule's ranks at each snapshot step (alpha rules
+    also at every recorded step that is a multiple of 50)."""
+    seeds = {n: r for n, r in runs.items() if re.fullmatch(rf"{task}_d(\d+)_i\1", n)}
+    out: dict[str, dict[int, float]] = {}
+    for rule in rules:
+        common = None
+        for r in seeds.values():
+            have = set(r.get("snapshots", {})) if rule not in ("alpha", "alpha-avg") else {
+                rec["step"] for rec in r["records"] if rec["step"] % 50 == 0}  # fmt: skip
+            common = have if common is None else common & have
+        for step in sorted(common or ()):
+            vecs = []
+            for r in seeds.values():
+                if rule in ("alpha", "alpha-avg"):
+                    alpha = next(rec["alpha"] for rec in r["records"] if rec["step"] == step)
+                    recs = [rec for rec in r["records"] if step - 50 < rec["step"] <= step]
+                    w = {
+                        n: torch.tensor([rec["alpha"][n] for rec in recs], dtype=torch.float64) for n in alpha
+                    }
+                    vecs.append([rank_from_weights(rule, w[n], 1.0 / len(alpha[n])) for n in alpha])
+                else:
+                    vecs.append(ranks_from_state(r, rule, step=step))
+            if len(vecs) >= 2:
+                out.setdefault(rule, {})[step] = mean_pairwise(vecs)
+    return out
 
 
 def main() -> None:
@@ -92,7 +136,10 @@ def main() -> None:
             same_data = [g[k] for k in sorted(g) if k[0] == 0]  # data seed 0, any init
             same_init = [g[k] for k in sorted(g) if k[1] == 0]  # init seed 0, any data
             row = {
-                "task": task, "variant": tag.rstrip("_") or "base", "rule": rule, "n_seeds": len(diag),
+                "task": task,
+                "variant": tag.rstrip("_") or "base",
+                "rule": rule,
+                "n_seeds": len(diag),
                 "spearman_seeds": mean_pairwise(diag) if len(diag) >= 2 else None,
                 "spearman_same_data": mean_pairwise(same_data) if len(same_data) >= 2 else None,
                 "spearman_same_init": mean_pairwise(same_init) if len(same_init) >= 2 else None,
@@ -101,21 +148,49 @@ def main() -> None:
             }
             table.append(row)
     fmt = lambda v: "" if v is None else ("nan" if math.isnan(v) else f"{v:+.2f}")  # noqa: E731
-    lines = ["| task | variant | rule | seeds | Spearman (seeds) | same data | same init | totals | span |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| task | variant | rule | seeds | Spearman (seeds) | same data | same init | totals | span |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in sorted(table, key=lambda r: (r["task"], r["variant"], r["rule"])):
         lines.append(
             f"| {r['task']} | {r['variant']} | {r['rule']} | {r['n_seeds']} | {fmt(r['spearman_seeds'])} | "
             f"{fmt(r['spearman_same_data'])} | {fmt(r['spearman_same_init'])} | {r['rank_totals']} | "
             f"{r['rank_span']} |"
         )
+    diag = {name: alpha_diagnostics(run) for name, run in runs.items()}
+    lines += ["", "| run | alpha rule: decisive adapters | smallest margin | ranks unchanged for | seconds |",
+              "|---|---|---|---|---|"]  # fmt: skip
+    for name, d in diag.items():
+        lines.append(f"| {name} | {d['decisive_adapters']} / {d['adapters']} | {d['min_margin']:.3f} | "
+                     f"{d['stable_steps']} steps | {runs[name]['seconds']:.0f} |")  # fmt: skip
+    tasks = sorted({n.split("_")[0] for n in runs})
+    along = {t: agreement_along_search(runs, t, RANK_RULES + ("energy90",)) for t in tasks}
+    lines += ["", "| task | rule | Spearman across seeds at step ... |", "|---|---|---|"]
+    for t, rules in along.items():
+        for rule, by_step in rules.items():
+            cells = ", ".join(f"{s}: {fmt(v)}" for s, v in by_step.items())
+            lines.append(f"| {t} | {rule} | {cells} |")
     print("\n".join(lines))
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        meta = {name: {"args": run["args"], "seconds": round(run["seconds"], 1),
-                       "steps_per_epoch": run["steps_per_epoch"]} for name, run in runs.items()}
-        out.with_suffix(".json").write_text(json.dumps({"rows": table, "ranks": ranks_out, "runs": meta}, indent=1))
+        meta = {
+            name: {
+                "args": run["args"],
+                "seconds": round(run["seconds"], 1),
+                "steps_per_epoch": run["steps_per_epoch"],
+            }
+            for name, run in runs.items()
+        }
+        data = {
+            "rows": table,
+            "ranks": ranks_out,
+            "runs": meta,
+            "alpha_diagnostics": diag,
+            "along_search": along,
+        }
+        out.with_suffix(".json").write_text(json.dumps(data, indent=1))
         out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 

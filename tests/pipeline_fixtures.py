@@ -1,4 +1,5 @@
-"""Tiny models saved as Hugging Face folders (with the MiniLM tokenizer), and small task files."""
+"""Tiny models saved as Hugging Face folders (with the MiniLM tokenizer), small task files, and a
+pipeline run of a few steps on them."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from pathlib import Path
 
 import torch
 from helpers import minilm_tokenizer, tiny_model
+
+from autolora.config import load_config
+from autolora.pipeline import Pipeline
 
 VOCAB = 30522  # the MiniLM (BERT uncased) tokenizer's vocabulary
 
@@ -79,3 +83,27 @@ def write_data_to_text(path: Path, n: int) -> Path:
     ]
     path.write_text("\n".join(rows) + "\n")
     return path
+
+
+# A pipeline run small enough for a test: a few steps of everything, checkpoints every 2 steps.
+FAST = {
+    "max_search_steps": 6,
+    "max_retrain_steps": 4,
+    "search_epochs": 50.0,
+    "retrain_epochs": 50.0,
+    "batch_size": 8,
+    "eval_batch_size": 16,
+    "checkpoint_every": 2,
+    "progress": False,
+    "lr_w": 1e-2,
+    "lr_beta": 5e-2,
+}
+
+
+def run(model_dir, out, **overrides):
+    cfg = load_config(None, {"model": str(model_dir), "output_dir": str(out), **FAST, **overrides})
+    return Pipeline(cfg).run()
+
+
+def cola(**extra):
+    return {"data.format": "cola", "data.max_train_samples": 48, "data.max_eval_samples": 24, **extra}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -92,3 +93,20 @@ def test_atomic_write_that_fails_keeps_the_old_file_and_leaves_no_temporary(tmp_
         atomic_write(target, half_then_fail)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["ranks.json"]
+
+
+def test_an_adapter_saved_before_the_package_layout_change_loads():
+    """tests/data/legacy_adapter_0387e3c was written by commit 0387e3c's code (make.py beside it):
+    the same seeded base model with that adapter loaded gives the logits that code computed."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    root = Path(__file__).parent / "data" / "legacy_adapter_0387e3c"
+    expected = torch.load(root / "expected.pt", weights_only=True)
+    torch.manual_seed(expected["seed"])
+    config = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=32, num_labels=2)  # fmt: skip
+    model = BertForSequenceClassification(config).eval()
+    autolora.load_adapter(model, root / "adapter")
+    assert autolora.current_ranks(model)["bert.encoder.layer.1.attention.self.value"] == 3
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=expected["input_ids"]).logits, expected["logits"])

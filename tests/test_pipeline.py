@@ -6,7 +6,16 @@ import json
 
 import pytest
 import torch
-from pipeline_fixtures import save_tiny_bert, save_tiny_gpt2, write_data_to_text, write_ner, write_regression
+from pipeline_fixtures import (
+    FAST,
+    cola,
+    run,
+    save_tiny_bert,
+    save_tiny_gpt2,
+    write_data_to_text,
+    write_ner,
+    write_regression,
+)
 
 import autolora
 from autolora.cli import main
@@ -19,19 +28,6 @@ from autolora.train.loop import NonFiniteLoss
 
 pytestmark = pytest.mark.slow  # whole runs: search, selection, retraining, evaluation
 
-FAST = {
-    "max_search_steps": 6,
-    "max_retrain_steps": 4,
-    "search_epochs": 50.0,
-    "retrain_epochs": 50.0,
-    "batch_size": 8,
-    "eval_batch_size": 16,
-    "checkpoint_every": 2,
-    "progress": False,
-    "lr_w": 1e-2,
-    "lr_beta": 5e-2,
-}
-
 
 @pytest.fixture(scope="module")
 def bert_dir(tmp_path_factory):
@@ -41,15 +37,6 @@ def bert_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def gpt2_dir(tmp_path_factory):
     return save_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"))
-
-
-def run(model_dir, out, **overrides):
-    cfg = load_config(None, {"model": str(model_dir), "output_dir": str(out), **FAST, **overrides})
-    return Pipeline(cfg).run()
-
-
-def cola(**extra):
-    return {"data.format": "cola", "data.max_train_samples": 48, "data.max_eval_samples": 24, **extra}
 
 
 def test_classification_end_to_end_and_peft_reproduces_logits(bert_dir, tmp_path):

@@ -95,11 +95,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def selection_lines(selection: dict | None) -> list[str]:
+    """Whether the search selected (autolora.search.diagnostics), in two lines, or a warning."""
+    if not selection:
+        return []
+    margin = selection["min_margin"]
+    head = (
+        f"selection: {selection['decisive_adapters']} of {selection['adapters']} adapters decisive; "
+        f"ranks unchanged for the last {selection['stable_steps']} of {selection['search_steps']} steps; "
+        f"smallest margin {'inf' if margin is None else f'{margin:.2f}'} (>= 1 is decisive)"
+    )
+    return [head] + ([f"WARNING: {selection['warning']}"] if selection.get("warning") else [])
+
+
 def format_summary(summary: dict) -> str:
     ranks = summary["ranks"]
     width = max(len(n) for n in ranks)
-    lines = ["", "AutoLoRA ranks (alpha >= 1/k):"]
+    lines = ["", f"AutoLoRA ranks ({summary.get('ranks_from', 'search')}):"]
     lines += [f"  {name:<{width}}  {r}" for name, r in ranks.items()]
+    lines += selection_lines(summary.get("selection"))
     metric = summary["metric"]
     value = summary["eval"].get(metric)
     lines.append(
@@ -140,5 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"autolora: error: {err}", file=sys.stderr)
         return 2
     print(format_summary(summary))
-    print(f"artifacts in {config.output_dir}: ranks.json, metrics.json, adapter/, rank_heatmap.png")
+    print(
+        f"artifacts in {config.output_dir}: ranks.json, metrics.json, adapter/, "
+        "rank_heatmap.png, rank_trajectories.png"
+    )
     return 0

@@ -4,7 +4,7 @@ Artifacts in the output directory (each written atomically):
   config.json           the resolved configuration
   ranks.json            per-adapter ranks (alpha >= 1/k) and final alpha
   alpha_history.json    alpha of every adapter along the search
-  rank_heatmap.png, alpha_trajectories.png
+  rank_heatmap.png, alpha_trajectories.png, rank_trajectories.png (the ranks along the search)
   metrics.json          the evaluation metrics of the retrained model, cost and parameter counts
   adapter/              the retrained adapter in PEFT's layout (adapter_config.json, safetensors)
   autolora_adapter/     the same in autolora's own format (autolora.load_adapter)

@@ -101,17 +101,44 @@ def alpha_trajectories(history: list[dict], path: str | Path) -> Path:
     return Path(path)
 
 
-FIGURES = ("rank_heatmap.png", "alpha_trajectories.png")
+def rank_trajectories(history: list[dict], path: str | Path, verdict: str = "") -> Path:
+    """Each adapter's rank (by the run's rank rule) and the total rank against the search step."""
+    names = list(history[0].get("ranks", {})) if history else []
+    steps = [h["step"] for h in history]
+    fig = _figure(figsize=(8, 3.2))
+    ax_each, ax_total = fig.subplots(1, 2)
+    for name in names:
+        layer, proj = layer_and_projection(name)
+        ax_each.plot(steps, [h["ranks"][name] for h in history], lw=0.8, label=f"{layer} {proj}")
+    ax_total.plot(steps, [h["rank_sum"] for h in history], color="k", lw=1.0)
+    ax_each.set(xlabel="search step", ylabel="rank", title="per adapter")
+    ax_total.set(xlabel="search step", ylabel="total rank", title="total")
+    if len(names) <= 24:
+        ax_each.legend(fontsize=5, ncol=2)
+    if verdict:
+        fig.suptitle(verdict, fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    return Path(path)
+
+
+FIGURES = ("rank_heatmap.png", "alpha_trajectories.png", "rank_trajectories.png")
 
 
 def draw_run(run_dir: str | Path) -> list[Path]:
     """Both figures of a search, from the ranks.json and alpha_history.json in run_dir (written there)."""
     run_dir = Path(run_dir)
-    ranks = json.loads((run_dir / "ranks.json").read_text())["ranks"]
+    report = json.loads((run_dir / "ranks.json").read_text())
     history = json.loads((run_dir / "alpha_history.json").read_text())["history"]
+    diag = report.get("diagnostics") or {}
+    undecided = diag.get("adapters", 0) - diag.get("decisive_adapters", 0)
+    verdict = "" if not diag else "decisive selection" if diag["decisive"] else (
+        f"NOT decisive: {undecided} of {diag['adapters']} adapters undecided"
+    )  # fmt: skip
     return [
-        rank_heatmap(ranks, run_dir / FIGURES[0]),
+        rank_heatmap(report["ranks"], run_dir / FIGURES[0]),
         alpha_trajectories(history, run_dir / FIGURES[1]),
+        rank_trajectories(history, run_dir / FIGURES[2], verdict),
     ]
 
 

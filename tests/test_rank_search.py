@@ -1,0 +1,212 @@
+"""The rank search's outputs: diagnostics, rank rules, given ranks, the random/uniform controls and
+the stopping rule (issue 12)."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+from pipeline_fixtures import cola, run, save_tiny_bert
+from torch import nn
+
+import autolora
+from autolora.cli import main
+from autolora.search import BilevelSearch, SearchStepConfig
+from autolora.search.diagnostics import adapter_diagnostics
+from autolora.search.tracker import SearchTracker
+from autolora.tuner.rank_rules import spectral_factors, spectrum
+from autolora.tuner.ranks import check_ranks, random_ranks, read_ranks, uniform_ranks
+
+# -- diagnostics ---------------------------------------------------------------------------------
+
+
+def test_margin_is_distance_to_threshold_over_recent_movement():
+    tau, steps = 0.25, list(range(1, 12))
+    settled = torch.tensor([[0.25 + 0.01 * min(t, 5)] for t in steps])  # moved 0.05, then still
+    crossing = torch.tensor([[0.25 + 0.01 * (-1) ** t] for t in steps])  # flips across tau each step
+    d = adapter_diagnostics(settled, steps, [1] * 11, tau, window=5)
+    assert d.margins == [float("inf")] and d.decisive and d.stable_steps == 10
+    d = adapter_diagnostics(settled, steps, [1] * 11, tau, window=9)  # sees steps 3-5: 0.03 of movement
+    assert d.margins[0] == pytest.approx(0.05 / 0.03, rel=1e-3) and d.decisive
+    d = adapter_diagnostics(crossing, steps, [1, 2] * 5 + [1], tau, window=5)
+    assert d.min_margin == pytest.approx(0.01 / 0.1) and not d.decisive and d.stable_steps == 0
+    d = adapter_diagnostics(settled, steps, [1] * 9 + [2, 2], tau, window=5)  # rank changed at step 10
+    assert d.stable_steps == 1 and not d.decisive
+
+
+class Planted(nn.Module):
+    """Each layer maps x to its own block of the output; the target differs from the frozen layer by
+    a planted update of rank TRUE[i] (signal), or is noise independent of x (no signal)."""
+
+    TRUE, D = (4, 4, 1, 1), 16
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(self.D, self.D, bias=False) for _ in self.TRUE)
+
+    def forward(self, x, y):
+        return SimpleNamespace(loss=((torch.cat([f(x) for f in self.layers], -1) - y) ** 2).mean())
+
+
+def planted_search(signal: bool, steps: int = 300, rule: str = "spectrum"):
+    torch.manual_seed(0)
+    model, D = Planted(), Planted.D
+    teacher = [f.weight.detach() + torch.randn(D, r) @ torch.randn(r, D) / D**0.5 for f, r in
+               zip(model.layers, Planted.TRUE, strict=True)]  # fmt: skip
+    autolora.inject(model, [r"re:layers\.\d+"], rank=8)
+    inner, outer = autolora.adapter_parameters(model), autolora.selection_parameters(model)
+    opts = torch.optim.AdamW(inner, lr=1e-2), torch.optim.Adam(outer, lr=1e-1)
+    search = BilevelSearch(model, inner, outer, *opts, SearchStepConfig("second-order", xi=1e-2))
+    tracker = SearchTracker(list(autolora.adapters(model)), rule=rule, window=50)
+
+    def batch(n: int = 32) -> dict:
+        x = torch.randn(n, D)
+        y = torch.cat([x @ t.t() for t in teacher], -1) if signal else torch.randn(n, D * len(teacher))
+        return {"x": x, "y": y}
+
+    history: list[dict] = []
+    for i in range(steps):
+        history.append(tracker.record(i + 1, search.step(batch(), batch()), history))
+    return tracker, history
+
+
+@pytest.mark.slow
+def test_diagnostics_decisive_on_a_planted_rank_and_warn_without_signal():
+    tracker, history = planted_search(signal=True)
+    found = tracker.diagnose(history)
+    ranks = list(tracker.ranks(history).values())
+    # Seen (seed 0): ranks [4, 3, 1, 1] for planted [4, 4, 1, 1], smallest margin 1.9, stable 85 steps.
+    assert found["decisive"] and found["warning"] is None, found["per_adapter"]
+    assert min(ranks[:2]) > max(ranks[2:]), ranks
+    tracker, history = planted_search(signal=False)
+    noise = tracker.diagnose(history)
+    assert not noise["decisive"] and noise["min_margin"] < 1
+    assert "not decisive" in noise["warning"] and "--lr-beta" in noise["warning"]
+
+
+# -- rank rules ----------------------------------------------------------------------------------
+
+
+def test_spectrum_ignores_how_components_share_the_scale():
+    torch.manual_seed(0)
+    U, V, alpha = torch.randn(12, 4), torch.randn(4, 10), torch.softmax(torch.randn(4), 0)
+    delta = (U * alpha * 2.0) @ V
+    torch.testing.assert_close(spectrum(U, V, alpha, 2.0), torch.linalg.svdvals(delta.double())[:4])
+    moved = torch.tensor([3.0, 0.5, 1.0, 2.0])  # component j's scale moved from alpha_j into u_j
+    torch.testing.assert_close(spectrum(U * moved, V, alpha / moved, 2.0), spectrum(U, V, alpha, 2.0))
+    A, B = spectral_factors(U, V, alpha, 2.0, rank=2)
+    s = torch.linalg.svdvals(delta.double())
+    assert torch.linalg.matrix_norm(A @ B - delta.double(), 2) == pytest.approx(float(s[2]), rel=1e-6)
+
+
+# -- given ranks and the controls ----------------------------------------------------------------
+
+NAMES = [f"layer.{i}.{p}" for i in range(6) for p in ("q", "v")]
+
+
+def test_random_control_is_seeded_and_keeps_the_total():
+    a, b, c = (random_ranks(NAMES, 30, 8, seed) for seed in (0, 0, 1))
+    assert a == b and a != c
+    assert all(sum(r.values()) == 30 and all(1 <= x <= 8 for x in r.values()) for r in (a, c))
+    u = uniform_ranks(NAMES, 30, 8)
+    assert sum(u.values()) == 30 and max(u.values()) - min(u.values()) <= 1
+    for bad in (11, 97):
+        with pytest.raises(ValueError, match="total"):
+            random_ranks(NAMES, bad, 8, 0)
+
+
+def test_ranks_file_errors_name_the_file_module_and_range(tmp_path):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"ranks": {"layer.0.q": 2, "nope": 3}}))
+    with pytest.raises(ValueError, match=r"unknown module\(s\) \['nope'\]"):
+        check_ranks(read_ranks(path), NAMES[:1], 8, where=f"ranks ({path})")
+    path.write_text(json.dumps({"layer.0.q": 9}))  # a plain map works too
+    with pytest.raises(ValueError, match=r"1\.\.k=8"):
+        check_ranks(read_ranks(path), NAMES[:1], 8)
+    path.write_text('{"layer.0.q": 2,\n oops}')
+    with pytest.raises(ValueError, match=r"r\.json:2"):
+        read_ranks(path)
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory):
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.mark.slow
+def test_ranks_round_trip_and_cli_errors(bert_dir, tmp_path, capsys):
+    searched = run(bert_dir, tmp_path / "search", rank_rule="spectrum", **cola())
+    report = json.loads((tmp_path / "search/ranks.json").read_text())
+    assert report["rule"] == "spectrum" and set(report["diagnostics"]["per_adapter"]) == set(report["ranks"])
+    assert searched["selection"]["adapters"] == len(report["ranks"])
+    reused = run(bert_dir, tmp_path / "reuse", ranks=str(tmp_path / "search/ranks.json"), **cola())
+    assert reused["ranks"] == searched["ranks"] and reused["ranks_from"].endswith("ranks.json")
+    assert not (tmp_path / "reuse/checkpoints/search.pt").exists()  # no search ran
+    model = autolora.load_adapter(
+        __import__("transformers").AutoModelForSequenceClassification.from_pretrained(bert_dir, num_labels=2),
+        tmp_path / "reuse/autolora_adapter",
+    )
+    assert autolora.current_ranks(model) == searched["ranks"]
+    bad = tmp_path / "bad.json"
+    name = next(iter(searched["ranks"]))
+    for ranks, message in (
+        ({**searched["ranks"], "x.y": 1}, "unknown module"),
+        ({**searched["ranks"], name: 9}, "1..k=8"),
+    ):
+        bad.write_text(json.dumps(ranks))
+        argv = ["run", "--model", str(bert_dir), "--format", "cola", "--ranks", str(bad),
+                "--output-dir", str(tmp_path / "bad"), "--no-progress"]  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and "bad.json" in err
+
+
+# -- stopping ------------------------------------------------------------------------------------
+
+
+def fake_history(steps: int, moving: bool, k: int = 4) -> list[dict]:
+    out = []
+    for t in range(1, steps + 1):
+        w = [0.4, 0.27 + (0.02 * (-1) ** t if moving else 0.0), 0.2, 0.13]
+        out.append({"step": t, "alpha": {"a": w}, "ranks": {"a": 2}, "rank_sum": 2})
+    return out
+
+
+def test_stopping_rule_waits_for_a_decisive_window_and_min_steps():
+    adapter = SimpleNamespace(rank=4, threshold=lambda: 0.25)
+    tracker = SearchTracker([("a", adapter)], rule="alpha", window=5, stop_when_stable=True, min_steps=8)
+    assert not tracker.should_stop(fake_history(7, moving=False))  # min_steps not reached
+    assert tracker.should_stop(fake_history(8, moving=False))
+    assert not tracker.should_stop(fake_history(20, moving=True))  # margin 0.02-0.04 / 0.2
+    lazy = SearchTracker([("a", adapter)], rule="alpha", window=5, min_steps=8)
+    assert not lazy.should_stop(fake_history(20, moving=False))  # stop_when_stable off
+
+
+@pytest.mark.slow
+def test_stopped_search_and_a_cut_one_resume_to_the_same_ranks(bert_dir, tmp_path, monkeypatch):
+    stops = {"at": 5}
+    monkeypatch.setattr(SearchTracker, "should_stop", lambda self, history: len(history) >= stops["at"])
+    opts = {"stop_when_stable": True, "max_search_steps": 12, **cola()}
+    full = run(bert_dir, tmp_path / "full", **opts)
+    history = json.loads((tmp_path / "full/alpha_history.json").read_text())["history"]
+    assert len(history) == 5 and full["selection"]["search_steps"] == 5  # stopped, not 12 steps
+    real_step, calls = BilevelSearch.step, {"n": 0}
+
+    def dying_step(self, b_tr, b_val):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt  # killed after the checkpoint of step 4
+        return real_step(self, b_tr, b_val)
+
+    monkeypatch.setattr(BilevelSearch, "step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        run(bert_dir, tmp_path / "cut", **opts)
+    monkeypatch.setattr(BilevelSearch, "step", real_step)
+    resumed = run(bert_dir, tmp_path / "cut", resume=True, **opts)
+    assert resumed["ranks"] == full["ranks"]
+    alpha = [json.loads((tmp_path / d / "ranks.json").read_text())["alpha"] for d in ("full", "cut")]
+    assert alpha[0] == alpha[1]
+    again = run(bert_dir, tmp_path / "cut", resume=True, **opts)  # a stopped search stays stopped
+    assert again["ranks"] == full["ranks"] and again["selection"]["search_steps"] == 5
