@@ -270,7 +270,7 @@ def _encode_tokens(config, layout, tokenizer, train, evals, features, where) -> 
             flat[0], flat[1], tags, names, subsampled=config.max_train_samples is not None
         )
     warn_rare_labels(flat_train, all_names, tags, f"{train.arg}: {train.source}")
-    # Integer tags without names: which id is B-/I-/O is unknown, so no label names (see autolora.eval.metrics).
+    # Integer tags without names: which id is B-/I-/O is unknown, so no label names (autolora.eval.metrics).
     unnamed = names is None and all(as_int(t) is not None for t in flat[0])
     encoded = []
     for (words, row_tags), ids in zip(splits, (flat_train, flat_eval), strict=True):
