@@ -1,7 +1,9 @@
 """The package's shape: light imports stay light, old module paths keep working."""
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +47,41 @@ def test_public_names():
 
     for name in autolora.__all__:
         assert getattr(autolora, name) is not None, name
+
+
+def _module_imports(root: Path, package: str) -> dict[str, set[str]]:
+    """Module -> the package modules it imports at module level (imports inside functions are lazy
+    on purpose and do not make a cycle at import time)."""
+    files = {}
+    for path in (root / package).rglob("*.py"):
+        parts = path.relative_to(root).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        targets = set()
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets.add(node.module)
+                targets |= {f"{node.module}.{a.name}" for a in node.names}
+        graph[name] = {t for t in targets if t in files and t != name}
+    return graph
+
+
+@pytest.mark.parametrize("root, package", [("python", "autolora"), (".", "autolora_kernels")])
+def test_no_import_cycle(root, package):
+    """Imports run one way: no module reaches itself through module-level imports."""
+    graph = _module_imports(Path(__file__).resolve().parents[1] / root, package)
+
+    def reach(start: str) -> set[str]:
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in graph.get(todo.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return seen
+
+    cycles = sorted(m for m in graph if m in reach(m))
+    assert not cycles, cycles
