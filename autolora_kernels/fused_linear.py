@@ -4,7 +4,7 @@
 
 Layers, as in flash-attention's Python side:
   autolora::fused_linear / autolora::fused_linear_backward   registered ops on 2-D tensors; the
-      implementation picks Triton (CUDA tensors, fused_linear_kernels.py) or the reference
+      implementation picks Triton (CUDA tensors, fused_linear_launch.py) or the reference
       (reference.py: CPU tensors, AUTOLORA_FORCE_REFERENCE=1, dtypes or ranks the kernels lack, or
       triton missing; the last two say so once). Fake impls let torch.compile trace them.
   autolora_linear   the functional wrapper: validates, flattens leading dims, calls the op.
@@ -43,11 +43,11 @@ def _warn_once(key: str, message: str) -> None:
 def _kernels():
     """The Triton module, or None (with one warning) when triton cannot be imported."""
     try:
-        from autolora_kernels import fused_linear_kernels
+        from autolora_kernels import fused_linear_launch
     except ImportError as err:  # triton not installed, or broken
         _warn_once("triton", f"autolora: triton unavailable ({err}); using the slower reference path")
         return None
-    return fused_linear_kernels
+    return fused_linear_launch
 
 
 def _use_triton(x: Tensor, rank: int):

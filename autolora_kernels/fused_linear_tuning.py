@@ -1,6 +1,6 @@
 """Tile tables and the rules that choose among them, for the fused projection's Triton kernels.
 
-Plain Python (no triton import), so the choices are testable anywhere; fused_linear_kernels.py turns
+Plain Python (no triton import), so the choices are testable anywhere; fused_linear_launch.py turns
 them into triton.Config objects and prunes with them. Shared-memory and register figures below come
 from compiling the kernels for sm_90 with tests/sm90_compile.py (triton 3.9, its bundled ptxas).
 """

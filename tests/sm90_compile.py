@@ -35,7 +35,8 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from autolora_kernels import fused_linear_kernels as K  # noqa: E402
+from autolora_kernels import fused_linear_kernels as kernels  # noqa: E402
+from autolora_kernels import fused_linear_launch as K  # noqa: E402
 from autolora_kernels.fused_linear_tuning import H100_SHARED_BYTES, gemm_smem_bytes  # noqa: E402
 
 SM90_SMS = 132
@@ -78,7 +79,7 @@ def record_launches(m, k, n, r, dtype, conv1d=False, dropout=False, need_dx=True
 
 
 def kernel_of(name: str):
-    return K._fused_lora_gemm_kernel if name == "gemm" else K._rank_grad_kernel
+    return kernels._fused_lora_gemm_kernel if name == "gemm" else kernels._rank_grad_kernel
 
 
 def candidate_configs(name: str, args: tuple, meta: dict) -> list[triton.Config]:
@@ -206,7 +207,7 @@ def main(argv=None) -> int:
     ap.add_argument("--conv1d", action="store_true", help="the Conv1D weight layout (default: Linear)")
     ap.add_argument("--quick", action="store_true", help="print quick_check() as JSON and exit")
     args = ap.parse_args(argv)
-    if K.interpreting():
+    if kernels.interpreting():
         sys.exit("sm90_compile: unset TRITON_INTERPRET; the interpreter's kernels cannot be compiled")
     if args.quick:
         print(json.dumps(quick_check()))

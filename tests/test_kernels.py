@@ -40,7 +40,7 @@ EPS = {torch.float32: torch.finfo(torch.float32).eps, torch.float16: 2**-10, tor
 @pytest.fixture
 def triton_path(monkeypatch):
     """Route the op to the Triton kernels and count their launches (so no test passes on a fallback)."""
-    from autolora_kernels import fused_linear_kernels as kern
+    from autolora_kernels import fused_linear_launch as kern
 
     monkeypatch.setenv("AUTOLORA_TRITON_ON_CPU", "1")
     monkeypatch.delenv("AUTOLORA_FORCE_REFERENCE", raising=False)
@@ -180,7 +180,7 @@ def test_variants(triton_path, variant, dtype):
 def test_launchers_without_autograd(dtype, need_dx, need_dx_adapter, separate):
     """The plain launchers called directly (Conv1D layout): y, t, gx, gx_a, gU, gV and gbeta from
     gcoef, against the reference run in `dtype` and in fp64 (criterion of assert_matches_reference)."""
-    from autolora_kernels import fused_linear_kernels as kern
+    from autolora_kernels import fused_linear_launch as kern
 
     case, kw = make_case((37,), 70, 130, 5, dtype, conv1d=True)
     xa = case["x"] * (torch.rand(case["x"].shape, generator=torch.Generator().manual_seed(2)) > 0.5) * 2.0
@@ -223,7 +223,7 @@ def test_launchers_without_autograd(dtype, need_dx, need_dx_adapter, separate):
 
 def test_strided_bias():
     """A bias view with stride 2 (the kernel reads bias with stride 1; the launcher makes it so)."""
-    from autolora_kernels import fused_linear_kernels as kern
+    from autolora_kernels import fused_linear_launch as kern
 
     case, kw = make_case((37,), 70, 130, 3, torch.float32)
     c = {k: v.float().to(DEVICE) for k, v in case.items()}
@@ -362,7 +362,7 @@ def _power_of_two_at_least_16(v: int) -> bool:
 
 def test_rank_pad_is_a_dot_dimension_the_gpu_accepts():
     """The interpreter accepts tl.dot with an inner dimension of 8; the GPU needs >= 16 (16-bit)."""
-    from autolora_kernels.fused_linear_kernels import MAX_RANK, rank_pad
+    from autolora_kernels.fused_linear_launch import MAX_RANK, rank_pad
 
     for r in range(1, MAX_RANK + 1):
         assert _power_of_two_at_least_16(rank_pad(r)) and rank_pad(r) >= r, r
@@ -373,7 +373,7 @@ def test_rank_pad_is_a_dot_dimension_the_gpu_accepts():
 
 def test_every_tile_is_a_dot_shape_the_gpu_accepts():
     """tl.arange needs powers of two, tl.dot >= 16 in M, N and K: every block any path may launch."""
-    from autolora_kernels import fused_linear_kernels as kern
+    from autolora_kernels import fused_linear_launch as kern
     from autolora_kernels import fused_linear_tuning as tuning
 
     gemm = [s[:3] for shapes in tuning.GEMM_SHAPES.values() for s in shapes]
@@ -424,7 +424,7 @@ def test_tile_selection_fits_the_h100_and_the_dot_unit():
 TF32_SWITCH = """
 import torch
 from autolora_kernels import autolora_linear, autolora_linear_reference
-from autolora_kernels import fused_linear_kernels as kern
+from autolora_kernels import fused_linear_launch as kern
 assert kern._dot_switches(torch.float32) == (False, "ieee")  # PyTorch's default: no TF32
 torch.backends.cuda.matmul.fp32_precision = "tf32"  # torch >= 2.9's switch: allow_tf32 now raises
 assert kern._dot_switches(torch.float32) == (False, "tf32")
@@ -450,7 +450,7 @@ def test_fp32_follows_the_new_tf32_switch():
 INTERPRET_SPELLED_TRUE = """
 import torch
 from autolora_kernels import autolora_linear, autolora_linear_reference
-from autolora_kernels import fused_linear_kernels as kern
+from autolora_kernels import fused_linear_launch as kern
 assert kern.interpreting()
 args = [torch.randn(*s).bfloat16() for s in ((37, 70), (130, 70), (130,), (130, 3), (3, 70))]
 beta = torch.randn(3)
