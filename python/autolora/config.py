@@ -128,15 +128,22 @@ class PipelineConfig:
     lr_w: float = opt(
         1e-4, "AdamW learning rate of the adapters (search; retraining unless lr_retrain)", "search"
     )
-    lr_beta: float = opt(1e-3, "Adam learning rate of beta", "search")
+    lr_beta: float = opt(
+        1e-2,
+        "Adam learning rate of beta (the paper: 1e-3; see README, the rank search on real data)",
+        "search",
+    )
     weight_decay: float = opt(0.0, "AdamW weight decay of the adapters (search and retraining)", "search")
     batch_size: int = opt(16, "per rank and micro-batch, search and retraining", "search", "examples")
-    search_epochs: float = opt(1.0, "length of the search, in passes over D_tr", "search", "epochs")
+    search_epochs: float = opt(
+        1.5, "length of the search, in passes over D_tr (the paper: 1)", "search", "epochs"
+    )
     max_search_steps: int | None = opt(None, "caps the search; none: no cap", "search", "steps")
     rank_rule: str = opt(
-        "alpha",
-        "how a searched adapter's rank is read (autolora.tuner.rank_rules): alpha is the paper's "
-        "#{alpha_j >= 1/k} at the last step",
+        "spectrum",
+        "how a searched adapter's rank is read (autolora.tuner.rank_rules): spectrum counts the singular "
+        "values of the learned update holding >= 1/k of its nuclear norm; alpha is the paper's "
+        "#{alpha_j >= 1/k} at the last step; alpha-avg averages alpha over stability_window steps",
         "search",
         choices=RANK_RULES,
     )

@@ -20,7 +20,8 @@ class AutoLoraArguments:
 
     search_steps: int | None = None
     search_epochs: float | None = None
-    lr_beta: float = 1e-3
+    lr_beta: float = 1e-2  # the pipeline's default (README: the rank search on real data)
+    rank_rule: str = "spectrum"  # or "alpha" (the paper's); autolora.tuner.selection.select_ranks
     hypergradient: str = "second-order"
     xi: float | None = None
     fd_r: float = 0.01
@@ -39,6 +40,8 @@ class AutoLoraArguments:
             raise ValueError(f"search_steps: expected an integer >= 1, got {self.search_steps!r}")
         if self.search_epochs is not None and not self.search_epochs > 0:
             raise ValueError(f"search_epochs: expected a positive number, got {self.search_epochs!r}")
+        if self.rank_rule not in ("alpha", "spectrum"):
+            raise ValueError(f"rank_rule: expected 'alpha' or 'spectrum', got {self.rank_rule!r}")
         if not self.lr_beta > 0:
             raise ValueError(f"lr_beta: expected a positive number, got {self.lr_beta!r}")
         self.step_config(1.0)  # SearchStepConfig checks the scheme names, xi and fd_r now, not at step 1

@@ -270,11 +270,12 @@ class AutoLoraTrainer(Trainer):
 
     def _switch(self) -> None:
         """Select ranks, keep the selected components in place, rebuild optimizer and schedule."""
-        ranks = select_ranks(self.model)
+        rule = self.autolora_args.rank_rule
+        ranks = select_ranks(self.model, rule)
         searched = [(n, a) for n, a in adapters(self.model) if a.beta is not None]
         alpha = {n: a.alpha().detach().float().cpu().tolist() for n, a in searched}
         k = {n: a.rank for n, a in searched}
-        keep_selected_(self.model, ranks)
+        keep_selected_(self.model, ranks, rule=rule)
         self.phase, self.ranks = "retrain", ranks
         self._searcher = self._beta_opt = self._resumed = None
         self._ranks_record = {"ranks": ranks, "k": k, "alpha": alpha, "search_steps": self.search_steps}

@@ -6,15 +6,24 @@ import torch
 from torch import nn
 
 from autolora.tuner.params import adapters
-from autolora.tuner.rank_rules import spectral_factors
+from autolora.tuner.rank_rules import rank_from_weights, rule_weights, spectral_factors
 
 
-def select_ranks(model: nn.Module) -> dict[str, int]:
-    """r_l = #{j : softmax(beta_l)[j] >= 1/k_l} for every search-mode adapter (always >= 1)."""
-    ranks = {name: a.selected_rank() for name, a in adapters(model) if a.beta is not None}
-    if not ranks:
+def select_ranks(model: nn.Module, rule: str = "alpha") -> dict[str, int]:
+    """Every search-mode adapter's rank (always >= 1) by a rank rule read from the model's state:
+    "alpha", r = #{j : softmax(beta)[j] >= 1/k}, or "spectrum" (autolora.tuner.rank_rules). "alpha-avg"
+    needs the search's history: the pipeline's SearchTracker reads it."""
+    found = [(name, a) for name, a in adapters(model) if a.beta is not None]
+    if not found:
         raise ValueError("model: has no search-mode adapters to select ranks from")
-    return ranks
+    if rule == "alpha":
+        return {name: a.selected_rank() for name, a in found}
+    if rule != "spectrum":
+        raise ValueError(f"rule: select_ranks reads 'alpha' or 'spectrum' from a model, got {rule!r}")
+    return {
+        name: rank_from_weights(rule, rule_weights(rule, a.U, a.V, a.alpha(), a.scaling)[None], 1.0 / a.rank)
+        for name, a in found
+    }
 
 
 def keep_selected_(
