@@ -95,6 +95,7 @@ def bert_dir(tmp_path_factory):
     return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
+@pytest.mark.slow
 def test_dry_run_prints_sizes_and_parameters_and_writes_nothing(bert_dir, tmp_path, capsys):
     existing, missing = tmp_path / "existing", tmp_path / "missing" / "out"
     existing.mkdir()

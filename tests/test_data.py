@@ -47,6 +47,7 @@ def decode(tok, ids) -> str:
 # ---------------------------------------------------------------------------------- bundled CoLA
 
 
+@pytest.mark.slow
 def test_bundled_cola_default(tok):
     data = load_task(default_data_config(), tok)
     assert data.task == "classification" and (len(data.train), len(data.eval)) == (8551, 1043)
@@ -61,6 +62,7 @@ def test_bundled_cola_default(tok):
     assert sorted(set(data.train["labels"])) == [0, 1]
 
 
+@pytest.mark.slow
 def test_max_samples_is_a_fixed_random_subset(tok):
     cfg = DataConfig(format="cola", max_train_samples=50, max_eval_samples=20)
     a, b = load_task(cfg, tok), load_task(cfg, tok)

@@ -126,6 +126,7 @@ def _reference_step(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "activation-checkpointing"])
 def test_search_step_equals_bilevel_search(tmp_path, checkpointing):
     model = _model()
@@ -145,6 +146,7 @@ def test_search_step_equals_bilevel_search(tmp_path, checkpointing):
         torch.testing.assert_close(capture.state[name], value, msg=name)
 
 
+@pytest.mark.slow
 def test_accumulation_2x4_equals_batch_8(tmp_path):
     """Dropout off, equal-length sequences: the mean over two micro-batches of 4 is the mean over 8,
     and both runs draw the same 8 examples, so W and beta move alike."""
@@ -172,6 +174,7 @@ def example_run(tmp_path_factory):
     return out, trainer
 
 
+@pytest.mark.slow
 def test_example_runs_search_switch_and_retrain(example_run):
     out, trainer = example_run
     assert trainer.state.global_step == 6 and trainer.phase == "retrain"
@@ -182,6 +185,7 @@ def test_example_runs_search_switch_and_retrain(example_run):
     assert (out / "checkpoint-4" / "autolora_state.pt").exists()
 
 
+@pytest.mark.slow
 def test_saved_adapter_loads_in_peft_with_equal_logits(example_run):
     from peft import PeftModel
 
@@ -211,6 +215,7 @@ def uninterrupted(tmp_path_factory):
     return out, *_run(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cut", [2, 4], ids=["mid-search", "after-switch"])
 def test_resume_reproduces_the_uninterrupted_run(tmp_path, uninterrupted, cut):
     """Dropout on: the resumed run must also restore the RNG, beta's Adam and the stream positions."""
