@@ -51,7 +51,8 @@ class RunSpec:
     search_fraction: float = 0.25
     lr_full: float = 5e-5
     lr_lora: float = 5e-4  # LoRA, AdaLoRA, AutoLoRA's W (search and retrain); xi = this too
-    lr_beta: float = 1e-3  # the paper's lr(beta)
+    lr_beta: float = PipelineConfig().lr_beta  # the pipeline's default (the paper: 1e-3)
+    rank_rule: str = PipelineConfig().rank_rule  # the pipeline's default (the paper: alpha)
     k: int = 8  # AutoLoRA's maximum rank (the paper's k)
     lora_r: int = 4
     # Trained alongside the adapters by every adapter method, next to the new head. MiniLM's [CLS]
@@ -252,6 +253,7 @@ def run_autolora(spec: RunSpec, seed: int) -> dict:
             hypergradient=hypergradient,
             lr_w=spec.lr_lora,
             lr_beta=spec.lr_beta,
+            rank_rule=spec.rank_rule,
             batch_size=spec.batch_size,
             search_epochs=1e6,  # the step caps below bind
             max_search_steps=spec.search_steps,

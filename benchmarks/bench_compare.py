@@ -34,6 +34,7 @@ from pathlib import Path
 
 from _harness import add_out_argument, command_line, git_state, load_average, machine, write_results
 
+from autolora.config import PipelineConfig
 from autolora.io.atomic import atomic_write_json, atomic_write_text
 
 HERE = Path(__file__).resolve().parent
@@ -102,7 +103,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--lr-full", type=float, default=5e-5)
     p.add_argument("--lr-lora", type=float, default=5e-4)
-    p.add_argument("--lr-beta", type=float, default=1e-3)
+    p.add_argument("--lr-beta", type=float, default=PipelineConfig().lr_beta, help="default: the pipeline's")
+    p.add_argument("--rank-rule", default=PipelineConfig().rank_rule, help="default: the pipeline's")
     # cost: the 16-configuration LoRA grid
     p.add_argument(
         "--grid-dataset",
@@ -370,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
 
     datas = data_configs(args)
     common = dict(model=args.model, batch_size=args.batch_size, search_fraction=args.search_fraction,
-                  lr_full=args.lr_full, lr_lora=args.lr_lora, lr_beta=args.lr_beta,
+                  lr_full=args.lr_full, lr_lora=args.lr_lora, lr_beta=args.lr_beta, rank_rule=args.rank_rule,
                   extra_trainable=args.extra_trainable, retrain_init=args.retrain_init,
                   device=args.device)  # fmt: skip
     report: dict = {

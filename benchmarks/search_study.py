@@ -116,8 +116,9 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
-    torch.save({"args": vars(args), "records": records, "losses": losses, "final": final, "snapshots": snapshots,
-                "seconds": seconds, "steps_per_epoch": len(tr)}, tmp)
+    result = {"args": vars(args), "records": records, "losses": losses, "final": final}
+    result |= {"snapshots": snapshots, "seconds": seconds, "steps_per_epoch": len(tr)}
+    torch.save(result, tmp)
     tmp.replace(out)
     print(f"{out}: {args.steps} steps in {seconds:.0f} s ({len(tr)} steps/epoch)")
 
