@@ -70,7 +70,10 @@ setup(
     package_dir={"autolora": "python/autolora", "autolora_kernels": "autolora_kernels"},
     packages=[
         "autolora",
-        *(f"autolora.{sub}" for sub in ("data", "eval", "integrations", "io", "nn", "search", "train", "tuner")),
+        *(
+            f"autolora.{sub}"
+            for sub in ("data", "eval", "integrations", "io", "nn", "search", "train", "tuner")
+        ),
         "autolora_kernels",
     ],
     package_data={"autolora": ["bundled/README.md", "bundled/cola/*.tsv"]},

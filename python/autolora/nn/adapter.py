@@ -102,7 +102,9 @@ class AutoLoraAdapter(nn.Module):
         alpha = self.alpha()
         keep = self.selected() if keep is None else keep.to(device=alpha.device, dtype=torch.bool)
         if keep.shape != alpha.shape or not keep.any():
-            raise ValueError(f"keep: expected a mask of {self.rank} components with one set, got {keep.tolist()}")
+            raise ValueError(
+                f"keep: expected a mask of {self.rank} components with one set, got {keep.tolist()}"
+            )
         factor = (alpha[keep] * self.scaling).to(self.U.dtype)  # s_k * alpha_j
         return self.fix_(self.U[:, keep] * factor, self.V[keep])
 
