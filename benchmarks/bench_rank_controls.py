@@ -31,11 +31,13 @@ from pathlib import Path
 import torch
 from scipy import stats
 
-from autolora.io.atomic import atomic_write_json, atomic_write_text
+from autolora.io.atomic import atomic_write_json
 from autolora.tuner.ranks import random_ranks, uniform_ranks
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from _harness import command_line, machine, resolve_out, write_results  # noqa: E402
+
 ALLOCS = ("autolora", "random", "uniform", "lora-r4")
 
 
@@ -128,7 +130,7 @@ def main() -> None:
     mk.add_argument("--out", required=True)
     rp = sub.add_parser("report", help="tabulate DIR/<task>_s<seed>_<alloc>/metrics.json")
     rp.add_argument("run_dir")
-    rp.add_argument("--out", default=None, help="write OUT.json and OUT.md")
+    rp.add_argument("--out", type=resolve_out, default=None, help="folder for rank_controls.json/.md")
     args = p.parse_args()
     if args.command == "ranks":
         for path in make_ranks(Path(args.study_dir), args.rule, Path(args.out)):
@@ -137,9 +139,10 @@ def main() -> None:
     data, table = report(Path(args.run_dir))
     print(table)
     if args.out:
-        data["command"] = " ".join(sys.argv)
-        atomic_write_json(Path(args.out).with_suffix(".json"), data)
-        atomic_write_text(Path(args.out).with_suffix(".md"), table)
+        data |= {"machine": machine(), "command": command_line()}
+        head = ["# Searched ranks against random and uniform allocations of the same total, and LoRA r=4", "",
+                f"Command: `{data['command']}`. Machine: {data['machine'].get('cpu')}.", ""]  # fmt: skip
+        write_results(args.out, "rank_controls", data, "\n".join(head) + table)
 
 
 if __name__ == "__main__":

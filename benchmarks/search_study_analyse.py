@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 import re
 from pathlib import Path
 
 import torch
+from _harness import command_line, machine, resolve_out, write_results
 from scipy.stats import spearmanr
 
 from autolora.options import RANK_RULES
@@ -118,7 +118,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("run_dir")
     p.add_argument("--prefix", default="", help="only runs whose name starts with this")
-    p.add_argument("--out", default=None, help="write PREFIX.json and PREFIX.md")
+    p.add_argument("--out", type=resolve_out, default=None, help="folder for search_study.json/.md")
     args = p.parse_args()
     runs = {f.stem: load(f) for f in sorted(Path(args.run_dir).glob(f"{args.prefix}*.pt"))}
     pat = re.compile(r"(?P<task>[a-z0-9]+)_(?P<tag>.*?)d(?P<d>\d+)_i(?P<i>\d+)$")
@@ -173,16 +173,8 @@ def main() -> None:
             lines.append(f"| {t} | {rule} | {cells} |")
     print("\n".join(lines))
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        meta = {
-            name: {
-                "args": run["args"],
-                "seconds": round(run["seconds"], 1),
-                "steps_per_epoch": run["steps_per_epoch"],
-            }
-            for name, run in runs.items()
-        }
+        meta = {name: {"args": run["args"], "seconds": round(run["seconds"], 1),
+                       "steps_per_epoch": run["steps_per_epoch"]} for name, run in runs.items()}  # fmt: skip
         data = {
             "rows": table,
             "ranks": ranks_out,
@@ -190,8 +182,15 @@ def main() -> None:
             "alpha_diagnostics": diag,
             "along_search": along,
         }
-        out.with_suffix(".json").write_text(json.dumps(data, indent=1))
-        out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+        data |= {"machine": machine(), "command": command_line()}
+        head = [
+            "# The rank search's stability: rank rules compared across seeds",
+            "",
+            f"Command: `{data['command']}`. Machine: {data['machine'].get('cpu')}, torch threads 1 per run.",
+            "Runs: benchmarks/search_study.py; each run's settings are in the JSON.",
+            "",
+        ]
+        write_results(args.out, "search_study", data, "\n".join(head + lines) + "\n")
 
 
 if __name__ == "__main__":
