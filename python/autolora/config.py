@@ -135,9 +135,7 @@ class PipelineConfig:
     )
     weight_decay: float = opt(0.0, "AdamW weight decay of the adapters (search and retraining)", "search")
     batch_size: int = opt(16, "per rank and micro-batch, search and retraining", "search", "examples")
-    search_epochs: float = opt(
-        1.5, "length of the search, in passes over D_tr (the paper: 1)", "search", "epochs"
-    )
+    search_epochs: float = opt(1.0, "length of the search, in passes over D_tr", "search", "epochs")
     max_search_steps: int | None = opt(None, "caps the search; none: no cap", "search", "steps")
     rank_rule: str = opt(
         "spectrum",
