@@ -92,14 +92,16 @@ def agreement_along_search(runs: dict, task: str, rules: tuple[str, ...]) -> dic
     seeds = {n: r for n, r in runs.items() if re.fullmatch(rf"{task}_d(\d+)_i\1", n)}
     out: dict[str, dict[int, float]] = {}
     for rule in rules:
-        common = None
-        for r in seeds.values():
+        common, with_state = None, seeds
+        if rule not in ("alpha", "alpha-avg"):  # runs without snapshots (older study code) sit out
+            with_state = {n: r for n, r in seeds.items() if r.get("snapshots")}
+        for r in with_state.values():
             have = set(r.get("snapshots", {})) if rule not in ("alpha", "alpha-avg") else {
                 rec["step"] for rec in r["records"] if rec["step"] % 50 == 0}  # fmt: skip
             common = have if common is None else common & have
         for step in sorted(common or ()):
             vecs = []
-            for r in seeds.values():
+            for r in with_state.values():
                 if rule in ("alpha", "alpha-avg"):
                     alpha = next(rec["alpha"] for rec in r["records"] if rec["step"] == step)
                     recs = [rec for rec in r["records"] if step - 50 < rec["step"] <= step]
