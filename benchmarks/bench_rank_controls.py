@@ -84,6 +84,11 @@ def report(run_dir: Path) -> tuple[dict, str]:
             rows.setdefault((m["task"], m["alloc"]), {})[int(m["seed"])] = json.loads(f.read_text())
     tasks = sorted({t for t, _ in rows})
     out: dict = {"tasks": {}}
+    first = next(iter(sorted(run_dir.glob("*/config.json"))), None)
+    if first is not None:  # the retraining settings every run shares (each run's config.json has all)
+        cfg = json.loads(first.read_text())
+        keys = ("max_retrain_steps", "batch_size", "lr_w", "retrain_init", "k", "lora_alpha", "trainable")
+        out["settings"] = {k: cfg.get(k) for k in keys} | {"max_length": cfg["data"]["max_length"]}
     head = "| task | allocation | metric (mean ± std) | seeds | total rank | trainable params | retrain s |"
     lines = [head, "|---|---|---|---|---|---|---|"]
     diff_lines = ["| task | autolora - X | mean diff | 95% interval | seeds |", "|---|---|---|---|---|"]
@@ -118,7 +123,8 @@ def report(run_dir: Path) -> tuple[dict, str]:
             mean, lo, hi = ci95(diffs)
             out["tasks"][task][f"autolora-minus-{alloc}"] = {"mean": mean, "ci95": [lo, hi], "seeds": seeds}
             diff_lines.append(f"| {task} | {alloc} | {mean:+.4f} | [{lo:+.4f}, {hi:+.4f}] | {len(seeds)} |")
-    return out, "\n".join(lines + ["", *diff_lines]) + "\n"
+    settings = f"Retraining (every run): {out.get('settings')}.\n\n"
+    return out, settings + "\n".join(lines + ["", *diff_lines]) + "\n"
 
 
 def main() -> None:
