@@ -26,12 +26,12 @@ import dataclasses
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from _compare_report import cost_section, fmt_metric, markdown, notes, summarize
 from _harness import add_out_argument, command_line, git_state, load_average, machine, write_results
 
 from autolora.config import PipelineConfig
@@ -218,144 +218,6 @@ def run_machine(device: str, threads: int) -> dict:
     return {**machine(), **extra}
 
 
-def summarize(result: dict) -> dict:
-    runs = result["runs"]
-    scores = [r["score"] for r in runs]
-    times = [r["train_seconds"] for r in runs]
-    out = {
-        "metric": runs[0]["metric"],
-        "mean": statistics.fmean(scores),
-        "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
-        "scores": scores,
-        "seeds": [r["seed"] for r in runs],
-        "trainable_parameters": runs[0]["trainable_parameters"],
-        "train_seconds_mean": statistics.fmean(times),
-        "train_seconds": times,
-        "eval_seconds_mean": statistics.fmean(r["eval_seconds"] for r in runs),
-        "peak_rss_mb": result["peak_rss_mb"],
-        "base_rss_mb": result["base_rss_mb"],
-        "gpu_peak_mb": max((r["gpu_peak_mb"] or 0) for r in runs) or None,
-    }
-    if "ranks" in runs[0]:
-        out["ranks"] = [list(r["ranks"].values()) for r in runs]
-        out["rank_total"] = [r["rank_total"] for r in runs]
-        out["phase_seconds_mean"] = {
-            k: statistics.fmean(r["phase_seconds"][k] for r in runs) for k in runs[0]["phase_seconds"]
-        }
-    if "adalora" in runs[0]:
-        out["adalora_final"] = [r["adalora"] for r in runs]
-    return out
-
-
-def cost_section(results: dict, grid: dict | None, grid_dataset: str, grid_steps: int, steps: int) -> dict:
-    """Wall-time ratios to AdaLoRA on the grid's dataset (all numbers from this one benchmark run)."""
-    methods = results.get(grid_dataset, {})
-    if "adalora" not in methods:
-        return {}
-    ada = methods["adalora"]["train_seconds_mean"]
-    cost = {"dataset": grid_dataset, "adalora_seconds": ada, "target_autolora_max_x_adalora": 1.5}
-    for name, s in methods.items():
-        cost[f"{name}_vs_adalora"] = s["train_seconds_mean"] / ada
-    if grid:
-        cost["lora_grid_seconds"] = grid["train_seconds"]
-        cost["lora_grid_vs_adalora"] = grid["train_seconds"] / ada
-        cost["lora_grid_with_val_vs_adalora"] = grid["train_and_val_seconds"] / ada
-        if "lora-r4" in methods and grid_steps != steps:  # the grid ran at a smaller budget
-            lora = methods["lora-r4"]["train_seconds_mean"]
-            cost["lora_grid_estimate_16x_lora_r4_vs_adalora"] = 16 * lora / ada
-    if "autolora" in methods:
-        cost["target_met"] = cost["autolora_vs_adalora"] <= 1.5
-    return cost
-
-
-def _fmt_metric(s: dict) -> str:
-    return f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"
-
-
-def _package(record: dict) -> dict:
-    """{commit, modified} of a report, whichever harness version wrote it (--render reads old ones)."""
-    return {
-        "commit": record.get("git_commit", record.get("git_head", "")),
-        "modified": record.get("git_modified", record.get("modified", [])),
-    }
-
-
-def markdown(report: dict) -> str:
-    m, cfg, package = report["machine"], report["config"], _package(report["package"])
-    lines = [
-        f"# Comparison on real data ({cfg['mode']} mode)",
-        "",
-        f"Machine: {m['device_name']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} "
-        f"thread(s)), transformers {m['transformers']}, peft {m['peft']}. Load average before/after: "
-        f"{report['loadavg_before']} / {report['loadavg_after']} (the machine is shared: times are noisy).",
-        "",
-        f"Command: `{report['command']}`",
-        "",
-        f"Package: {package['commit'][:10]}"
-        + (f" plus uncommitted edits to {', '.join(package['modified'])}" if package["modified"] else "")
-        + ".",
-        "",
-        f"Budget: {report['budget_definition']}",
-        "",
-        f"Fixed hyperparameters (none chosen on the eval split): {report['hyperparameters']}",
-        "",
-        "Metric: Matthews correlation x100 (CoLA), accuracy x100 (SST-2, MR); mean ± std over seeds "
-        f"{cfg['seeds']}. Wall = data + model + all training (AutoLoRA: prepare + search + retrain), "
-        "without the final evaluation; peak RSS = ru_maxrss of the method's fresh process (base: after "
-        "imports).",
-        "",
-    ]
-    for ds, methods in report["results"].items():
-        lines += [f"## {ds} (steps per method: {report['steps'][ds]})", ""]
-        lines += ["| method | metric | per seed | trainable params | wall s | x LoRA | peak RSS MB | ranks |"]
-        lines += ["|---|---|---|---|---|---|---|---|"]
-        lora = methods.get("lora-r4", {}).get("train_seconds_mean")
-        for name, s in methods.items():
-            ranks = ""
-            if "rank_total" in s:
-                ranks = "total " + "/".join(str(t) for t in s["rank_total"]) + " (of 96)"
-            if "adalora_final" in s:
-                ranks = "total " + "/".join(str(sum(a["ranks"].values())) for a in s["adalora_final"])
-            per_seed = " ".join(f"{100 * v:.1f}" for v in s["scores"])
-            ratio = f"{s['train_seconds_mean'] / lora:.2f}" if lora else ""
-            lines.append(
-                f"| {name} | {_fmt_metric(s)} | {per_seed} | {s['trainable_parameters']:,} | "
-                f"{s['train_seconds_mean']:.1f} | {ratio} | {s['peak_rss_mb']:.0f} (base "
-                f"{s['base_rss_mb']:.0f}) | {ranks} |"
-            )
-        for name, s in methods.items():
-            if "phase_seconds_mean" in s:
-                ph = ", ".join(f"{k} {v:.1f}" for k, v in s["phase_seconds_mean"].items())
-                lines.append(f"\n{name} wall by phase (s, mean over seeds): {ph}")
-        for name, s in methods.items():
-            if "ranks" in s:
-                lines.append(f"\n{name} ranks per adapter (layer 0..5 x q, v), per seed:")
-                lines += [f"- seed {seed}: {r}" for seed, r in zip(s["seeds"], s["ranks"], strict=True)]
-        lines.append("")
-    cost = report.get("cost") or {}
-    if cost:
-        lines += [f"## Cost (wall time relative to AdaLoRA, {cost['dataset']}, same budget)", ""]
-        lines += ["| method | x AdaLoRA |", "|---|---|"]
-        lines += [f"| {k[:-11]} | {v:.2f} |" for k, v in cost.items() if k.endswith("_vs_adalora")]
-        if "autolora_vs_adalora" in cost:
-            verdict = "met" if cost["target_met"] else "MISSED"
-            x = cost["autolora_vs_adalora"]
-            lines += ["", f"Target AutoLoRA <= 1.5x AdaLoRA: **{verdict}** ({x:.2f}x)."]
-        if report.get("grid"):
-            g = report["grid"]
-            lines += [
-                "",
-                f"LoRA grid: {len(g['configs'])} configurations (r_q, r_v) in {{1,2,4,8}}^2, each "
-                f"{report['grid_steps']} steps on D_tr ({g['d_tr']} examples), scored on "
-                f"{g['val_scored']} of D_val's {g['d_val']} examples; seed {g['seed']}. "
-                f"Chosen: r_q={g['chosen']['r_q']}, r_v={g['chosen']['r_v']} "
-                f"(val {100 * g['chosen']['val_score']:.1f}). Grid training "
-                f"{g['train_seconds']:.0f} s, with validation scoring {g['train_and_val_seconds']:.0f} s.",
-            ]
-    lines += ["", *report.get("notes", [])]
-    return "\n".join(lines) + "\n"
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.worker:
@@ -410,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
                                              "runs": res["runs"]}  # fmt: skip
             s = report["results"][ds][method]
             elapsed = time.perf_counter() - t_start
-            print(f"{ds:6s} {method:22s} {_fmt_metric(s):>14s}  wall {s['train_seconds_mean']:.1f}s  "
+            print(f"{ds:6s} {method:22s} {fmt_metric(s):>14s}  wall {s['train_seconds_mean']:.1f}s  "
                   f"rss {s['peak_rss_mb']:.0f}MB  [{elapsed:.0f}s]", flush=True)  # fmt: skip
     grid = None
     if args.grid_dataset != "none" and args.grid_dataset in datas:
@@ -436,74 +298,6 @@ def main(argv: list[str] | None = None) -> None:
     tag = args.tag or f"{args.mode}_{'cpu' if args.device == 'cpu' else 'cuda'}"
     written = write_results(args.out, f"compare_{tag}", report, markdown(report))
     print(f"wrote {written}.json and .md ({report['total_seconds']:.0f}s)")
-
-
-def notes(report: dict) -> list[str]:
-    cfg = report["config"]
-    out = []
-    if cfg["mode"] == "reduced":
-        out.append(
-            f"Reduced mode: {cfg['max_train_samples']} training / {cfg['max_eval_samples']} eval examples, "
-            f"max_length {cfg['max_length']}. At this budget the search runs only "
-            f"{round(min(report['steps'].values()) * cfg['search_fraction'])} iterations with lr(beta) "
-            f"{cfg['lr_beta']:g}, so alpha moves little from uniform and the selected ranks are close to "
-            "noise; read the quality columns as a smoke test of the harness, not as the paper's comparison "
-            "(run --mode full on a GPU for that)."
-        )
-    for ds, methods in report["results"].items():
-        plain = [v for k, m in methods.items() if k != "adalora" for r in m["runs"]
-                 if (v := r.get("final_train_loss")) is not None]  # fmt: skip
-        if plain and min(plain) > 0.66:
-            out.append(
-                f"{ds}: every method's training loss is still >= {min(plain):.2f} (ln 2 = 0.69) after "
-                f"{report['steps'][ds]} steps: the models have barely started to learn, and differences "
-                "between methods are mostly seed noise."
-            )
-        scores = [v for m in methods.values() for v in m["scores"]]
-        if (
-            scores
-            and all(v == 0 for v in scores)
-            and next(iter(methods.values()))["metric"].startswith("matt")
-        ):
-            out.append(f"{ds}: Matthews correlation 0 in every run: every model still predicts one class.")
-    ada = [m["adalora"] for m in report["results"].values() if "adalora" in m]
-    if ada:
-        eff = ada[0]["adalora_final"][0]["effective_adapter_params"]
-        out.append(
-            f"AdaLoRA's trainable count is what PEFT allocates (init_r 6 per matrix, plus the trained head "
-            "modules); "
-            f"after the final mask its adapters hold {eff:,} parameters (48 kept triplets), against "
-            "36,864 for LoRA r=4. Its logged training loss includes PEFT's orthogonal regulariser "
-            "(0.5 x ||P^T P - I||), so it is not comparable with the others' losses."
-        )
-    cost = report.get("cost") or {}
-    if "lora_grid_estimate_16x_lora_r4_vs_adalora" in cost:
-        out.append(
-            f"The grid was run at {report['grid_steps']} steps per configuration (of the budget's "
-            f"{report['steps'][cost['dataset']]}) to fit "
-            "this machine; 'lora_grid_estimate_16x_lora_r4' is 16 x the measured LoRA r=4 wall time at the "
-            "full budget, the grid's cost at equal budget (an estimate from measured runs, not a run)."
-        )
-    auto = report["results"].get(cost.get("dataset"), {}).get("autolora")
-    if cost.get("autolora_vs_adalora") and auto:
-        run = auto["runs"][0]
-        ph = auto["phase_seconds_mean"]
-        per_search = (ph["search"] - ph.get("plots_in_search", 0.0)) / run["search_steps"]
-        per_retrain = ph["retrain"] / run["retrain_steps"]
-        out.append(
-            f"AutoLoRA's wall time at this budget: {cfg['search_fraction']:.0%} of the steps are search "
-            f"iterations; measured in this run, one costs {per_search:.2f} s against {per_retrain:.2f} s for "
-            f"a retraining step ({per_search / per_retrain:.1f}x; bench_search_profile has the breakdown). "
-            + (
-                "Fixed costs (prepare, the two plots drawn at the end of the search) are listed under "
-                "'wall by phase'."
-                if "plots_in_search" in ph
-                else "Fixed costs (prepare; the two plots, drawn by a child process beside retraining when "
-                "a core is free, else at the end of the search, and plots_wait, what they left on the "
-                "critical path) are listed under 'wall by phase'."
-            )
-        )
-    return out
 
 
 if __name__ == "__main__":
