@@ -116,6 +116,48 @@ def agreement_along_search(runs: dict, task: str, rules: tuple[str, ...]) -> dic
     return out
 
 
+def separation(runs: dict, task: str) -> list[str]:
+    """Pairs of runs that share the data seed, the init seed, or neither: agreement of their ranks at
+    each 50-step point (alpha rule from the recorded alphas; spectrum and energy90 from snapshots)."""
+    pat = re.compile(rf"{task}_d(\d+)_i(\d+)$")
+    seeds = {n: tuple(map(int, m.groups())) for n in runs if (m := pat.match(n))}
+    lines = []
+    for a, b in itertools.combinations(sorted(seeds), 2):
+        (da, ia), (db, ib) = seeds[a], seeds[b]
+        kind = "same data" if da == db else "same init" if ia == ib else "neither"
+        cells = []
+        for rule in ("alpha", "spectrum", "energy90"):
+            if rule == "alpha":
+                steps = sorted(
+                    {r["step"] for r in runs[a]["records"]} & {r["step"] for r in runs[b]["records"]}
+                )
+                steps = [s for s in steps if s % 50 == 0]
+            else:
+                steps = sorted(set(runs[a].get("snapshots", {})) & set(runs[b].get("snapshots", {})))
+            vals = []
+            for step in steps:
+                if rule == "alpha":
+                    ra, rb = (alpha_ranks_at(runs[x], step) for x in (a, b))
+                else:
+                    ra, rb = (ranks_from_state(runs[x], rule, step=step) for x in (a, b))
+                vals.append(f"{step}: {fmt_rho(spearman(ra, rb))}")
+            if vals:
+                cells.append(f"{rule} " + ", ".join(vals))
+        lines.append(f"| {a} ~ {b} | {kind} | {'; '.join(cells)} |")
+    return lines
+
+
+def alpha_ranks_at(run: dict, step: int, tail: int = 50) -> list[int]:
+    recs = [r for r in run["records"] if step - tail < r["step"] <= step]
+    names = list(recs[-1]["alpha"])
+    w = {n: torch.tensor([r["alpha"][n] for r in recs], dtype=torch.float64) for n in names}
+    return [rank_from_weights("alpha", w[n], 1.0 / w[n].shape[1]) for n in names]
+
+
+def fmt_rho(v: float) -> str:
+    return "nan" if math.isnan(v) else f"{v:+.2f}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("run_dir")
@@ -173,6 +215,9 @@ def main() -> None:
         for rule, by_step in rules.items():
             cells = ", ".join(f"{s}: {fmt(v)}" for s, v in by_step.items())
             lines.append(f"| {t} | {rule} | {cells} |")
+    lines += ["", "| pair | shares | agreement of the pair's ranks at step ... |", "|---|---|---|"]
+    for t in tasks:
+        lines += separation(runs, t)
     print("\n".join(lines))
     if args.out:
         meta = {name: {"args": run["args"], "seconds": round(run["seconds"], 1),
