@@ -57,13 +57,15 @@ class SearchTracker:
         rec = {"step": step, **losses, "alpha": {n: rounded(r) for n, r in alpha_now.items()}}
         if spectral:
             rec["weights"] = {n: rounded(r) for n, r in now.items()}
-        tau, past = self.thresholds(), history[-(self.window - 1) :] if self.window > 1 else []
-        rec["ranks"] = {
-            n: rank_from_weights(
-                self.rule, torch.cat([self._weights(past, n).reshape(-1, len(w)), w[None]]), tau[n]
-            )
-            for n, w in now.items()
-        }
+        tau = self.thresholds()
+        if self.rule == "alpha-avg":  # the only rule that reads the window; the others read this step
+            past = history[-(self.window - 1) :] if self.window > 1 else []
+            window = {
+                n: torch.cat([self._weights(past, n).reshape(-1, len(w)), w[None]]) for n, w in now.items()
+            }
+        else:
+            window = {n: w[None] for n, w in now.items()}
+        rec["ranks"] = {n: rank_from_weights(self.rule, w, tau[n]) for n, w in window.items()}
         rec["rank_sum"] = sum(rec["ranks"].values())
         return rec
 

@@ -22,23 +22,25 @@ import torch
 from autolora.options import RANK_RULES
 
 
-def spectrum(U: torch.Tensor, V: torch.Tensor, alpha: torch.Tensor, scaling: float) -> torch.Tensor:
-    """Singular values of Delta = scaling * U diag(alpha) V, largest first, shape (k,).
-
-    U: (out, k), V: (k, in). Computed from two thin QRs and a k x k SVD: O((out + in) k^2), never
-    forming the (out, in) matrix.
-    """
+def _thin_svd_core(U, V, alpha, scaling: float):
+    """(Q_u, Q_v, C) with Delta = Q_u C Q_v^T, C = R_u R_v^T of size k x k: Delta's singular values
+    and vectors come from C's, at O((out + in) k^2) and without forming the (out, in) matrix."""
     qu, ru = torch.linalg.qr(U.double() * (alpha.double() * scaling))
     qv, rv = torch.linalg.qr(V.double().t())
-    return torch.linalg.svdvals(ru @ rv.t())
+    return qu, qv, ru @ rv.t()
+
+
+def spectrum(U: torch.Tensor, V: torch.Tensor, alpha: torch.Tensor, scaling: float) -> torch.Tensor:
+    """Singular values of Delta = scaling * U diag(alpha) V, largest first, shape (k,).
+    U: (out, k), V: (k, in)."""
+    return torch.linalg.svdvals(_thin_svd_core(U, V, alpha, scaling)[2])
 
 
 def spectral_factors(U, V, alpha, scaling: float, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(A, B) with A @ B the best rank-`rank` approximation of Delta, balanced: A = P sqrt(S),
     B = sqrt(S) Q^T for Delta's top singular triplets (P, S, Q). A: (out, rank), B: (rank, in)."""
-    qu, ru = torch.linalg.qr(U.double() * (alpha.double() * scaling))
-    qv, rv = torch.linalg.qr(V.double().t())
-    p, s, qt = torch.linalg.svd(ru @ rv.t())
+    qu, qv, core = _thin_svd_core(U, V, alpha, scaling)
+    p, s, qt = torch.linalg.svd(core)
     root = s[:rank].sqrt()
     return (qu @ p[:, :rank]) * root, root[:, None] * (qt[:rank] @ qv.t())
 
