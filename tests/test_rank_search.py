@@ -16,7 +16,14 @@ from autolora.cli import main
 from autolora.search import BilevelSearch, SearchStepConfig
 from autolora.search.diagnostics import adapter_diagnostics
 from autolora.search.tracker import SearchTracker
-from autolora.tuner.rank_rules import spectral_factors, spectrum
+from autolora.tuner.rank_rules import (
+    decision_series,
+    effective_rank,
+    rank_from_weights,
+    rule_weights,
+    spectral_factors,
+    spectrum,
+)
 from autolora.tuner.ranks import check_ranks, random_ranks, read_ranks, uniform_ranks
 
 # -- diagnostics ---------------------------------------------------------------------------------
@@ -73,14 +80,16 @@ def planted_search(signal: bool, steps: int = 300, rule: str = "spectrum"):
 
 
 @pytest.mark.slow
-def test_diagnostics_decisive_on_a_planted_rank_and_warn_without_signal():
-    tracker, history = planted_search(signal=True)
+@pytest.mark.parametrize("rule", ["spectrum", "effective-rank"])
+def test_diagnostics_decisive_on_a_planted_rank_and_warn_without_signal(rule):
+    tracker, history = planted_search(signal=True, rule=rule)
     found = tracker.diagnose(history)
     ranks = list(tracker.ranks(history).values())
-    # Seen (seed 0): ranks [4, 3, 1, 1] for planted [4, 4, 1, 1], smallest margin 1.9, stable 85 steps.
+    # Seen (seed 0): ranks [4, 3, 1, 1] for planted [4, 4, 1, 1] by both rules; smallest margin 1.9
+    # (spectrum) and 3.5 (effective-rank); without signal effective-rank reads 8 everywhere, margins < 1.
     assert found["decisive"] and found["warning"] is None, found["per_adapter"]
     assert min(ranks[:2]) > max(ranks[2:]), ranks
-    tracker, history = planted_search(signal=False)
+    tracker, history = planted_search(signal=False, rule=rule)
     noise = tracker.diagnose(history)
     assert not noise["decisive"] and noise["min_margin"] < 1
     assert "not decisive" in noise["warning"] and "--lr-beta" in noise["warning"]
@@ -99,6 +108,28 @@ def test_spectrum_ignores_how_components_share_the_scale():
     A, B = spectral_factors(U, V, alpha, 2.0, rank=2)
     s = torch.linalg.svdvals(delta.double())
     assert torch.linalg.matrix_norm(A @ B - delta.double(), 2) == pytest.approx(float(s[2]), rel=1e-6)
+
+
+def test_effective_rank_counts_equal_directions_and_rounds():
+    k = 8
+    flat, one = torch.full((k,), 1 / k), torch.eye(k)[0]
+    two, skew = torch.tensor([0.5, 0.5] + [0.0] * 6), torch.tensor([0.6, 0.2, 0.2] + [0.0] * 5)
+    assert float(effective_rank(flat)) == pytest.approx(k) and float(effective_rank(one)) == 1.0
+    assert float(effective_rank(two)) == pytest.approx(2.0)
+    e = float(effective_rank(skew))  # exp(0.6 ln(1/0.6) + 0.4 ln 5) = exp(0.9503) = 2.5864
+    assert e == pytest.approx(2.5864, abs=1e-4)
+    window = torch.stack([flat, skew])  # reads the last row only
+    assert rank_from_weights("effective-rank", window, 1 / k) == 3
+    assert rank_from_weights("spectrum", window, 1 / k) == 3
+    series, boundary = decision_series("effective-rank", window, 1 / k)
+    assert series.shape == (2, 1) and boundary == 2.5  # 2.59 rounds to 3 until it falls below 2.5
+    assert decision_series("effective-rank", flat[None], 1 / k)[1] == k - 0.5
+    assert decision_series("spectrum", window, 1 / k) == (window, 1 / k)
+    torch.manual_seed(0)  # through the spectrum: blind to how a component shares its scale
+    U, V, alpha = torch.randn(12, 4), torch.randn(4, 10), torch.softmax(torch.randn(4), 0)
+    moved = torch.tensor([3.0, 0.5, 1.0, 2.0])
+    w = [rule_weights("effective-rank", u, V, a, 2.0) for u, a in ((U, alpha), (U * moved, alpha / moved))]
+    torch.testing.assert_close(w[0], w[1])
 
 
 # -- given ranks and the controls ----------------------------------------------------------------
@@ -161,6 +192,23 @@ def test_ranks_round_trip_and_cli_errors(bert_dir, tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert message in err and "bad.json" in err
+
+
+@pytest.mark.slow
+def test_effective_rank_rule_through_the_pipeline_with_a_warm_start(bert_dir, tmp_path):
+    out = run(bert_dir, tmp_path / "eff", rank_rule="effective-rank", retrain_init="warm", **cola())
+    report = json.loads((tmp_path / "eff/ranks.json").read_text())
+    last = json.loads((tmp_path / "eff/alpha_history.json").read_text())["history"][-1]
+    assert report["rule"] == "effective-rank" and out["ranks"] == report["ranks"]
+    for name, rank in report["ranks"].items():  # the rank is the rounded effective rank of the shares
+        shares = torch.tensor(last["weights"][name], dtype=torch.float64)
+        assert rank == rank_from_weights("effective-rank", shares[None], 0.125), name
+        assert len(report["diagnostics"]["per_adapter"][name]["margins"]) == 1  # one number decides
+    model = autolora.load_adapter(
+        __import__("transformers").AutoModelForSequenceClassification.from_pretrained(bert_dir, num_labels=2),
+        tmp_path / "eff/autolora_adapter",
+    )
+    assert autolora.current_ranks(model) == report["ranks"]
 
 
 # -- stopping ------------------------------------------------------------------------------------

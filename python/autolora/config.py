@@ -140,7 +140,8 @@ class PipelineConfig:
     rank_rule: str = opt(
         "spectrum",
         "how a searched adapter's rank is read (autolora.tuner.rank_rules): spectrum counts the singular "
-        "values of the learned update holding >= 1/k of its nuclear norm; alpha is the paper's "
+        "values of the learned update holding >= 1/k of its nuclear norm; effective-rank rounds the "
+        "update's effective rank exp(entropy of its singular-value shares); alpha is the paper's "
         "#{alpha_j >= 1/k} at the last step; alpha-avg averages alpha over stability_window steps",
         "search",
         choices=RANK_RULES,

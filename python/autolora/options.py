@@ -16,7 +16,9 @@ FD_SCHEMES = ("forward", "central")
 LOOKAHEADS = ("sgd", "adam")
 RETRAIN_INITS = ("fresh", "warm")
 # How a searched adapter's rank is read: see autolora.tuner.rank_rules.
-RANK_RULES = ("alpha", "alpha-avg", "spectrum")
+RANK_RULES = ("alpha", "alpha-avg", "spectrum", "effective-rank")
+# The rules that read the learned update's singular values rather than alpha.
+SPECTRAL_RULES = ("spectrum", "effective-rank")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 

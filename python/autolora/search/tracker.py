@@ -14,7 +14,7 @@ import torch
 
 from autolora.nn.adapter import AutoLoraAdapter
 from autolora.search.diagnostics import adapter_diagnostics, summarise
-from autolora.tuner.rank_rules import rank_from_weights, rule_weights
+from autolora.tuner.rank_rules import decision_series, rank_from_weights, rule_weights
 
 
 class SearchTracker:
@@ -35,7 +35,8 @@ class SearchTracker:
 
     def thresholds(self) -> dict[str, float]:
         """tau per adapter: the alpha rules compare with the adapter's own threshold (1/k, or 1/2
-        for sigmoid selection), the spectrum with 1/k."""
+        for sigmoid selection), the spectral rules with 1/k (effective-rank's diagnostics replace it by
+        the rounding boundary: autolora.tuner.rank_rules.decision_series)."""
         return {n: a.threshold() if self.key == "alpha" else 1.0 / a.rank for n, a in self.named}
 
     @torch.no_grad()
@@ -91,12 +92,12 @@ class SearchTracker:
         records = history if records is None else records
         steps = [r["step"] for r in records]
         tau = self.thresholds()
-        per = {
-            n: adapter_diagnostics(
-                self._weights(records, n), steps, [r["ranks"][n] for r in records], tau[n], self.window
-            )  # fmt: skip
-            for n, _ in self.named
-        }
+        per = {}
+        for n, _ in self.named:
+            series, threshold = decision_series(self.rule, self._weights(records, n), tau[n])
+            per[n] = adapter_diagnostics(
+                series, steps, [r["ranks"][n] for r in records], threshold, self.window
+            )
         summary = summarise(per, self.window, steps[-1] if steps else 0)
         summary["rule"] = self.rule
         return summary

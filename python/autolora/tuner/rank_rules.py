@@ -11,15 +11,22 @@ the components at or above it (at least one):
   the norms of u_j, v_j trade off freely; the singular values do not depend on how the components
   share the scale, and they count directions of the update rather than components (two components
   that learned the same direction count once).
+- ``effective-rank``: the same shares p_i = sigma_i / sum(sigma), read as one number, the effective
+  rank exp(-sum_i p_i log p_i) (Roy and Vetterli, 2007): k for a flat spectrum, 1 for a rank-1
+  update, 2 for two equal directions. The rank is that number rounded (clamped to 1..k). Unlike a
+  count of shares above 1/k it moves smoothly as the tail of the spectrum grows, so a small change in
+  one singular value moves it a little instead of flipping a component across the threshold.
 
 The weights along the search are what the diagnostics (autolora.search.diagnostics) read.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from autolora.options import RANK_RULES
+from autolora.options import RANK_RULES, SPECTRAL_RULES
 
 
 def _thin_svd_core(U, V, alpha, scaling: float):
@@ -49,13 +56,31 @@ def rule_weights(rule: str, U, V, alpha: torch.Tensor, scaling: float) -> torch.
     """The per-component weights a rule compares with its threshold, shape (k,), fp64."""
     if rule in ("alpha", "alpha-avg"):
         return alpha.detach().double()
-    if rule == "spectrum":
+    if rule in SPECTRAL_RULES:
         s = spectrum(U.detach(), V.detach(), alpha.detach(), scaling)
         return s / s.sum().clamp(min=torch.finfo(s.dtype).tiny)
     raise ValueError(f"rank_rule: expected one of {RANK_RULES}, got {rule!r}")
 
 
+def effective_rank(shares: torch.Tensor) -> torch.Tensor:
+    """exp(entropy) of shares summing to one, along the last dimension: (..., k) -> (...)."""
+    p = shares.double().clamp(min=0)
+    return torch.exp(-torch.special.xlogy(p, p).sum(-1))
+
+
 def rank_from_weights(rule: str, window: torch.Tensor, tau: float) -> int:
     """The rank a rule reads from its weights along the last steps, window: (T, k), last row = now."""
+    if rule == "effective-rank":
+        return min(window.shape[-1], max(1, math.floor(float(effective_rank(window[-1])) + 0.5)))
     weights = window.mean(0) if rule == "alpha-avg" else window[-1]
     return max(1, int((weights >= tau).sum()))
+
+
+def decision_series(rule: str, weights: torch.Tensor, tau: float) -> tuple[torch.Tensor, float]:
+    """What a rule compares with a threshold along the search, and that threshold, for the diagnostics:
+    the per-component weights and tau, or for effective-rank the effective rank (T, 1) and the
+    rounding boundary nearest its last value (r + 1/2 for an effective rank in [r, r + 1))."""
+    if rule != "effective-rank":
+        return weights, tau
+    e = effective_rank(weights)[:, None]
+    return e, min(math.floor(float(e[-1, 0])), weights.shape[-1] - 1) + 0.5

@@ -5,21 +5,25 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from autolora.options import SPECTRAL_RULES, one_of
 from autolora.tuner.params import adapters
 from autolora.tuner.rank_rules import rank_from_weights, rule_weights, spectral_factors
 
 
 def select_ranks(model: nn.Module, rule: str = "alpha") -> dict[str, int]:
     """Every search-mode adapter's rank (always >= 1) by a rank rule read from the model's state:
-    "alpha", r = #{j : softmax(beta)[j] >= 1/k}, or "spectrum" (autolora.tuner.rank_rules). "alpha-avg"
+    "alpha", r = #{j : softmax(beta)[j] >= 1/k}, or "spectrum" / "effective-rank"
+    (autolora.tuner.rank_rules). "alpha-avg"
     needs the search's history: the pipeline's SearchTracker reads it."""
     found = [(name, a) for name, a in adapters(model) if a.beta is not None]
     if not found:
         raise ValueError("model: has no search-mode adapters to select ranks from")
     if rule == "alpha":
         return {name: a.selected_rank() for name, a in found}
-    if rule != "spectrum":
-        raise ValueError(f"rule: select_ranks reads 'alpha' or 'spectrum' from a model, got {rule!r}")
+    if rule not in SPECTRAL_RULES:
+        raise ValueError(
+            f"rule: select_ranks reads alpha or {one_of(SPECTRAL_RULES)} from a model, got {rule!r}"
+        )
     return {
         name: rank_from_weights(rule, rule_weights(rule, a.U, a.V, a.alpha(), a.scaling)[None], 1.0 / a.rank)
         for name, a in found
@@ -39,8 +43,8 @@ def keep_selected_(
 
     rule "alpha" / "alpha-avg": keep the ranks[name] components of largest weight (weights[name]: the
     rule's weights, default alpha; with "alpha", ranks from select_ranks keep exactly the selected
-    components). rule "spectrum": keep the update's top ranks[name] singular directions (the best
-    rank-r approximation of Delta, autolora.tuner.rank_rules.spectral_factors).
+    components). rules "spectrum" and "effective-rank": keep the update's top ranks[name] singular
+    directions (the best rank-r approximation of Delta, autolora.tuner.rank_rules.spectral_factors).
     """
     found = {name: a for name, a in adapters(model) if a.beta is not None}
     if set(found) != set(ranks):
@@ -52,7 +56,7 @@ def keep_selected_(
             raise ValueError(f"ranks: {name} has {a.selected_rank()} components selected, not {ranks[name]}")
     for name, a in found.items():
         r = ranks[name]
-        if rule == "spectrum":
+        if rule in SPECTRAL_RULES:
             a.fix_(*spectral_factors(a.U, a.V, a.alpha(), a.scaling, r))
             continue
         w = a.alpha() if weights is None else weights[name].to(a.alpha().device)
