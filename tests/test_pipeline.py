@@ -142,7 +142,11 @@ def test_warm_retraining_resumes_inside_the_retrain_phase(bert_dir, tmp_path, mo
     retraining reloads the finished search, converts it again and continues from retrain.pt."""
     import autolora.pipeline as pipeline_mod
 
-    full = run(bert_dir, tmp_path / "full", retrain_init="warm", **cola())
+    full = run(bert_dir, tmp_path / "full", retrain_init="warm", eval_every=1, **cola())
+    assert [p["step"] for p in full["eval_curve"]] == [1, 2, 3, 4]
+    assert {k: v for k, v in full["eval_curve"][-1].items() if k != "step"} == full["eval"]
+    plain = run(bert_dir, tmp_path / "plain", retrain_init="warm", **cola())
+    assert plain["eval"] == full["eval"] and plain["eval_curve"] is None  # scoring left training alone
     real_run_phase, calls = pipeline_mod.run_phase, {"n": 0}
 
     def cut_retrain(**kwargs):
@@ -160,12 +164,12 @@ def test_warm_retraining_resumes_inside_the_retrain_phase(bert_dir, tmp_path, mo
 
     monkeypatch.setattr(pipeline_mod, "run_phase", cut_retrain)
     with pytest.raises(KeyboardInterrupt):
-        run(bert_dir, tmp_path / "cut", retrain_init="warm", **cola())
+        run(bert_dir, tmp_path / "cut", retrain_init="warm", eval_every=1, **cola())
     assert torch.load(tmp_path / "cut/checkpoints/retrain.pt", weights_only=False)["step"] == 2
     monkeypatch.setattr(pipeline_mod, "run_phase", real_run_phase)
-    resumed = run(bert_dir, tmp_path / "cut", retrain_init="warm", resume=True, **cola())
+    resumed = run(bert_dir, tmp_path / "cut", retrain_init="warm", resume=True, eval_every=1, **cola())
     assert resumed["ranks"] == full["ranks"]
-    assert resumed["eval"] == full["eval"]
+    assert resumed["eval"] == full["eval"] and resumed["eval_curve"] == full["eval_curve"]
     from safetensors.torch import load_file
 
     weights = [load_file(tmp_path / d / "autolora_adapter" / WEIGHTS_NAME) for d in ("full", "cut")]

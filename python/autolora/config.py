@@ -202,6 +202,12 @@ class PipelineConfig:
         1800.0, "how long a collective waits for the other ranks", "distributed", "seconds"
     )
     eval_batch_size: int = opt(64, "batch size of evaluation", "evaluation", "examples")
+    eval_every: int | None = opt(
+        None,
+        "also score the eval set every N retraining steps (metrics.json eval_curve: did it converge?)",
+        "evaluation",
+        "steps",
+    )
     max_generate: int = opt(
         0, "causal-lm: greedy completions scored with BLEU (needs sacrebleu)", "evaluation", "prompts"
     )
@@ -233,6 +239,7 @@ class PipelineConfig:
             (self.stability_window >= 1, "stability_window", ">= 1"),
             (self.min_search_steps >= 0, "min_search_steps", ">= 0"),
             (self.beta_warmup_steps >= 0, "beta_warmup_steps", ">= 0"),
+            (self.eval_every is None or self.eval_every >= 1, "eval_every", "none or >= 1"),
         ]
         for ok, name, want in checks:
             if not ok:

@@ -254,19 +254,34 @@ class Pipeline:
             opt.zero_grad(set_to_none=True)
             return {"loss": float(total)}
 
-        run_phase(
+        total = _steps(cfg.retrain_epochs, stream, cfg.max_retrain_steps)
+
+        def on_step(n: int, losses: dict) -> dict:  # the eval curve lives in the history: it resumes
+            record = {"step": n, **losses}
+            if cfg.eval_every and n % cfg.eval_every == 0 and n < total and self.main:
+                record["eval"] = self.evaluate(model)
+            return record
+
+        history = run_phase(
             name="retrain",
-            total_steps=_steps(cfg.retrain_epochs, stream, cfg.max_retrain_steps),
+            total_steps=total,
             step_fn=step,
             model=model,
             stateful={"opt": opt, "stream": stream, "scaler": scaler},
             checkpoint=self.out / "checkpoints" / "retrain.pt",
             checkpoint_every=cfg.checkpoint_every,
             history=[],
+            on_step=on_step,
             progress=cfg.progress,
             is_main=self.main,
         )
+        self.eval_curve = [{"step": r["step"], **r["eval"]} for r in history if "eval" in r]
+        self.retrain_steps = total
         return model
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        cfg = self.config
+        return evaluate(model, self.task, cfg.eval_batch_size, self.device, cfg.progress, cfg.max_generate)
 
     # -- everything --------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -297,7 +312,7 @@ class Pipeline:
         if not self.main:  # evaluation and artifacts are rank 0's; the others wait for it
             self.dist.barrier()
             return {"ranks": ranks, "rank": self.dist.rank}
-        metrics = evaluate(model, self.task, cfg.eval_batch_size, self.device, cfg.progress, cfg.max_generate)
+        metrics = self.evaluate(model)
         self.wait_for_figures()
         export_peft(model, self.out / "adapter", self.trainable, cfg.model)
         autolora.save_adapter(model, self.out / "autolora_adapter", self.trainable)
@@ -307,6 +322,9 @@ class Pipeline:
             "task": self.task.task,
             "metric": self.task.metric,
             "eval": metrics,
+            "eval_curve": [*self.eval_curve, {"step": self.retrain_steps, **metrics}]
+            if cfg.eval_every
+            else None,
             "ranks": ranks,
             "rank_total": sum(ranks.values()),
             "ranks_from": cfg.ranks if self.given_ranks is not None else f"search ({cfg.rank_rule} rule)",
