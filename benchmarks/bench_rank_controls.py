@@ -76,6 +76,19 @@ def ci95(diffs: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def late_gain(runs, metric: str) -> float | None:
+    """Has retraining converged? The mean over seeds of (final metric - metric at the eval-curve point
+    nearest half the steps), from `--eval-every` curves; None when the runs have no curve."""
+    gains = []
+    for r in runs:
+        curve = r.get("eval_curve") or []
+        if len(curve) < 2:
+            return None
+        mid = min(curve[:-1], key=lambda p: abs(p["step"] - curve[-1]["step"] / 2))
+        gains.append(curve[-1][metric] - mid[metric])
+    return statistics.fmean(gains)
+
+
 def report(run_dir: Path) -> tuple[dict, str]:
     rows: dict[tuple[str, str], dict[int, dict]] = {}
     for f in sorted(run_dir.glob("*/metrics.json")):
@@ -89,8 +102,9 @@ def report(run_dir: Path) -> tuple[dict, str]:
         cfg = json.loads(first.read_text())
         keys = ("max_retrain_steps", "batch_size", "lr_w", "retrain_init", "k", "lora_alpha", "trainable")
         out["settings"] = {k: cfg.get(k) for k in keys} | {"max_length": cfg["data"]["max_length"]}
-    head = "| task | allocation | metric (mean ± std) | seeds | total rank | trainable params | retrain s |"
-    lines = [head, "|---|---|---|---|---|---|---|"]
+    head = ("| task | allocation | metric (mean ± std) | seeds | total rank | trainable params | retrain s "
+            "| gain over the second half |")  # fmt: skip
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
     diff_lines = ["| task | autolora - X | mean diff | 95% interval | seeds |", "|---|---|---|---|---|"]
     for task in tasks:
         out["tasks"][task] = {}
@@ -105,11 +119,13 @@ def report(run_dir: Path) -> tuple[dict, str]:
             totals = sorted({r["rank_total"] for r in runs.values()})
             params = sorted({r["trainable_parameters"] for r in runs.values()})
             secs = statistics.fmean(r["seconds"]["retrain"] for r in runs.values())
+            late = late_gain(runs.values(), metric)
             out["tasks"][task][alloc] = {"metric": metric, "per_seed": vals, "mean": mean, "std": std,
                                          "rank_totals": totals, "trainable_parameters": params,
-                                         "retrain_seconds": secs}  # fmt: skip
+                                         "retrain_seconds": secs, "gain_over_second_half": late}  # fmt: skip
             cells = [task, alloc, f"{metric} {mean:.4f} ± {std:.4f}", len(vals), f"{totals[0]}-{totals[-1]}",
-                     f"{params[0]:,}-{params[-1]:,}", f"{secs:.0f}"]  # fmt: skip
+                     f"{params[0]:,}-{params[-1]:,}", f"{secs:.0f}",
+                     "n/a" if late is None else f"{late:+.4f}"]  # fmt: skip
             lines.append("| " + " | ".join(map(str, cells)) + " |")
         base = out["tasks"][task].get("autolora")
         for alloc in ALLOCS[1:]:

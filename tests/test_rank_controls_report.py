@@ -1,0 +1,56 @@
+"""benchmarks/bench_rank_controls.py report: means, paired differences and the convergence column,
+on hand-made metrics files (no training)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_rank_controls
+
+        yield bench_rank_controls
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def write_run(root: Path, name: str, final: float, mid: float | None) -> None:
+    run = root / name
+    run.mkdir()
+    metrics = {"metric": "accuracy", "eval": {"accuracy": final}, "rank_total": 12,
+               "trainable_parameters": 1000, "seconds": {"retrain": 10.0}}  # fmt: skip
+    if mid is not None:
+        metrics["eval_curve"] = [{"step": 100, "accuracy": mid - 0.1}, {"step": 200, "accuracy": mid},
+                                 {"step": 400, "accuracy": final}]  # fmt: skip
+    (run / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_report_pairs_seeds_and_reads_the_curves(bench, tmp_path):
+    for seed, (auto, rand) in enumerate([(0.80, 0.78), (0.82, 0.79), (0.84, 0.80)]):
+        write_run(tmp_path, f"sst2_s{seed}_autolora", auto, mid=auto - 0.01)
+        write_run(tmp_path, f"sst2_s{seed}_random", rand, mid=rand)
+    data, table = bench.report(tmp_path)
+    task = data["tasks"]["sst2"]
+    assert task["autolora"]["mean"] == pytest.approx(0.82) and task["random"]["mean"] == pytest.approx(0.79)
+    diff = task["autolora-minus-random"]
+    assert diff["mean"] == pytest.approx(0.03) and diff["seeds"] == [0, 1, 2]
+    # diffs 0.02, 0.03, 0.04: sd 0.01, t(0.975, 2) = 4.303 -> half width 0.02484
+    assert diff["ci95"] == pytest.approx([0.03 - 0.02484, 0.03 + 0.02484], abs=1e-4)
+    assert task["autolora"]["gain_over_second_half"] == pytest.approx(0.01)  # mid point: step 200
+    assert task["random"]["gain_over_second_half"] == pytest.approx(0.0)
+    assert "| sst2 | random | +0.0300 |" in table
+
+
+def test_runs_without_curves_say_so(bench, tmp_path):
+    write_run(tmp_path, "mr_s0_autolora", 0.7, mid=None)
+    data, table = bench.report(tmp_path)
+    assert data["tasks"]["mr"]["autolora"]["gain_over_second_half"] is None and "| n/a |" in table
