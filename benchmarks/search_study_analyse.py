@@ -22,10 +22,12 @@ from scipy.stats import spearmanr
 from autolora.options import RANK_RULES
 from autolora.tuner.rank_rules import rank_from_weights, rule_weights, spectrum
 
-# The package's rules, and two the study looked at beside them: each component's share of
-# alpha_j * |u_j| * |v_j| (alpha with the scale the component's factors carry), and the number of
-# singular values holding 90% of the update's energy.
-RULES = RANK_RULES + ("contribution", "energy90")
+# The package's rules, and three the study looked at beside them: each component's share of
+# alpha_j * |u_j| * |v_j| (alpha with the scale the component's factors carry), the number of
+# singular values holding 90% of the update's energy, and the effective rank of U V with the
+# searched alpha replaced by 1/k (how much of the effective-rank rule the meta-learned alpha decides).
+STUDY_RULES = ("contribution", "energy90", "effective-rank-no-alpha")
+RULES = RANK_RULES + STUDY_RULES
 
 
 def rank_of(rule: str, st: dict, window: torch.Tensor) -> int:
@@ -38,6 +40,11 @@ def rank_of(rule: str, st: dict, window: torch.Tensor) -> int:
     if rule == "energy90":
         e = spectrum(U, V, alpha, scaling) ** 2
         return int(((e.cumsum(0) / e.sum()) < 0.9).sum()) + 1
+    if rule == "effective-rank-no-alpha":
+        flat = torch.full_like(alpha, 1.0 / k)
+        return rank_from_weights(
+            "effective-rank", rule_weights("effective-rank", U, V, flat, scaling)[None], 0
+        )
     if rule == "alpha-avg":
         return rank_from_weights(rule, window, 1.0 / k)
     return rank_from_weights(rule, rule_weights(rule, U, V, alpha, scaling)[None], 1.0 / k)
@@ -118,7 +125,7 @@ def agreement_along_search(runs: dict, task: str, rules: tuple[str, ...]) -> dic
 
 def separation(runs: dict, task: str) -> list[str]:
     """Pairs of runs that share the data seed, the init seed, or neither: agreement of their ranks at
-    each 50-step point (alpha rule from the recorded alphas; spectrum and energy90 from snapshots)."""
+    each 50-step point (alpha rule from the recorded alphas; the spectral rules from snapshots)."""
     pat = re.compile(rf"{task}_d(\d+)_i(\d+)$")
     seeds = {n: tuple(map(int, m.groups())) for n in runs if (m := pat.match(n))}
     lines = []
@@ -126,7 +133,7 @@ def separation(runs: dict, task: str) -> list[str]:
         (da, ia), (db, ib) = seeds[a], seeds[b]
         kind = "same data" if da == db else "same init" if ia == ib else "neither"
         cells = []
-        for rule in ("alpha", "spectrum", "energy90"):
+        for rule in ("alpha", "spectrum", "energy90", "effective-rank"):
             if rule == "alpha":
                 steps = sorted(
                     {r["step"] for r in runs[a]["records"]} & {r["step"] for r in runs[b]["records"]}
@@ -162,9 +169,11 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("run_dir")
     p.add_argument("--prefix", default="", help="only runs whose name starts with this")
-    p.add_argument("--out", type=resolve_out, default=None, help="folder for search_study.json/.md")
+    p.add_argument("--out", type=resolve_out, default=None, help="folder for NAME.json/.md")
+    p.add_argument("--name", default="search_study", help="file name of the results")
     args = p.parse_args()
-    runs = {f.stem: load(f) for f in sorted(Path(args.run_dir).glob(f"{args.prefix}*.pt"))}
+    files = sorted(Path(args.run_dir).glob(f"{args.prefix}*.pt"))
+    runs = {f.stem: load(f) for f in files if f.stat().st_size > 0}  # empty: a run that never finished
     pat = re.compile(r"(?P<task>[a-z0-9]+)_(?P<tag>.*?)d(?P<d>\d+)_i(?P<i>\d+)$")
     table, ranks_out = [], {}
     for rule in RULES:
@@ -209,7 +218,7 @@ def main() -> None:
         lines.append(f"| {name} | {d['decisive_adapters']} / {d['adapters']} | {d['min_margin']:.3f} | "
                      f"{d['stable_steps']} steps | {runs[name]['seconds']:.0f} |")  # fmt: skip
     tasks = sorted({n.split("_")[0] for n in runs})
-    along = {t: agreement_along_search(runs, t, RANK_RULES + ("energy90",)) for t in tasks}
+    along = {t: agreement_along_search(runs, t, RANK_RULES + STUDY_RULES[1:]) for t in tasks}
     lines += ["", "| task | rule | Spearman across seeds at step ... |", "|---|---|---|"]
     for t, rules in along.items():
         for rule, by_step in rules.items():
@@ -237,7 +246,7 @@ def main() -> None:
             "Runs: benchmarks/search_study.py; each run's settings are in the JSON.",
             "",
         ]
-        write_results(args.out, "search_study", data, "\n".join(head + lines) + "\n")
+        write_results(args.out, args.name, data, "\n".join(head + lines) + "\n")
 
 
 if __name__ == "__main__":
