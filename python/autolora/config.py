@@ -138,10 +138,10 @@ class PipelineConfig:
     search_epochs: float = opt(1.0, "length of the search, in passes over D_tr", "search", "epochs")
     max_search_steps: int | None = opt(None, "caps the search; none: no cap", "search", "steps")
     rank_rule: str = opt(
-        "spectrum",
-        "how a searched adapter's rank is read (autolora.tuner.rank_rules): spectrum counts the singular "
-        "values of the learned update holding >= 1/k of its nuclear norm; effective-rank rounds the "
-        "update's effective rank exp(entropy of its singular-value shares); alpha is the paper's "
+        "effective-rank",
+        "how a searched adapter's rank is read (autolora.tuner.rank_rules): effective-rank rounds the "
+        "learned update's effective rank exp(entropy of its singular-value shares); spectrum counts the "
+        "singular values holding >= 1/k of its nuclear norm; alpha is the paper's "
         "#{alpha_j >= 1/k} at the last step; alpha-avg averages alpha over stability_window steps",
         "search",
         choices=RANK_RULES,

@@ -22,7 +22,7 @@ class AutoLoraArguments:
     search_steps: int | None = None
     search_epochs: float | None = None
     lr_beta: float = 1e-2  # the pipeline's default (README: the rank search on real data)
-    rank_rule: str = "spectrum"  # or "alpha" (the paper's); autolora.tuner.selection.select_ranks
+    rank_rule: str = "effective-rank"  # or "spectrum", "alpha" (the paper's): autolora.tuner.rank_rules
     hypergradient: str = "second-order"
     xi: float | None = None
     fd_r: float = 0.01
