@@ -3,7 +3,10 @@ configs (no downloads), the offline tokenizers, and adapters moved off their zer
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -104,3 +107,15 @@ def randomize_adapters(model_or_layer, scale: float = 0.1) -> None:
             a.U.normal_(0, scale)
             if a.beta is not None:
                 a.beta.normal_(0, 1)
+
+
+@contextlib.contextmanager
+def benchmark_module(name: str):
+    """A script of benchmarks/ imported as a module, with its folder on sys.path for as long as the
+    block runs (the scripts import their sibling helpers, such as _harness, some of them lazily)."""
+    folder = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    sys.path.insert(0, folder)
+    try:
+        yield importlib.import_module(name)
+    finally:
+        sys.path.remove(folder)

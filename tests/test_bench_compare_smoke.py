@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
+from helpers import benchmark_module
 
 pytestmark = pytest.mark.slow  # a benchmark's smoke test
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import bench_compare
-
-        yield bench_compare
-    finally:
-        sys.path.remove(str(BENCH))
+    with benchmark_module("bench_compare") as module:
+        yield module
 
 
 def test_reduced_defaults(bench):

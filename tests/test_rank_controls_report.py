@@ -4,23 +4,16 @@ on hand-made metrics files (no training)."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from helpers import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import bench_rank_controls
-
-        yield bench_rank_controls
-    finally:
-        sys.path.remove(str(BENCH))
+    with benchmark_module("bench_rank_controls") as module:
+        yield module
 
 
 def write_run(root: Path, name: str, final: float, mid: float | None) -> None:
