@@ -152,7 +152,8 @@ def main() -> None:
     mk.add_argument("--out", required=True)
     rp = sub.add_parser("report", help="tabulate DIR/<task>_s<seed>_<alloc>/metrics.json")
     rp.add_argument("run_dir")
-    rp.add_argument("--out", type=resolve_out, default=None, help="folder for rank_controls.json/.md")
+    rp.add_argument("--out", type=resolve_out, default=None, help="folder for NAME.json/.md")
+    rp.add_argument("--name", default="rank_controls", help="file name of the results")
     args = p.parse_args()
     if args.command == "ranks":
         for path in make_ranks(Path(args.study_dir), args.rule, Path(args.out)):
@@ -164,7 +165,7 @@ def main() -> None:
         data |= {"machine": machine(), "command": command_line()}
         head = ["# Searched ranks against random and uniform allocations of the same total, and LoRA r=4", "",
                 f"Command: `{data['command']}`. Machine: {data['machine'].get('cpu')}.", ""]  # fmt: skip
-        write_results(args.out, "rank_controls", data, "\n".join(head) + table)
+        write_results(args.out, args.name, data, "\n".join(head) + table)
 
 
 if __name__ == "__main__":
