@@ -168,9 +168,16 @@ def bert_dir(tmp_path_factory):
 
 @pytest.mark.slow
 def test_ranks_round_trip_and_cli_errors(bert_dir, tmp_path, capsys):
-    searched = run(bert_dir, tmp_path / "search", rank_rule="spectrum", **cola())
+    searched = run(bert_dir, tmp_path / "search", **cola())  # the default rule, effective-rank
     report = json.loads((tmp_path / "search/ranks.json").read_text())
-    assert report["rule"] == "spectrum" and set(report["diagnostics"]["per_adapter"]) == set(report["ranks"])
+    assert report["rule"] == "effective-rank" and set(report["diagnostics"]["per_adapter"]) == set(
+        report["ranks"]
+    )
+    last = json.loads((tmp_path / "search/alpha_history.json").read_text())["history"][-1]
+    for name, rank in report["ranks"].items():  # the rounded effective rank of the last step's shares
+        shares = torch.tensor(last["weights"][name], dtype=torch.float64)
+        assert rank == rank_from_weights("effective-rank", shares[None], 0.125), name
+        assert len(report["diagnostics"]["per_adapter"][name]["margins"]) == 1  # one number decides
     assert searched["selection"]["adapters"] == len(report["ranks"])
     reused = run(bert_dir, tmp_path / "reuse", ranks=str(tmp_path / "search/ranks.json"), **cola())
     assert reused["ranks"] == searched["ranks"] and reused["ranks_from"].endswith("ranks.json")
@@ -192,23 +199,6 @@ def test_ranks_round_trip_and_cli_errors(bert_dir, tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert message in err and "bad.json" in err
-
-
-@pytest.mark.slow
-def test_effective_rank_rule_through_the_pipeline_with_a_warm_start(bert_dir, tmp_path):
-    out = run(bert_dir, tmp_path / "eff", rank_rule="effective-rank", retrain_init="warm", **cola())
-    report = json.loads((tmp_path / "eff/ranks.json").read_text())
-    last = json.loads((tmp_path / "eff/alpha_history.json").read_text())["history"][-1]
-    assert report["rule"] == "effective-rank" and out["ranks"] == report["ranks"]
-    for name, rank in report["ranks"].items():  # the rank is the rounded effective rank of the shares
-        shares = torch.tensor(last["weights"][name], dtype=torch.float64)
-        assert rank == rank_from_weights("effective-rank", shares[None], 0.125), name
-        assert len(report["diagnostics"]["per_adapter"][name]["margins"]) == 1  # one number decides
-    model = autolora.load_adapter(
-        __import__("transformers").AutoModelForSequenceClassification.from_pretrained(bert_dir, num_labels=2),
-        tmp_path / "eff/autolora_adapter",
-    )
-    assert autolora.current_ranks(model) == report["ranks"]
 
 
 # -- stopping ------------------------------------------------------------------------------------
