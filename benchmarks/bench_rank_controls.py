@@ -100,7 +100,17 @@ def report(run_dir: Path) -> tuple[dict, str]:
     first = next(iter(sorted(run_dir.glob("*/config.json"))), None)
     if first is not None:  # the retraining settings every run shares (each run's config.json has all)
         cfg = json.loads(first.read_text())
-        keys = ("max_retrain_steps", "batch_size", "lr_w", "retrain_init", "k", "lora_alpha", "trainable")
+        keys = (
+            "retrain_epochs",
+            "max_retrain_steps",
+            "eval_every",
+            "batch_size",
+            "lr_w",
+            "retrain_init",
+            "k",
+            "lora_alpha",
+            "trainable",
+        )
         out["settings"] = {k: cfg.get(k) for k in keys} | {"max_length": cfg["data"]["max_length"]}
     head = ("| task | allocation | metric (mean ± std) | seeds | total rank | trainable params | retrain s "
             "| gain over the second half |")  # fmt: skip
