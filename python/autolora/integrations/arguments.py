@@ -41,9 +41,9 @@ class AutoLoraArguments:
             raise ValueError(f"search_steps: expected an integer >= 1, got {self.search_steps!r}")
         if self.search_epochs is not None and not self.search_epochs > 0:
             raise ValueError(f"search_epochs: expected a positive number, got {self.search_epochs!r}")
-        if self.rank_rule not in ("alpha", *SPECTRAL_RULES):
-            rules = one_of(("alpha", *SPECTRAL_RULES))
-            raise ValueError(f"rank_rule: expected {rules}, got {self.rank_rule!r}")
+        rules = ("alpha", *SPECTRAL_RULES)  # the rules a model's state holds (alpha-avg needs a history)
+        if self.rank_rule not in rules:
+            raise ValueError(f"rank_rule: expected {one_of(rules)}, got {self.rank_rule!r}")
         if not self.lr_beta > 0:
             raise ValueError(f"lr_beta: expected a positive number, got {self.lr_beta!r}")
         self.step_config(1.0)  # SearchStepConfig checks the scheme names, xi and fd_r now, not at step 1

@@ -13,8 +13,8 @@ from autolora.tuner.rank_rules import rank_from_weights, rule_weights, spectral_
 def select_ranks(model: nn.Module, rule: str = "alpha") -> dict[str, int]:
     """Every search-mode adapter's rank (always >= 1) by a rank rule read from the model's state:
     "alpha", r = #{j : softmax(beta)[j] >= 1/k}, or "spectrum" / "effective-rank"
-    (autolora.tuner.rank_rules). "alpha-avg"
-    needs the search's history: the pipeline's SearchTracker reads it."""
+    (autolora.tuner.rank_rules). "alpha-avg" needs the search's history: the pipeline's SearchTracker
+    reads it."""
     found = [(name, a) for name, a in adapters(model) if a.beta is not None]
     if not found:
         raise ValueError("model: has no search-mode adapters to select ranks from")
