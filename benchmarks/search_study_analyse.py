@@ -5,12 +5,17 @@ Spearman of the per-adapter ranks across seeds (data seed = init seed), and, whe
 them, the agreement of runs that share the data order but not the initialisation, and the reverse.
 
   python benchmarks/search_study_analyse.py RUN_DIR [--out benchmarks/results/search_study]
+
+--against RESULTS.json (an earlier study's results) adds, for runs of the same name (task, data seed,
+init seed), the agreement of this study's ranks with that study's: for example plain LoRA
+(search_study.py --beta-warmup = --steps: W alone, alpha stays 1/k) against the bilevel search.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 import re
 from pathlib import Path
@@ -161,6 +166,20 @@ def alpha_ranks_at(run: dict, step: int, tail: int = 50) -> list[int]:
     return [rank_from_weights("alpha", w[n], 1.0 / w[n].shape[1]) for n in names]
 
 
+def against(ranks: dict[str, dict[str, list[int]]], other: dict[str, dict[str, list[int]]]) -> tuple[dict, list[str]]:
+    """Spearman between each run's ranks and the other study's ranks of the run of the same name, per
+    rule both hold; with the two totals."""
+    out: dict[str, dict[str, dict]] = {}
+    lines = ["| run | rule | Spearman with the other study | total here | total there |", "|---|---|---|---|---|"]
+    for rule in sorted(set(ranks) & set(other)):
+        for name in sorted(set(ranks[rule]) & set(other[rule])):
+            a, b = ranks[rule][name], other[rule][name]
+            rho = spearman(a, b)
+            out.setdefault(rule, {})[name] = {"spearman": rho, "total": sum(a), "total_other": sum(b)}
+            lines.append(f"| {name} | {rule} | {fmt_rho(rho)} | {sum(a)} | {sum(b)} |")
+    return out, lines
+
+
 def fmt_rho(v: float) -> str:
     return "nan" if math.isnan(v) else f"{v:+.2f}"
 
@@ -171,7 +190,15 @@ def main() -> None:
     p.add_argument("--prefix", default="", help="only runs whose name starts with this")
     p.add_argument("--out", type=resolve_out, default=None, help="folder for NAME.json/.md")
     p.add_argument("--name", default="search_study", help="file name of the results")
+    p.add_argument("--against", type=Path, default=None, help="an earlier study's results JSON")
     args = p.parse_args()
+    other = None
+    if args.against is not None:
+        if not args.against.is_file():
+            p.error(f"--against: no such file: {args.against}")
+        other = json.loads(args.against.read_text()).get("ranks")
+        if not isinstance(other, dict):
+            p.error(f"--against ({args.against}): no 'ranks' map (not a search_study_analyse result)")
     files = sorted(Path(args.run_dir).glob(f"{args.prefix}*.pt"))
     runs = {f.stem: load(f) for f in files if f.stat().st_size > 0}  # empty: a run that never finished
     pat = re.compile(r"(?P<task>[a-z0-9]+)_(?P<tag>.*?)d(?P<d>\d+)_i(?P<i>\d+)$")
@@ -227,6 +254,10 @@ def main() -> None:
     lines += ["", "| pair | shares | agreement of the pair's ranks at step ... |", "|---|---|---|"]
     for t in tasks:
         lines += separation(runs, t)
+    compared = None
+    if other is not None:
+        compared, cmp_lines = against(ranks_out, other)
+        lines += ["", f"Against `{args.against.name}` (runs of the same name):", "", *cmp_lines]
     print("\n".join(lines))
     if args.out:
         meta = {name: {"args": run["args"], "seconds": round(run["seconds"], 1),
@@ -238,6 +269,8 @@ def main() -> None:
             "alpha_diagnostics": diag,
             "along_search": along,
         }
+        if compared is not None:
+            data["against"] = {"file": args.against.name, "agreement": compared}
         data |= {"machine": machine(), "command": command_line()}
         head = [
             "# The rank search's stability: rank rules compared across seeds",

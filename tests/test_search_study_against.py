@@ -1,0 +1,35 @@
+"""benchmarks/search_study_analyse.py --against: runs of the same name in two studies compared, per
+rule both hold (hand-made rank lists, no training)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from helpers import benchmark_module
+
+
+@pytest.fixture(scope="module")
+def analyse():
+    with benchmark_module("search_study_analyse") as module:
+        yield module
+
+
+def test_against_pairs_runs_by_name_and_rule(analyse):
+    here = {"effective-rank": {"sst2_d0_i0": [1, 2, 3, 4], "mr_d0_i0": [2, 2, 2, 2]},
+            "alpha": {"sst2_d0_i0": [1, 1, 2, 2]}}  # fmt: skip
+    there = {"effective-rank": {"sst2_d0_i0": [4, 3, 2, 1], "mr_d0_i0": [1, 2, 3, 4], "cola_d0_i0": [1, 2, 3, 4]},
+             "spectrum": {"sst2_d0_i0": [1, 2, 3, 4]}}  # fmt: skip
+    out, lines = analyse.against(here, there)
+    assert set(out) == {"effective-rank"}  # alpha and spectrum are held by one study only
+    assert set(out["effective-rank"]) == {"sst2_d0_i0", "mr_d0_i0"}  # cola ran in the other only
+    rev = out["effective-rank"]["sst2_d0_i0"]
+    assert rev["spearman"] == pytest.approx(-1.0) and (rev["total"], rev["total_other"]) == (10, 10)
+    assert math.isnan(out["effective-rank"]["mr_d0_i0"]["spearman"])  # constant ranks: no ranking
+    assert "| sst2_d0_i0 | effective-rank | -1.00 | 10 | 10 |" in lines
+
+
+def test_against_a_partial_agreement(analyse):
+    # ranks of a: 1, 2, 3, 4; of b: 1, 3, 2, 4 -> d^2 = 0 + 1 + 1 + 0 = 2; rho = 1 - 6*2/(4*15) = 0.8
+    out, _ = analyse.against({"r": {"x": [1, 2, 3, 4]}}, {"r": {"x": [1, 3, 2, 4]}})
+    assert out["r"]["x"]["spearman"] == pytest.approx(0.8)
