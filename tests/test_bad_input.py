@@ -390,6 +390,10 @@ def previous_run(tmp_path) -> Path:
             r"model: /path/that/does/not/exist: no such file or folder",
         ),
         (["--task", "token-classification"], r"data.task: 'token-classification' needs a column of words"),
+        (
+            ["--hypergradient", "none", "--rank-rule", "alpha"],
+            r"rank_rule: expected spectrum or effective-rank with hypergradient 'none' .* got 'alpha'",
+        ),
     ],
 )
 def test_cli_error_exits_2_and_leaves_the_output_dir(flags, says, tmp_path, previous_run, capsys):

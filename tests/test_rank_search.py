@@ -57,7 +57,7 @@ class Planted(nn.Module):
         return SimpleNamespace(loss=((torch.cat([f(x) for f in self.layers], -1) - y) ** 2).mean())
 
 
-def planted_search(signal: bool, steps: int = 300, rule: str = "spectrum"):
+def planted_search(signal: bool, steps: int = 300, rule: str = "spectrum", hypergradient: str = "second-order"):
     torch.manual_seed(0)
     model, D = Planted(), Planted.D
     teacher = [f.weight.detach() + torch.randn(D, r) @ torch.randn(r, D) / D**0.5 for f, r in
@@ -65,7 +65,7 @@ def planted_search(signal: bool, steps: int = 300, rule: str = "spectrum"):
     autolora.inject(model, [r"re:layers\.\d+"], rank=8)
     inner, outer = autolora.adapter_parameters(model), autolora.selection_parameters(model)
     opts = torch.optim.AdamW(inner, lr=1e-2), torch.optim.Adam(outer, lr=1e-1)
-    search = BilevelSearch(model, inner, outer, *opts, SearchStepConfig("second-order", xi=1e-2))
+    search = BilevelSearch(model, inner, outer, *opts, SearchStepConfig(hypergradient, xi=1e-2))
     tracker = SearchTracker(list(autolora.adapters(model)), rule=rule, window=50)
 
     def batch(n: int = 32) -> dict:
@@ -80,19 +80,28 @@ def planted_search(signal: bool, steps: int = 300, rule: str = "spectrum"):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("rule", ["spectrum", "effective-rank"])
-def test_diagnostics_decisive_on_a_planted_rank_and_warn_without_signal(rule):
-    tracker, history = planted_search(signal=True, rule=rule)
+@pytest.mark.parametrize(
+    "rule, hypergradient",
+    [("spectrum", "second-order"), ("effective-rank", "second-order"), ("effective-rank", "none")],
+)
+def test_diagnostics_decisive_on_a_planted_rank_and_warn_without_signal(rule, hypergradient):
+    tracker, history = planted_search(signal=True, rule=rule, hypergradient=hypergradient)
     found = tracker.diagnose(history)
     ranks = list(tracker.ranks(history).values())
     # Seen (seed 0): ranks [4, 3, 1, 1] for planted [4, 4, 1, 1] by both rules; smallest margin 1.9
     # (spectrum) and 3.5 (effective-rank); without signal effective-rank reads 8 everywhere, margins < 1.
-    assert found["decisive"] and found["warning"] is None, found["per_adapter"]
+    # W alone (hypergradient none): [4, 4, 1, 1], smallest margin 9.6; noise: 8 everywhere, margins
+    # 1.1-4.2 -- a still search that kept everything, which the second warning names.
+    assert found["decisive"] and found["selected"] and found["warning"] is None, found["per_adapter"]
     assert min(ranks[:2]) > max(ranks[2:]), ranks
-    tracker, history = planted_search(signal=False, rule=rule)
+    tracker, history = planted_search(signal=False, rule=rule, hypergradient=hypergradient)
     noise = tracker.diagnose(history)
-    assert not noise["decisive"] and noise["min_margin"] < 1
-    assert "not decisive" in noise["warning"] and "--lr-beta" in noise["warning"]
+    if hypergradient == "none":  # beta's noise no longer moves the reading: still, but nothing selected
+        assert set(tracker.ranks(history).values()) == {8} and noise["selected"] is False
+        assert "selected nothing" in noise["warning"] and "--k" in noise["warning"]
+    else:
+        assert not noise["decisive"] and noise["min_margin"] < 1
+        assert "not decisive" in noise["warning"] and "--lr-beta" in noise["warning"]
 
 
 # -- rank rules ----------------------------------------------------------------------------------
@@ -199,6 +208,21 @@ def test_ranks_round_trip_and_cli_errors(bert_dir, tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert message in err and "bad.json" in err
+
+
+@pytest.mark.slow
+def test_w_alone_search_keeps_alpha_and_reads_the_update(bert_dir, tmp_path):
+    """hypergradient none: beta never moves (alpha = 1/k), no D_val loss, and the ranks are the rounded
+    effective ranks of the update W alone learned."""
+    result = run(bert_dir, tmp_path / "w", hypergradient="none", **cola())
+    report = json.loads((tmp_path / "w/ranks.json").read_text())
+    assert all(a == [0.125] * 8 for a in report["alpha"].values())
+    history = json.loads((tmp_path / "w/alpha_history.json").read_text())["history"]
+    assert history and all("loss_val" not in h and "loss_tr" in h for h in history)
+    for name, rank in report["ranks"].items():
+        shares = torch.tensor(history[-1]["weights"][name], dtype=torch.float64)
+        assert rank == rank_from_weights("effective-rank", shares[None], 0.125), name
+    assert result["ranks"] == report["ranks"]
 
 
 # -- stopping ------------------------------------------------------------------------------------

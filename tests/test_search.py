@@ -137,6 +137,28 @@ def test_step_restores_w_and_applies_the_real_update(lookahead):
     assert any(not torch.equal(p, b) for p, b in zip(s.outer, betas_before, strict=True))
 
 
+def test_none_trains_w_alone_and_leaves_beta():
+    model = tiny_classifier(dtype=torch.float32)
+    s = searcher(model, "none")
+    betas = [p.detach().clone() for p in s.outer]
+    ref_params = [p.detach().clone().requires_grad_(True) for p in s.inner]
+    ref_opt = torch.optim.AdamW(ref_params, lr=1e-2)
+    torch.manual_seed(5)
+    g = torch.autograd.grad(model(**batch(1)).loss, s.inner)
+    for p, gi in zip(ref_params, g, strict=True):
+        p.grad = gi.clone()
+    ref_opt.step()
+    torch.manual_seed(5)
+    losses = s.step(batch(1), batch(2))
+    assert set(losses) == {"loss_tr"}  # no D_val pass
+    for p, ref in zip(s.inner, ref_params, strict=True):
+        torch.testing.assert_close(p.detach(), ref.detach(), rtol=0, atol=0)
+    for p, b in zip(s.outer, betas, strict=True):
+        assert torch.equal(p, b)
+    with pytest.raises(ValueError, match="hypergradient: 'none' computes no hypergradient"):
+        s.hypergradient(batch(1), batch(2))
+
+
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match="hypergradient"):
         SearchStepConfig(hypergradient="third-order")

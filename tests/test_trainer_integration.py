@@ -94,17 +94,17 @@ class _Capture:
         return Capture()
 
 
-def _trainer(out, model, search_steps=2, callbacks=(), **kw) -> AutoLoraTrainer:
+def _trainer(out, model, search_steps=2, callbacks=(), hypergradient="second-order", **kw) -> AutoLoraTrainer:
     return AutoLoraTrainer(
         model=model,
         args=_args(out, **kw),
         train_dataset=EXAMPLE.tiny_data(),
         callbacks=list(callbacks),
-        autolora=AutoLoraArguments(search_steps=search_steps, lr_beta=LR_BETA),
+        autolora=AutoLoraArguments(search_steps=search_steps, lr_beta=LR_BETA, hypergradient=hypergradient),
     )
 
 
-def _reference_step(model: nn.Module) -> dict[str, torch.Tensor]:
+def _reference_step(model: nn.Module, hypergradient: str = "second-order") -> dict[str, torch.Tensor]:
     """One BilevelSearch.step on the batches the trainer documents: the seeded 1:1 split of the
     training data, D_tr's stream seeded with args.seed and D_val's with args.seed + 1."""
     from transformers import default_data_collator
@@ -119,7 +119,7 @@ def _reference_step(model: nn.Module) -> dict[str, torch.Tensor]:
         outer,
         torch.optim.AdamW(inner, lr=LR, weight_decay=0.0),
         torch.optim.Adam(outer, lr=LR_BETA),
-        SearchStepConfig(xi=LR),
+        SearchStepConfig(hypergradient, xi=LR),
     )
     model.train()
     search.step(tr.next(), val.next())
@@ -127,10 +127,15 @@ def _reference_step(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "activation-checkpointing"])
-def test_search_step_equals_bilevel_search(tmp_path, checkpointing):
+@pytest.mark.parametrize(
+    "checkpointing, hypergradient",
+    [(False, "second-order"), (True, "second-order"), (False, "none")],
+    ids=["plain", "activation-checkpointing", "w-alone"],
+)
+def test_search_step_equals_bilevel_search(tmp_path, checkpointing, hypergradient):
     model = _model()
-    expected = _reference_step(copy.deepcopy(model))
+    start = _trainable(model)
+    expected = _reference_step(copy.deepcopy(model), hypergradient)
     capture = _Capture(at_step=1)
     _trainer(
         tmp_path,
@@ -138,10 +143,12 @@ def test_search_step_equals_bilevel_search(tmp_path, checkpointing):
         callbacks=[capture],
         max_steps=2,
         search_steps=1,
+        hypergradient=hypergradient,
         activation_checkpointing=checkpointing,
     ).train()
     assert capture.state is not None and capture.state.keys() == expected.keys()
-    assert any("beta" in n for n in expected)
+    betas = [n for n in expected if "beta" in n]
+    assert betas and all(torch.equal(expected[n], start[n]) == (hypergradient == "none") for n in betas)
     for name, value in expected.items():
         torch.testing.assert_close(capture.state[name], value, msg=name)
 
@@ -237,6 +244,8 @@ def test_bad_input_is_refused_before_training(tmp_path):
         AutoLoraArguments(search_steps=2, lr_beta=0.0)
     with pytest.raises(ValueError, match="hypergradient"):
         AutoLoraArguments(search_steps=2, hypergradient="third-order")
+    with pytest.raises(ValueError, match="rank_rule: expected spectrum or effective-rank with hypergradient 'none'"):
+        AutoLoraArguments(search_steps=2, hypergradient="none", rank_rule="alpha")
     plain = EXAMPLE.tiny_model()
     with pytest.raises(ValueError, match="model: has no search-mode"):
         _trainer(tmp_path, plain)

@@ -19,6 +19,7 @@ from autolora.options import (
     PRECISIONS,
     RANK_RULES,
     RETRAIN_INITS,
+    SPECTRAL_RULES,
     SELECTIONS,
     TASK_TYPES,
     one_of,
@@ -108,8 +109,9 @@ class PipelineConfig:
     )
     hypergradient: str = opt(
         "second-order",
-        "beta's hypergradient: second-order (finite-difference DARTS), first-order (eta = 0) or exact "
-        "(autograd through the lookahead; small models)",
+        "beta's hypergradient: second-order (finite-difference DARTS), first-order (eta = 0), exact "
+        "(autograd through the lookahead; small models) or none (not the paper's: beta never moves, the "
+        "search trains W alone on D_tr at a third of the cost, and a spectral rank_rule reads the ranks)",
         "search",
         choices=HYPERGRADIENTS,
     )
@@ -236,6 +238,12 @@ class PipelineConfig:
             (self.loss_scale > 0, "loss_scale", "positive"),
             (self.dist_timeout > 0, "dist_timeout", "positive"),
             (self.rank_rule in RANK_RULES, "rank_rule", one_of(RANK_RULES)),
+            (
+                self.hypergradient != "none" or self.rank_rule in SPECTRAL_RULES,
+                "rank_rule",
+                f"{one_of(SPECTRAL_RULES)} with hypergradient 'none' (alpha stays 1/k, so an alpha rule keeps "
+                "every component)",
+            ),
             (self.stability_window >= 1, "stability_window", ">= 1"),
             (self.min_search_steps >= 0, "min_search_steps", ">= 0"),
             (self.beta_warmup_steps >= 0, "beta_warmup_steps", ">= 0"),

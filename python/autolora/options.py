@@ -10,8 +10,9 @@ IGNORE_INDEX = -100
 TASK_TYPES = ("classification", "regression", "token-classification", "causal-lm")
 # How beta becomes alpha: the paper's softmax (sums to one), or its ablation, element-wise sigmoid.
 SELECTIONS = ("softmax", "sigmoid")
-# The hypergradient of beta: see autolora.search for the schemes.
-HYPERGRADIENTS = ("second-order", "first-order", "exact")
+# The hypergradient of beta: see autolora.search for the schemes. "none" never moves beta (alpha stays
+# 1/k): the search trains W alone and a spectral rule reads the ranks from the learned update.
+HYPERGRADIENTS = ("second-order", "first-order", "exact", "none")
 FD_SCHEMES = ("forward", "central")
 LOOKAHEADS = ("sgd", "adam")
 RETRAIN_INITS = ("fresh", "warm")

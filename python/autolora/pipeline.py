@@ -179,7 +179,7 @@ class Pipeline:
         history: list[dict] = []
 
         def step() -> dict[str, float]:
-            if len(history) < cfg.beta_warmup_steps:  # W alone: beta's hypergradient is 0 at U = 0
+            if cfg.hypergradient == "none" or len(history) < cfg.beta_warmup_steps:  # W alone
                 return searcher.inner_step(tr.next())
             return searcher.step(tr.next(), val.next())
 

@@ -247,14 +247,18 @@ class AutoLoraTrainer(Trainer):
         scale = self._grad_scale()
         searcher.loss_scale = scale
         self.model.train()
-        loss_tr, g, hyper, loss_val = searcher.hypergradient(tr.next(), val.next())
-        for p, h in zip(searcher.outer, hyper, strict=True):
-            p.grad = h.detach()
-        self._beta_opt.step()
-        self._beta_opt.zero_grad(set_to_none=True)
+        if self.autolora_args.hypergradient == "none":  # W alone; beta stays where it is
+            loss_tr, g = searcher.train_gradient(tr.next())
+            self._search_logs = {}
+        else:
+            loss_tr, g, hyper, loss_val = searcher.hypergradient(tr.next(), val.next())
+            for p, h in zip(searcher.outer, hyper, strict=True):
+                p.grad = h.detach()
+            self._beta_opt.step()
+            self._beta_opt.zero_grad(set_to_none=True)
+            self._search_logs = {"search_val_loss": float(loss_val.detach())}
         for p, gi in zip(searcher.inner, g, strict=True):
             p.grad = gi.detach() * scale if scale != 1.0 else gi.detach()
-        self._search_logs = {"search_val_loss": float(loss_val.detach())}
         return loss_tr.detach().to(self.args.device)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:

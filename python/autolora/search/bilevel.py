@@ -8,6 +8,9 @@ learn on D_val through a one-step lookahead W' = W - xi * g. The hypergradient o
                  - grad_beta L_tr(W)) / eps, where grad_beta L_tr(W) comes free with step 1's pass
   first-order:   grad_beta L_val(W)                                  (the paper's eta = 0 ablation)
   exact:         autograd through W' = W - xi * g with create_graph (small models; the oracle)
+  none:          no hypergradient: beta stays where it is (0: alpha = 1/k) and a step trains W
+                 alone on B_tr; not the paper's method, the control that asks what the meta-learned
+                 alpha adds to ranks read from the update's spectrum (docs/METHOD.md 6.3)
 
 with v = grad_W' L_val(W'), eps = r / ||v||, W+- = W +- eps * v. Every pass over B_tr replays the
 same RNG state, so dropout draws the same masks: otherwise mask noise divided by 2 eps swamps the
@@ -131,6 +134,8 @@ class BilevelSearch:
 
     def hypergradient(self, b_tr: Batches, b_val: Batches):
         """(loss_tr, g = grad_W L_tr, hypergradient of each beta, loss_val); W is left unchanged."""
+        if self.config.hypergradient == "none":
+            raise ValueError("hypergradient: 'none' computes no hypergradient (step() trains W alone)")
         rng = RngReplay(self.inner[0].device)
         if self.config.hypergradient == "exact":
             return self._exact(b_tr, b_val)
@@ -149,7 +154,10 @@ class BilevelSearch:
         return losses[0][0], g, hyper, losses[1][0]
 
     def step(self, b_tr: Batches, b_val: Batches) -> dict[str, float]:
-        """One iteration: beta <- Adam(hypergradient), W <- AdamW(grad L_tr). Returns the losses."""
+        """One iteration: beta <- Adam(hypergradient), W <- AdamW(grad L_tr). Returns the losses.
+        hypergradient "none": W's step alone (b_val is not used)."""
+        if self.config.hypergradient == "none":
+            return self.inner_step(b_tr)
         loss_tr, g, hyper, loss_val = self.hypergradient(b_tr, b_val)
         for p, h in zip(self.outer, hyper, strict=True):
             p.grad = h.detach()
@@ -161,11 +169,17 @@ class BilevelSearch:
         self.inner_opt.zero_grad(set_to_none=True)
         return {"loss_tr": float(loss_tr.detach()), "loss_val": float(loss_val.detach())}
 
-    def inner_step(self, b_tr: Batches) -> dict[str, float]:
-        """W <- AdamW(grad L_tr) alone, beta untouched: the search's warm-up steps. At U = 0 (LoRA's
-        init) every hypergradient of beta is 0, so the first steps would move beta only by noise."""
+    def train_gradient(self, b_tr: Batches) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(loss_tr, g = grad_W L_tr), reduced across replicas; beta gets no gradient."""
         loss_tr, g = self._loss_and_grads(self.model, b_tr, self.inner)
         self.reduce(g)
+        return loss_tr, g
+
+    def inner_step(self, b_tr: Batches) -> dict[str, float]:
+        """W <- AdamW(grad L_tr) alone, beta untouched: the search's warm-up steps, and every step of
+        hypergradient "none". At U = 0 (LoRA's init) every hypergradient of beta is 0, so the first
+        steps would move beta only by noise."""
+        loss_tr, g = self.train_gradient(b_tr)
         for p, gi in zip(self.inner, g, strict=True):
             p.grad = gi.detach()
         self.inner_opt.step()

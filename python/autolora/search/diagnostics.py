@@ -11,7 +11,9 @@ margin >= 1: moving as it did, the component needs more than another window to c
 adapter's selection is *decisive* when its rank has not changed for `window` steps and every margin
 is >= 1; the search's selection is decisive when every adapter's is. Alphas that end within a few
 percent of 1/k while still drifting have margins well below 1: the ranks are then a snapshot of a
-moving search, not a selection, and the warning says what to change.
+moving search, not a selection, and the warning says what to change. Decisive is about stability
+only: a search that ends with every adapter at its full k (a flat spectrum, as noise gives) selected
+nothing however still it sits, and gets a warning of its own.
 """
 
 from __future__ import annotations
@@ -59,12 +61,16 @@ def adapter_diagnostics(
     return AdapterDiagnostics(ranks[-1], stable, min(listed), listed, decisive)
 
 
-def summarise(per_adapter: dict[str, AdapterDiagnostics], window: int, steps: int) -> dict:
-    """The search-level verdict: decisive or not, and the warning to print when not."""
+def summarise(
+    per_adapter: dict[str, AdapterDiagnostics], window: int, steps: int, k: dict[str, int] | None = None
+) -> dict:
+    """The search-level verdict: decisive or not, whether it selected anything (some adapter below its
+    k; None when `k` is not given), and the warning to print when either fails."""
     values = list(per_adapter.values())
     n_decisive = sum(d.decisive for d in values)
     summary = {
         "decisive": n_decisive == len(values),
+        "selected": None if k is None else any(d.rank < k[n] for n, d in per_adapter.items()),
         "decisive_adapters": n_decisive,
         "adapters": len(values),
         "min_margin": min(d.min_margin for d in values),
@@ -73,7 +79,15 @@ def summarise(per_adapter: dict[str, AdapterDiagnostics], window: int, steps: in
         "search_steps": steps,
         "per_adapter": {name: asdict(d) for name, d in per_adapter.items()},
     }
-    summary["warning"] = None if summary["decisive"] else warning(summary)
+    summary["warning"] = None
+    if not summary["decisive"]:
+        summary["warning"] = warning(summary)
+    elif summary["selected"] is False:
+        summary["warning"] = (
+            "the search selected nothing: every adapter kept all of its components, as LoRA at the full "
+            "rank would. The updates show no low-rank structure at this length (or k is too small): "
+            "search longer, or lower --k."
+        )
     return summary
 
 

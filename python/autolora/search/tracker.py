@@ -98,7 +98,8 @@ class SearchTracker:
             per[n] = adapter_diagnostics(
                 series, steps, [r["ranks"][n] for r in records], threshold, self.window
             )
-        summary = summarise(per, self.window, steps[-1] if steps else 0)
+        full = {n: a.rank for n, a in self.named}
+        summary = summarise(per, self.window, steps[-1] if steps else 0, k=full)
         summary["rule"] = self.rule
         return summary
 
