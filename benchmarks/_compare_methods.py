@@ -30,11 +30,20 @@ from autolora.eval.evaluation import evaluate
 from autolora.models import load_model, load_tokenizer
 from autolora.pipeline import Pipeline
 
-METHODS = ("full-ft", "lora-r4", "adalora", "autolora", "autolora-first-order", "autolora-sigmoid")
+METHODS = (
+    "full-ft",
+    "lora-r4",
+    "adalora",
+    "autolora",
+    "autolora-first-order",
+    "autolora-sigmoid",
+    "autolora-w-alone",
+)
 AUTOLORA_VARIANTS = {  # method -> (hypergradient, selection)
     "autolora": ("second-order", "softmax"),
     "autolora-first-order": ("first-order", "softmax"),  # the paper's eta = 0 ablation
     "autolora-sigmoid": ("second-order", "sigmoid"),  # the paper's element-wise sigmoid ablation
+    "autolora-w-alone": ("none", "softmax"),  # not the paper's: beta never moves (docs/METHOD.md 6.3)
 }
 TARGETS = ["query", "value"]  # the paper's q and v projections (BERT/MiniLM names)
 
