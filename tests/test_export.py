@@ -41,6 +41,32 @@ def test_peft_reproduces_our_logits(tmp_path, family, trainable, mode):
         torch.testing.assert_close(peft(input_ids=IDS).logits, ours, rtol=1e-5, atol=1e-5)
 
 
+def test_modules_to_save_names_the_trained_modules_only(tmp_path):
+    """A trained module is named in full: its last name part alone ("dense") would make PEFT wrap, and
+    train, every module of that name."""
+    from peft import PeftModel
+    from peft.utils import ModulesToSaveWrapper
+
+    torch.manual_seed(4)
+    model = tiny_model("bert")
+    base_state = {k: v.clone() for k, v in model.state_dict().items()}
+    trainable = ["classifier", "bert.pooler.dense"]
+    autolora.inject(model, mode="fixed", rank=2, trainable=trainable)
+    randomize_adapters(model, scale=0.2)
+    with torch.no_grad():
+        model.bert.pooler.dense.weight.normal_()
+        ours = model(input_ids=IDS).logits
+    export_peft(model, tmp_path, trainable)
+    base = tiny_model("bert")
+    base.load_state_dict(base_state)
+    peft = PeftModel.from_pretrained(base, tmp_path).eval()
+    wrapped = {n.removeprefix("base_model.model.") for n, m in peft.named_modules()
+               if isinstance(m, ModulesToSaveWrapper)}  # fmt: skip
+    assert wrapped == set(trainable)
+    with torch.no_grad():
+        torch.testing.assert_close(peft(input_ids=IDS).logits, ours, rtol=1e-5, atol=1e-5)
+
+
 def _names(family):
     model = tiny_model(family)
     autolora.inject(model)

@@ -79,7 +79,7 @@ def export_peft(
             and type(layer.base_layer).__name__ == "Conv1D"
             for _, layer in layers
         ),
-        modules_to_save=[h.rsplit(".", 1)[-1] for h in heads] or None,
+        modules_to_save=heads or None,  # in full: PEFT wraps every module whose name ends with one
         base_model_name_or_path=base_model_name_or_path,
     ).to_dict()
     config = json.loads(json.dumps(config, default=lambda o: sorted(o) if isinstance(o, set) else str(o)))
