@@ -8,6 +8,8 @@ budget for every allocation) and compares, per task and seed, the allocations:
   random     a seeded random allocation with the same total (autolora.tuner.ranks.random_ranks,
              seed = the search's seed), paired with that search
   uniform    the same total spread evenly (autolora.tuner.ranks.uniform_ranks)
+  reversed   the search's ranks dealt in reverse order (the adapter it gave the least gets the most):
+             same total, same parameters; if it scores as well, allocation does not matter here
   lora-r4    rank 4 everywhere (PEFT's LoRA r=4, alpha 16: the fixed mode computes exactly that)
 
   python benchmarks/bench_rank_controls.py ranks --study-dir RUNS --rule spectrum --out DIR
@@ -38,7 +40,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _harness import command_line, machine, resolve_out, write_results  # noqa: E402
 
-ALLOCS = ("autolora", "random", "uniform", "lora-r4")
+ALLOCS = ("autolora", "random", "uniform", "reversed", "lora-r4")
+
+
+def reversed_ranks(ranks: dict[str, int]) -> dict[str, int]:
+    """The same ranks, dealt in reverse order of `ranks` (ties kept in adapter order)."""
+    names = list(ranks)
+    ascending = sorted(range(len(names)), key=lambda i: (ranks[names[i]], i))
+    values = sorted(ranks.values(), reverse=True)
+    return {names[i]: v for i, v in zip(ascending, values, strict=True)}
 
 
 def make_ranks(study_dir: Path, rule: str, out: Path, k: int = 8) -> list[Path]:
@@ -58,6 +68,7 @@ def make_ranks(study_dir: Path, rule: str, out: Path, k: int = 8) -> list[Path]:
             "autolora": found,
             "random": random_ranks(names, total, k, seed),
             "uniform": uniform_ranks(names, total, k),
+            "reversed": reversed_ranks(found),
             "lora-r4": dict.fromkeys(names, 4),
         }
         for alloc, ranks in allocs.items():

@@ -47,3 +47,11 @@ def test_runs_without_curves_say_so(bench, tmp_path):
     write_run(tmp_path, "mr_s0_autolora", 0.7, mid=None)
     data, table = bench.report(tmp_path)
     assert data["tasks"]["mr"]["autolora"]["gain_over_second_half"] is None and "| n/a |" in table
+
+
+def test_reversed_deals_the_same_ranks_in_reverse_order(bench):
+    ranks = {"a": 6, "b": 3, "c": 1, "d": 3, "e": 2}
+    rev = bench.reversed_ranks(ranks)
+    # ascending by (rank, order): c(1) e(2) b(3) d(3) a(6) get 6, 3, 3, 2, 1
+    assert rev == {"c": 6, "e": 3, "b": 3, "d": 2, "a": 1}
+    assert sorted(rev.values()) == sorted(ranks.values())  # same total, same parameters
