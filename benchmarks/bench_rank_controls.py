@@ -100,7 +100,10 @@ def late_gain(runs, metric: str) -> float | None:
     return statistics.fmean(gains)
 
 
-def report(run_dir: Path) -> tuple[dict, str]:
+def report(run_dir: Path, earlier: dict | None = None) -> tuple[dict, str]:
+    """Tables of run_dir's runs. earlier: an earlier report's JSON; where run_dir has no autolora runs
+    for a task, the paired differences take autolora's per-seed scores from it (the same retraining
+    settings and code make the same numbers: check one run again before relying on this)."""
     rows: dict[tuple[str, str], dict[int, dict]] = {}
     for f in sorted(run_dir.glob("*/metrics.json")):
         m = re.match(r"(?P<task>[a-z0-9]+)_s(?P<seed>\d+)_(?P<alloc>[a-z0-9-]+)$", f.parent.name)
@@ -149,6 +152,10 @@ def report(run_dir: Path) -> tuple[dict, str]:
                      "n/a" if late is None else f"{late:+.4f}"]  # fmt: skip
             lines.append("| " + " | ".join(map(str, cells)) + " |")
         base = out["tasks"][task].get("autolora")
+        if base is None and earlier is not None and "autolora" in earlier["tasks"].get(task, {}):
+            seeds = earlier["tasks"][task]["autolora"]["per_seed"]
+            base = {"per_seed": {int(s): v for s, v in seeds.items()}}
+            diff_lines.append(f"| {task} | (autolora: the earlier report's per-seed scores) | | | |")
         for alloc in ALLOCS[1:]:
             other = out["tasks"][task].get(alloc)
             if not base or not other:
@@ -175,12 +182,14 @@ def main() -> None:
     rp.add_argument("run_dir")
     rp.add_argument("--out", type=resolve_out, default=None, help="folder for NAME.json/.md")
     rp.add_argument("--name", default="rank_controls", help="file name of the results")
+    rp.add_argument("--earlier", type=Path, default=None, help="an earlier report's JSON (autolora's scores)")
     args = p.parse_args()
     if args.command == "ranks":
         for path in make_ranks(Path(args.study_dir), args.rule, Path(args.out)):
             print(path)
         return
-    data, table = report(Path(args.run_dir))
+    earlier = json.loads(args.earlier.read_text()) if args.earlier else None
+    data, table = report(Path(args.run_dir), earlier)
     print(table)
     if args.out:
         data |= {"machine": machine(), "command": command_line()}

@@ -55,3 +55,15 @@ def test_reversed_deals_the_same_ranks_in_reverse_order(bench):
     # ascending by (rank, order): c(1) e(2) b(3) d(3) a(6) get 6, 3, 3, 2, 1
     assert rev == {"c": 6, "e": 3, "b": 3, "d": 2, "a": 1}
     assert sorted(rev.values()) == sorted(ranks.values())  # same total, same parameters
+
+
+def test_earlier_report_supplies_autolora_for_the_pairs(bench, tmp_path):
+    for seed, score in enumerate([0.70, 0.74, 0.75]):
+        write_run(tmp_path, f"mr_s{seed}_reversed", score, mid=None)
+    earlier = {"tasks": {"mr": {"autolora": {"per_seed": {"0": 0.71, "1": 0.76, "2": 0.78}}}}}
+    data, table = bench.report(tmp_path, earlier)
+    diff = data["tasks"]["mr"]["autolora-minus-reversed"]
+    assert diff["mean"] == pytest.approx(0.02) and diff["seeds"] == [0, 1, 2]  # diffs 0.01, 0.02, 0.03
+    assert "earlier report" in table
+    data, _ = bench.report(tmp_path)
+    assert "autolora-minus-reversed" not in data["tasks"]["mr"]
