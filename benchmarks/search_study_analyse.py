@@ -166,11 +166,16 @@ def alpha_ranks_at(run: dict, step: int, tail: int = 50) -> list[int]:
     return [rank_from_weights("alpha", w[n], 1.0 / w[n].shape[1]) for n in names]
 
 
-def against(ranks: dict[str, dict[str, list[int]]], other: dict[str, dict[str, list[int]]]) -> tuple[dict, list[str]]:
+def against(
+    ranks: dict[str, dict[str, list[int]]], other: dict[str, dict[str, list[int]]]
+) -> tuple[dict, list[str]]:
     """Spearman between each run's ranks and the other study's ranks of the run of the same name, per
     rule both hold; with the two totals."""
     out: dict[str, dict[str, dict]] = {}
-    lines = ["| run | rule | Spearman with the other study | total here | total there |", "|---|---|---|---|---|"]
+    lines = [
+        "| run | rule | Spearman with the other study | total here | total there |",
+        "|---|---|---|---|---|",
+    ]
     for rule in sorted(set(ranks) & set(other)):
         for name in sorted(set(ranks[rule]) & set(other[rule])):
             a, b = ranks[rule][name], other[rule][name]

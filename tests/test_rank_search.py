@@ -57,7 +57,9 @@ class Planted(nn.Module):
         return SimpleNamespace(loss=((torch.cat([f(x) for f in self.layers], -1) - y) ** 2).mean())
 
 
-def planted_search(signal: bool, steps: int = 300, rule: str = "spectrum", hypergradient: str = "second-order"):
+def planted_search(
+    signal: bool, steps: int = 300, rule: str = "spectrum", hypergradient: str = "second-order"
+):
     torch.manual_seed(0)
     model, D = Planted(), Planted.D
     teacher = [f.weight.detach() + torch.randn(D, r) @ torch.randn(r, D) / D**0.5 for f, r in

@@ -18,7 +18,8 @@ def analyse():
 def test_against_pairs_runs_by_name_and_rule(analyse):
     here = {"effective-rank": {"sst2_d0_i0": [1, 2, 3, 4], "mr_d0_i0": [2, 2, 2, 2]},
             "alpha": {"sst2_d0_i0": [1, 1, 2, 2]}}  # fmt: skip
-    there = {"effective-rank": {"sst2_d0_i0": [4, 3, 2, 1], "mr_d0_i0": [1, 2, 3, 4], "cola_d0_i0": [1, 2, 3, 4]},
+    there = {"effective-rank": {"sst2_d0_i0": [4, 3, 2, 1], "mr_d0_i0": [1, 2, 3, 4],
+                                "cola_d0_i0": [1, 2, 3, 4]},
              "spectrum": {"sst2_d0_i0": [1, 2, 3, 4]}}  # fmt: skip
     out, lines = analyse.against(here, there)
     assert set(out) == {"effective-rank"}  # alpha and spectrum are held by one study only

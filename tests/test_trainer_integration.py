@@ -244,7 +244,9 @@ def test_bad_input_is_refused_before_training(tmp_path):
         AutoLoraArguments(search_steps=2, lr_beta=0.0)
     with pytest.raises(ValueError, match="hypergradient"):
         AutoLoraArguments(search_steps=2, hypergradient="third-order")
-    with pytest.raises(ValueError, match="rank_rule: expected spectrum or effective-rank with hypergradient 'none'"):
+    with pytest.raises(
+        ValueError, match="rank_rule: expected spectrum or effective-rank with hypergradient 'none'"
+    ):
         AutoLoraArguments(search_steps=2, hypergradient="none", rank_rule="alpha")
     plain = EXAMPLE.tiny_model()
     with pytest.raises(ValueError, match="model: has no search-mode"):

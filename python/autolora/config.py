@@ -19,8 +19,8 @@ from autolora.options import (
     PRECISIONS,
     RANK_RULES,
     RETRAIN_INITS,
-    SPECTRAL_RULES,
     SELECTIONS,
+    SPECTRAL_RULES,
     TASK_TYPES,
     one_of,
 )
@@ -241,8 +241,8 @@ class PipelineConfig:
             (
                 self.hypergradient != "none" or self.rank_rule in SPECTRAL_RULES,
                 "rank_rule",
-                f"{one_of(SPECTRAL_RULES)} with hypergradient 'none' (alpha stays 1/k, so an alpha rule keeps "
-                "every component)",
+                f"{one_of(SPECTRAL_RULES)} with hypergradient 'none' (alpha stays 1/k, so an alpha rule "
+                "keeps every component)",
             ),
             (self.stability_window >= 1, "stability_window", ">= 1"),
             (self.min_search_steps >= 0, "min_search_steps", ">= 0"),
