@@ -16,7 +16,8 @@ class AutoLoraArguments:
     retraining begins; the run's remaining steps (TrainingArguments.max_steps or num_train_epochs)
     retrain the fixed-rank adapters. xi: the lookahead step; None takes TrainingArguments.learning_rate,
     as the paper does. split_seed: seeds the D_tr/D_val split and the search's batch order; None takes
-    TrainingArguments.seed. The remaining options are SearchStepConfig's (autolora.search).
+    TrainingArguments.seed. The remaining options are SearchStepConfig's (autolora.search);
+    hypergradient "none" trains W alone during the search (beta stays 0) and needs a spectral rank_rule.
     """
 
     search_steps: int | None = None
