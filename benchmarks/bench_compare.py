@@ -218,6 +218,11 @@ def run_machine(device: str, threads: int) -> dict:
     return {**machine(), **extra}
 
 
+def run_config(args: argparse.Namespace) -> dict:
+    """The parsed arguments as the report's JSON holds them (paths as strings)."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "worker"}
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.worker:
@@ -241,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": run_machine(args.device, args.threads),
         "command": command_line(),
         "package": git_state(),
-        "config": {k: v for k, v in vars(args).items() if k != "worker"},
+        "config": run_config(args),
         "loadavg_before": load_average(),
         "budget_definition": (
             f"every method gets the same number of optimiser updates of the model weights (steps), each "

@@ -25,6 +25,13 @@ def test_reduced_defaults(bench):
     assert datas["mr"]["eval_file"].endswith("mr/test.tsv")
 
 
+def test_report_config_is_json(bench, tmp_path):
+    import json
+
+    config = bench.run_config(bench.parse_args(["--out", str(tmp_path)]))
+    assert json.loads(json.dumps(config))["out"] == str(tmp_path)  # --out is a Path: it was not JSON
+
+
 def test_custom_dataset_passes_through(bench, tmp_path):
     args = bench.parse_args(
         ["--datasets", "custom", "--train-file", "t.tsv", "--eval-file", "e.tsv", "--format", "sst2",
