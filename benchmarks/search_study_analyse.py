@@ -98,6 +98,33 @@ def alpha_diagnostics(run: dict, window: int = 50) -> dict:
     return {k: s[k] for k in ("decisive_adapters", "adapters", "min_margin", "stable_steps")}
 
 
+def snapshot_diagnostics(run: dict, window: int = 50, rule: str = "effective-rank") -> dict | None:
+    """A spectral rule's diagnostics read from the run's snapshots (every 25 or 50 steps, so coarser
+    than the search's own, which sees every step), and the total rank at each snapshot."""
+    from autolora.search.diagnostics import adapter_diagnostics, summarise
+    from autolora.tuner.rank_rules import decision_series
+
+    snaps = run.get("snapshots") or {}
+    steps = sorted(snaps)
+    if not steps:
+        return None
+    per, totals = {}, {s: 0 for s in steps}
+    for name, st in run["final"].items():
+        k = st["beta"].numel()
+        w = torch.stack(
+            [rule_weights(rule, s["U"], s["V"], torch.softmax(s["beta"].double(), 0), s["scaling"])
+             for s in (snaps[t][name] for t in steps)]
+        )  # fmt: skip
+        ranks = [rank_from_weights(rule, row[None], 1.0 / k) for row in w]
+        for t, r in zip(steps, ranks, strict=True):
+            totals[t] += r
+        series, tau = decision_series(rule, w, 1.0 / k)
+        per[name] = adapter_diagnostics(series, steps, ranks, tau, window)
+    s = summarise(per, window, steps[-1], k={n: st["beta"].numel() for n, st in run["final"].items()})
+    keys = ("decisive_adapters", "adapters", "min_margin", "stable_steps", "selected")
+    return {key: s[key] for key in keys} | {"rule": rule, "total_rank_along": totals}
+
+
 def agreement_along_search(runs: dict, task: str, rules: tuple[str, ...]) -> dict[str, dict[int, float]]:
     """Mean pairwise Spearman across seeds of each rule's ranks at each snapshot step (alpha rules
     also at every recorded step that is a multiple of 50)."""
@@ -249,6 +276,14 @@ def main() -> None:
     for name, d in diag.items():
         lines.append(f"| {name} | {d['decisive_adapters']} / {d['adapters']} | {d['min_margin']:.3f} | "
                      f"{d['stable_steps']} steps | {runs[name]['seconds']:.0f} |")  # fmt: skip
+    snap = {name: snapshot_diagnostics(run) for name, run in runs.items()}
+    head = "| run | effective-rank (snapshots): decisive adapters | smallest margin | total rank at step |"
+    lines += ["", head, "|---|---|---|---|"]
+    for name, d in snap.items():
+        if d is not None:
+            along = ", ".join(f"{t}: {v}" for t, v in d["total_rank_along"].items())
+            decisive = f"{d['decisive_adapters']} / {d['adapters']}"
+            lines.append(f"| {name} | {decisive} | {d['min_margin']:.2f} | {along} |")
     tasks = sorted({n.split("_")[0] for n in runs})
     along = {t: agreement_along_search(runs, t, RANK_RULES + STUDY_RULES[1:]) for t in tasks}
     lines += ["", "| task | rule | Spearman across seeds at step ... |", "|---|---|---|"]
@@ -272,6 +307,7 @@ def main() -> None:
             "ranks": ranks_out,
             "runs": meta,
             "alpha_diagnostics": diag,
+            "effective_rank_snapshot_diagnostics": snap,
             "along_search": along,
         }
         if compared is not None:

@@ -34,3 +34,16 @@ def test_against_a_partial_agreement(analyse):
     # ranks of a: 1, 2, 3, 4; of b: 1, 3, 2, 4 -> d^2 = 0 + 1 + 1 + 0 = 2; rho = 1 - 6*2/(4*15) = 0.8
     out, _ = analyse.against({"r": {"x": [1, 2, 3, 4]}}, {"r": {"x": [1, 3, 2, 4]}})
     assert out["r"]["x"]["spearman"] == pytest.approx(0.8)
+
+
+def test_snapshot_diagnostics_read_a_still_rank_two_update(analyse):
+    import torch
+
+    U, V = torch.zeros(6, 8), torch.zeros(8, 5)
+    U[0, 0] = U[1, 1] = V[0, 0] = V[1, 1] = 1.0  # two equal directions: effective rank 2
+    state = {"U": U, "V": V, "beta": torch.zeros(8), "scaling": 2.0}
+    run = {"final": {"a": state}, "snapshots": {t: {"a": state} for t in (25, 50, 75)}}
+    d = analyse.snapshot_diagnostics(run, window=50)
+    assert d["total_rank_along"] == {25: 2, 50: 2, 75: 2}
+    assert d["decisive_adapters"] == 1 and d["stable_steps"] == 50 and d["selected"] is True
+    assert analyse.snapshot_diagnostics({"final": {"a": state}}) is None  # no snapshots, nothing to read
