@@ -108,9 +108,9 @@ def snapshot_diagnostics(run: dict, window: int = 50, rule: str = "effective-ran
     steps = sorted(snaps)
     if not steps:
         return None
-    per, totals = {}, {s: 0 for s in steps}
+    per, totals, full = {}, {s: 0 for s in steps}, {}
     for name, st in run["final"].items():
-        k = st["beta"].numel()
+        k = full[name] = st["beta"].numel()
         w = torch.stack(
             [rule_weights(rule, s["U"], s["V"], torch.softmax(s["beta"].double(), 0), s["scaling"])
              for s in (snaps[t][name] for t in steps)]
@@ -120,7 +120,7 @@ def snapshot_diagnostics(run: dict, window: int = 50, rule: str = "effective-ran
             totals[t] += r
         series, tau = decision_series(rule, w, 1.0 / k)
         per[name] = adapter_diagnostics(series, steps, ranks, tau, window)
-    s = summarise(per, window, steps[-1], k={n: st["beta"].numel() for n, st in run["final"].items()})
+    s = summarise(per, window, steps[-1], k=full)
     keys = ("decisive_adapters", "adapters", "min_margin", "stable_steps", "selected")
     return {key: s[key] for key in keys} | {"rule": rule, "total_rank_along": totals}
 

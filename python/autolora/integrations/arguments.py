@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from autolora.options import SPECTRAL_RULES, one_of
+from autolora.options import RULE_FOR_NONE, SPECTRAL_RULES, one_of, rule_fits_hypergradient
 from autolora.search import SearchStepConfig
 
 
@@ -45,11 +45,8 @@ class AutoLoraArguments:
         rules = ("alpha", *SPECTRAL_RULES)  # the rules a model's state holds (alpha-avg needs a history)
         if self.rank_rule not in rules:
             raise ValueError(f"rank_rule: expected {one_of(rules)}, got {self.rank_rule!r}")
-        if self.hypergradient == "none" and self.rank_rule not in SPECTRAL_RULES:
-            raise ValueError(
-                f"rank_rule: expected {one_of(SPECTRAL_RULES)} with hypergradient 'none' (alpha stays 1/k), "
-                f"got {self.rank_rule!r}"
-            )
+        if not rule_fits_hypergradient(self.rank_rule, self.hypergradient):
+            raise ValueError(f"rank_rule: expected {RULE_FOR_NONE}, got {self.rank_rule!r}")
         if not self.lr_beta > 0:
             raise ValueError(f"lr_beta: expected a positive number, got {self.lr_beta!r}")
         self.step_config(1.0)  # SearchStepConfig checks the scheme names, xi and fd_r now, not at step 1
