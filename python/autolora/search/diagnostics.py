@@ -98,7 +98,8 @@ def warning(summary: dict) -> str:
         f"within one window ({summary['window']} steps) of movement of the threshold or a rank that "
         f"changed in the last window (smallest margin {summary['min_margin']:.2f}, ranks unchanged for "
         f"{summary['stable_steps']} steps). These ranks may change with the seed or with more steps: "
-        "search longer (--search-epochs, --stop-when-stable) or raise --lr-beta."
+        "search longer (--search-epochs, --stop-when-stable), or raise --lr-beta where beta is learned "
+        "(not with --hypergradient none)."
     )
 
 
