@@ -111,21 +111,14 @@ def report(run_dir: Path, earlier: dict | None = None) -> tuple[dict, str]:
             rows.setdefault((m["task"], m["alloc"]), {})[int(m["seed"])] = json.loads(f.read_text())
     tasks = sorted({t for t, _ in rows})
     out: dict = {"tasks": {}}
-    first = next(iter(sorted(run_dir.glob("*/config.json"))), None)
-    if first is not None:  # the retraining settings every run shares (each run's config.json has all)
-        cfg = json.loads(first.read_text())
-        keys = (
-            "retrain_epochs",
-            "max_retrain_steps",
-            "eval_every",
-            "batch_size",
-            "lr_w",
-            "retrain_init",
-            "k",
-            "lora_alpha",
-            "trainable",
-        )
-        out["settings"] = {k: cfg.get(k) for k in keys} | {"max_length": cfg["data"]["max_length"]}
+    keys = ("retrain_epochs", "max_retrain_steps", "eval_every", "batch_size", "lr_w", "retrain_init", "k",
+            "lora_alpha", "trainable")  # fmt: skip
+    out["settings"] = {}  # per task, the retraining settings its runs share (each config.json has all)
+    for task in tasks:
+        first = next(iter(sorted(run_dir.glob(f"{task}_s*/config.json"))), None)
+        if first is not None:
+            cfg = json.loads(first.read_text())
+            out["settings"][task] = {k: cfg.get(k) for k in keys} | {"max_length": cfg["data"]["max_length"]}
     head = ("| task | allocation | metric (mean ± std) | seeds | total rank | trainable params | retrain s "
             "| gain over the second half |")  # fmt: skip
     lines = [head, "|---|---|---|---|---|---|---|---|"]
@@ -165,10 +158,36 @@ def report(run_dir: Path, earlier: dict | None = None) -> tuple[dict, str]:
             if not diffs:
                 continue
             mean, lo, hi = ci95(diffs)
-            out["tasks"][task][f"autolora-minus-{alloc}"] = {"mean": mean, "ci95": [lo, hi], "seeds": seeds}
+            out["tasks"][task][f"autolora-minus-{alloc}"] = {"mean": mean, "ci95": [lo, hi], "seeds": seeds,
+                                                            "diffs": diffs}  # fmt: skip
             diff_lines.append(f"| {task} | {alloc} | {mean:+.4f} | [{lo:+.4f}, {hi:+.4f}] | {len(seeds)} |")
-    settings = f"Retraining (every run): {out.get('settings')}.\n\n"
-    return out, settings + "\n".join(lines + ["", *diff_lines]) + "\n"
+    diff_lines += across_tasks(out)
+    settings = "".join(f"Retraining, {t}: {c}.\n" for t, c in out["settings"].items())
+    return out, settings + "\n" + "\n".join(lines + ["", *diff_lines]) + "\n"
+
+
+def across_tasks(out: dict) -> list[str]:
+    """The paired difference averaged over tasks (the issue's target): per seed, the mean over tasks of
+    autolora - X, then its mean and 95% interval over the seeds every task has. Rows only where two or
+    more tasks have the pair."""
+    lines, out["across_tasks"] = [], {}
+    for alloc in ALLOCS[1:]:
+        per_task = [
+            t[f"autolora-minus-{alloc}"] for t in out["tasks"].values() if f"autolora-minus-{alloc}" in t
+        ]
+        if len(per_task) < 2:
+            continue
+        pairs = [{s: d for s, d in zip(t["seeds"], t["diffs"], strict=True)} for t in per_task]
+        seeds = sorted(set.intersection(*(set(p) for p in pairs)))
+        if not seeds:
+            continue
+        mean, lo, hi = ci95([statistics.fmean(p[s] for p in pairs) for s in seeds])
+        out["across_tasks"][f"autolora-minus-{alloc}"] = {"mean": mean, "ci95": [lo, hi], "seeds": seeds,
+                                                           "tasks": len(per_task)}  # fmt: skip
+        lines.append(
+            f"| mean of {len(per_task)} tasks | {alloc} | {mean:+.4f} | [{lo:+.4f}, {hi:+.4f}] | {len(seeds)} |"  # noqa: E501
+        )
+    return lines
 
 
 def main() -> None:

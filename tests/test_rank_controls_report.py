@@ -67,3 +67,21 @@ def test_earlier_report_supplies_autolora_for_the_pairs(bench, tmp_path):
     assert "earlier report" in table
     data, _ = bench.report(tmp_path)
     assert "autolora-minus-reversed" not in data["tasks"]["mr"]
+
+
+def test_across_tasks_averages_the_paired_differences_per_seed(bench, tmp_path):
+    # sst2 diffs +0.02 +0.04 +0.06, mr diffs 0.00 +0.02 -0.02: per-seed means +0.01 +0.03 +0.02
+    for seed, (a, r) in enumerate([(0.82, 0.80), (0.84, 0.80), (0.86, 0.80)]):
+        write_run(tmp_path, f"sst2_s{seed}_autolora", a, mid=None)
+        write_run(tmp_path, f"sst2_s{seed}_random", r, mid=None)
+    for seed, (a, r) in enumerate([(0.70, 0.70), (0.72, 0.70), (0.70, 0.72)]):
+        write_run(tmp_path, f"mr_s{seed}_autolora", a, mid=None)
+        write_run(tmp_path, f"mr_s{seed}_random", r, mid=None)
+    write_run(tmp_path, "mr_s0_lora-r4", 0.71, mid=None)  # one task only: no across-tasks row
+    data, table = bench.report(tmp_path)
+    across = data["across_tasks"]["autolora-minus-random"]
+    assert across["mean"] == pytest.approx(0.02) and across["seeds"] == [0, 1, 2] and across["tasks"] == 2
+    # per-seed means 0.01, 0.03, 0.02: sd 0.01 -> half width 4.303 * 0.01 / sqrt(3) = 0.02484
+    assert across["ci95"] == pytest.approx([0.02 - 0.02484, 0.02 + 0.02484], abs=1e-4)
+    assert "autolora-minus-lora-r4" not in data["across_tasks"]
+    assert "| mean of 2 tasks | random | +0.0200 |" in table
