@@ -1,0 +1,102 @@
+"""Where did pipeline searches stop, and do their ranks agree across seeds and with a study? (issue 12)
+
+Reads `autolora run` output folders named <task>_s<seed> (ranks.json, metrics.json): per run the step
+the search ended at (with --stop-when-stable: where every adapter had been decisive for a window),
+the total rank, the search's seconds and its verdict; per task the mean pairwise Spearman of the
+per-adapter ranks across seeds; and, with --against, per seed the Spearman with the ranks a run of
+benchmarks/search_study.py read (its analysed JSON: ['ranks'][RULE]['<task>_d<seed>_i<seed>'], in
+the pipeline's adapter order).
+
+  python benchmarks/pipeline_ranks_study.py RUNS --against benchmarks/results/search_study_1epoch.json \
+      --out . --name stop_w_alone_sst2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+from pathlib import Path
+
+from _harness import command_line, machine, resolve_out, write_results
+from search_study_analyse import mean_pairwise, spearman
+
+SETTINGS = ("hypergradient", "rank_rule", "search_epochs", "stop_when_stable", "stability_window", "lr_w",
+            "lr_beta", "batch_size", "k")  # fmt: skip
+
+
+def read_runs(run_dir: Path) -> dict[str, dict[int, dict]]:
+    """{task: {seed: run}} of every <task>_s<seed> folder with a ranks.json."""
+    runs: dict[str, dict[int, dict]] = {}
+    for f in sorted(run_dir.glob("*/ranks.json")):
+        m = re.fullmatch(r"(?P<task>[a-z0-9]+)_s(?P<seed>\d+)", f.parent.name)
+        if not m:
+            continue
+        ranks = json.loads(f.read_text())
+        metrics = json.loads((f.parent / "metrics.json").read_text())
+        runs.setdefault(m["task"], {})[int(m["seed"])] = {
+            "ranks": list(ranks["ranks"].values()),
+            "search_steps": ranks["diagnostics"]["search_steps"],
+            "decisive": ranks["diagnostics"]["decisive"],
+            "search_seconds": metrics["seconds"]["search"],
+            "config": json.loads((f.parent / "config.json").read_text()),
+        }
+    return runs
+
+
+def study(run_dir: Path, against: dict | None, rule: str) -> tuple[dict, str]:
+    out: dict = {"tasks": {}}
+    head = (
+        "| task | seed | search ended at step | decisive | total rank | search s | Spearman with the study |"
+    )
+    lines = [head, "|---|---|---|---|---|---|---|"]
+    summary = ["| task | seeds | Spearman across seeds | the study's, same seeds |", "|---|---|---|---|"]
+    for task, seeds in read_runs(run_dir).items():
+        ref = {s: against["ranks"][rule].get(f"{task}_d{s}_i{s}") for s in seeds} if against else {}
+        rows = {}
+        for s, r in sorted(seeds.items()):
+            rho = spearman(r["ranks"], ref[s]) if ref.get(s) else None
+            rows[s] = {k: v for k, v in r.items() if k != "config"} | {"spearman_with_study": rho}
+            rho_cell = "n/a" if rho is None else f"{rho:+.2f}"
+            lines.append(f"| {task} | {s} | {r['search_steps']} | {r['decisive']} | {sum(r['ranks'])} | "
+                         f"{r['search_seconds']:.0f} | {rho_cell} |")  # fmt: skip
+        across = mean_pairwise([r["ranks"] for r in seeds.values()]) if len(seeds) > 1 else None
+        known = [v for v in ref.values() if v]
+        theirs = mean_pairwise(known) if len(known) > 1 else None
+        steps = statistics.fmean(r["search_steps"] for r in seeds.values())
+        out["tasks"][task] = {"runs": rows, "spearman_seeds": across, "study_spearman_seeds": theirs,
+                              "mean_search_steps": steps}  # fmt: skip
+        fmt = lambda v: "n/a" if v is None else f"{v:+.2f}"  # noqa: E731
+        summary.append(f"| {task} | {len(seeds)} | {fmt(across)} | {fmt(theirs)} |")
+        cfg = next(iter(seeds.values()))["config"]
+        out["tasks"][task]["settings"] = {k: cfg.get(k) for k in SETTINGS}
+    return out, "\n".join(lines + ["", *summary]) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("run_dir", type=Path, help="folder of <task>_s<seed> pipeline runs")
+    p.add_argument("--against", type=Path, default=None, help="an analysed search_study JSON")
+    p.add_argument("--rule", default="effective-rank", help="which of its rules to compare with")
+    p.add_argument("--out", type=resolve_out, default=None, help="folder for NAME.json/.md")
+    p.add_argument("--name", default="pipeline_ranks_study")
+    args = p.parse_args()
+    against = json.loads(args.against.read_text()) if args.against else None
+    data, table = study(args.run_dir, against, args.rule)
+    print(table)
+    if args.out:
+        data |= {
+            "machine": machine(),
+            "command": command_line(),
+            "against": str(args.against),
+            "rule": args.rule,
+        }
+        settings = "".join(f"Settings, {t}: {v['settings']}.\n" for t, v in data["tasks"].items())
+        cmd = f"Command: `{data['command']}`. Machine: {data['machine'].get('cpu')}."
+        head = ["# Where pipeline searches ended, and how their ranks agree", "", cmd, "", settings]
+        write_results(args.out, args.name, data, "\n".join(head) + table)
+
+
+if __name__ == "__main__":
+    main()
