@@ -94,7 +94,7 @@ def main() -> None:
         }
         settings = "".join(f"Settings, {t}: {v['settings']}.\n" for t, v in data["tasks"].items())
         cmd = f"Command: `{data['command']}`. Machine: {data['machine'].get('cpu')}."
-        head = ["# Where pipeline searches ended, and how their ranks agree", "", cmd, "", settings]
+        head = ["# Where pipeline searches ended, and how their ranks agree", "", cmd, "", settings, ""]
         write_results(args.out, args.name, data, "\n".join(head) + table)
 
 
