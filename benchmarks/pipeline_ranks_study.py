@@ -20,10 +20,14 @@ import statistics
 from pathlib import Path
 
 from _harness import command_line, machine, resolve_out, write_results
-from search_study_analyse import mean_pairwise, spearman
+from search_study_analyse import fmt_rho, mean_pairwise, spearman
 
 SETTINGS = ("hypergradient", "rank_rule", "search_epochs", "stop_when_stable", "stability_window", "lr_w",
             "lr_beta", "batch_size", "k")  # fmt: skip
+
+
+def cell(rho: float | None) -> str:
+    return "n/a" if rho is None else fmt_rho(rho)
 
 
 def read_runs(run_dir: Path) -> dict[str, dict[int, dict]]:
@@ -58,17 +62,15 @@ def study(run_dir: Path, against: dict | None, rule: str) -> tuple[dict, str]:
         for s, r in sorted(seeds.items()):
             rho = spearman(r["ranks"], ref[s]) if ref.get(s) else None
             rows[s] = {k: v for k, v in r.items() if k != "config"} | {"spearman_with_study": rho}
-            rho_cell = "n/a" if rho is None else f"{rho:+.2f}"
             lines.append(f"| {task} | {s} | {r['search_steps']} | {r['decisive']} | {sum(r['ranks'])} | "
-                         f"{r['search_seconds']:.0f} | {rho_cell} |")  # fmt: skip
+                         f"{r['search_seconds']:.0f} | {cell(rho)} |")  # fmt: skip
         across = mean_pairwise([r["ranks"] for r in seeds.values()]) if len(seeds) > 1 else None
         known = [v for v in ref.values() if v]
         theirs = mean_pairwise(known) if len(known) > 1 else None
         steps = statistics.fmean(r["search_steps"] for r in seeds.values())
         out["tasks"][task] = {"runs": rows, "spearman_seeds": across, "study_spearman_seeds": theirs,
                               "mean_search_steps": steps}  # fmt: skip
-        fmt = lambda v: "n/a" if v is None else f"{v:+.2f}"  # noqa: E731
-        summary.append(f"| {task} | {len(seeds)} | {fmt(across)} | {fmt(theirs)} |")
+        summary.append(f"| {task} | {len(seeds)} | {cell(across)} | {cell(theirs)} |")
         cfg = next(iter(seeds.values()))["config"]
         out["tasks"][task]["settings"] = {k: cfg.get(k) for k in SETTINGS}
     return out, "\n".join(lines + ["", *summary]) + "\n"
