@@ -17,7 +17,9 @@ budget for every allocation) and compares, per task and seed, the allocations:
   python benchmarks/bench_rank_controls.py report DIR --out benchmarks/results/rank_controls
 
 The report gives mean +- std over seeds and the paired differences autolora - X with a 95% t
-interval over seeds (scipy.stats.t).
+interval over seeds (scipy.stats.t), of the final score and, where the runs have eval curves, of the
+late mean: the mean of the evaluations in the second half of retraining (the final one included), a
+reading less moved by where one evaluation happens to land. Neither picks a step.
 """
 
 from __future__ import annotations
@@ -100,6 +102,25 @@ def late_gain(runs, metric: str) -> float | None:
     return statistics.fmean(gains)
 
 
+def late_mean(run: dict, metric: str) -> float | None:
+    """The mean of the eval-curve points after half the steps (the final one included); None without
+    a curve."""
+    curve = run.get("eval_curve") or []
+    if not curve:
+        return None
+    return statistics.fmean(p[metric] for p in curve if p["step"] > curve[-1]["step"] / 2)
+
+
+def paired(base: dict, other: dict, key: str) -> dict | None:
+    """autolora - X over the seeds both have a `key` score for: mean, 95% interval, seeds, diffs."""
+    seeds = sorted(s for s in set(base[key]) & set(other[key]) if None not in (base[key][s], other[key][s]))
+    diffs = [base[key][s] - other[key][s] for s in seeds]
+    if not diffs:
+        return None
+    mean, lo, hi = ci95(diffs)
+    return {"mean": mean, "ci95": [lo, hi], "seeds": seeds, "diffs": diffs}
+
+
 def report(run_dir: Path, earlier: dict | None = None) -> tuple[dict, str]:
     """Tables of run_dir's runs. earlier: an earlier report's JSON; where run_dir has no autolora runs
     for a task, the paired differences take autolora's per-seed scores from it (the same retraining
@@ -122,7 +143,8 @@ def report(run_dir: Path, earlier: dict | None = None) -> tuple[dict, str]:
     head = ("| task | allocation | metric (mean ± std) | seeds | total rank | trainable params | retrain s "
             "| gain over the second half |")  # fmt: skip
     lines = [head, "|---|---|---|---|---|---|---|---|"]
-    diff_lines = ["| task | autolora - X | mean diff | 95% interval | seeds |", "|---|---|---|---|---|"]
+    diff_head = "| task | autolora - X | mean diff | 95% interval | seeds | late-mean diff | 95% interval |"
+    diff_lines = [diff_head, "|---|---|---|---|---|---|---|"]
     for task in tasks:
         out["tasks"][task] = {}
         for alloc in ALLOCS:
@@ -131,13 +153,15 @@ def report(run_dir: Path, earlier: dict | None = None) -> tuple[dict, str]:
                 continue
             metric = next(iter(runs.values()))["metric"]
             vals = {s: r["eval"][metric] for s, r in runs.items()}
+            late_means = {s: late_mean(r, metric) for s, r in runs.items()}
             mean = statistics.fmean(vals.values())
             std = statistics.stdev(vals.values()) if len(vals) > 1 else 0.0
             totals = sorted({r["rank_total"] for r in runs.values()})
             params = sorted({r["trainable_parameters"] for r in runs.values()})
             secs = statistics.fmean(r["seconds"]["retrain"] for r in runs.values())
             late = late_gain(runs.values(), metric)
-            out["tasks"][task][alloc] = {"metric": metric, "per_seed": vals, "mean": mean, "std": std,
+            out["tasks"][task][alloc] = {"metric": metric, "per_seed": vals, "late_mean": late_means,
+                                         "mean": mean, "std": std,
                                          "rank_totals": totals, "trainable_parameters": params,
                                          "retrain_seconds": secs, "gain_over_second_half": late}  # fmt: skip
             cells = [task, alloc, f"{metric} {mean:.4f} ± {std:.4f}", len(vals), f"{totals[0]}-{totals[-1]}",
@@ -147,20 +171,22 @@ def report(run_dir: Path, earlier: dict | None = None) -> tuple[dict, str]:
         base = out["tasks"][task].get("autolora")
         if base is None and earlier is not None and "autolora" in earlier["tasks"].get(task, {}):
             seeds = earlier["tasks"][task]["autolora"]["per_seed"]
-            base = {"per_seed": {int(s): v for s, v in seeds.items()}}
+            base = {"per_seed": {int(s): v for s, v in seeds.items()}, "late_mean": {}}
             diff_lines.append(f"| {task} | (autolora: the earlier report's per-seed scores) | | | |")
         for alloc in ALLOCS[1:]:
             other = out["tasks"][task].get(alloc)
             if not base or not other:
                 continue
-            seeds = sorted(set(base["per_seed"]) & set(other["per_seed"]))
-            diffs = [base["per_seed"][s] - other["per_seed"][s] for s in seeds]
-            if not diffs:
+            diff = paired(base, other, "per_seed")
+            if diff is None:
                 continue
-            mean, lo, hi = ci95(diffs)
-            out["tasks"][task][f"autolora-minus-{alloc}"] = {"mean": mean, "ci95": [lo, hi], "seeds": seeds,
-                                                            "diffs": diffs}  # fmt: skip
-            diff_lines.append(f"| {task} | {alloc} | {mean:+.4f} | [{lo:+.4f}, {hi:+.4f}] | {len(seeds)} |")
+            late = paired(base, other, "late_mean")
+            out["tasks"][task][f"autolora-minus-{alloc}"] = diff | {"late_mean": late}
+            (lo, hi), cells = diff["ci95"], ["n/a", ""]
+            if late is not None:
+                cells = [f"{late['mean']:+.4f}", "[{:+.4f}, {:+.4f}]".format(*late["ci95"])]
+            diff_lines.append(f"| {task} | {alloc} | {diff['mean']:+.4f} | [{lo:+.4f}, {hi:+.4f}] | "
+                              f"{len(diff['seeds'])} | " + " | ".join(cells) + " |")  # fmt: skip
     diff_lines += across_tasks(out)
     settings = "".join(f"Retraining, {t}: {c}.\n" for t, c in out["settings"].items())
     return out, settings + "\n" + "\n".join(lines + ["", *diff_lines]) + "\n"
@@ -185,7 +211,7 @@ def across_tasks(out: dict) -> list[str]:
         out["across_tasks"][f"autolora-minus-{alloc}"] = {"mean": mean, "ci95": [lo, hi], "seeds": seeds,
                                                            "tasks": len(per_task)}  # fmt: skip
         lines.append(
-            f"| mean of {len(per_task)} tasks | {alloc} | {mean:+.4f} | [{lo:+.4f}, {hi:+.4f}] | {len(seeds)} |"  # noqa: E501
+            f"| mean of {len(per_task)} tasks | {alloc} | {mean:+.4f} | [{lo:+.4f}, {hi:+.4f}] | {len(seeds)} | | |"  # noqa: E501
         )
     return lines
 

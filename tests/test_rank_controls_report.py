@@ -85,3 +85,30 @@ def test_across_tasks_averages_the_paired_differences_per_seed(bench, tmp_path):
     assert across["ci95"] == pytest.approx([0.02 - 0.02484, 0.02 + 0.02484], abs=1e-4)
     assert "autolora-minus-lora-r4" not in data["across_tasks"]
     assert "| mean of 2 tasks | random | +0.0200 |" in table
+
+
+def test_late_mean_pairs_the_second_half_of_the_curves(bench, tmp_path):
+    def write(name, points):  # points at steps 100..400; the last is the final score
+        run = tmp_path / name
+        run.mkdir()
+        curve = [{"step": 100 * (i + 1), "accuracy": a} for i, a in enumerate(points)]
+        (run / "metrics.json").write_text(json.dumps({
+            "metric": "accuracy", "eval": {"accuracy": points[-1]}, "eval_curve": curve, "rank_total": 12,
+            "trainable_parameters": 1000, "seconds": {"retrain": 10.0}}))  # fmt: skip
+
+    # steps 300 and 400 are past half of 400: late means autolora 0.85, 0.87; random 0.83, 0.84
+    write("sst2_s0_autolora", [0.5, 0.9, 0.80, 0.90])
+    write("sst2_s1_autolora", [0.5, 0.9, 0.84, 0.90])
+    write("sst2_s0_random", [0.9, 0.5, 0.86, 0.80])
+    write("sst2_s1_random", [0.9, 0.5, 0.88, 0.80])
+    write("sst2_s2_random", [0.9, 0.5, 0.88, 0.80])  # no autolora partner: left out of the pairs
+    data, table = bench.report(tmp_path)
+    task = data["tasks"]["sst2"]
+    assert task["autolora"]["late_mean"] == pytest.approx({0: 0.85, 1: 0.87})
+    diff = task["autolora-minus-random"]
+    assert diff["mean"] == pytest.approx(0.10) and diff["seeds"] == [0, 1]  # finals: 0.10, 0.10
+    late = diff["late_mean"]
+    assert late["diffs"] == pytest.approx([0.02, 0.03]) and late["seeds"] == [0, 1]
+    # diffs 0.02, 0.03: sd 0.007071, t(0.975, 1) = 12.706 -> half width 12.706 * 0.007071 / sqrt(2) = 0.06353
+    assert late["ci95"] == pytest.approx([0.025 - 0.06353, 0.025 + 0.06353], abs=1e-4)
+    assert "| +0.0250 | [-0.0385, +0.0885] |" in table
