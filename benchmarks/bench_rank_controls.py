@@ -172,7 +172,7 @@ def report(run_dir: Path, earlier: dict | None = None) -> tuple[dict, str]:
         if base is None and earlier is not None and "autolora" in earlier["tasks"].get(task, {}):
             seeds = earlier["tasks"][task]["autolora"]["per_seed"]
             base = {"per_seed": {int(s): v for s, v in seeds.items()}, "late_mean": {}}
-            diff_lines.append(f"| {task} | (autolora: the earlier report's per-seed scores) | | | |")
+            diff_lines.append(f"| {task} | (autolora: the earlier report's per-seed scores) | | | | | |")
         for alloc in ALLOCS[1:]:
             other = out["tasks"][task].get(alloc)
             if not base or not other:
