@@ -159,16 +159,42 @@ def paired(base: dict, other: dict, key: str) -> dict | None:
     return {"mean": mean, "ci95": [lo, hi], "seeds": seeds, "diffs": diffs}
 
 
+def summarise(runs: dict[int, dict]) -> dict:
+    """One allocation's runs of one task (seed -> metrics.json): scores per seed, mean, std, costs."""
+    metric = next(iter(runs.values()))["metric"]
+    vals = {s: r["eval"][metric] for s, r in runs.items()}
+    return {
+        "metric": metric,
+        "per_seed": vals,
+        "late_mean": {s: late_mean(r, metric) for s, r in runs.items()},
+        "mean": statistics.fmean(vals.values()),
+        "std": statistics.stdev(vals.values()) if len(vals) > 1 else 0.0,
+        "rank_totals": sorted({r["rank_total"] for r in runs.values()}),
+        "trainable_parameters": sorted({r["trainable_parameters"] for r in runs.values()}),
+        "retrain_seconds": statistics.fmean(r["seconds"]["retrain"] for r in runs.values()),
+        "gain_over_second_half": late_gain(runs.values(), metric),
+    }
+
+
+def from_earlier(entry: dict) -> dict:
+    """An allocation's entry of an earlier report's JSON, its seeds back to ints, marked as such."""
+    seeds = lambda d: {int(s): v for s, v in (d or {}).items()}  # noqa: E731
+    return entry | {"per_seed": seeds(entry["per_seed"]), "late_mean": seeds(entry.get("late_mean")),
+                    "from_earlier_report": True}  # fmt: skip
+
+
 def report(run_dir: Path, earlier: dict | None = None) -> tuple[dict, str]:
-    """Tables of run_dir's runs. earlier: an earlier report's JSON; where run_dir has no autolora runs
-    for a task, the paired differences take autolora's per-seed scores from it (the same retraining
-    settings and code make the same numbers: check one run again before relying on this)."""
+    """Tables of run_dir's runs. earlier: an earlier report's JSON; each (task, allocation) run_dir has no
+    runs of is taken from it (marked in both tables), so that a report can join new runs to runs that
+    are gone. Its retraining settings must equal run_dir's for the task (the same settings and code make
+    the same numbers: check one run again before relying on this)."""
     rows: dict[tuple[str, str], dict[int, dict]] = {}
     for f in sorted(run_dir.glob("*/metrics.json")):
         m = re.match(r"(?P<task>[a-z0-9]+)_s(?P<seed>\d+)_(?P<alloc>[a-z0-9-]+)$", f.parent.name)
         if m:
             rows.setdefault((m["task"], m["alloc"]), {})[int(m["seed"])] = json.loads(f.read_text())
-    tasks = sorted({t for t, _ in rows})
+    old = (earlier or {}).get("tasks", {})
+    tasks = sorted({t for t, _ in rows} | set(old))
     out: dict = {"tasks": {}}
     keys = ("retrain_epochs", "max_retrain_steps", "eval_every", "batch_size", "lr_w", "retrain_init", "k",
             "lora_alpha", "trainable")  # fmt: skip
@@ -178,6 +204,12 @@ def report(run_dir: Path, earlier: dict | None = None) -> tuple[dict, str]:
         if first is not None:
             cfg = json.loads(first.read_text())
             out["settings"][task] = {k: cfg.get(k) for k in keys} | {"max_length": cfg["data"]["max_length"]}
+        was = (earlier or {}).get("settings", {}).get(task)
+        if was is not None and task in out["settings"] and was != out["settings"][task]:
+            raise SystemExit(f"--earlier: {task}'s retraining settings differ from {run_dir}'s: "
+                             f"{was} against {out['settings'][task]}")  # fmt: skip
+        if was is not None:
+            out["settings"].setdefault(task, was)
     head = ("| task | allocation | metric (mean ± std) | seeds | total rank | trainable params | retrain s "
             "| gain over the second half |")  # fmt: skip
     lines = [head, "|---|---|---|---|---|---|---|---|"]
@@ -186,31 +218,20 @@ def report(run_dir: Path, earlier: dict | None = None) -> tuple[dict, str]:
     for task in tasks:
         out["tasks"][task] = {}
         for alloc in ALLOCS:
-            runs = rows.get((task, alloc), {})
-            if not runs:
+            if (task, alloc) in rows:
+                e = summarise(rows[(task, alloc)])
+            elif "per_seed" in old.get(task, {}).get(alloc, {}):
+                e = from_earlier(old[task][alloc])
+            else:
                 continue
-            metric = next(iter(runs.values()))["metric"]
-            vals = {s: r["eval"][metric] for s, r in runs.items()}
-            late_means = {s: late_mean(r, metric) for s, r in runs.items()}
-            mean = statistics.fmean(vals.values())
-            std = statistics.stdev(vals.values()) if len(vals) > 1 else 0.0
-            totals = sorted({r["rank_total"] for r in runs.values()})
-            params = sorted({r["trainable_parameters"] for r in runs.values()})
-            secs = statistics.fmean(r["seconds"]["retrain"] for r in runs.values())
-            late = late_gain(runs.values(), metric)
-            out["tasks"][task][alloc] = {"metric": metric, "per_seed": vals, "late_mean": late_means,
-                                         "mean": mean, "std": std,
-                                         "rank_totals": totals, "trainable_parameters": params,
-                                         "retrain_seconds": secs, "gain_over_second_half": late}  # fmt: skip
-            cells = [task, alloc, f"{metric} {mean:.4f} ± {std:.4f}", len(vals), f"{totals[0]}-{totals[-1]}",
-                     f"{params[0]:,}-{params[-1]:,}", f"{secs:.0f}",
-                     "n/a" if late is None else f"{late:+.4f}"]  # fmt: skip
+            out["tasks"][task][alloc] = e
+            totals, params, late = e["rank_totals"], e["trainable_parameters"], e["gain_over_second_half"]
+            cells = [task, alloc + (" (earlier report)" if e.get("from_earlier_report") else ""),
+                     f"{e['metric']} {e['mean']:.4f} ± {e['std']:.4f}", len(e["per_seed"]),
+                     f"{totals[0]}-{totals[-1]}", f"{params[0]:,}-{params[-1]:,}",
+                     f"{e['retrain_seconds']:.0f}", "n/a" if late is None else f"{late:+.4f}"]  # fmt: skip
             lines.append("| " + " | ".join(map(str, cells)) + " |")
         base = out["tasks"][task].get("autolora")
-        if base is None and earlier is not None and "autolora" in earlier["tasks"].get(task, {}):
-            seeds = earlier["tasks"][task]["autolora"]["per_seed"]
-            base = {"per_seed": {int(s): v for s, v in seeds.items()}, "late_mean": {}}
-            diff_lines.append(f"| {task} | (autolora: the earlier report's per-seed scores) | | | | | |")
         for alloc in ALLOCS[1:]:
             other = out["tasks"][task].get(alloc)
             if not base or not other:
@@ -267,7 +288,12 @@ def main() -> None:
     rp.add_argument("run_dir")
     rp.add_argument("--out", type=resolve_out, default=None, help="folder for NAME.json/.md")
     rp.add_argument("--name", default="rank_controls", help="file name of the results")
-    rp.add_argument("--earlier", type=Path, default=None, help="an earlier report's JSON (autolora's scores)")
+    rp.add_argument(
+        "--earlier",
+        type=Path,
+        default=None,
+        help="an earlier report's JSON: the allocations DIR has no runs of",
+    )
     args = p.parse_args()
     if args.command == "ranks":
         if args.study_dir:

@@ -57,16 +57,69 @@ def test_reversed_deals_the_same_ranks_in_reverse_order(bench):
     assert sorted(rev.values()) == sorted(ranks.values())  # same total, same parameters
 
 
-def test_earlier_report_supplies_autolora_for_the_pairs(bench, tmp_path):
+def earlier_entry(per_seed: dict[str, float]) -> dict:
+    """An allocation's entry as a report's JSON holds it (seeds as strings)."""
+    return {"metric": "accuracy", "per_seed": per_seed, "late_mean": dict.fromkeys(per_seed), "mean": 0.75,
+            "std": 0.03, "rank_totals": [12], "trainable_parameters": [1000], "retrain_seconds": 9.0,
+            "gain_over_second_half": None}  # fmt: skip
+
+
+def test_earlier_report_fills_the_allocations_the_runs_lack(bench, tmp_path):
     for seed, score in enumerate([0.70, 0.74, 0.75]):
         write_run(tmp_path, f"mr_s{seed}_reversed", score, mid=None)
-    earlier = {"tasks": {"mr": {"autolora": {"per_seed": {"0": 0.71, "1": 0.76, "2": 0.78}}}}}
+    mr = {"autolora": earlier_entry({"0": 0.71, "1": 0.76, "2": 0.78}),
+          "reversed": earlier_entry({"0": 0.1, "1": 0.1, "2": 0.1})}  # fmt: skip
+    sst2 = {"autolora": earlier_entry({"0": 0.9}), "random": earlier_entry({"0": 0.8})}
+    earlier = {"tasks": {"mr": mr, "sst2": sst2}}
     data, table = bench.report(tmp_path, earlier)
-    diff = data["tasks"]["mr"]["autolora-minus-reversed"]
+    mr = data["tasks"]["mr"]
+    diff = mr["autolora-minus-reversed"]  # the runs' reversed, not the earlier report's
     assert diff["mean"] == pytest.approx(0.02) and diff["seeds"] == [0, 1, 2]  # diffs 0.01, 0.02, 0.03
-    assert "earlier report" in table
+    assert diff["late_mean"] is None  # the earlier entry has no late means: no pair
+    assert mr["autolora"]["from_earlier_report"] and "from_earlier_report" not in mr["reversed"]
+    assert data["tasks"]["sst2"]["autolora-minus-random"]["diffs"] == pytest.approx(
+        [0.1]
+    )  # a task from it alone
+    assert "| mr | autolora (earlier report) |" in table and "| mr | reversed | accuracy 0.7300" in table
     data, _ = bench.report(tmp_path)
-    assert "autolora-minus-reversed" not in data["tasks"]["mr"]
+    assert "autolora-minus-reversed" not in data["tasks"]["mr"] and "sst2" not in data["tasks"]
+
+
+def test_earlier_report_with_other_settings_is_refused(bench, tmp_path):
+    write_run(tmp_path, "mr_s0_reversed", 0.7, mid=None)
+    cfg = {"retrain_epochs": 3.0, "lr_w": 1e-3, "trainable": ["classifier"], "data": {"max_length": 64}}
+    (tmp_path / "mr_s0_reversed" / "config.json").write_text(json.dumps(cfg))
+    mine = bench.report(tmp_path)[0]["settings"]["mr"]
+    earlier = {"settings": {"mr": mine | {"trainable": ["classifier", "bert.pooler"]}},
+               "tasks": {"mr": {"autolora": earlier_entry({"0": 0.71})}}}  # fmt: skip
+    with pytest.raises(SystemExit, match="mr's retraining settings differ"):
+        bench.report(tmp_path, earlier)
+    earlier["settings"]["mr"] = mine
+    diff = bench.report(tmp_path, earlier)[0]["tasks"]["mr"]["autolora-minus-reversed"]
+    assert diff["diffs"] == pytest.approx([0.01])
+
+
+def test_ranks_files_from_a_committed_study(bench, tmp_path):
+    names = ["a.q", "a.v", "b.q", "b.v"]
+    results = tmp_path / "study.json"
+    results.write_text(json.dumps({"ranks": {"effective-rank": {
+        "sst2_d0_i0": [5, 1, 2, 4], "sst2_d0_i1": [8, 8, 8, 8], "sst2_d1_i1": [3, 3, 3, 3]}}}))  # fmt: skip
+    out = tmp_path / "ranks"
+    paths = bench.ranks_from_results(results, "effective-rank", out, names)
+    assert sorted(p.name for p in paths) == sorted(
+        f"sst2_s{s}_{a}.json" for s in (0, 1) for a in bench.ALLOCS
+    )  # d0_i1 (init seed differs from data seed) is not a search of the pairs
+    auto = json.loads((out / "sst2_s0_autolora.json").read_text())
+    assert (
+        auto["ranks"] == {"a.q": 5, "a.v": 1, "b.q": 2, "b.v": 4}
+        and auto["source"] == "study.json:sst2_d0_i0"
+    )
+    rand = json.loads((out / "sst2_s0_random.json").read_text())["ranks"]
+    assert list(rand) == names and sum(rand.values()) == 12
+    with pytest.raises(SystemExit, match="has no ranks for 'alpha'"):
+        bench.ranks_from_results(results, "alpha", out, names)
+    with pytest.raises(SystemExit, match="has 4 ranks, the model 3 adapters"):
+        bench.ranks_from_results(results, "effective-rank", out, names[:3])
 
 
 def test_across_tasks_averages_the_paired_differences_per_seed(bench, tmp_path):
