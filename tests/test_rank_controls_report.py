@@ -165,3 +165,10 @@ def test_late_mean_pairs_the_second_half_of_the_curves(bench, tmp_path):
     # diffs 0.02, 0.03: sd 0.007071, t(0.975, 1) = 12.706 -> half width 12.706 * 0.007071 / sqrt(2) = 0.06353
     assert late["ci95"] == pytest.approx([0.025 - 0.06353, 0.025 + 0.06353], abs=1e-4)
     assert "| +0.0250 | [-0.0385, +0.0885] |" in table
+
+
+def test_study_names_follow_module_order_as_the_study_runs_do(bench):
+    # search_study.py keeps adapters in autolora.adapters order; inject() returns them target by target
+    names = bench.study_adapter_names()
+    layer = "bert.encoder.layer.{}.attention.self.{}"
+    assert names == [layer.format(i, p) for i in range(6) for p in ("query", "value")]
