@@ -35,6 +35,45 @@ def summarize(result: dict) -> dict:
     return out
 
 
+def join(reports: dict[str, dict]) -> dict:
+    """One report from reports of the same settings on other seeds (e.g. seeds run side by side as
+    separate processes): per (dataset, method) the runs of all, summarised again. reports: path -> JSON.
+    Peak memory is the largest of the parts; process_seconds their sum."""
+    ignore = {"seeds", "tag", "out", "join"}
+    (first_path, first), *rest = reports.items()
+    base = {k: v for k, v in first["config"].items() if k not in ignore}
+    for path, r in rest:
+        for key in sorted(set(base) | set(r["config"]) - ignore):
+            if base.get(key) != r["config"].get(key):
+                raise SystemExit(f"--join: {path} has {key}={r['config'].get(key)!r}, "
+                                 f"{first_path} {base.get(key)!r}: not the same settings")  # fmt: skip
+        if r["steps"] != first["steps"] or r["results"].keys() != first["results"].keys():
+            raise SystemExit(f"--join: {path} ran other datasets or steps than {first_path}")
+    out = {**first, "results": {}, "joined_from": {p: r["command"] for p, r in reports.items()}}
+    for ds, methods in first["results"].items():
+        out["results"][ds] = {}
+        for method in methods:
+            parts = [r["results"][ds].get(method) for r in reports.values()]
+            if None in parts:
+                raise SystemExit(f"--join: not every report has {method} on {ds}")
+            runs = sorted((run for part in parts for run in part["runs"]), key=lambda run: run["seed"])
+            seeds = [run["seed"] for run in runs]
+            if len(set(seeds)) != len(seeds):
+                raise SystemExit(f"--join: {method} on {ds}: seed given twice ({seeds})")
+            res = {"runs": runs, "peak_rss_mb": max(p["peak_rss_mb"] for p in parts),
+                   "base_rss_mb": max(p["base_rss_mb"] for p in parts)}  # fmt: skip
+            seconds = sum(p["process_seconds"] for p in parts)
+            out["results"][ds][method] = {**summarize(res), "runs": runs, "process_seconds": seconds}
+    out["config"] = {
+        **first["config"],
+        "seeds": sorted({s for r in reports.values() for s in r["config"]["seeds"]}),
+    }
+    out["loadavg_before"] = [r["loadavg_before"] for r in reports.values()]
+    out["loadavg_after"] = [r["loadavg_after"] for r in reports.values()]
+    out["total_seconds"] = sum(r["total_seconds"] for r in reports.values())
+    return out
+
+
 def cost_section(results: dict, grid: dict | None, grid_dataset: str, grid_steps: int, steps: int) -> dict:
     """Wall-time ratios to AdaLoRA on the grid's dataset (all numbers from this one benchmark run)."""
     methods = results.get(grid_dataset, {})

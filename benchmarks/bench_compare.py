@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from _compare_report import cost_section, fmt_metric, markdown, notes, summarize
+from _compare_report import cost_section, fmt_metric, join, markdown, notes, summarize
 from _harness import add_out_argument, command_line, git_state, load_average, machine, write_results
 
 from autolora.config import PipelineConfig
@@ -123,6 +123,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_out_argument(p)
     p.add_argument("--tag", default=None, help="output name suffix (default: mode_device)")
     p.add_argument("--render", help="re-write the markdown of a saved JSON report (no training)")
+    p.add_argument("--join", nargs="+", type=Path, help="reports of the same settings on other seeds: one "
+                   "report of all (--out, --tag name it; no training)")  # fmt: skip
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     defaults = REDUCED if args.mode == "reduced" else FULL
@@ -223,6 +225,24 @@ def run_config(args: argparse.Namespace) -> dict:
     return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "worker"}
 
 
+def write_joined(args: argparse.Namespace) -> None:
+    """--join: the reports' runs as one report, its cost section and notes made again."""
+    missing = [str(p) for p in args.join if not p.is_file()]
+    if missing:
+        raise SystemExit(f"--join: no such report: {', '.join(missing)}")
+    report = join({str(p): json.loads(p.read_text()) for p in args.join})
+    report["command"] = command_line()
+    dataset = report["config"]["grid_dataset"]
+    steps = report["steps"]
+    dataset = dataset if dataset in steps else next(iter(steps))
+    report["cost"] = cost_section(report["results"], report.get("grid"), dataset, report.get("grid_steps", 0),
+                                  steps[dataset])  # fmt: skip
+    report["notes"] = notes(report)
+    tag = args.tag or "joined"
+    written = write_results(args.out, f"compare_{tag}", report, markdown(report))
+    print(f"wrote {written}.json and .md")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.worker:
@@ -233,6 +253,8 @@ def main(argv: list[str] | None = None) -> None:
         atomic_write_json(Path(args.render), report)
         atomic_write_text(Path(args.render).with_suffix(".md"), markdown(report))
         return None
+    if args.join:
+        return write_joined(args)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from _compare_methods import RunSpec

@@ -54,3 +54,35 @@ def test_budget_split(bench):
 
     spec = RunSpec(model="m", data={}, method="autolora", steps=25, search_fraction=0.5)
     assert spec.search_steps + spec.retrain_steps == 25
+
+
+def part_report(seed: int, score: float, lr: float = 5e-4) -> dict:
+    """A bench_compare report of one method, one dataset, one seed, as its JSON holds it."""
+    run = {"seed": seed, "metric": "accuracy", "score": score, "trainable_parameters": 100,
+           "train_seconds": 10.0 + seed, "eval_seconds": 1.0, "gpu_peak_mb": None}  # fmt: skip
+    part = {"runs": [run], "peak_rss_mb": 900.0 + seed, "base_rss_mb": 500.0, "process_seconds": 12.0}
+    return {"config": {"seeds": [seed], "tag": f"s{seed}", "lr_lora": lr, "grid_dataset": "none"},
+            "command": f"seed {seed}", "steps": {"sst2": 30}, "results": {"sst2": {"lora-r4": part}},
+            "loadavg_before": [1.0], "loadavg_after": [2.0], "total_seconds": 13.0}  # fmt: skip
+
+
+def test_join_reports_of_other_seeds(bench):
+    from _compare_report import join
+
+    joined = join({"b.json": part_report(1, 0.80), "a.json": part_report(0, 0.90)})
+    lora = joined["results"]["sst2"]["lora-r4"]
+    assert (
+        lora["seeds"] == [0, 1]
+        and lora["mean"] == pytest.approx(0.85)
+        and lora["std"] == pytest.approx(0.0707, abs=1e-4)
+    )
+    assert (
+        lora["peak_rss_mb"] == 901.0
+        and lora["process_seconds"] == 24.0
+        and joined["config"]["seeds"] == [0, 1]
+    )
+    assert joined["joined_from"] == {"b.json": "seed 1", "a.json": "seed 0"}
+    with pytest.raises(SystemExit, match="lr_lora=0.001"):
+        join({"a.json": part_report(0, 0.9), "b.json": part_report(1, 0.8, lr=1e-3)})
+    with pytest.raises(SystemExit, match="seed given twice"):
+        join({"a.json": part_report(0, 0.9), "b.json": part_report(0, 0.8)})
