@@ -15,8 +15,9 @@ budget for every allocation) and compares, per task and seed, the allocations:
   python benchmarks/bench_rank_controls.py ranks --study-dir RUNS --rule spectrum --out DIR
   (or --from-results benchmarks/results/search_study_1epoch.json: the ranks a committed analysis holds)
   ... then `autolora run --ranks DIR/<task>_s<seed>_<alloc>.json ...` for each file (jobs.txt)
-  python benchmarks/bench_rank_controls.py report DIR --out benchmarks/results/rank_controls
-  (--earlier REPORT.json: the allocations DIR has no runs of, from an earlier report)
+  python benchmarks/bench_rank_controls.py report DIR --out . --name rank_controls
+  (--out: relative to benchmarks/results/; --earlier REPORT.json: the allocations DIR has no runs
+  of, from an earlier report)
 
 The report gives mean +- std over seeds and the paired differences autolora - X with a 95% t
 interval over seeds (scipy.stats.t), of the final score and, where the runs have eval curves, of the
