@@ -7,6 +7,9 @@ budget for every allocation) and compares, per task and seed, the allocations:
              read with --rule)
   random     a seeded random allocation with the same total (autolora.tuner.ranks.random_ranks,
              seed = the search's seed), paired with that search
+  random2    a second, independent draw (seed = 1000 + the search's seed): one draw per seed may by
+             chance resemble the searched allocation; the report also pairs the search with the mean
+             of the two draws ("random-mean")
   uniform    the same total spread evenly (autolora.tuner.ranks.uniform_ranks)
   reversed   the search's ranks dealt in reverse order (the adapter it gave the least gets the most):
              same total, same parameters; if it scores as well, allocation does not matter here
@@ -45,7 +48,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _harness import command_line, machine, resolve_out, write_results  # noqa: E402
 
-ALLOCS = ("autolora", "random", "uniform", "reversed", "lora-r4")
+ALLOCS = ("autolora", "random", "random2", "uniform", "reversed", "lora-r4")
+SECOND_DRAW = 1000  # random2's seed: this + the search's seed
+PAIRS = (*ALLOCS[1:], "random-mean")  # what the search is paired with: autolora - X
 
 
 def reversed_ranks(ranks: dict[str, int]) -> dict[str, int]:
@@ -63,6 +68,7 @@ def write_allocations(out: Path, task: str, seed: int, found: dict[str, int], so
     allocs = {
         "autolora": found,
         "random": random_ranks(names, total, k, seed),
+        "random2": random_ranks(names, total, k, SECOND_DRAW + seed),
         "uniform": uniform_ranks(names, total, k),
         "reversed": reversed_ranks(found),
         "lora-r4": dict.fromkeys(names, 4),
@@ -181,6 +187,12 @@ def summarise(runs: dict[int, dict]) -> dict:
     }
 
 
+def mean_of_draws(a: dict, b: dict) -> dict:
+    """The per-seed mean of two random draws' scores (final and late mean), on the seeds both have."""
+    mean = lambda x, y: {s: (x[s] + y[s]) / 2 for s in set(x) & set(y) if None not in (x[s], y[s])}  # noqa: E731
+    return {"per_seed": mean(a["per_seed"], b["per_seed"]), "late_mean": mean(a["late_mean"], b["late_mean"])}
+
+
 def from_earlier(entry: dict) -> dict:
     """An allocation's entry of an earlier report's JSON, its seeds back to ints, marked as such."""
     seeds = lambda d: {int(s): v for s, v in (d or {}).items()}  # noqa: E731
@@ -236,9 +248,12 @@ def report(run_dir: Path, earlier: dict | None = None) -> tuple[dict, str]:
                      f"{totals[0]}-{totals[-1]}", f"{params[0]:,}-{params[-1]:,}",
                      f"{e['retrain_seconds']:.0f}", "n/a" if late is None else f"{late:+.4f}"]  # fmt: skip
             lines.append("| " + " | ".join(map(str, cells)) + " |")
-        base = out["tasks"][task].get("autolora")
-        for alloc in ALLOCS[1:]:
-            other = out["tasks"][task].get(alloc)
+        entries = dict(out["tasks"][task])
+        if "random" in entries and "random2" in entries:
+            entries["random-mean"] = mean_of_draws(entries["random"], entries["random2"])
+        base = entries.get("autolora")
+        for alloc in PAIRS:
+            other = entries.get(alloc)
             if not base or not other:
                 continue
             diff = paired(base, other, "per_seed")
@@ -261,7 +276,7 @@ def across_tasks(out: dict) -> list[str]:
     autolora - X, then its mean and 95% interval over the seeds every task has. Rows only where two or
     more tasks have the pair."""
     lines, out["across_tasks"] = [], {}
-    for alloc in ALLOCS[1:]:
+    for alloc in PAIRS:
         per_task = [
             t[f"autolora-minus-{alloc}"] for t in out["tasks"].values() if f"autolora-minus-{alloc}" in t
         ]

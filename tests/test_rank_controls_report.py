@@ -43,6 +43,31 @@ def test_report_pairs_seeds_and_reads_the_curves(bench, tmp_path):
     assert "| sst2 | random | +0.0300 |" in table
 
 
+def test_the_search_is_paired_with_the_mean_of_two_random_draws(bench, tmp_path):
+    for seed, (auto, r1, r2) in enumerate([(0.80, 0.78, 0.76), (0.82, 0.83, 0.79), (0.84, 0.80, 0.80)]):
+        write_run(tmp_path, f"sst2_s{seed}_autolora", auto, mid=auto)
+        write_run(tmp_path, f"sst2_s{seed}_random", r1, mid=r1)
+        write_run(tmp_path, f"sst2_s{seed}_random2", r2, mid=r2)
+    write_run(tmp_path, "sst2_s3_random", 0.5, mid=0.5)  # no second draw, no search: not paired
+    data, table = bench.report(tmp_path)
+    task = data["tasks"]["sst2"]
+    assert "random-mean" not in task  # a pairing, not an allocation of its own
+    diff = task["autolora-minus-random-mean"]
+    # draw means 0.77, 0.81, 0.80 -> diffs 0.03, 0.01, 0.04
+    assert diff["seeds"] == [0, 1, 2] and diff["diffs"] == pytest.approx([0.03, 0.01, 0.04])
+    assert task["autolora-minus-random2"]["diffs"] == pytest.approx([0.04, 0.03, 0.04])
+    assert "| sst2 | random-mean | +0.0267 |" in table
+
+
+def test_the_second_draw_is_its_own_seeded_allocation(bench, tmp_path):
+    found = {"a.q": 5, "a.v": 1, "b.q": 2, "b.v": 4, "c.q": 3, "c.v": 3}
+    bench.write_allocations(tmp_path, "sst2", 2, found, "s", "effective-rank")
+    read = lambda a: json.loads((tmp_path / f"sst2_s2_{a}.json").read_text())["ranks"]  # noqa: E731
+    first, second = read("random"), read("random2")
+    assert sum(first.values()) == sum(second.values()) == 18 and first != second
+    assert second == bench.random_ranks(list(found), 18, 8, bench.SECOND_DRAW + 2)
+
+
 def test_runs_without_curves_say_so(bench, tmp_path):
     write_run(tmp_path, "mr_s0_autolora", 0.7, mid=None)
     data, table = bench.report(tmp_path)
