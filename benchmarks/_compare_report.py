@@ -36,10 +36,10 @@ def summarize(result: dict) -> dict:
 
 
 def join(reports: dict[str, dict]) -> dict:
-    """One report from reports of the same settings on other seeds (e.g. seeds run side by side as
-    separate processes): per (dataset, method) the runs of all, summarised again. reports: path -> JSON.
-    Peak memory is the largest of the parts; process_seconds their sum."""
-    ignore = {"seeds", "tag", "out", "join"}
+    """One report from reports of the same settings on other seeds or other methods (e.g. run side by
+    side as separate processes): per (dataset, method) the runs of every report that has it, summarised
+    again. reports: path -> JSON. Peak memory is the largest of the parts; process_seconds their sum."""
+    ignore = {"seeds", "methods", "tag", "out", "join"}
     (first_path, first), *rest = reports.items()
     base = {k: v for k, v in first["config"].items() if k not in ignore}
     for path, r in rest:
@@ -50,12 +50,13 @@ def join(reports: dict[str, dict]) -> dict:
         if r["steps"] != first["steps"] or r["results"].keys() != first["results"].keys():
             raise SystemExit(f"--join: {path} ran other datasets or steps than {first_path}")
     out = {**first, "results": {}, "joined_from": {p: r["command"] for p, r in reports.items()}}
-    for ds, methods in first["results"].items():
+    methods = list(dict.fromkeys(m for r in reports.values() for ds in r["results"].values() for m in ds))
+    for ds in first["results"]:
         out["results"][ds] = {}
         for method in methods:
-            parts = [r["results"][ds].get(method) for r in reports.values()]
-            if None in parts:
-                raise SystemExit(f"--join: not every report has {method} on {ds}")
+            parts = [part for r in reports.values() if (part := r["results"][ds].get(method)) is not None]
+            if not parts:
+                continue
             runs = sorted((run for part in parts for run in part["runs"]), key=lambda run: run["seed"])
             seeds = [run["seed"] for run in runs]
             if len(set(seeds)) != len(seeds):
@@ -67,6 +68,7 @@ def join(reports: dict[str, dict]) -> dict:
     out["config"] = {
         **first["config"],
         "seeds": sorted({s for r in reports.values() for s in r["config"]["seeds"]}),
+        "methods": methods,
     }
     out["loadavg_before"] = [r["loadavg_before"] for r in reports.values()]
     out["loadavg_after"] = [r["loadavg_after"] for r in reports.values()]
@@ -220,6 +222,12 @@ def notes(report: dict) -> list[str]:
             f"after the final mask its adapters hold {eff:,} parameters (48 kept triplets), against "
             "36,864 for LoRA r=4. Its logged training loss includes PEFT's orthogonal regulariser "
             "(0.5 x ||P^T P - I||), so it is not comparable with the others' losses."
+        )
+    if len(report.get("joined_from", {})) > 1:
+        out.append(
+            f"Joined from {len(report['joined_from'])} reports run as separate processes (joined_from): "
+            "their wall times were measured at different times, not side by side, so the cost ratios "
+            "carry the machine's drift between them."
         )
     cost = report.get("cost") or {}
     if "lora_grid_estimate_16x_lora_r4_vs_adalora" in cost:

@@ -123,8 +123,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_out_argument(p)
     p.add_argument("--tag", default=None, help="output name suffix (default: mode_device)")
     p.add_argument("--render", help="re-write the markdown of a saved JSON report (no training)")
-    p.add_argument("--join", nargs="+", type=Path, help="reports of the same settings on other seeds: one "
-                   "report of all (--out, --tag name it; no training)")  # fmt: skip
+    p.add_argument("--join", nargs="+", type=Path, help="reports of the same settings on other seeds or "
+                   "methods: one report of all (--out, --tag name it; no training)")  # fmt: skip
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     defaults = REDUCED if args.mode == "reduced" else FULL

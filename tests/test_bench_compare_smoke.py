@@ -56,13 +56,13 @@ def test_budget_split(bench):
     assert spec.search_steps + spec.retrain_steps == 25
 
 
-def part_report(seed: int, score: float, lr: float = 5e-4) -> dict:
+def part_report(seed: int, score: float, lr: float = 5e-4, method: str = "lora-r4") -> dict:
     """A bench_compare report of one method, one dataset, one seed, as its JSON holds it."""
     run = {"seed": seed, "metric": "accuracy", "score": score, "trainable_parameters": 100,
            "train_seconds": 10.0 + seed, "eval_seconds": 1.0, "gpu_peak_mb": None}  # fmt: skip
     part = {"runs": [run], "peak_rss_mb": 900.0 + seed, "base_rss_mb": 500.0, "process_seconds": 12.0}
     return {"config": {"seeds": [seed], "tag": f"s{seed}", "lr_lora": lr, "grid_dataset": "none"},
-            "command": f"seed {seed}", "steps": {"sst2": 30}, "results": {"sst2": {"lora-r4": part}},
+            "command": f"seed {seed}", "steps": {"sst2": 30}, "results": {"sst2": {method: part}},
             "loadavg_before": [1.0], "loadavg_after": [2.0], "total_seconds": 13.0}  # fmt: skip
 
 
@@ -86,3 +86,19 @@ def test_join_reports_of_other_seeds(bench):
         join({"a.json": part_report(0, 0.9), "b.json": part_report(1, 0.8, lr=1e-3)})
     with pytest.raises(SystemExit, match="seed given twice"):
         join({"a.json": part_report(0, 0.9), "b.json": part_report(0, 0.8)})
+
+
+def test_join_reports_of_other_methods(bench):
+    from _compare_report import join, notes
+
+    parts = {"a.json": part_report(0, 0.9), "b.json": part_report(1, 0.8),
+             "c.json": part_report(0, 0.7, method="full-ft")}  # fmt: skip
+    joined = join(parts)
+    sst2 = joined["results"]["sst2"]
+    assert list(sst2) == ["lora-r4", "full-ft"] and joined["config"]["methods"] == ["lora-r4", "full-ft"]
+    assert sst2["lora-r4"]["seeds"] == [0, 1] and sst2["full-ft"]["seeds"] == [0]
+    assert sst2["full-ft"]["mean"] == pytest.approx(0.7) and sst2["full-ft"]["process_seconds"] == 12.0
+    joined["config"]["mode"] = "full"
+    assert any("3 reports run as separate processes" in n for n in notes(joined))
+    with pytest.raises(SystemExit, match="lr_lora"):
+        join({"a.json": part_report(0, 0.9), "c.json": part_report(0, 0.7, lr=1e-3, method="full-ft")})
