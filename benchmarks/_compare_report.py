@@ -36,8 +36,8 @@ def summarize(result: dict) -> dict:
 
 
 def join(reports: dict[str, dict]) -> dict:
-    """One report from reports of the same settings on other seeds or other methods (e.g. run side by
-    side as separate processes): per (dataset, method) the runs of every report that has it, summarised
+    """One report from reports of the same settings on other seeds or other methods (each run as its
+    own process): per (dataset, method) the runs of every report that has it, summarised
     again. reports: path -> JSON. Peak memory is the largest of the parts; process_seconds their sum."""
     ignore = {"seeds", "methods", "tag", "out", "join"}
     (first_path, first), *rest = reports.items()
