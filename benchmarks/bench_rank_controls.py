@@ -16,7 +16,8 @@ budget for every allocation) and compares, per task and seed, the allocations:
   lora-r4    rank 4 everywhere (PEFT's LoRA r=4, alpha 16: the fixed mode computes exactly that)
 
   python benchmarks/bench_rank_controls.py ranks --study-dir RUNS --rule spectrum --out DIR
-  (or --from-results benchmarks/results/search_study_1epoch.json: the ranks a committed analysis holds)
+  (or --from-results benchmarks/results/search_study_1epoch.json: the ranks a committed analysis holds;
+  or --from-compare REPORT.json ...: the ranks bench_compare's AutoLoRA runs searched, per task and seed)
   ... then `autolora run --ranks DIR/<task>_s<seed>_<alloc>.json ...` for each file (jobs.txt)
   python benchmarks/bench_rank_controls.py report DIR --out . --name rank_controls
   (--out: relative to benchmarks/results/; --earlier REPORT.json: the allocations DIR has no runs
@@ -295,6 +296,28 @@ def across_tasks(out: dict) -> list[str]:
     return lines
 
 
+def ranks_from_compare(reports: list[Path], out: Path, method: str = "autolora", k: int = 8) -> list[Path]:
+    """make_ranks from bench_compare reports: the ranks `method`'s pipeline selected in each run (its
+    rank rule, its module names), per task and seed."""
+    written = []
+    for report in reports:
+        data = json.loads(report.read_text())
+        rule = data.get("config", {}).get("rank_rule", "?")
+        found_any = False
+        for task, methods in sorted(data.get("results", {}).items()):
+            for run in methods.get(method, {}).get("runs", []):
+                if not isinstance(run.get("ranks"), dict):
+                    raise SystemExit(
+                        f"--from-compare: {report} {task} seed {run.get('seed')} has no ranks map"
+                    )
+                found_any = True
+                source = f"{report.name}:{task}:{method}:seed{run['seed']}"
+                written += write_allocations(out, task, int(run["seed"]), run["ranks"], source, rule, k)
+        if not found_any:
+            raise SystemExit(f"--from-compare: {report} has no runs of {method!r}")
+    return written
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -302,7 +325,12 @@ def main() -> None:
     src = mk.add_mutually_exclusive_group(required=True)
     src.add_argument("--study-dir", help="runs of benchmarks/search_study.py")
     src.add_argument("--from-results", type=Path, help="a search_study_analyse JSON (its ranks per rule)")
-    mk.add_argument("--rule", default="spectrum")
+    src.add_argument("--from-compare", type=Path, nargs="+", help="bench_compare reports (AutoLoRA's ranks)")
+    mk.add_argument(
+        "--rule",
+        default="spectrum",
+        help="with --study-dir or --from-results (a compare report names its own)",
+    )
     mk.add_argument("--out", required=True)
     rp = sub.add_parser("report", help="tabulate DIR/<task>_s<seed>_<alloc>/metrics.json")
     rp.add_argument("run_dir")
@@ -318,6 +346,8 @@ def main() -> None:
     if args.command == "ranks":
         if args.study_dir:
             paths = make_ranks(Path(args.study_dir), args.rule, Path(args.out))
+        elif args.from_compare:
+            paths = ranks_from_compare(args.from_compare, Path(args.out))
         else:
             paths = ranks_from_results(args.from_results, args.rule, Path(args.out), study_adapter_names())
         for path in paths:

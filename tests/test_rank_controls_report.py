@@ -147,6 +147,26 @@ def test_ranks_files_from_a_committed_study(bench, tmp_path):
         bench.ranks_from_results(results, "effective-rank", out, names[:3])
 
 
+def test_ranks_files_from_compare_reports(bench, tmp_path):
+    ranks = {"a.q": 4, "a.v": 2, "b.q": 1, "b.v": 1}
+    runs = [{"seed": 1, "ranks": ranks}, {"seed": 2, "ranks": ranks | {"b.v": 3}}]
+    report = tmp_path / "compare_autolora_sst2.json"
+    report.write_text(json.dumps({"config": {"rank_rule": "effective-rank"},
+                                  "results": {"sst2": {"autolora": {"runs": runs}}}}))  # fmt: skip
+    out = tmp_path / "ranks"
+    paths = bench.ranks_from_compare([report], out)
+    assert sorted(p.name for p in paths) == sorted(
+        f"sst2_s{s}_{a}.json" for s in (1, 2) for a in bench.ALLOCS
+    )
+    auto = json.loads((out / "sst2_s2_autolora.json").read_text())
+    assert auto["ranks"] == ranks | {"b.v": 3} and auto["rule"] == "effective-rank"
+    assert auto["source"] == "compare_autolora_sst2.json:sst2:autolora:seed2"
+    rand = json.loads((out / "sst2_s1_random.json").read_text())["ranks"]
+    assert list(rand) == list(ranks) and sum(rand.values()) == 8
+    with pytest.raises(SystemExit, match="has no runs of 'autolora-first-order'"):
+        bench.ranks_from_compare([report], out, method="autolora-first-order")
+
+
 def test_across_tasks_averages_the_paired_differences_per_seed(bench, tmp_path):
     # sst2 diffs +0.02 +0.04 +0.06, mr diffs 0.00 +0.02 -0.02: per-seed means +0.01 +0.03 +0.02
     for seed, (a, r) in enumerate([(0.82, 0.80), (0.84, 0.80), (0.86, 0.80)]):
