@@ -62,6 +62,7 @@ class RunSpec:
     lr_lora: float = 5e-4  # LoRA, AdaLoRA, AutoLoRA's W (search and retrain); xi = this too
     lr_beta: float = PipelineConfig().lr_beta  # the pipeline's default (the paper: 1e-3)
     rank_rule: str = PipelineConfig().rank_rule  # the pipeline's default (the paper: alpha)
+    beta_every: int = PipelineConfig().beta_every  # the pipeline's default (the paper: 1)
     k: int = 8  # AutoLoRA's maximum rank (the paper's k)
     lora_r: int = 4
     # Trained alongside the adapters by every adapter method, next to the new head. MiniLM's [CLS]
@@ -263,6 +264,7 @@ def run_autolora(spec: RunSpec, seed: int) -> dict:
             lr_w=spec.lr_lora,
             lr_beta=spec.lr_beta,
             rank_rule=spec.rank_rule,
+            beta_every=spec.beta_every,
             batch_size=spec.batch_size,
             search_epochs=1e6,  # the step caps below bind
             max_search_steps=spec.search_steps,

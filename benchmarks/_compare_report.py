@@ -35,17 +35,22 @@ def summarize(result: dict) -> dict:
     return out
 
 
+UNRECORDED = {"beta_every": 1}  # settings that reports older than the setting ran with and do not name
+
+
 def join(reports: dict[str, dict]) -> dict:
     """One report from reports of the same settings on other seeds or other methods (each run as its
     own process): per (dataset, method) the runs of every report that has it, summarised
     again. reports: path -> JSON. Peak memory is the largest of the parts; process_seconds their sum."""
     ignore = {"seeds", "methods", "tag", "out", "join"}
     (first_path, first), *rest = reports.items()
-    base = {k: v for k, v in first["config"].items() if k not in ignore}
+    config = lambda r: UNRECORDED | {k: v for k, v in r["config"].items() if k not in ignore}  # noqa: E731
+    base = config(first)
     for path, r in rest:
-        for key in sorted(set(base) | set(r["config"]) - ignore):
-            if base.get(key) != r["config"].get(key):
-                raise SystemExit(f"--join: {path} has {key}={r['config'].get(key)!r}, "
+        other = config(r)
+        for key in sorted(set(base) | set(other)):
+            if base.get(key) != other.get(key):
+                raise SystemExit(f"--join: {path} has {key}={other.get(key)!r}, "
                                  f"{first_path} {base.get(key)!r}: not the same settings")  # fmt: skip
         if r["steps"] != first["steps"] or r["results"].keys() != first["results"].keys():
             raise SystemExit(f"--join: {path} ran other datasets or steps than {first_path}")

@@ -105,6 +105,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr-lora", type=float, default=5e-4)
     p.add_argument("--lr-beta", type=float, default=PipelineConfig().lr_beta, help="default: the pipeline's")
     p.add_argument("--rank-rule", default=PipelineConfig().rank_rule, help="default: the pipeline's")
+    p.add_argument(
+        "--beta-every",
+        type=int,
+        default=PipelineConfig().beta_every,
+        help="AutoLoRA: beta moves every this many search steps (default: the pipeline's)",
+    )
     # cost: the 16-configuration LoRA grid
     p.add_argument(
         "--grid-dataset",
@@ -262,6 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     datas = data_configs(args)
     common = dict(model=args.model, batch_size=args.batch_size, search_fraction=args.search_fraction,
                   lr_full=args.lr_full, lr_lora=args.lr_lora, lr_beta=args.lr_beta, rank_rule=args.rank_rule,
+                  beta_every=args.beta_every,
                   extra_trainable=args.extra_trainable, retrain_init=args.retrain_init,
                   device=args.device)  # fmt: skip
     report: dict = {
@@ -279,7 +286,8 @@ def main(argv: list[str] | None = None) -> None:
         ),
         "hyperparameters": (
             f"AdamW, batch {args.batch_size}, weight decay 0; lr full FT {args.lr_full:g}; lr LoRA/AdaLoRA/"
-            f"AutoLoRA W {args.lr_lora:g} (xi = lr W); lr beta {args.lr_beta:g}; LoRA r=4, alpha 16, "
+            f"AutoLoRA W {args.lr_lora:g} (xi = lr W); lr beta {args.lr_beta:g}, beta every "
+            f"{args.beta_every} search step(s); LoRA r=4, alpha 16, "
             f"dropout 0, q/v, trained with the new classifier and {args.extra_trainable or 'nothing else'}; "
             "AdaLoRA init_r 6 -> target_r 4 (tinit 10%, tfinal 20% of "
             "steps); AutoLoRA k=8, alpha 16, threshold 1/k (sigmoid: 1/2)"

@@ -88,6 +88,17 @@ def test_join_reports_of_other_seeds(bench):
         join({"a.json": part_report(0, 0.9), "b.json": part_report(0, 0.8)})
 
 
+def test_join_reads_a_report_older_than_a_setting_at_the_value_it_ran_with(bench):
+    from _compare_report import join
+
+    old, new = part_report(0, 0.9), part_report(1, 0.8)  # old: no beta_every (it ran with 1)
+    new["config"]["beta_every"] = 1
+    assert join({"a.json": old, "b.json": new})["results"]["sst2"]["lora-r4"]["seeds"] == [0, 1]
+    new["config"]["beta_every"] = 4
+    with pytest.raises(SystemExit, match="beta_every=4"):
+        join({"a.json": old, "b.json": new})
+
+
 def test_join_reports_of_other_methods(bench):
     from _compare_report import join, notes
 

@@ -137,6 +137,14 @@ def test_resume_after_interruption_gives_identical_ranks(bert_dir, tmp_path, mon
     assert resumed["eval"] == full["eval"]
 
 
+def test_beta_moves_only_after_its_warm_up_and_every_beta_every_steps(bert_dir, tmp_path):
+    run(bert_dir, tmp_path, beta_warmup_steps=1, beta_every=2, **cola())
+    history = json.loads((tmp_path / "alpha_history.json").read_text())["history"]
+    assert [("loss_val" in h) for h in history] == [False, False, True, False, True, False]
+    alphas = [h["alpha"] for h in history]  # beta steps at 2 and 4 (after warm-up, done % 2 == 0)
+    assert [alphas[i] != alphas[i - 1] for i in range(1, 6)] == [False, True, False, True, False]
+
+
 def test_warm_retraining_resumes_inside_the_retrain_phase(bert_dir, tmp_path, monkeypatch):
     """Warm retraining turns the searched model into the fixed one in place; a run cut during
     retraining reloads the finished search, converts it again and continues from retrain.pt."""
@@ -198,6 +206,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(bert_dir, 
         ({"data.train_file": "missing.tsv", "data.eval_file": "missing.tsv"}, "missing.tsv"),
         ({"k": 0}, "k: expected"),
         ({"fd_scheme": "backward"}, "fd_scheme: expected"),
+        ({"beta_every": 0}, "beta_every: expected >= 1, got 0"),
     ],
 )
 def test_bad_input_fails_before_training(bert_dir, tmp_path, overrides, words, capsys):

@@ -168,6 +168,13 @@ class PipelineConfig:
         "search",
         "steps",
     )
+    beta_every: int = opt(
+        1,
+        "beta moves every this many search steps, W every step (1: the paper's; m > 1 is not: 1/m as "
+        "many, staler outer steps for 1 + 2/m training passes' work a step instead of 3)",
+        "search",
+        "steps",
+    )
     ranks: str | None = opt(
         None,
         "a ranks.json of an earlier run, or a JSON map of module name to rank: no search, retrain these",
@@ -243,6 +250,7 @@ class PipelineConfig:
             (self.stability_window >= 1, "stability_window", ">= 1"),
             (self.min_search_steps >= 0, "min_search_steps", ">= 0"),
             (self.beta_warmup_steps >= 0, "beta_warmup_steps", ">= 0"),
+            (self.beta_every >= 1, "beta_every", ">= 1"),
             (self.eval_every is None or self.eval_every >= 1, "eval_every", "none or >= 1"),
         ]
         for ok, name, want in checks:

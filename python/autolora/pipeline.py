@@ -179,7 +179,8 @@ class Pipeline:
         history: list[dict] = []
 
         def step() -> dict[str, float]:
-            if cfg.hypergradient == "none" or len(history) < cfg.beta_warmup_steps:  # W alone
+            done = len(history)  # W alone: no hypergradient, beta's warm-up, or not a beta_every step
+            if cfg.hypergradient == "none" or done < cfg.beta_warmup_steps or done % cfg.beta_every:
                 return searcher.inner_step(tr.next())
             return searcher.step(tr.next(), val.next())
 
