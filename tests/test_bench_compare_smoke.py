@@ -113,3 +113,15 @@ def test_join_reports_of_other_methods(bench):
     assert any("3 reports run as separate processes" in n for n in notes(joined))
     with pytest.raises(SystemExit, match="lr_lora"):
         join({"a.json": part_report(0, 0.9), "c.json": part_report(0, 0.7, lr=1e-3, method="full-ft")})
+
+
+def test_cost_target_is_issue_12s(bench):
+    from _compare_report import cost_section
+
+    def cost(autolora_seconds):
+        results = {"sst2": {"adalora": {"train_seconds_mean": 100.0},
+                            "autolora": {"train_seconds_mean": autolora_seconds}}}  # fmt: skip
+        return cost_section(results, None, "sst2", 0, 10)
+
+    assert cost(129.0)["target_met"] and not cost(131.0)["target_met"]
+    assert cost(131.0)["target_autolora_max_x_adalora"] == 1.3
