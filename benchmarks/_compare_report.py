@@ -27,6 +27,10 @@ def summarize(result: dict) -> dict:
     if "ranks" in runs[0]:
         out["ranks"] = [list(r["ranks"].values()) for r in runs]
         out["rank_total"] = [r["rank_total"] for r in runs]
+        if len(runs) > 1:  # how well the seeds' per-adapter ranks agree (issue 12's measure)
+            from search_study_analyse import mean_pairwise
+
+            out["rank_spearman_seeds"] = mean_pairwise(out["ranks"])
         out["phase_seconds_mean"] = {
             k: statistics.fmean(r["phase_seconds"][k] for r in runs) for k in runs[0]["phase_seconds"]
         }
@@ -168,6 +172,9 @@ def markdown(report: dict) -> str:
             if "ranks" in s:
                 lines.append(f"\n{name} ranks per adapter (layer 0..5 x q, v), per seed:")
                 lines += [f"- seed {seed}: {r}" for seed, r in zip(s["seeds"], s["ranks"], strict=True)]
+                if s.get("rank_spearman_seeds") is not None:
+                    rho = s["rank_spearman_seeds"]
+                    lines.append(f"- agreement across seeds (mean pairwise Spearman): {rho:+.2f}")
         lines.append("")
     cost = report.get("cost") or {}
     if cost:

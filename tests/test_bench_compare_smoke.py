@@ -125,3 +125,18 @@ def test_cost_target_is_issue_12s(bench):
 
     assert cost(129.0)["target_met"] and not cost(131.0)["target_met"]
     assert cost(131.0)["target_autolora_max_x_adalora"] == 1.3
+
+
+def test_summary_says_how_well_the_seeds_ranks_agree(bench):
+    from _compare_report import summarize
+
+    def run(seed, ranks):
+        return part_report(seed, 0.8)["results"]["sst2"]["lora-r4"]["runs"][0] | {
+            "ranks": dict(zip("abcd", ranks, strict=True)), "rank_total": sum(ranks),
+            "phase_seconds": {"search": 1.0}}  # fmt: skip
+
+    same, reversed_ = [4, 3, 2, 1], [1, 2, 3, 4]
+    res = {"runs": [run(0, same), run(1, same), run(2, reversed_)], "peak_rss_mb": 1.0, "base_rss_mb": 1.0}
+    s = summarize(res)
+    assert s["rank_spearman_seeds"] == pytest.approx((1 - 1 - 1) / 3)
+    assert summarize(res | {"runs": res["runs"][:1]}).get("rank_spearman_seeds") is None
