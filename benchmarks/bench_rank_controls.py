@@ -21,7 +21,7 @@ budget for every allocation) and compares, per task and seed, the allocations:
   ... then `autolora run --ranks DIR/<task>_s<seed>_<alloc>.json ...` for each file (jobs.txt)
   python benchmarks/bench_rank_controls.py report DIR --out . --name rank_controls
   (--out: relative to benchmarks/results/; --earlier REPORT.json: the allocations DIR has no runs
-  of, from an earlier report)
+  of, from an earlier report; --take lora-r4: only that one, when DIR's searched ranks are others)
 
 The report gives mean +- std over seeds and the paired differences autolora - X with a 95% t
 interval over seeds (scipy.stats.t), of the final score and, where the runs have eval curves, of the
@@ -201,17 +201,22 @@ def from_earlier(entry: dict) -> dict:
                     "from_earlier_report": True}  # fmt: skip
 
 
-def report(run_dir: Path, earlier: dict | None = None) -> tuple[dict, str]:
+def report(run_dir: Path, earlier: dict | None = None, take: list[str] | None = None) -> tuple[dict, str]:
     """Tables of run_dir's runs. earlier: an earlier report's JSON; each (task, allocation) run_dir has no
     runs of is taken from it (marked in both tables), so that a report can join new runs to runs that
     are gone. Its retraining settings must equal run_dir's for the task (the same settings and code make
-    the same numbers: check one run again before relying on this)."""
+    the same numbers: check one run again before relying on this). take: only these allocations, and
+    only on the tasks run_dir has runs of, come from `earlier` (when run_dir's searched ranks are not
+    the earlier report's, only the allocations that do not depend on them, lora-r4, pair)."""
     rows: dict[tuple[str, str], dict[int, dict]] = {}
     for f in sorted(run_dir.glob("*/metrics.json")):
         m = re.match(r"(?P<task>[a-z0-9]+)_s(?P<seed>\d+)_(?P<alloc>[a-z0-9-]+)$", f.parent.name)
         if m:
             rows.setdefault((m["task"], m["alloc"]), {})[int(m["seed"])] = json.loads(f.read_text())
     old = (earlier or {}).get("tasks", {})
+    if take is not None:
+        mine = {t for t, _ in rows}
+        old = {t: {a: e for a, e in allocs.items() if a in take} for t, allocs in old.items() if t in mine}
     tasks = sorted({t for t, _ in rows} | set(old))
     out: dict = {"tasks": {}}
     keys = ("retrain_epochs", "max_retrain_steps", "eval_every", "batch_size", "lr_w", "retrain_init", "k",
@@ -342,6 +347,12 @@ def main() -> None:
         default=None,
         help="an earlier report's JSON: the allocations DIR has no runs of",
     )
+    rp.add_argument(
+        "--take",
+        nargs="+",
+        choices=ALLOCS,
+        help="with --earlier: only these allocations, on DIR's tasks (lora-r4 when DIR's search differs)",
+    )
     args = p.parse_args()
     if args.command == "ranks":
         if args.study_dir:
@@ -354,7 +365,9 @@ def main() -> None:
             print(path)
         return
     earlier = json.loads(args.earlier.read_text()) if args.earlier else None
-    data, table = report(Path(args.run_dir), earlier)
+    if args.take and not earlier:
+        raise SystemExit("--take: needs --earlier")
+    data, table = report(Path(args.run_dir), earlier, args.take)
     print(table)
     if args.out:
         data |= {"machine": machine(), "command": command_line()}

@@ -110,6 +110,22 @@ def test_earlier_report_fills_the_allocations_the_runs_lack(bench, tmp_path):
     assert "autolora-minus-reversed" not in data["tasks"]["mr"] and "sst2" not in data["tasks"]
 
 
+def test_take_limits_what_the_earlier_report_gives(bench, tmp_path):
+    for seed, (a, r) in enumerate([(0.80, 0.78), (0.82, 0.80), (0.84, 0.83)]):
+        write_run(tmp_path, f"sst2_s{seed}_autolora", a, mid=None)
+        write_run(tmp_path, f"sst2_s{seed}_random", r, mid=None)
+    old = {"autolora": earlier_entry({"0": 0.5, "1": 0.5, "2": 0.5}),
+           "uniform": earlier_entry({"0": 0.1, "1": 0.1, "2": 0.1}),
+           "lora-r4": earlier_entry({"0": 0.79, "1": 0.80, "2": 0.81})}  # fmt: skip
+    earlier = {"tasks": {"sst2": old, "mr": {"lora-r4": old["lora-r4"]}}}
+    data, table = bench.report(tmp_path, earlier, take=["lora-r4"])
+    sst2 = data["tasks"]["sst2"]
+    assert sst2["autolora-minus-lora-r4"]["diffs"] == pytest.approx([0.01, 0.02, 0.03])
+    assert "uniform" not in sst2 and "from_earlier_report" not in sst2["autolora"]
+    assert "mr" not in data["tasks"]  # a task the runs lack is not taken
+    assert "| sst2 | lora-r4 (earlier report) |" in table
+
+
 def test_earlier_report_with_other_settings_is_refused(bench, tmp_path):
     write_run(tmp_path, "mr_s0_reversed", 0.7, mid=None)
     cfg = {"retrain_epochs": 3.0, "lr_w": 1e-3, "trainable": ["classifier"], "data": {"max_length": 64}}
