@@ -304,6 +304,9 @@ def across_tasks(out: dict) -> list[str]:
 def ranks_from_compare(reports: list[Path], out: Path, method: str = "autolora", k: int = 8) -> list[Path]:
     """make_ranks from bench_compare reports: the ranks `method`'s pipeline selected in each run (its
     rank rule, its module names), per task and seed."""
+    missing = [str(r) for r in reports if not r.is_file()]
+    if missing:
+        raise SystemExit(f"--from-compare: no such report: {', '.join(missing)}")
     written = []
     for report in reports:
         data = json.loads(report.read_text())

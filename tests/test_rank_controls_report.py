@@ -181,6 +181,8 @@ def test_ranks_files_from_compare_reports(bench, tmp_path):
     assert list(rand) == list(ranks) and sum(rand.values()) == 8
     with pytest.raises(SystemExit, match="has no runs of 'autolora-first-order'"):
         bench.ranks_from_compare([report], out, method="autolora-first-order")
+    with pytest.raises(SystemExit, match="no such report: .*gone.json"):
+        bench.ranks_from_compare([report, tmp_path / "gone.json"], out)
 
 
 def test_across_tasks_averages_the_paired_differences_per_seed(bench, tmp_path):
