@@ -311,18 +311,15 @@ def ranks_from_compare(reports: list[Path], out: Path, method: str = "autolora",
     for report in reports:
         data = json.loads(report.read_text())
         rule = data.get("config", {}).get("rank_rule", "?")
-        found_any = False
-        for task, methods in sorted(data.get("results", {}).items()):
-            for run in methods.get(method, {}).get("runs", []):
-                if not isinstance(run.get("ranks"), dict):
-                    raise SystemExit(
-                        f"--from-compare: {report} {task} seed {run.get('seed')} has no ranks map"
-                    )
-                found_any = True
-                source = f"{report.name}:{task}:{method}:seed{run['seed']}"
-                written += write_allocations(out, task, int(run["seed"]), run["ranks"], source, rule, k)
-        if not found_any:
+        runs = [(task, run) for task, methods in sorted(data.get("results", {}).items())
+                for run in methods.get(method, {}).get("runs", [])]  # fmt: skip
+        if not runs:
             raise SystemExit(f"--from-compare: {report} has no runs of {method!r}")
+        for task, run in runs:
+            if not isinstance(run.get("ranks"), dict):
+                raise SystemExit(f"--from-compare: {report} {task} seed {run.get('seed')} has no ranks map")
+            source = f"{report.name}:{task}:{method}:seed{run['seed']}"
+            written += write_allocations(out, task, int(run["seed"]), run["ranks"], source, rule, k)
     return written
 
 
