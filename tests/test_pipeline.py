@@ -140,9 +140,9 @@ def test_resume_after_interruption_gives_identical_ranks(bert_dir, tmp_path, mon
 def test_beta_moves_only_after_its_warm_up_and_every_beta_every_steps(bert_dir, tmp_path):
     run(bert_dir, tmp_path, beta_warmup_steps=1, beta_every=2, **cola())
     history = json.loads((tmp_path / "alpha_history.json").read_text())["history"]
-    assert [("loss_val" in h) for h in history] == [False, False, True, False, True, False]
-    alphas = [h["alpha"] for h in history]  # beta steps at 2 and 4 (after warm-up, done % 2 == 0)
-    assert [alphas[i] != alphas[i - 1] for i in range(1, 6)] == [False, True, False, True, False]
+    assert [("loss_val" in h) for h in history] == [False, True, False, True, False, True]
+    alphas = [h["alpha"] for h in history]  # beta steps at 1, 3 and 5: the warm-up's end, then every 2
+    assert [alphas[i] != alphas[i - 1] for i in range(1, 6)] == [True, False, True, False, True]
 
 
 def test_warm_retraining_resumes_inside_the_retrain_phase(bert_dir, tmp_path, monkeypatch):

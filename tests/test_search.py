@@ -10,7 +10,7 @@ import torch
 from helpers import randomize_adapters, tiny_model
 
 import autolora
-from autolora.search import BilevelSearch, RngReplay, SearchStepConfig
+from autolora.search import BilevelSearch, RngReplay, SearchStepConfig, beta_moves
 
 
 def tiny_classifier(dropout: float = 0.0, dtype=torch.float64):
@@ -157,6 +157,19 @@ def test_none_trains_w_alone_and_leaves_beta():
         assert torch.equal(p, b)
     with pytest.raises(ValueError, match="hypergradient: 'none' computes no hypergradient"):
         s.hypergradient(batch(1), batch(2))
+
+
+@pytest.mark.parametrize(
+    "hypergradient, warmup, every, moving",
+    [
+        ("second-order", 0, 1, [0, 1, 2, 3, 4, 5, 6]),
+        ("second-order", 0, 4, [0, 4]),
+        ("first-order", 2, 3, [2, 5]),
+        ("none", 0, 1, []),
+    ],
+)
+def test_beta_moves_from_the_warm_up_s_end_every_m_steps(hypergradient, warmup, every, moving):
+    assert [d for d in range(7) if beta_moves(d, hypergradient, warmup, every)] == moving
 
 
 def test_config_rejects_bad_values():

@@ -94,13 +94,17 @@ class _Capture:
         return Capture()
 
 
-def _trainer(out, model, search_steps=2, callbacks=(), hypergradient="second-order", **kw) -> AutoLoraTrainer:
+def _trainer(
+    out, model, search_steps=2, callbacks=(), hypergradient="second-order", search=None, **kw
+) -> AutoLoraTrainer:
     return AutoLoraTrainer(
         model=model,
         args=_args(out, **kw),
         train_dataset=EXAMPLE.tiny_data(),
         callbacks=list(callbacks),
-        autolora=AutoLoraArguments(search_steps=search_steps, lr_beta=LR_BETA, hypergradient=hypergradient),
+        autolora=AutoLoraArguments(
+            search_steps=search_steps, lr_beta=LR_BETA, hypergradient=hypergradient, **(search or {})
+        ),
     )
 
 
@@ -151,6 +155,30 @@ def test_search_step_equals_bilevel_search(tmp_path, checkpointing, hypergradien
     assert betas and all(torch.equal(expected[n], start[n]) == (hypergradient == "none") for n in betas)
     for name, value in expected.items():
         torch.testing.assert_close(capture.state[name], value, msg=name)
+
+
+@pytest.mark.slow
+def test_beta_moves_after_its_warm_up_and_every_beta_every_steps(tmp_path):
+    """Warm-up 1, beta every 2, four search steps: beta moves at steps 1 and 3 (0-based), W at all."""
+    model = _model()
+    states = [_trainable(model)]
+    captures = [_Capture(at_step=i) for i in (1, 2, 3, 4)]
+    search = {"beta_warmup_steps": 1, "beta_every": 2}
+    _trainer(tmp_path, model, callbacks=captures, max_steps=5, search_steps=4, search=search).train()
+    states += [c.state for c in captures]
+    betas = [n for n in states[0] if "beta" in n]
+    weights = [n for n in states[0] if n.endswith(".U")]  # V's gradient is 0 while U is (step 0)
+    assert betas and weights
+    for i in range(4):
+        before, after = states[i], states[i + 1]
+        assert all(not torch.equal(before[n], after[n]) for n in weights), i
+        assert [torch.equal(before[n], after[n]) for n in betas] == [i not in (1, 3)] * len(betas), i
+
+
+@pytest.mark.parametrize("field, value", [("beta_every", 0), ("beta_warmup_steps", -1), ("beta_every", 1.5)])
+def test_beta_schedule_arguments_are_checked(field, value):
+    with pytest.raises(ValueError, match=f"{field}: expected an integer >= "):
+        AutoLoraArguments(search_steps=2, **{field: value})
 
 
 @pytest.mark.slow

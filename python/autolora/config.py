@@ -13,6 +13,7 @@ from typing import Any
 
 from autolora.errors import InputError
 from autolora.options import (
+    BETA_EVERY,
     FD_SCHEMES,
     HYPERGRADIENTS,
     LOOKAHEADS,
@@ -169,7 +170,7 @@ class PipelineConfig:
         "steps",
     )
     beta_every: int = opt(
-        1,
+        BETA_EVERY,
         "beta moves every this many search steps, W every step (1: the paper's; m > 1 is not: 1/m as "
         "many, staler outer steps for 1 + 2/m training passes' work a step instead of 3)",
         "search",

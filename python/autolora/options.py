@@ -14,6 +14,8 @@ SELECTIONS = ("softmax", "sigmoid")
 # 1/k): the search trains W alone and a spectral rule reads the ranks from the learned update.
 HYPERGRADIENTS = ("second-order", "first-order", "exact", "none")
 FD_SCHEMES = ("forward", "central")
+# beta's step on every this many search steps, W's on every one (autolora.search.schedule): 1 is the paper's.
+BETA_EVERY = 1
 LOOKAHEADS = ("sgd", "adam")
 RETRAIN_INITS = ("fresh", "warm")
 # How a searched adapter's rank is read: see autolora.tuner.rank_rules.

@@ -31,7 +31,7 @@ from autolora.io.atomic import atomic_write_json
 from autolora.io.peft_export import export_peft, save_merged
 from autolora.io.plots import RunFigures
 from autolora.models import load_model, load_tokenizer
-from autolora.search import BilevelSearch, SearchStepConfig, model_loss
+from autolora.search import BilevelSearch, SearchStepConfig, beta_moves, model_loss
 from autolora.search.diagnostics import json_safe
 from autolora.search.tracker import SearchTracker
 from autolora.train.activation_checkpointing import enable_activation_checkpointing
@@ -179,10 +179,9 @@ class Pipeline:
         history: list[dict] = []
 
         def step() -> dict[str, float]:
-            done = len(history)  # W alone: no hypergradient, beta's warm-up, or not a beta_every step
-            if cfg.hypergradient == "none" or done < cfg.beta_warmup_steps or done % cfg.beta_every:
-                return searcher.inner_step(tr.next())
-            return searcher.step(tr.next(), val.next())
+            if beta_moves(len(history), cfg.hypergradient, cfg.beta_warmup_steps, cfg.beta_every):
+                return searcher.step(tr.next(), val.next())
+            return searcher.inner_step(tr.next())  # W alone (autolora.search.schedule)
 
         run_phase(
             name="search",

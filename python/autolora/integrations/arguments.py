@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from autolora.options import RULE_FOR_NONE, SPECTRAL_RULES, one_of, rule_fits_hypergradient
+from autolora.options import BETA_EVERY, RULE_FOR_NONE, SPECTRAL_RULES, one_of, rule_fits_hypergradient
 from autolora.search import SearchStepConfig
 
 
@@ -16,8 +16,10 @@ class AutoLoraArguments:
     retraining begins; the run's remaining steps (TrainingArguments.max_steps or num_train_epochs)
     retrain the fixed-rank adapters. xi: the lookahead step; None takes TrainingArguments.learning_rate,
     as the paper does. split_seed: seeds the D_tr/D_val split and the search's batch order; None takes
-    TrainingArguments.seed. The remaining options are SearchStepConfig's (autolora.search);
-    hypergradient "none" trains W alone during the search (beta stays 0) and needs a spectral rank_rule.
+    TrainingArguments.seed. beta_warmup_steps and beta_every: which search steps move beta
+    (autolora.search.schedule), as the pipeline's options of those names. The remaining options are
+    SearchStepConfig's (autolora.search); hypergradient "none" trains W alone during the search (beta
+    stays 0) and needs a spectral rank_rule.
     """
 
     search_steps: int | None = None
@@ -30,6 +32,8 @@ class AutoLoraArguments:
     lookahead: str = "sgd"
     fd_scheme: str = "forward"
     split_seed: int | None = None
+    beta_warmup_steps: int = 0  # search steps that train W alone before beta moves
+    beta_every: int = BETA_EVERY  # beta moves on every this many search steps, W on every one
 
     def __post_init__(self) -> None:
         if (self.search_steps is None) == (self.search_epochs is None):
@@ -49,6 +53,10 @@ class AutoLoraArguments:
             raise ValueError(f"rank_rule: expected {RULE_FOR_NONE}, got {self.rank_rule!r}")
         if not self.lr_beta > 0:
             raise ValueError(f"lr_beta: expected a positive number, got {self.lr_beta!r}")
+        for name, least in (("beta_warmup_steps", 0), ("beta_every", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < least:
+                raise ValueError(f"{name}: expected an integer >= {least}, got {value!r}")
         self.step_config(1.0)  # SearchStepConfig checks the scheme names, xi and fd_r now, not at step 1
 
     def step_config(self, learning_rate: float) -> SearchStepConfig:

@@ -44,7 +44,7 @@ from autolora.integrations.trainer_state import (
 )
 from autolora.io.atomic import atomic_write_json
 from autolora.io.peft_export import export_peft
-from autolora.search import BilevelSearch
+from autolora.search import BilevelSearch, beta_moves
 from autolora.train.distributed import DistContext
 from autolora.train.loop import BatchStream, load_trainable_state, trainable_state
 from autolora.train.state import save_checkpoint
@@ -247,7 +247,8 @@ class AutoLoraTrainer(Trainer):
         scale = self._grad_scale()
         searcher.loss_scale = scale
         self.model.train()
-        if self.autolora_args.hypergradient == "none":  # W alone; beta stays where it is
+        a = self.autolora_args  # W alone (beta stays where it is) on the steps beta does not move
+        if not beta_moves(self.state.global_step, a.hypergradient, a.beta_warmup_steps, a.beta_every):
             loss_tr, g = searcher.train_gradient(tr.next())
             self._search_logs = {}
         else:

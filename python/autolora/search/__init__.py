@@ -5,6 +5,7 @@ the lookahead op (autolora_kernels)."""
 from autolora.options import FD_SCHEMES, HYPERGRADIENTS
 from autolora.search.bilevel import BilevelSearch, LossFn, SearchStepConfig, model_loss
 from autolora.search.rng import RngReplay, rng_state, set_rng_state
+from autolora.search.schedule import beta_moves
 
 __all__ = [
     "FD_SCHEMES",
@@ -13,6 +14,7 @@ __all__ = [
     "LossFn",
     "RngReplay",
     "SearchStepConfig",
+    "beta_moves",
     "model_loss",
     "rng_state",
     "set_rng_state",
