@@ -20,19 +20,18 @@ def run_rank(rank: int, world: int, port: int, overrides: dict, result: str, die
     torch.set_num_threads(1)
     from autolora.config import load_config
     from autolora.pipeline import Pipeline
-    from autolora.search import BilevelSearch
     from autolora.train.distributed import shutdown
 
     if die_at_step:
-        real, calls = BilevelSearch.step, {"n": 0}
+        import pytest
+        from pipeline_fixtures import on_search_step
 
-        def dying(self, b_tr, b_val):
-            calls["n"] += 1
-            if calls["n"] == die_at_step:
+        def dying(n, step):
+            if n == die_at_step:
                 os._exit(3)  # killed: no clean-up, no goodbye to the other rank
-            return real(self, b_tr, b_val)
+            return step()
 
-        BilevelSearch.step = dying
+        on_search_step(pytest.MonkeyPatch(), dying)  # this process's own: it ends with the run
     try:
         summary = Pipeline(load_config(None, overrides)).run()
         out = {"ok": True, "summary": summary}

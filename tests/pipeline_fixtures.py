@@ -11,6 +11,7 @@ from helpers import minilm_tokenizer, tiny_model
 
 from autolora.config import load_config
 from autolora.pipeline import Pipeline
+from autolora.search import BilevelSearch
 
 VOCAB = 30522  # the MiniLM (BERT uncased) tokenizer's vocabulary
 
@@ -107,3 +108,23 @@ def run(model_dir, out, **overrides):
 
 def cola(**extra):
     return {"data.format": "cola", "data.max_train_samples": 48, "data.max_eval_samples": 24, **extra}
+
+
+def on_search_step(monkeypatch, hook):
+    """Route every step of the search, whether beta moves (BilevelSearch.step) or not (inner_step),
+    through hook(n, real) with n the count so far (1 on the first step) and real() the step itself.
+    Returns a function that puts the real methods back. (hypergradient "none" is not for this: its
+    step calls inner_step.)"""
+    calls = {"n": 0}
+    real = {name: getattr(BilevelSearch, name) for name in ("step", "inner_step")}
+
+    def routed(name):
+        def method(self, *batches):
+            calls["n"] += 1
+            return hook(calls["n"], lambda: real[name](self, *batches))
+
+        return method
+
+    for name in real:
+        monkeypatch.setattr(BilevelSearch, name, routed(name))
+    return lambda: [monkeypatch.setattr(BilevelSearch, name, method) for name, method in real.items()]

@@ -9,6 +9,7 @@ import torch
 from pipeline_fixtures import (
     FAST,
     cola,
+    on_search_step,
     run,
     save_tiny_bert,
     save_tiny_gpt2,
@@ -23,7 +24,6 @@ from autolora.config import load_config
 from autolora.io.adapter_format import WEIGHTS_NAME
 from autolora.io.plots import FIGURES
 from autolora.pipeline import Pipeline
-from autolora.search import BilevelSearch
 from autolora.train.loop import NonFiniteLoss
 
 pytestmark = pytest.mark.slow  # whole runs: search, selection, retraining, evaluation
@@ -117,19 +117,17 @@ def test_causal_lm_end_to_end_on_gpt2(gpt2_dir, tmp_path, hypergradient, fd_sche
 
 def test_resume_after_interruption_gives_identical_ranks(bert_dir, tmp_path, monkeypatch):
     full = run(bert_dir, tmp_path / "full", **cola())
-    real_step, calls = BilevelSearch.step, {"n": 0}
 
-    def dying_step(self, b_tr, b_val):
-        calls["n"] += 1
-        if calls["n"] == 5:
+    def dying(n, step):
+        if n == 5:
             raise KeyboardInterrupt  # as if killed after the checkpoint of step 4
-        return real_step(self, b_tr, b_val)
+        return step()
 
-    monkeypatch.setattr(BilevelSearch, "step", dying_step)
+    restore = on_search_step(monkeypatch, dying)
     with pytest.raises(KeyboardInterrupt):
         run(bert_dir, tmp_path / "cut", **cola())
     assert torch.load(tmp_path / "cut/checkpoints/search.pt", weights_only=False)["step"] == 4
-    monkeypatch.setattr(BilevelSearch, "step", real_step)
+    restore()
     resumed = run(bert_dir, tmp_path / "cut", resume=True, **cola())
     assert resumed["ranks"] == full["ranks"]
     alpha = [json.loads((tmp_path / d / "ranks.json").read_text())["alpha"] for d in ("full", "cut")]
@@ -186,14 +184,11 @@ def test_warm_retraining_resumes_inside_the_retrain_phase(bert_dir, tmp_path, mo
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(bert_dir, tmp_path, monkeypatch):
-    real_step, calls = BilevelSearch.step, {"n": 0}
+    def nan_at_3(n, step):
+        out = step()
+        return {**out, "loss_tr": float("nan")} if n == 3 else out
 
-    def nan_step(self, b_tr, b_val):
-        calls["n"] += 1
-        out = real_step(self, b_tr, b_val)
-        return {**out, "loss_tr": float("nan")} if calls["n"] == 3 else out
-
-    monkeypatch.setattr(BilevelSearch, "step", nan_step)
+    on_search_step(monkeypatch, nan_at_3)
     with pytest.raises(NonFiniteLoss, match=r"search: non-finite loss .* at step 3.*search\.pt is kept"):
         run(bert_dir, tmp_path / "run", **cola())
     assert torch.load(tmp_path / "run/checkpoints/search.pt", weights_only=False)["step"] == 2

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from pipeline_fixtures import cola, run, save_tiny_bert
+from pipeline_fixtures import cola, on_search_step, run, save_tiny_bert
 from torch import nn
 
 import autolora
@@ -256,18 +256,16 @@ def test_stopped_search_and_a_cut_one_resume_to_the_same_ranks(bert_dir, tmp_pat
     full = run(bert_dir, tmp_path / "full", **opts)
     history = json.loads((tmp_path / "full/alpha_history.json").read_text())["history"]
     assert len(history) == 5 and full["selection"]["search_steps"] == 5  # stopped, not 12 steps
-    real_step, calls = BilevelSearch.step, {"n": 0}
 
-    def dying_step(self, b_tr, b_val):
-        calls["n"] += 1
-        if calls["n"] == 5:
+    def dying(n, step):
+        if n == 5:
             raise KeyboardInterrupt  # killed after the checkpoint of step 4
-        return real_step(self, b_tr, b_val)
+        return step()
 
-    monkeypatch.setattr(BilevelSearch, "step", dying_step)
+    restore = on_search_step(monkeypatch, dying)
     with pytest.raises(KeyboardInterrupt):
         run(bert_dir, tmp_path / "cut", **opts)
-    monkeypatch.setattr(BilevelSearch, "step", real_step)
+    restore()
     resumed = run(bert_dir, tmp_path / "cut", resume=True, **opts)
     assert resumed["ranks"] == full["ranks"]
     alpha = [json.loads((tmp_path / d / "ranks.json").read_text())["alpha"] for d in ("full", "cut")]

@@ -172,8 +172,9 @@ class BilevelSearch:
     def train_gradient(self, b_tr: Batches) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(loss_tr, g = grad_W L_tr), reduced across replicas; beta gets no gradient."""
         loss_tr, g = self._loss_and_grads(self.model, b_tr, self.inner)
-        self.reduce(g)
-        return loss_tr, g
+        loss = [loss_tr.reshape(1)]  # the replicas' mean, as hypergradient's losses
+        self.reduce(g + loss)
+        return loss[0][0], g
 
     def inner_step(self, b_tr: Batches) -> dict[str, float]:
         """W <- AdamW(grad L_tr) alone, beta untouched: the search's warm-up steps, and every step of
