@@ -20,8 +20,9 @@ budget for every allocation) and compares, per task and seed, the allocations:
   or --from-compare REPORT.json ...: the ranks bench_compare's AutoLoRA runs searched, per task and seed)
   ... then `autolora run --ranks DIR/<task>_s<seed>_<alloc>.json ...` for each file (jobs.txt)
   python benchmarks/bench_rank_controls.py report DIR --out . --name rank_controls
-  (--out: relative to benchmarks/results/; --earlier REPORT.json: the allocations DIR has no runs
-  of, from an earlier report; --take lora-r4: only that one, when DIR's searched ranks are others)
+  (--out: relative to benchmarks/results/; --earlier REPORT.json: the allocations, and the seeds of
+  an allocation, DIR has no runs of, from an earlier report; --take lora-r4: only that one, when
+  DIR's searched ranks are others)
 
 The report gives mean +- std over seeds and the paired differences autolora - X with a 95% t
 interval over seeds (scipy.stats.t), of the final score and, where the runs have eval curves, of the
@@ -201,11 +202,35 @@ def from_earlier(entry: dict) -> dict:
                     "from_earlier_report": True}  # fmt: skip
 
 
+def joined(mine: dict, was: dict) -> dict:
+    """An allocation's runs (`mine`) with the seeds they lack taken from an earlier report's entry of it,
+    marked; scores per seed, mean and std over them all; costs averaged with seed counts as weights."""
+    extra = sorted(set(was["per_seed"]) - set(mine["per_seed"]))
+    if not extra:
+        return mine
+    vals = mine["per_seed"] | {s: was["per_seed"][s] for s in extra}
+    late = mine["late_mean"] | {s: was["late_mean"].get(s) for s in extra}
+    n, m = len(mine["per_seed"]), len(extra)
+    weigh = lambda a, b: None if None in (a, b) else (a * n + b * m) / (n + m)  # noqa: E731
+    return mine | {
+        "per_seed": vals,
+        "late_mean": late,
+        "mean": statistics.fmean(vals.values()),
+        "std": statistics.stdev(vals.values()),
+        "rank_totals": sorted(set(mine["rank_totals"]) | set(was["rank_totals"])),
+        "trainable_parameters": sorted(set(mine["trainable_parameters"]) | set(was["trainable_parameters"])),
+        "retrain_seconds": weigh(mine["retrain_seconds"], was["retrain_seconds"]),
+        "gain_over_second_half": weigh(mine["gain_over_second_half"], was["gain_over_second_half"]),
+        "seeds_from_earlier_report": extra,
+    }
+
+
 def report(run_dir: Path, earlier: dict | None = None, take: list[str] | None = None) -> tuple[dict, str]:
     """Tables of run_dir's runs. earlier: an earlier report's JSON; each (task, allocation) run_dir has no
-    runs of is taken from it (marked in both tables), so that a report can join new runs to runs that
-    are gone. Its retraining settings must equal run_dir's for the task (the same settings and code make
-    the same numbers: check one run again before relying on this). take: only these allocations, and
+    runs of, and each seed of one it has runs of but not of that seed, is taken from it (marked in both
+    tables), so that a report can join new runs to runs that are gone. Its retraining settings must
+    equal run_dir's for the task (the same settings and code make the same numbers: check one run
+    again before relying on this). take: only these allocations, and
     only on the tasks run_dir has runs of, come from `earlier` (when run_dir's searched ranks are not
     the earlier report's, only the allocations that do not depend on them, lora-r4, pair)."""
     rows: dict[tuple[str, str], dict[int, dict]] = {}
@@ -241,15 +266,21 @@ def report(run_dir: Path, earlier: dict | None = None, take: list[str] | None = 
     for task in tasks:
         out["tasks"][task] = {}
         for alloc in ALLOCS:
+            was = old.get(task, {}).get(alloc, {})
+            was = from_earlier(was) if "per_seed" in was else None
             if (task, alloc) in rows:
                 e = summarise(rows[(task, alloc)])
-            elif "per_seed" in old.get(task, {}).get(alloc, {}):
-                e = from_earlier(old[task][alloc])
+                e = joined(e, was) if was else e
+            elif was:
+                e = was
             else:
                 continue
             out["tasks"][task][alloc] = e
             totals, params, late = e["rank_totals"], e["trainable_parameters"], e["gain_over_second_half"]
-            cells = [task, alloc + (" (earlier report)" if e.get("from_earlier_report") else ""),
+            mark = " (earlier report)" if e.get("from_earlier_report") else ""
+            if e.get("seeds_from_earlier_report"):
+                mark = f" (seeds {', '.join(map(str, e['seeds_from_earlier_report']))}: earlier report)"
+            cells = [task, alloc + mark,
                      f"{e['metric']} {e['mean']:.4f} ± {e['std']:.4f}", len(e["per_seed"]),
                      f"{totals[0]}-{totals[-1]}", f"{params[0]:,}-{params[-1]:,}",
                      f"{e['retrain_seconds']:.0f}", "n/a" if late is None else f"{late:+.4f}"]  # fmt: skip
@@ -345,7 +376,7 @@ def main() -> None:
         "--earlier",
         type=Path,
         default=None,
-        help="an earlier report's JSON: the allocations DIR has no runs of",
+        help="an earlier report's JSON: the allocations, and seeds of one, DIR has no runs of",
     )
     rp.add_argument(
         "--take",

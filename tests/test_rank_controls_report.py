@@ -126,6 +126,20 @@ def test_take_limits_what_the_earlier_report_gives(bench, tmp_path):
     assert "| sst2 | lora-r4 (earlier report) |" in table
 
 
+def test_earlier_report_fills_the_seeds_the_runs_lack(bench, tmp_path):
+    for seed, (a, lora) in {3: (0.84, 0.82), 4: (0.86, 0.83)}.items():
+        write_run(tmp_path, f"sst2_s{seed}_autolora", a, mid=None)
+        write_run(tmp_path, f"sst2_s{seed}_lora-r4", lora, mid=None)
+    lora = earlier_entry({"0": 0.79, "1": 0.80, "2": 0.81, "3": 0.0})  # seed 3: the runs' own wins
+    data, table = bench.report(tmp_path, {"tasks": {"sst2": {"lora-r4": lora}}}, take=["lora-r4"])
+    entry = data["tasks"]["sst2"]["lora-r4"]
+    assert entry["per_seed"] == pytest.approx({0: 0.79, 1: 0.80, 2: 0.81, 3: 0.82, 4: 0.83})
+    assert entry["mean"] == pytest.approx(0.81) and entry["seeds_from_earlier_report"] == [0, 1, 2]
+    assert entry["retrain_seconds"] == pytest.approx((10.0 * 2 + 9.0 * 3) / 5)
+    assert data["tasks"]["sst2"]["autolora-minus-lora-r4"]["diffs"] == pytest.approx([0.02, 0.03])
+    assert "| sst2 | lora-r4 (seeds 0, 1, 2: earlier report) | accuracy 0.8100" in table
+
+
 def test_earlier_report_with_other_settings_is_refused(bench, tmp_path):
     write_run(tmp_path, "mr_s0_reversed", 0.7, mid=None)
     cfg = {"retrain_epochs": 3.0, "lr_w": 1e-3, "trainable": ["classifier"], "data": {"max_length": 64}}
