@@ -17,7 +17,8 @@ budget for every allocation) and compares, per task and seed, the allocations:
 
   python benchmarks/bench_rank_controls.py ranks --study-dir RUNS --rule spectrum --out DIR
   (or --from-results benchmarks/results/search_study_1epoch.json: the ranks a committed analysis holds;
-  or --from-compare REPORT.json ...: the ranks bench_compare's AutoLoRA runs searched, per task and seed)
+  or --from-compare REPORT.json ...: the ranks bench_compare's AutoLoRA runs searched, per task and seed;
+  or --from-runs RUN ...: `autolora run` folders named <task>_s<seed>, their ranks.json)
   ... then `autolora run --ranks DIR/<task>_s<seed>_<alloc>.json ...` for each file (jobs.txt)
   python benchmarks/bench_rank_controls.py report DIR --out . --name rank_controls
   (--out: relative to benchmarks/results/; --earlier REPORT.json: the allocations, and the seeds of
@@ -44,7 +45,7 @@ import torch
 from scipy import stats
 
 from autolora.io.atomic import atomic_write_json
-from autolora.tuner.ranks import random_ranks, uniform_ranks
+from autolora.tuner.ranks import random_ranks, read_ranks, uniform_ranks
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -354,6 +355,22 @@ def ranks_from_compare(reports: list[Path], out: Path, method: str = "autolora",
     return written
 
 
+def ranks_from_runs(runs: list[Path], out: Path, k: int = 8) -> list[Path]:
+    """make_ranks from pipeline run folders named <task>_s<seed>: the ranks each one's search selected
+    (its ranks.json, read by the rule its config.json names)."""
+    written = []
+    for run in runs:
+        m = re.fullmatch(r"(?P<task>[a-z0-9]+)_s(?P<seed>\d+)", run.name)
+        if not m:
+            raise SystemExit(f"--from-runs: {run}: expected a folder named <task>_s<seed>")
+        if not (run / "ranks.json").is_file():
+            raise SystemExit(f"--from-runs: {run} holds no ranks.json (has its search finished?)")
+        rule = json.loads((run / "config.json").read_text()).get("rank_rule", "?")
+        found = read_ranks(run / "ranks.json")
+        written += write_allocations(out, m["task"], int(m["seed"]), found, str(run), rule, k)
+    return written
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -362,6 +379,7 @@ def main() -> None:
     src.add_argument("--study-dir", help="runs of benchmarks/search_study.py")
     src.add_argument("--from-results", type=Path, help="a search_study_analyse JSON (its ranks per rule)")
     src.add_argument("--from-compare", type=Path, nargs="+", help="bench_compare reports (AutoLoRA's ranks)")
+    src.add_argument("--from-runs", type=Path, nargs="+", help="`autolora run` folders named <task>_s<seed>")
     mk.add_argument(
         "--rule",
         default="spectrum",
@@ -390,6 +408,8 @@ def main() -> None:
             paths = make_ranks(Path(args.study_dir), args.rule, Path(args.out))
         elif args.from_compare:
             paths = ranks_from_compare(args.from_compare, Path(args.out))
+        elif args.from_runs:
+            paths = ranks_from_runs(args.from_runs, Path(args.out))
         else:
             paths = ranks_from_results(args.from_results, args.rule, Path(args.out), study_adapter_names())
         for path in paths:

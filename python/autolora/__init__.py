@@ -21,6 +21,7 @@ from autolora.tuner.params import (
     rank_summary,
     selection_parameters,
 )
+from autolora.tuner.pooling import mean_pooling
 
 __version__ = "0.1.0"
 
@@ -56,6 +57,7 @@ __all__ = [
     "inner_parameters",
     "load_adapter",
     "load_config",
+    "mean_pooling",
     "merge",
     "Pipeline",
     "PipelineConfig",

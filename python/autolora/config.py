@@ -17,6 +17,7 @@ from autolora.options import (
     FD_SCHEMES,
     HYPERGRADIENTS,
     LOOKAHEADS,
+    POOLINGS,
     PRECISIONS,
     RANK_RULES,
     RETRAIN_INITS,
@@ -85,6 +86,14 @@ class PipelineConfig:
     output_dir: str = opt("runs/autolora", "where the artifacts and checkpoints go", "output")
     seed: int = opt(0, "seeds the D_tr/D_val split, the initialisation and the batch order", "model")
     device: str = opt("auto", "auto: CUDA when available, else the CPU; or a torch device (cuda:1)", "model")
+    pooling: str = opt(
+        "model",
+        "what a sequence classifier's head reads: model (its own, e.g. BERT's [CLS] pooler) or mean "
+        "(the mean of the last hidden states over the real tokens, as sentence-transformers' MiniLM "
+        "was trained; no parameters)",
+        "model",
+        choices=POOLINGS,
+    )
     targets: list[str] | None = opt(
         None,
         "modules that get adapters (names or patterns); none: the family's q and v projections",
@@ -237,6 +246,7 @@ class PipelineConfig:
             (self.lookahead in LOOKAHEADS, "lookahead", one_of(LOOKAHEADS)),
             (self.fd_scheme in FD_SCHEMES, "fd_scheme", one_of(FD_SCHEMES)),
             (self.selection in SELECTIONS, "selection", one_of(SELECTIONS)),
+            (self.pooling in POOLINGS, "pooling", one_of(POOLINGS)),
             (self.lr_w > 0 and self.lr_beta > 0, "lr_w/lr_beta", "positive"),
             (self.batch_size >= 1, "batch_size", ">= 1"),
             (self.search_epochs > 0 and self.retrain_epochs > 0, "search_epochs/retrain_epochs", "> 0"),

@@ -8,6 +8,8 @@ from torch import nn
 
 from autolora.config import EMBEDDED_MODEL
 from autolora.errors import InputError
+from autolora.options import POOLINGS, one_of
+from autolora.tuner.pooling import mean_pooling
 
 HEAD_SUFFIXES = (".weight", ".bias")
 
@@ -73,12 +75,22 @@ def load_tokenizer(name: str):
 
 
 def load_model(
-    name: str, task: str, num_labels: int, tokenizer=None, eager_attention: bool = False
+    name: str,
+    task: str,
+    num_labels: int,
+    tokenizer=None,
+    eager_attention: bool = False,
+    pooling: str = "model",
 ) -> tuple[nn.Module, list[str]]:
     """(model, names of newly initialised modules: the task head to train alongside the adapters).
 
     eager_attention: the exact hypergradient differentiates twice, which fused SDPA kernels refuse.
+    pooling: "model" (its own head) or "mean" (autolora.tuner.pooling; sequence classifiers only).
     """
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling: unknown pooling {pooling!r}; expected {one_of(POOLINGS)}")
+    if pooling == "mean" and task not in ("classification", "regression"):
+        raise ValueError(f"pooling: 'mean' pools a sequence for its classifier; task {task!r} has none")
     import transformers as tf
 
     kwargs: dict = {}
@@ -99,4 +111,7 @@ def load_model(
     if tokenizer is not None and model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     new = sorted({k[: -len(s)] for k in info.get("missing_keys", []) for s in HEAD_SUFFIXES if k.endswith(s)})
+    if pooling == "mean":
+        mean_pooling(model)
+        new = [n for n in new if not n.endswith("pooler") and ".pooler." not in n]  # gone with the pooler
     return model, new

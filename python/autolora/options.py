@@ -19,6 +19,9 @@ FD_SCHEMES = ("forward", "central")
 # half the search's cost) is the default.
 BETA_EVERY = 4
 LOOKAHEADS = ("sgd", "adam")
+# What a sequence classifier's head reads: the model's own pooler, or the mean of the hidden states
+# over the real tokens (autolora.tuner.pooling).
+POOLINGS = ("model", "mean")
 RETRAIN_INITS = ("fresh", "warm")
 # How a searched adapter's rank is read: see autolora.tuner.rank_rules.
 RANK_RULES = ("alpha", "alpha-avg", "spectrum", "effective-rank")

@@ -109,7 +109,12 @@ class Pipeline:
     def new_model(self, mode: str, ranks: dict[str, int] | None = None) -> nn.Module:
         cfg = self.config
         model, new_modules = load_model(
-            cfg.model, self.task.task, self.task.num_labels, self.tokenizer, cfg.hypergradient == "exact"
+            cfg.model,
+            self.task.task,
+            self.task.num_labels,
+            self.tokenizer,
+            cfg.hypergradient == "exact",
+            cfg.pooling,
         )
         wanted = ["@head"] if cfg.trainable is None else cfg.trainable
         self.trainable = [n for t in wanted for n in (new_modules if t == "@head" else [t])]

@@ -13,6 +13,7 @@ from autolora.io.atomic import atomic_write, atomic_write_json
 from autolora.nn.sliced import SlicedAutoLoraLinear
 from autolora.tuner.injection import inject
 from autolora.tuner.params import adapter_layers, adapters
+from autolora.tuner.pooling import mean_pooling, pooling_of
 from autolora.tuner.targets import name_matches
 
 WEIGHTS_NAME = "autolora_adapter.safetensors"
@@ -41,6 +42,7 @@ def adapter_config(model: nn.Module, trainable: list[str] | tuple[str, ...] = ()
         "dropout": float(getattr(first.dropout, "p", 0.0)),
         "ranks": {name: a.rank for name, a in all_adapters},
         "trainable": list(trainable),
+        "pooling": pooling_of(model),
     }
 
 
@@ -78,6 +80,8 @@ def load_adapter(model: nn.Module, directory: str | Path) -> nn.Module:
     if config.get("format") != "autolora" or config.get("version") != FORMAT_VERSION:
         raise ValueError(f"directory: {directory} holds no autolora adapter of version {FORMAT_VERSION}")
     state = load_file(str(directory / WEIGHTS_NAME))
+    if config.get("pooling", "model") == "mean":  # before inject: the pooler it replaces is no target
+        mean_pooling(model)
     if not any(True for _ in adapter_layers(model)):
         inject(
             model,

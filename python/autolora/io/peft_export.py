@@ -21,10 +21,21 @@ from autolora.io.atomic import atomic_write, atomic_write_text
 from autolora.nn.layer import FusedAutoLoraLinear
 from autolora.nn.sliced import SlicedAutoLoraLinear
 from autolora.tuner.params import adapter_layers
+from autolora.tuner.pooling import pooling_of
 from autolora.tuner.targets import name_matches
 
 PEFT_WEIGHTS = "adapter_model.safetensors"
 PEFT_CONFIG = "adapter_config.json"
+PEFT_README = "README.md"
+MEAN_POOLING_NOTE = """# An AutoLoRA adapter trained with mean pooling
+
+The classifier was trained on the mean of the last hidden states over the real tokens, not on the
+model's pooler. Give the base model the same head before loading this adapter:
+
+    from autolora.tuner.pooling import mean_pooling
+    model = mean_pooling(AutoModelForSequenceClassification.from_pretrained(base, num_labels=...))
+    model = PeftModel.from_pretrained(model, "this folder")
+"""
 
 
 @torch.no_grad()
@@ -86,6 +97,8 @@ def export_peft(
     tensors = {k: v.cpu() for k, v in tensors.items()}
     atomic_write(directory / PEFT_WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
     atomic_write_text(directory / PEFT_CONFIG, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    if pooling_of(model) == "mean":  # PEFT's config has no field for it (an extra key draws a warning)
+        atomic_write_text(directory / PEFT_README, MEAN_POOLING_NOTE)
     return directory
 
 
