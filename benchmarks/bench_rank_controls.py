@@ -21,9 +21,9 @@ budget for every allocation) and compares, per task and seed, the allocations:
   or --from-runs RUN ...: `autolora run` folders named <task>_s<seed>, their ranks.json)
   ... then `autolora run --ranks DIR/<task>_s<seed>_<alloc>.json ...` for each file (jobs.txt)
   python benchmarks/bench_rank_controls.py report DIR --out . --name rank_controls
-  (--out: relative to benchmarks/results/; --earlier REPORT.json: the allocations, and the seeds of
-  an allocation, DIR has no runs of, from an earlier report; --take lora-r4: only that one, when
-  DIR's searched ranks are others)
+  (--out: relative to benchmarks/results/; --earlier REPORT.json ...: the allocations, and the seeds
+  of an allocation, DIR has no runs of, from earlier reports, each task from the first that has it;
+  --take lora-r4: only that one, when DIR's searched ranks are others)
 
 The report gives mean +- std over seeds and the paired differences autolora - X with a 95% t
 interval over seeds (scipy.stats.t), of the final score and, where the runs have eval curves, of the
@@ -226,6 +226,19 @@ def joined(mine: dict, was: dict) -> dict:
     }
 
 
+def merge_earlier(reports: list[dict]) -> dict:
+    """Several earlier reports as one: each task (its allocations and settings) from the first report
+    that has it, so reports of different tasks (or a newer report of one task before an older one) join."""
+    merged: dict = {"tasks": {}, "settings": {}}
+    for data in reports:
+        for task, allocs in data.get("tasks", {}).items():
+            if task not in merged["tasks"]:
+                merged["tasks"][task] = allocs
+                if task in data.get("settings", {}):
+                    merged["settings"][task] = data["settings"][task]
+    return merged
+
+
 def report(run_dir: Path, earlier: dict | None = None, take: list[str] | None = None) -> tuple[dict, str]:
     """Tables of run_dir's runs. earlier: an earlier report's JSON; each (task, allocation) run_dir has no
     runs of, and each seed of one it has runs of but not of that seed, is taken from it (marked in both
@@ -393,8 +406,10 @@ def main() -> None:
     rp.add_argument(
         "--earlier",
         type=Path,
+        nargs="+",
         default=None,
-        help="an earlier report's JSON: the allocations, and seeds of one, DIR has no runs of",
+        help="earlier reports' JSON: the allocations, and seeds of one, DIR has no runs of; a task from "
+        "the first report that has it",
     )
     rp.add_argument(
         "--take",
@@ -415,7 +430,10 @@ def main() -> None:
         for path in paths:
             print(path)
         return
-    earlier = json.loads(args.earlier.read_text()) if args.earlier else None
+    missing = [str(f) for f in args.earlier or () if not f.is_file()]
+    if missing:
+        raise SystemExit(f"--earlier: no such report: {', '.join(missing)}")
+    earlier = merge_earlier([json.loads(f.read_text()) for f in args.earlier]) if args.earlier else None
     if args.take and not earlier:
         raise SystemExit("--take: needs --earlier")
     data, table = report(Path(args.run_dir), earlier, args.take)

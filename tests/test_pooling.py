@@ -100,4 +100,5 @@ def test_adapter_files_carry_mean_pooling(tmp_path):
     peft = PeftModel.from_pretrained(mean_pooling(plain), tmp_path / "peft").eval()
     with torch.no_grad():
         torch.testing.assert_close(fresh.eval()(input_ids=IDS, attention_mask=MASK).logits, ours)
-        torch.testing.assert_close(peft(input_ids=IDS, attention_mask=MASK).logits, ours, rtol=1e-5, atol=1e-5)
+        theirs = peft(input_ids=IDS, attention_mask=MASK).logits
+    torch.testing.assert_close(theirs, ours, rtol=1e-5, atol=1e-5)

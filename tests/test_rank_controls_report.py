@@ -110,6 +110,16 @@ def test_earlier_report_fills_the_allocations_the_runs_lack(bench, tmp_path):
     assert "autolora-minus-reversed" not in data["tasks"]["mr"] and "sst2" not in data["tasks"]
 
 
+def test_earlier_reports_join_each_task_from_the_first_that_has_it(bench):
+    first = {"tasks": {"sst2": {"autolora": earlier_entry({"0": 0.9})}}, "settings": {"sst2": {"k": 8}}}
+    second = {"tasks": {"sst2": {"autolora": earlier_entry({"0": 0.1})}, "mr": {"random": earlier_entry({})}},
+              "settings": {"sst2": {"k": 4}, "mr": {"k": 2}}}  # fmt: skip
+    merged = bench.merge_earlier([first, second])
+    assert merged["tasks"]["sst2"]["autolora"]["per_seed"] == {"0": 0.9}  # the first report's SST-2
+    assert merged["settings"] == {"sst2": {"k": 8}, "mr": {"k": 2}}  # each task's settings go with it
+    assert set(merged["tasks"]["mr"]) == {"random"}
+
+
 def test_take_limits_what_the_earlier_report_gives(bench, tmp_path):
     for seed, (a, r) in enumerate([(0.80, 0.78), (0.82, 0.80), (0.84, 0.83)]):
         write_run(tmp_path, f"sst2_s{seed}_autolora", a, mid=None)
