@@ -23,7 +23,7 @@ from _harness import command_line, machine, resolve_out, write_results
 from search_study_analyse import fmt_rho, mean_pairwise, spearman
 
 SETTINGS = ("hypergradient", "rank_rule", "search_epochs", "stop_when_stable", "stability_window", "lr_w",
-            "lr_beta", "batch_size", "k", "beta_every")  # fmt: skip
+            "lr_beta", "batch_size", "k", "beta_every", "pooling", "trainable")  # fmt: skip
 
 
 def cell(rho: float | None) -> str:
