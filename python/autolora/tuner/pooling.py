@@ -51,9 +51,9 @@ class MaskedMeanPooler(nn.Module):
 def mean_pooling(model: nn.Module) -> nn.Module:
     """Give `model` (a transformers sequence classifier whose base model has a `pooler`: BERT, MiniLM,
     ...) mean pooling, in place; a model that has it already is returned as it is."""
-    base = getattr(model, "base_model", model)
-    if isinstance(getattr(base, "pooler", None), MaskedMeanPooler):
+    if pooling_of(model) == "mean":
         return model
+    base = getattr(model, "base_model", model)
     if getattr(base, "pooler", None) is None:
         raise ValueError(
             f"pooling: 'mean' needs a model whose base model has a pooler (BERT's family); "
