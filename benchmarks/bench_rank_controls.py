@@ -28,7 +28,9 @@ budget for every allocation) and compares, per task and seed, the allocations:
 The report gives mean +- std over seeds and the paired differences autolora - X with a 95% t
 interval over seeds (scipy.stats.t), of the final score and, where the runs have eval curves, of the
 late mean: the mean of the evaluations in the second half of retraining (the final one included), a
-reading less moved by where one evaluation happens to land. Neither picks a step.
+reading less moved by where one evaluation happens to land. Neither picks a step. Beside each pairing:
+the sd of its differences (the late mean's where there are curves) and how many seeds would bring its
+95% interval to +-0.01 at that sd, a planning figure for the next study (the sd is itself estimated).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from _harness import command_line, machine, resolve_out, write_results  # noqa: 
 ALLOCS = ("autolora", "random", "random2", "uniform", "reversed", "lora-r4")
 SECOND_DRAW = 1000  # random2's seed: this + the search's seed
 PAIRS = (*ALLOCS[1:], "random-mean")  # what the search is paired with: autolora - X
+RESOLVE = 0.01  # a difference worth resolving: one point of accuracy or of Matthews correlation
 
 
 def reversed_ranks(ranks: dict[str, int]) -> dict[str, int]:
@@ -141,6 +144,16 @@ def ci95(diffs: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def seeds_for(sd: float, half: float = RESOLVE, most: int = 1000) -> int | None:
+    """How many seeds would make the 95% t interval of paired differences no wider than +-half, were
+    their standard deviation sd (a planning figure: sd is itself estimated from few seeds); None when
+    more than `most`."""
+    if math.isnan(sd):
+        return None
+    narrow_enough = (n for n in range(2, most + 1) if stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n) <= half)
+    return next(narrow_enough, None)
+
+
 def late_gain(runs, metric: str) -> float | None:
     """Has retraining converged? The mean over seeds of (final metric - metric at the eval-curve point
     nearest half the steps), from `--eval-every` curves; None when the runs have no curve."""
@@ -170,7 +183,9 @@ def paired(base: dict, other: dict, key: str) -> dict | None:
     if not diffs:
         return None
     mean, lo, hi = ci95(diffs)
-    return {"mean": mean, "ci95": [lo, hi], "seeds": seeds, "diffs": diffs}
+    sd = statistics.stdev(diffs) if len(diffs) > 1 else math.nan
+    return {"mean": mean, "ci95": [lo, hi], "seeds": seeds, "diffs": diffs, "sd": sd,
+            "seeds_for_resolve": seeds_for(sd)}  # fmt: skip
 
 
 def summarise(runs: dict[int, dict]) -> dict:
@@ -275,8 +290,9 @@ def report(run_dir: Path, earlier: dict | None = None, take: list[str] | None = 
     head = ("| task | allocation | metric (mean ± std) | seeds | total rank | trainable params | retrain s "
             "| gain over the second half |")  # fmt: skip
     lines = [head, "|---|---|---|---|---|---|---|---|"]
-    diff_head = "| task | autolora - X | mean diff | 95% interval | seeds | late-mean diff | 95% interval |"
-    diff_lines = [diff_head, "|---|---|---|---|---|---|---|"]
+    diff_head = ("| task | autolora - X | mean diff | 95% interval | seeds | late-mean diff | 95% interval "
+                 f"| sd of diffs | seeds for ±{RESOLVE} |")  # fmt: skip
+    diff_lines = [diff_head, "|---|---|---|---|---|---|---|---|---|"]
     for task in tasks:
         out["tasks"][task] = {}
         for alloc in ALLOCS:
@@ -315,11 +331,19 @@ def report(run_dir: Path, earlier: dict | None = None, take: list[str] | None = 
             (lo, hi), cells = diff["ci95"], ["n/a", ""]
             if late is not None:
                 cells = [f"{late['mean']:+.4f}", "[{:+.4f}, {:+.4f}]".format(*late["ci95"])]
+            cells += spread_cells(late if late is not None else diff)
             diff_lines.append(f"| {task} | {alloc} | {diff['mean']:+.4f} | [{lo:+.4f}, {hi:+.4f}] | "
                               f"{len(diff['seeds'])} | " + " | ".join(cells) + " |")  # fmt: skip
     diff_lines += across_tasks(out)
     settings = "".join(f"Retraining, {t}: {c}.\n" for t, c in out["settings"].items())
     return out, settings + "\n" + "\n".join(lines + ["", *diff_lines]) + "\n"
+
+
+def spread_cells(diff: dict) -> list[str]:
+    """The sd of a pairing's differences and the seeds that would resolve RESOLVE at it (the late mean's
+    where the runs have curves: the reading the seeds are planned by)."""
+    sd, n = diff.get("sd", math.nan), diff.get("seeds_for_resolve")
+    return ["n/a" if math.isnan(sd) else f"{sd:.4f}", "n/a" if math.isnan(sd) else str(n or "> 1000")]
 
 
 def across_tasks(out: dict) -> list[str]:
@@ -337,11 +361,15 @@ def across_tasks(out: dict) -> list[str]:
         seeds = sorted(set.intersection(*(set(p) for p in pairs)))
         if not seeds:
             continue
-        mean, lo, hi = ci95([statistics.fmean(p[s] for p in pairs) for s in seeds])
-        out["across_tasks"][f"autolora-minus-{alloc}"] = {"mean": mean, "ci95": [lo, hi], "seeds": seeds,
-                                                           "tasks": len(per_task)}  # fmt: skip
+        diffs = [statistics.fmean(p[s] for p in pairs) for s in seeds]
+        mean, lo, hi = ci95(diffs)
+        sd = statistics.stdev(diffs) if len(diffs) > 1 else math.nan
+        entry = {"mean": mean, "ci95": [lo, hi], "seeds": seeds, "tasks": len(per_task), "sd": sd,
+                 "seeds_for_resolve": seeds_for(sd)}  # fmt: skip
+        out["across_tasks"][f"autolora-minus-{alloc}"] = entry
         lines.append(
-            f"| mean of {len(per_task)} tasks | {alloc} | {mean:+.4f} | [{lo:+.4f}, {hi:+.4f}] | {len(seeds)} | | |"  # noqa: E501
+            f"| mean of {len(per_task)} tasks | {alloc} | {mean:+.4f} | [{lo:+.4f}, {hi:+.4f}] "
+            f"| {len(seeds)} | | | " + " | ".join(spread_cells(entry)) + " |"
         )
     return lines
 

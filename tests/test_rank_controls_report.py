@@ -38,6 +38,9 @@ def test_report_pairs_seeds_and_reads_the_curves(bench, tmp_path):
     assert diff["mean"] == pytest.approx(0.03) and diff["seeds"] == [0, 1, 2]
     # diffs 0.02, 0.03, 0.04: sd 0.01, t(0.975, 2) = 4.303 -> half width 0.02484
     assert diff["ci95"] == pytest.approx([0.03 - 0.02484, 0.03 + 0.02484], abs=1e-4)
+    # +-0.01 at sd 0.01 takes t(0.975, n - 1) / sqrt(n) <= 1: n = 6 gives 1.050, n = 7 gives 0.925
+    assert diff["sd"] == pytest.approx(0.01) and diff["seeds_for_resolve"] == 7
+    assert "| 0.0100 | 7 |" in table  # the late mean's (here the final score: one point past half)
     assert task["autolora"]["gain_over_second_half"] == pytest.approx(0.01)  # mid point: step 200
     assert task["random"]["gain_over_second_half"] == pytest.approx(0.0)
     assert "| sst2 | random | +0.0300 |" in table
@@ -223,6 +226,7 @@ def test_across_tasks_averages_the_paired_differences_per_seed(bench, tmp_path):
     assert across["mean"] == pytest.approx(0.02) and across["seeds"] == [0, 1, 2] and across["tasks"] == 2
     # per-seed means 0.01, 0.03, 0.02: sd 0.01 -> half width 4.303 * 0.01 / sqrt(3) = 0.02484
     assert across["ci95"] == pytest.approx([0.02 - 0.02484, 0.02 + 0.02484], abs=1e-4)
+    assert across["sd"] == pytest.approx(0.01) and across["seeds_for_resolve"] == 7
     assert "autolora-minus-lora-r4" not in data["across_tasks"]
     assert "| mean of 2 tasks | random | +0.0200 |" in table
 
@@ -259,3 +263,11 @@ def test_study_names_follow_module_order_as_the_study_runs_do(bench):
     names = bench.study_adapter_names()
     layer = "bert.encoder.layer.{}.attention.self.{}"
     assert names == [layer.format(i, p) for i in range(6) for p in ("query", "value")]
+
+
+def test_seeds_for_resolving_a_point(bench):
+    assert bench.seeds_for(0.0) == 2  # no spread: the fewest seeds an interval needs
+    assert bench.seeds_for(0.01, half=0.01) == 7
+    assert bench.seeds_for(0.02, half=0.01) == 18  # t(0.975, 17) * 0.02 / sqrt(18) = 0.00995
+    assert bench.seeds_for(1.0, half=0.01) is None  # more than 1000
+    assert bench.seeds_for(float("nan")) is None  # one seed: no spread to plan by
