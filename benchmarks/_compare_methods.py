@@ -69,6 +69,7 @@ class RunSpec:
     # pooler was never trained (all-MiniLM-L6-v2 is a mean-pooling sentence model), and a new classifier
     # on that frozen pooler stays at the majority class: see configs/demo-cola.yaml.
     extra_trainable: list[str] = field(default_factory=lambda: ["pooler"])
+    pooling: str = "model"  # or "mean": the head reads a masked mean (autolora.tuner.pooling), every method
     # AutoLoRA's retraining starts from the searched components (docs/METHOD.md section 7)
     retrain_init: str = "warm"
     lora_alpha: float = 16.0
@@ -209,7 +210,7 @@ def run_baseline(spec: RunSpec, seed: int) -> dict:
     t0 = time.perf_counter()
     tokenizer, task = load_data(spec)
     torch.manual_seed(seed)  # the new classifier's initialisation
-    model, new_modules = load_model(spec.model, task.task, task.num_labels, tokenizer)
+    model, new_modules = load_model(spec.model, task.task, task.num_labels, tokenizer, pooling=spec.pooling)
     extra: dict = {}
     hook = None
     if spec.method == "full-ft":
@@ -251,6 +252,7 @@ def run_autolora(spec: RunSpec, seed: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench_autolora_") as out:
         cfg = PipelineConfig(
             model=spec.model,
+            pooling=spec.pooling,
             data=DataConfig(**spec.data),
             output_dir=out,
             seed=seed,
@@ -330,7 +332,9 @@ def run_grid(spec: RunSpec, seed: int) -> dict:
     for r_q, r_v in spec.grid:
         t0 = time.perf_counter()
         torch.manual_seed(seed)
-        model, new_modules = load_model(spec.model, task.task, task.num_labels, tokenizer)
+        model, new_modules = load_model(
+            spec.model, task.task, task.num_labels, tokenizer, pooling=spec.pooling
+        )
         model = _peft_model(spec, model, new_modules, "lora", (r_q, r_v)).to(device)
         trainable = autolora.count_trainable(model)
         stream = Batches(d_tr, spec.batch_size, task.collate, seed, device)

@@ -39,7 +39,8 @@ def summarize(result: dict) -> dict:
     return out
 
 
-UNRECORDED = {"beta_every": 1}  # settings that reports older than the setting ran with and do not name
+# settings that reports older than the setting ran with and do not name
+UNRECORDED = {"beta_every": 1, "pooling": "model"}
 
 
 def join(reports: dict[str, dict]) -> dict:

