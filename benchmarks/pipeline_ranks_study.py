@@ -5,16 +5,20 @@ the search ended at (with --stop-when-stable: where every adapter had been decis
 the total rank, the search's seconds and its verdict; per task the mean pairwise Spearman of the
 per-adapter ranks across seeds; and, with --against, per seed the Spearman with the ranks a run of
 benchmarks/search_study.py read (its analysed JSON: ['ranks'][RULE]['<task>_d<seed>_i<seed>'], in
-the pipeline's adapter order).
+the pipeline's adapter order). With runs of two or more tasks, per pair of tasks the mean Spearman
+over every pair of runs of the two (any seeds): if the ranks agree across tasks as well as across
+seeds, the search reads the model, not the task.
 
-  python benchmarks/pipeline_ranks_study.py RUNS --against benchmarks/results/search_study_1epoch.json \
-      --out . --name stop_w_alone_sst2
+  python benchmarks/pipeline_ranks_study.py RUNS [RUNS ...] \
+      --against benchmarks/results/search_study_1epoch.json --out . --name stop_w_alone_sst2
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import re
 import statistics
 from pathlib import Path
@@ -30,17 +34,21 @@ def cell(rho: float | None) -> str:
     return "n/a" if rho is None else fmt_rho(rho)
 
 
-def read_runs(run_dir: Path) -> dict[str, dict[int, dict]]:
-    """{task: {seed: run}} of every <task>_s<seed> folder with a ranks.json."""
+def read_runs(run_dirs: list[Path]) -> dict[str, dict[int, dict]]:
+    """{task: {seed: run}} of every <task>_s<seed> folder with a ranks.json, in any of run_dirs (a
+    task and seed in two of them is refused: which would count?)."""
     runs: dict[str, dict[int, dict]] = {}
-    for f in sorted(run_dir.glob("*/ranks.json")):
+    for f in sorted(f for d in run_dirs for f in d.glob("*/ranks.json")):
         m = re.fullmatch(r"(?P<task>[a-z0-9]+)_s(?P<seed>\d+)", f.parent.name)
         if not m:
             continue
+        if int(m["seed"]) in runs.get(m["task"], {}):
+            raise SystemExit(f"run_dir: {f.parent.name} is in more than one of {[str(d) for d in run_dirs]}")
         ranks = json.loads(f.read_text())
         metrics = json.loads((f.parent / "metrics.json").read_text())
         runs.setdefault(m["task"], {})[int(m["seed"])] = {
             "ranks": list(ranks["ranks"].values()),
+            "adapters": list(ranks["ranks"]),
             "search_steps": ranks["diagnostics"]["search_steps"],
             "decisive": ranks["diagnostics"]["decisive"],
             "search_seconds": metrics["seconds"]["search"],
@@ -49,19 +57,41 @@ def read_runs(run_dir: Path) -> dict[str, dict[int, dict]]:
     return runs
 
 
-def study(run_dir: Path, against: dict | None, rule: str) -> tuple[dict, str]:
+def across_tasks(runs: dict[str, dict[int, dict]]) -> tuple[dict, list[str]]:
+    """Per pair of tasks, the mean Spearman over every pair of their runs, beside each task's own
+    agreement across seeds; no rows with fewer than two tasks."""
+    out, lines = {}, ["| tasks | runs paired | Spearman across the tasks | each across its seeds |",
+                      "|---|---|---|---|"]  # fmt: skip
+    for a, b in itertools.combinations(sorted(runs), 2):
+        if len({tuple(r["adapters"]) for r in (*runs[a].values(), *runs[b].values())}) > 1:
+            raise SystemExit(f"run_dir: {a} and {b} runs adapt other modules: their ranks do not pair")
+        rhos = [spearman(x["ranks"], y["ranks"]) for x in runs[a].values() for y in runs[b].values()]
+        rhos = [r for r in rhos if not math.isnan(r)]  # a constant ranking has none
+        rho = statistics.fmean(rhos) if rhos else None
+        out[f"{a}~{b}"] = {"spearman": rho, "pairs": len(rhos)}
+        own = [
+            mean_pairwise([r["ranks"] for r in runs[t].values()]) if len(runs[t]) > 1 else None
+            for t in (a, b)
+        ]
+        lines.append(f"| {a} ~ {b} | {len(rhos)} | {cell(rho)} | {cell(own[0])} / {cell(own[1])} |")
+    return out, (lines if out else [])
+
+
+def study(run_dirs: list[Path], against: dict | None, rule: str) -> tuple[dict, str]:
     out: dict = {"tasks": {}}
     head = (
         "| task | seed | search ended at step | decisive | total rank | search s | Spearman with the study |"
     )
     lines = [head, "|---|---|---|---|---|---|---|"]
     summary = ["| task | seeds | Spearman across seeds | the study's, same seeds |", "|---|---|---|---|"]
-    for task, seeds in read_runs(run_dir).items():
+    runs = read_runs(run_dirs)
+    for task, seeds in runs.items():
         ref = {s: against["ranks"][rule].get(f"{task}_d{s}_i{s}") for s in seeds} if against else {}
         rows = {}
         for s, r in sorted(seeds.items()):
             rho = spearman(r["ranks"], ref[s]) if ref.get(s) else None
-            rows[s] = {k: v for k, v in r.items() if k != "config"} | {"spearman_with_study": rho}
+            kept = {k: v for k, v in r.items() if k not in ("config", "adapters")}
+            rows[s] = kept | {"spearman_with_study": rho}
             lines.append(f"| {task} | {s} | {r['search_steps']} | {r['decisive']} | {sum(r['ranks'])} | "
                          f"{r['search_seconds']:.0f} | {cell(rho)} |")  # fmt: skip
         across = mean_pairwise([r["ranks"] for r in seeds.values()]) if len(seeds) > 1 else None
@@ -73,12 +103,13 @@ def study(run_dir: Path, against: dict | None, rule: str) -> tuple[dict, str]:
         summary.append(f"| {task} | {len(seeds)} | {cell(across)} | {cell(theirs)} |")
         cfg = next(iter(seeds.values()))["config"]
         out["tasks"][task]["settings"] = {k: cfg.get(k) for k in SETTINGS}
-    return out, "\n".join(lines + ["", *summary]) + "\n"
+    out["across_tasks"], cross = across_tasks(runs)
+    return out, "\n".join(lines + ["", *summary] + (["", *cross] if cross else [])) + "\n"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("run_dir", type=Path, help="folder of <task>_s<seed> pipeline runs")
+    p.add_argument("run_dir", type=Path, nargs="+", help="folders of <task>_s<seed> pipeline runs")
     p.add_argument("--against", type=Path, default=None, help="an analysed search_study JSON")
     p.add_argument("--rule", default="effective-rank", help="which of its rules to compare with")
     p.add_argument("--out", type=resolve_out, default=None, help="folder for NAME.json/.md")
