@@ -154,6 +154,12 @@ def seeds_for(sd: float, half: float = RESOLVE, most: int = 1000) -> int | None:
     return next(narrow_enough, None)
 
 
+def spread(diffs: list[float]) -> dict:
+    """The sd of paired differences (nan for one) and the seeds that would resolve RESOLVE at it."""
+    sd = statistics.stdev(diffs) if len(diffs) > 1 else math.nan
+    return {"sd": sd, "seeds_for_resolve": seeds_for(sd)}
+
+
 def late_gain(runs, metric: str) -> float | None:
     """Has retraining converged? The mean over seeds of (final metric - metric at the eval-curve point
     nearest half the steps), from `--eval-every` curves; None when the runs have no curve."""
@@ -183,9 +189,7 @@ def paired(base: dict, other: dict, key: str) -> dict | None:
     if not diffs:
         return None
     mean, lo, hi = ci95(diffs)
-    sd = statistics.stdev(diffs) if len(diffs) > 1 else math.nan
-    return {"mean": mean, "ci95": [lo, hi], "seeds": seeds, "diffs": diffs, "sd": sd,
-            "seeds_for_resolve": seeds_for(sd)}  # fmt: skip
+    return {"mean": mean, "ci95": [lo, hi], "seeds": seeds, "diffs": diffs} | spread(diffs)
 
 
 def summarise(runs: dict[int, dict]) -> dict:
@@ -363,9 +367,7 @@ def across_tasks(out: dict) -> list[str]:
             continue
         diffs = [statistics.fmean(p[s] for p in pairs) for s in seeds]
         mean, lo, hi = ci95(diffs)
-        sd = statistics.stdev(diffs) if len(diffs) > 1 else math.nan
-        entry = {"mean": mean, "ci95": [lo, hi], "seeds": seeds, "tasks": len(per_task), "sd": sd,
-                 "seeds_for_resolve": seeds_for(sd)}  # fmt: skip
+        entry = {"mean": mean, "ci95": [lo, hi], "seeds": seeds, "tasks": len(per_task)} | spread(diffs)
         out["across_tasks"][f"autolora-minus-{alloc}"] = entry
         lines.append(
             f"| mean of {len(per_task)} tasks | {alloc} | {mean:+.4f} | [{lo:+.4f}, {hi:+.4f}] "

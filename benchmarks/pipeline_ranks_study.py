@@ -57,9 +57,9 @@ def read_runs(run_dirs: list[Path]) -> dict[str, dict[int, dict]]:
     return runs
 
 
-def across_tasks(runs: dict[str, dict[int, dict]]) -> tuple[dict, list[str]]:
+def across_tasks(runs: dict[str, dict[int, dict]], own: dict[str, float | None]) -> tuple[dict, list[str]]:
     """Per pair of tasks, the mean Spearman over every pair of their runs, beside each task's own
-    agreement across seeds; no rows with fewer than two tasks."""
+    agreement across seeds (own: task -> it); no rows with fewer than two tasks."""
     out, lines = {}, ["| tasks | runs paired | Spearman across the tasks | each across its seeds |",
                       "|---|---|---|---|"]  # fmt: skip
     for a, b in itertools.combinations(sorted(runs), 2):
@@ -69,11 +69,7 @@ def across_tasks(runs: dict[str, dict[int, dict]]) -> tuple[dict, list[str]]:
         rhos = [r for r in rhos if not math.isnan(r)]  # a constant ranking has none
         rho = statistics.fmean(rhos) if rhos else None
         out[f"{a}~{b}"] = {"spearman": rho, "pairs": len(rhos)}
-        own = [
-            mean_pairwise([r["ranks"] for r in runs[t].values()]) if len(runs[t]) > 1 else None
-            for t in (a, b)
-        ]
-        lines.append(f"| {a} ~ {b} | {len(rhos)} | {cell(rho)} | {cell(own[0])} / {cell(own[1])} |")
+        lines.append(f"| {a} ~ {b} | {len(rhos)} | {cell(rho)} | {cell(own[a])} / {cell(own[b])} |")
     return out, (lines if out else [])
 
 
@@ -103,7 +99,8 @@ def study(run_dirs: list[Path], against: dict | None, rule: str) -> tuple[dict, 
         summary.append(f"| {task} | {len(seeds)} | {cell(across)} | {cell(theirs)} |")
         cfg = next(iter(seeds.values()))["config"]
         out["tasks"][task]["settings"] = {k: cfg.get(k) for k in SETTINGS}
-    out["across_tasks"], cross = across_tasks(runs)
+    own = {task: t["spearman_seeds"] for task, t in out["tasks"].items()}
+    out["across_tasks"], cross = across_tasks(runs, own)
     return out, "\n".join(lines + ["", *summary] + (["", *cross] if cross else [])) + "\n"
 
 
