@@ -18,7 +18,9 @@ budget for every allocation) and compares, per task and seed, the allocations:
   python benchmarks/bench_rank_controls.py ranks --study-dir RUNS --rule spectrum --out DIR
   (or --from-results benchmarks/results/search_study_1epoch.json: the ranks a committed analysis holds;
   or --from-compare REPORT.json ...: the ranks bench_compare's AutoLoRA runs searched, per task and seed;
-  or --from-runs RUN ...: `autolora run` folders named <task>_s<seed>, their ranks.json)
+  or --from-runs RUN ...: `autolora run` folders named <task>_s<seed>, their ranks.json;
+  --total N: carry each search's ranks to total N first, autolora.tuner.ranks.scaled_ranks, so that
+  every allocation but lora-r4 compares at that budget: 24 on 12 adapters is LoRA r=2's, the uniform)
   ... then `autolora run --ranks DIR/<task>_s<seed>_<alloc>.json ...` for each file (jobs.txt)
   python benchmarks/bench_rank_controls.py report DIR --out . --name rank_controls
   (--out: relative to benchmarks/results/; --earlier REPORT.json ...: the allocations, and the seeds
@@ -47,7 +49,7 @@ import torch
 from scipy import stats
 
 from autolora.io.atomic import atomic_write_json
-from autolora.tuner.ranks import random_ranks, read_ranks, uniform_ranks
+from autolora.tuner.ranks import random_ranks, read_ranks, scaled_ranks, uniform_ranks
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -68,8 +70,15 @@ def reversed_ranks(ranks: dict[str, int]) -> dict[str, int]:
 
 
 def write_allocations(out: Path, task: str, seed: int, found: dict[str, int], source: str, rule: str,
-                      k: int = 8) -> list[Path]:  # fmt: skip
-    """One ranks file per allocation of the search's `found` ranks (the random one seeded by `seed`)."""
+                      k: int = 8, total: int | None = None) -> list[Path]:  # fmt: skip
+    """One ranks file per allocation of the search's `found` ranks (the random one seeded by `seed`);
+    with `total`, of those ranks carried to that total first (scaled_ranks), the others then at it."""
+    searched = sum(found.values())
+    if total is not None:
+        try:
+            found = scaled_ranks(found, total, k)
+        except ValueError as err:  # before this search's first file
+            raise SystemExit(f"--total: {str(err).removeprefix('total: ')}") from None
     names, total = list(found), sum(found.values())
     allocs = {
         "autolora": found,
@@ -82,12 +91,15 @@ def write_allocations(out: Path, task: str, seed: int, found: dict[str, int], so
     written = []
     for alloc, ranks in allocs.items():
         path = out / f"{task}_s{seed}_{alloc}.json"
-        atomic_write_json(path, {"ranks": ranks, "source": source, "rule": rule, "allocation": alloc})
+        record = {"ranks": ranks, "source": source, "rule": rule, "allocation": alloc}
+        if total != searched:
+            record["scaled_from_total"] = searched
+        atomic_write_json(path, record)
         written.append(path)
     return written
 
 
-def make_ranks(study_dir: Path, rule: str, out: Path, k: int = 8) -> list[Path]:
+def make_ranks(study_dir: Path, rule: str, out: Path, k: int = 8, total: int | None = None) -> list[Path]:
     """One ranks file per (task, seed, allocation), from the study's runs with data seed = init seed."""
     from search_study_analyse import ranks_from_state
 
@@ -98,7 +110,7 @@ def make_ranks(study_dir: Path, rule: str, out: Path, k: int = 8) -> list[Path]:
             continue
         run = torch.load(f, map_location="cpu", weights_only=False)
         found = dict(zip(list(run["final"]), ranks_from_state(run, rule), strict=True))
-        written += write_allocations(out, m["task"], int(m["d"]), found, f.name, rule, k)
+        written += write_allocations(out, m["task"], int(m["d"]), found, f.name, rule, k, total)
     return written
 
 
@@ -113,7 +125,8 @@ def study_adapter_names() -> list[str]:
     return [name for name, _ in autolora.adapters(model)]
 
 
-def ranks_from_results(results: Path, rule: str, out: Path, names: list[str], k: int = 8) -> list[Path]:
+def ranks_from_results(results: Path, rule: str, out: Path, names: list[str], k: int = 8,
+                       total: int | None = None) -> list[Path]:  # fmt: skip
     """make_ranks from a committed search_study_analyse JSON (its ranks[rule], lists in injection order)
     when the study's runs are gone."""
     data = json.loads(results.read_text())
@@ -131,7 +144,8 @@ def ranks_from_results(results: Path, rule: str, out: Path, names: list[str], k:
                 f"--from-results: {results} run {run} has {len(ranks)} ranks, the model {len(names)} adapters"
             )
         found = dict(zip(names, ranks, strict=True))
-        written += write_allocations(out, m["task"], int(m["d"]), found, f"{results.name}:{run}", rule, k)
+        source = f"{results.name}:{run}"
+        written += write_allocations(out, m["task"], int(m["d"]), found, source, rule, k, total)
     return written
 
 
@@ -376,7 +390,8 @@ def across_tasks(out: dict) -> list[str]:
     return lines
 
 
-def ranks_from_compare(reports: list[Path], out: Path, method: str = "autolora", k: int = 8) -> list[Path]:
+def ranks_from_compare(reports: list[Path], out: Path, method: str = "autolora", k: int = 8,
+                       total: int | None = None) -> list[Path]:  # fmt: skip
     """make_ranks from bench_compare reports: the ranks `method`'s pipeline selected in each run (its
     rank rule, its module names), per task and seed."""
     missing = [str(r) for r in reports if not r.is_file()]
@@ -394,11 +409,11 @@ def ranks_from_compare(reports: list[Path], out: Path, method: str = "autolora",
             if not isinstance(run.get("ranks"), dict):
                 raise SystemExit(f"--from-compare: {report} {task} seed {run.get('seed')} has no ranks map")
             source = f"{report.name}:{task}:{method}:seed{run['seed']}"
-            written += write_allocations(out, task, int(run["seed"]), run["ranks"], source, rule, k)
+            written += write_allocations(out, task, int(run["seed"]), run["ranks"], source, rule, k, total)
     return written
 
 
-def ranks_from_runs(runs: list[Path], out: Path, k: int = 8) -> list[Path]:
+def ranks_from_runs(runs: list[Path], out: Path, k: int = 8, total: int | None = None) -> list[Path]:
     """make_ranks from pipeline run folders named <task>_s<seed>: the ranks each one's search selected
     (its ranks.json, read by the rule its config.json names)."""
     written = []
@@ -410,8 +425,20 @@ def ranks_from_runs(runs: list[Path], out: Path, k: int = 8) -> list[Path]:
             raise SystemExit(f"--from-runs: {run} holds no ranks.json (has its search finished?)")
         rule = json.loads((run / "config.json").read_text()).get("rank_rule", "?")
         found = read_ranks(run / "ranks.json")
-        written += write_allocations(out, m["task"], int(m["seed"]), found, str(run), rule, k)
+        written += write_allocations(out, m["task"], int(m["seed"]), found, str(run), rule, k, total)
     return written
+
+
+def make_all_ranks(args: argparse.Namespace) -> list[Path]:
+    """The ranks files of `ranks`, from the source its arguments name."""
+    out, total = Path(args.out), args.total
+    if args.study_dir:
+        return make_ranks(Path(args.study_dir), args.rule, out, total=total)
+    if args.from_compare:
+        return ranks_from_compare(args.from_compare, out, total=total)
+    if args.from_runs:
+        return ranks_from_runs(args.from_runs, out, total=total)
+    return ranks_from_results(args.from_results, args.rule, out, study_adapter_names(), total=total)
 
 
 def main() -> None:
@@ -429,6 +456,12 @@ def main() -> None:
         help="with --study-dir or --from-results (a compare report names its own)",
     )
     mk.add_argument("--out", required=True)
+    mk.add_argument(
+        "--total",
+        type=int,
+        help="carry each search's ranks to this total first (scaled_ranks: same order, 1..k), so every "
+        "allocation but lora-r4 has it: e.g. 24 = LoRA r=2 on 12 adapters (default: the search's own)",
+    )
     rp = sub.add_parser("report", help="tabulate DIR/<task>_s<seed>_<alloc>/metrics.json")
     rp.add_argument("run_dir")
     rp.add_argument("--out", type=resolve_out, default=None, help="folder for NAME.json/.md")
@@ -449,15 +482,7 @@ def main() -> None:
     )
     args = p.parse_args()
     if args.command == "ranks":
-        if args.study_dir:
-            paths = make_ranks(Path(args.study_dir), args.rule, Path(args.out))
-        elif args.from_compare:
-            paths = ranks_from_compare(args.from_compare, Path(args.out))
-        elif args.from_runs:
-            paths = ranks_from_runs(args.from_runs, Path(args.out))
-        else:
-            paths = ranks_from_results(args.from_results, args.rule, Path(args.out), study_adapter_names())
-        for path in paths:
+        for path in make_all_ranks(args):
             print(path)
         return
     missing = [str(f) for f in args.earlier or () if not f.is_file()]

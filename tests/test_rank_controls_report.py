@@ -71,6 +71,22 @@ def test_the_second_draw_is_its_own_seeded_allocation(bench, tmp_path):
     assert second == bench.random_ranks(list(found), 18, 8, bench.SECOND_DRAW + 2)
 
 
+def test_total_carries_the_search_to_another_budget_first(bench, tmp_path):
+    found = {"a.q": 5, "a.v": 1, "b.q": 2, "b.v": 4, "c.q": 3, "c.v": 3}
+    bench.write_allocations(tmp_path, "sst2", 1, found, "s", "effective-rank", total=12)
+    read = lambda a: json.loads((tmp_path / f"sst2_s1_{a}.json").read_text())  # noqa: E731
+    auto = read("autolora")
+    assert auto["ranks"] == bench.scaled_ranks(found, 12, 8) and auto["scaled_from_total"] == 18
+    assert read("uniform")["ranks"] == dict.fromkeys(found, 2)  # LoRA r=2 at the same total
+    assert sum(read("random")["ranks"].values()) == sum(read("reversed")["ranks"].values()) == 12
+    assert read("lora-r4")["ranks"] == dict.fromkeys(found, 4)
+    bench.write_allocations(tmp_path, "sst2", 2, found, "s", "effective-rank")
+    assert "scaled_from_total" not in json.loads((tmp_path / "sst2_s2_autolora.json").read_text())
+    with pytest.raises(SystemExit, match="--total: expected 6..48 for 6 adapters of k=8, got 49"):
+        bench.write_allocations(tmp_path / "none", "sst2", 3, found, "s", "effective-rank", total=49)
+    assert not (tmp_path / "none").exists()
+
+
 def test_runs_without_curves_say_so(bench, tmp_path):
     write_run(tmp_path, "mr_s0_autolora", 0.7, mid=None)
     data, table = bench.report(tmp_path)

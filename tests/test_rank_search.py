@@ -24,7 +24,7 @@ from autolora.tuner.rank_rules import (
     spectral_factors,
     spectrum,
 )
-from autolora.tuner.ranks import check_ranks, random_ranks, read_ranks, uniform_ranks
+from autolora.tuner.ranks import check_ranks, random_ranks, read_ranks, scaled_ranks, uniform_ranks
 
 # -- diagnostics ---------------------------------------------------------------------------------
 
@@ -157,6 +157,25 @@ def test_random_control_is_seeded_and_keeps_the_total():
     for bad in (11, 97):
         with pytest.raises(ValueError, match="total"):
             random_ranks(NAMES, bad, 8, 0)
+
+
+def test_scaled_ranks_keep_the_order_and_reach_the_total():
+    found = dict(zip(NAMES, [6, 3, 3, 2, 3, 2, 2, 2, 2, 3, 1, 2], strict=True))
+    assert scaled_ranks(found, 31, 8) == found  # its own total: unchanged
+    assert list(scaled_ranks(found, 24, 8).values()) == [4, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1]
+    # by hand: 12 units above 1 shared as 5:2:2:1:2:1:1:1:1:2:0:1 / 19, whole parts, then the largest
+    # remainders: 5 of the six 0.63s (ties to the earlier adapter), none of the 0.26s or the 0.16
+    assert scaled_ranks(found, 12, 8) == dict.fromkeys(NAMES, 1)
+    assert scaled_ranks(found, 96, 8) == dict.fromkeys(NAMES, 8)
+    for total in range(12, 97):
+        s = scaled_ranks(found, total, 8)
+        assert sum(s.values()) == total and all(1 <= r <= 8 for r in s.values())
+        assert all(s[a] >= s[b] for a in NAMES for b in NAMES if found[a] > found[b])
+    # a share past k stops at k and the rest goes to the others; none above 1: evenly
+    assert scaled_ranks({"a": 8, "b": 1, "c": 2}, 20, 8) == {"a": 8, "b": 4, "c": 8}
+    assert scaled_ranks({"a": 1, "b": 1, "c": 1}, 5, 8) == {"a": 2, "b": 2, "c": 1}
+    with pytest.raises(ValueError, match="total: expected 12..96"):
+        scaled_ranks(found, 97, 8)
 
 
 def test_ranks_file_errors_name_the_file_module_and_range(tmp_path):

@@ -1,9 +1,11 @@
 """Ranks from elsewhere: a ranks.json of an earlier run or a JSON map of module name to rank, and the
-controls that allocate ranks without a search (random with a given total, uniform)."""
+controls that allocate ranks without a search (random with a given total, uniform), and a found
+allocation carried to another total (scaled)."""
 
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -40,12 +42,16 @@ def check_ranks(ranks: dict[str, int], names: list[str], k: int, where: str = "r
         raise ValueError(f"{where}: ranks must lie in 1..k={k}, got {bad}")
 
 
+def _check_total(n: int, total: int, k: int) -> None:
+    if not n <= total <= n * k:
+        raise ValueError(f"total: expected {n}..{n * k} for {n} adapters of k={k}, got {total}")
+
+
 def random_ranks(names: list[str], total: int, k: int, seed: int) -> dict[str, int]:
     """A seeded random allocation of `total` rank units over the adapters, each in 1..k: every adapter
     gets 1, then the rest go one at a time to adapters drawn uniformly among those below k."""
     n = len(names)
-    if not n <= total <= n * k:
-        raise ValueError(f"total: expected {n}..{n * k} for {n} adapters of k={k}, got {total}")
+    _check_total(n, total, k)
     gen = torch.Generator().manual_seed(seed)
     ranks = [1] * n
     for _ in range(total - n):
@@ -57,7 +63,34 @@ def random_ranks(names: list[str], total: int, k: int, seed: int) -> dict[str, i
 def uniform_ranks(names: list[str], total: int, k: int) -> dict[str, int]:
     """`total` spread as evenly as possible (the first adapters get the remainder)."""
     n = len(names)
-    if not n <= total <= n * k:
-        raise ValueError(f"total: expected {n}..{n * k} for {n} adapters of k={k}, got {total}")
+    _check_total(n, total, k)
     base, extra = divmod(total, n)
     return {name: base + (i < extra) for i, name in enumerate(names)}
+
+
+def scaled_ranks(ranks: dict[str, int], total: int, k: int) -> dict[str, int]:
+    """`ranks` carried to another `total`, each in 1..k and in the same order: every adapter keeps 1 and
+    the rest is shared in proportion to what each had above 1 (evenly when none had more); an adapter
+    whose share passes k stops at k and the others share what is left; whole units go by the largest
+    remainders, ties to the earlier adapter. At the same total the ranks come back unchanged."""
+    names = list(ranks)
+    _check_total(len(names), total, k)
+    extra, free, left = {}, list(names), total - len(names)
+    while True:  # water-filling: fix the adapters whose proportional share reaches k - 1
+        above = {n: ranks[n] - 1 for n in free}
+        if not any(above.values()):
+            above = dict.fromkeys(free, 1)
+        share = {n: Fraction(left * above[n], sum(above.values())) for n in free}
+        full = [n for n in free if share[n] >= k - 1]
+        if not full:
+            break
+        for n in full:
+            extra[n] = k - 1
+            free.remove(n)
+        left -= (k - 1) * len(full)
+    for n in free:
+        extra[n] = int(share[n])
+    order = sorted(free, key=lambda n: (-(share[n] - int(share[n])), names.index(n)))
+    for n in order[: left - sum(int(share[n]) for n in free)]:
+        extra[n] += 1
+    return {n: 1 + extra[n] for n in names}
