@@ -183,6 +183,51 @@ def test_warm_retraining_resumes_inside_the_retrain_phase(bert_dir, tmp_path, mo
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+def test_linear_retrain_schedule_falls_to_zero_and_resumes_where_it_was(bert_dir, tmp_path, monkeypatch):
+    """--retrain-schedule linear: step n of N runs at lr * (1 - n / N); a run cut during retraining
+    resumes on the same rates and ends with the same adapters; a checkpoint of the constant schedule
+    is refused by name rather than resumed at the wrong rate."""
+    import autolora.pipeline as pipeline_mod
+
+    real_run_phase, lrs, cut = pipeline_mod.run_phase, [], {"at": None, "n": 0}
+
+    def watched(**kwargs):
+        if kwargs["name"] == "retrain":
+            opt, step_fn = kwargs["stateful"]["opt"], kwargs["step_fn"]
+
+            def step():
+                cut["n"] += 1
+                if cut["n"] == cut["at"]:
+                    raise KeyboardInterrupt  # as if killed after the checkpoint of retraining step 2
+                lrs.append(opt.param_groups[0]["lr"])
+                return step_fn()
+
+            kwargs["step_fn"] = step
+        return real_run_phase(**kwargs)
+
+    monkeypatch.setattr(pipeline_mod, "run_phase", watched)
+    run(bert_dir, tmp_path / "constant", **cola())
+    assert lrs == pytest.approx([1e-2] * 4)
+    lrs.clear()
+    run(bert_dir, tmp_path / "full", retrain_schedule="linear", **cola())
+    assert lrs == pytest.approx([1e-2, 0.75e-2, 0.5e-2, 0.25e-2])
+    lrs.clear()
+    cut.update(at=3, n=0)
+    with pytest.raises(KeyboardInterrupt):
+        run(bert_dir, tmp_path / "cut", retrain_schedule="linear", **cola())
+    cut.update(at=None)
+    resumed = run(bert_dir, tmp_path / "cut", retrain_schedule="linear", resume=True, **cola())
+    assert lrs == pytest.approx([1e-2, 0.75e-2, 0.5e-2, 0.25e-2])  # two before the cut, two after
+    from safetensors.torch import load_file
+
+    weights = [load_file(tmp_path / d / "autolora_adapter" / WEIGHTS_NAME) for d in ("full", "cut")]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert resumed["eval"] == json.loads((tmp_path / "full/metrics.json").read_text())["eval"]
+    with pytest.raises(ValueError, match="retrain.pt holds no schedule state"):
+        run(bert_dir, tmp_path / "constant", retrain_schedule="linear", resume=True, **cola())
+
+
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(bert_dir, tmp_path, monkeypatch):
     def nan_at_3(n, step):
         out = step()

@@ -21,6 +21,7 @@ from autolora.options import (
     PRECISIONS,
     RANK_RULES,
     RETRAIN_INITS,
+    RETRAIN_SCHEDULES,
     RULE_FOR_NONE,
     SELECTIONS,
     TASK_TYPES,
@@ -196,6 +197,13 @@ class PipelineConfig:
     )
     max_retrain_steps: int | None = opt(None, "caps retraining; none: no cap", "retraining", "steps")
     lr_retrain: float | None = opt(None, "AdamW learning rate of retraining; none: lr_w", "retraining")
+    retrain_schedule: str = opt(
+        "constant",
+        "the learning rate along retraining: constant, or linear (falls to 0 over the steps, as "
+        "transformers' Trainer does)",
+        "retraining",
+        choices=RETRAIN_SCHEDULES,
+    )
     retrain_init: str = opt(
         "fresh",
         "fresh: new adapters of the selected ranks (the paper); warm: the kept components",
@@ -251,6 +259,7 @@ class PipelineConfig:
             (self.batch_size >= 1, "batch_size", ">= 1"),
             (self.search_epochs > 0 and self.retrain_epochs > 0, "search_epochs/retrain_epochs", "> 0"),
             (self.retrain_init in RETRAIN_INITS, "retrain_init", one_of(RETRAIN_INITS)),
+            (self.retrain_schedule in RETRAIN_SCHEDULES, "retrain_schedule", one_of(RETRAIN_SCHEDULES)),
             (self.checkpoint_every >= 1, "checkpoint_every", ">= 1"),
             (self.fd_r > 0, "fd_r", "positive"),
             (self.grad_accum >= 1, "grad_accum", ">= 1"),

@@ -23,6 +23,9 @@ LOOKAHEADS = ("sgd", "adam")
 # over the real tokens (autolora.tuner.pooling).
 POOLINGS = ("model", "mean")
 RETRAIN_INITS = ("fresh", "warm")
+# The learning rate along retraining: constant, or falling linearly to 0 over the steps (the
+# default of transformers' Trainer; the last iterate then moves least).
+RETRAIN_SCHEDULES = ("constant", "linear")
 # How a searched adapter's rank is read: see autolora.tuner.rank_rules.
 RANK_RULES = ("alpha", "alpha-avg", "spectrum", "effective-rank")
 # The rules that read the learned update's singular values rather than alpha.

@@ -257,9 +257,14 @@ class Pipeline:
             scaler.step(opt)
             scaler.update()
             opt.zero_grad(set_to_none=True)
+            if "schedule" in stateful:
+                stateful["schedule"].step()
             return {"loss": float(total)}
 
         total = _steps(cfg.retrain_epochs, stream, cfg.max_retrain_steps)
+        stateful = {"opt": opt, "stream": stream, "scaler": scaler}
+        if cfg.retrain_schedule == "linear":  # step n (from 0) runs at lr * (1 - n / total)
+            stateful["schedule"] = torch.optim.lr_scheduler.LambdaLR(opt, lambda n: 1 - n / total)
 
         def on_step(n: int, losses: dict) -> dict:  # the eval curve lives in the history: it resumes
             record = {"step": n, **losses}
@@ -272,7 +277,7 @@ class Pipeline:
             total_steps=total,
             step_fn=step,
             model=model,
-            stateful={"opt": opt, "stream": stream, "scaler": scaler},
+            stateful=stateful,
             checkpoint=self.out / "checkpoints" / "retrain.pt",
             checkpoint_every=cfg.checkpoint_every,
             history=[],

@@ -121,6 +121,12 @@ def run_phase(
     start = 0
     saved = load_checkpoint(checkpoint) if checkpoint is not None else None
     if saved is not None and saved.get("phase") == name:
+        missing = sorted(set(stateful) - set(saved["state"]))
+        if missing:
+            raise ValueError(
+                f"resume: {checkpoint} holds no {', '.join(missing)} state: it was written with other "
+                "options; resume with the options it was written with (config.json), or start afresh"
+            )
         load_trainable_state(model, saved["params"])
         for key, obj in stateful.items():
             obj.load_state_dict(saved["state"][key])
