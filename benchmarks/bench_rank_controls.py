@@ -59,6 +59,11 @@ ALLOCS = ("autolora", "random", "random2", "uniform", "reversed", "lora-r4")
 SECOND_DRAW = 1000  # random2's seed: this + the search's seed
 PAIRS = (*ALLOCS[1:], "random-mean")  # what the search is paired with: autolora - X
 RESOLVE = 0.01  # a difference worth resolving: one point of accuracy or of Matthews correlation
+# The retraining settings a report records (config.json's names; max_length from its data section).
+SETTINGS = ("retrain_epochs", "max_retrain_steps", "eval_every", "batch_size", "lr_w", "lr_retrain",
+            "retrain_schedule", "retrain_init", "k", "lora_alpha", "trainable", "pooling")  # fmt: skip
+# Settings that older runs and reports lack because the option did not exist yet, as they all ran.
+UNRECORDED = {"retrain_schedule": "constant"}
 
 
 def reversed_ranks(ranks: dict[str, int]) -> dict[str, int]:
@@ -272,6 +277,13 @@ def merge_earlier(reports: list[dict]) -> dict:
     return merged
 
 
+def settings_differ(was: dict, mine: dict) -> dict:
+    """{setting: (was, mine)} where two reports' retraining settings differ; a setting one of them did
+    not record is not compared, except those that did not yet exist (UNRECORDED: as those runs ran)."""
+    was, mine = UNRECORDED | was, UNRECORDED | mine
+    return {k: (was[k], mine[k]) for k in sorted(set(was) & set(mine)) if was[k] != mine[k]}
+
+
 def report(run_dir: Path, earlier: dict | None = None, take: list[str] | None = None) -> tuple[dict, str]:
     """Tables of run_dir's runs. earlier: an earlier report's JSON; each (task, allocation) run_dir has no
     runs of, and each seed of one it has runs of but not of that seed, is taken from it (marked in both
@@ -291,18 +303,18 @@ def report(run_dir: Path, earlier: dict | None = None, take: list[str] | None = 
         old = {t: {a: e for a, e in allocs.items() if a in take} for t, allocs in old.items() if t in mine}
     tasks = sorted({t for t, _ in rows} | set(old))
     out: dict = {"tasks": {}}
-    keys = ("retrain_epochs", "max_retrain_steps", "eval_every", "batch_size", "lr_w", "retrain_init", "k",
-            "lora_alpha", "trainable")  # fmt: skip
     out["settings"] = {}  # per task, the retraining settings its runs share (each config.json has all)
     for task in tasks:
         first = next(iter(sorted(run_dir.glob(f"{task}_s*/config.json"))), None)
         if first is not None:
             cfg = json.loads(first.read_text())
-            out["settings"][task] = {k: cfg.get(k) for k in keys} | {"max_length": cfg["data"]["max_length"]}
+            out["settings"][task] = {k: cfg[k] for k in SETTINGS if k in cfg} | {
+                "max_length": cfg["data"]["max_length"]
+            }
         was = (earlier or {}).get("settings", {}).get(task)
-        if was is not None and task in out["settings"] and was != out["settings"][task]:
+        if was is not None and task in out["settings"] and settings_differ(was, out["settings"][task]):
             raise SystemExit(f"--earlier: {task}'s retraining settings differ from {run_dir}'s: "
-                             f"{was} against {out['settings'][task]}")  # fmt: skip
+                             f"{settings_differ(was, out['settings'][task])} (earlier, these)")  # fmt: skip
         if was is not None:
             out["settings"].setdefault(task, was)
     head = ("| task | allocation | metric (mean ± std) | seeds | total rank | trainable params | retrain s "

@@ -181,6 +181,12 @@ def test_earlier_report_with_other_settings_is_refused(bench, tmp_path):
     earlier["settings"]["mr"] = mine
     diff = bench.report(tmp_path, earlier)[0]["tasks"]["mr"]["autolora-minus-reversed"]
     assert diff["diffs"] == pytest.approx([0.01])
+    # a setting one side did not record is not compared, unless it did not exist then: the schedule
+    (tmp_path / "mr_s0_reversed" / "config.json").write_text(json.dumps(cfg | {"pooling": "mean"}))
+    assert bench.report(tmp_path, earlier)[0]["settings"]["mr"]["pooling"] == "mean"
+    (tmp_path / "mr_s0_reversed" / "config.json").write_text(json.dumps(cfg | {"retrain_schedule": "linear"}))
+    with pytest.raises(SystemExit, match=r"\{'retrain_schedule': \('constant', 'linear'\)\}"):
+        bench.report(tmp_path, earlier)
 
 
 def test_ranks_files_from_a_committed_study(bench, tmp_path):
