@@ -243,6 +243,10 @@ class Pipeline:
         stream = self.stream(concatenate_datasets([self.d_tr, self.d_val]), cfg.seed + 2)
         scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
         dtype = cfg.autocast_dtype
+        steps = _steps(cfg.retrain_epochs, stream, cfg.max_retrain_steps)
+        stateful = {"opt": opt, "stream": stream, "scaler": scaler}
+        if cfg.retrain_schedule == "linear":  # step n (from 0) runs at lr * (1 - n / steps)
+            stateful["schedule"] = torch.optim.lr_scheduler.LambdaLR(opt, lambda n: 1 - n / steps)
 
         def step() -> dict[str, float]:
             micro = stream.next()
@@ -261,20 +265,15 @@ class Pipeline:
                 stateful["schedule"].step()
             return {"loss": float(total)}
 
-        total = _steps(cfg.retrain_epochs, stream, cfg.max_retrain_steps)
-        stateful = {"opt": opt, "stream": stream, "scaler": scaler}
-        if cfg.retrain_schedule == "linear":  # step n (from 0) runs at lr * (1 - n / total)
-            stateful["schedule"] = torch.optim.lr_scheduler.LambdaLR(opt, lambda n: 1 - n / total)
-
         def on_step(n: int, losses: dict) -> dict:  # the eval curve lives in the history: it resumes
             record = {"step": n, **losses}
-            if cfg.eval_every and n % cfg.eval_every == 0 and n < total and self.main:
+            if cfg.eval_every and n % cfg.eval_every == 0 and n < steps and self.main:
                 record["eval"] = self.evaluate(model)
             return record
 
         history = run_phase(
             name="retrain",
-            total_steps=total,
+            total_steps=steps,
             step_fn=step,
             model=model,
             stateful=stateful,
@@ -286,7 +285,7 @@ class Pipeline:
             is_main=self.main,
         )
         self.eval_curve = [{"step": r["step"], **r["eval"]} for r in history if "eval" in r]
-        self.retrain_steps = total
+        self.retrain_steps = steps
         return model
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
