@@ -312,9 +312,10 @@ def report(run_dir: Path, earlier: dict | None = None, take: list[str] | None = 
                 "max_length": cfg["data"]["max_length"]
             }
         was = (earlier or {}).get("settings", {}).get(task)
-        if was is not None and task in out["settings"] and settings_differ(was, out["settings"][task]):
+        differ = settings_differ(was, out["settings"][task]) if was and task in out["settings"] else {}
+        if differ:
             raise SystemExit(f"--earlier: {task}'s retraining settings differ from {run_dir}'s: "
-                             f"{settings_differ(was, out['settings'][task])} (earlier, these)")  # fmt: skip
+                             f"{differ} (earlier, these)")  # fmt: skip
         if was is not None:
             out["settings"].setdefault(task, was)
     head = ("| task | allocation | metric (mean ± std) | seeds | total rank | trainable params | retrain s "

@@ -90,7 +90,7 @@ def scaled_ranks(ranks: dict[str, int], total: int, k: int) -> dict[str, int]:
         left -= (k - 1) * len(full)
     for n in free:
         extra[n] = int(share[n])
-    order = sorted(free, key=lambda n: (-(share[n] - int(share[n])), names.index(n)))
+    order = sorted(free, key=lambda n: int(share[n]) - share[n])  # stable: ties keep adapter order
     for n in order[: left - sum(int(share[n]) for n in free)]:
         extra[n] += 1
     return {n: 1 + extra[n] for n in names}
