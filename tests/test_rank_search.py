@@ -232,6 +232,32 @@ def test_ranks_round_trip_and_cli_errors(bert_dir, tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_rank_total_carries_the_selection_and_checks_its_range(bert_dir, tmp_path, capsys):
+    """--rank-total: the selection (ranks.json, unchanged) is carried to the total before retraining,
+    warm from the searched components (rule alpha: the top ones by alpha) or fresh from --ranks."""
+    warm = run(bert_dir, tmp_path / "warm", rank_rule="alpha", retrain_init="warm", rank_total=30, **cola())
+    selected = json.loads((tmp_path / "warm/ranks.json").read_text())["ranks"]
+    assert sum(selected.values()) != 30, "the test needs a selection of another total"
+    assert warm["ranks_selected"] == selected and warm["rank_total"] == 30
+    assert warm["ranks"] == scaled_ranks(selected, 30, 8)
+    model = autolora.load_adapter(
+        __import__("transformers").AutoModelForSequenceClassification.from_pretrained(bert_dir, num_labels=2),
+        tmp_path / "warm/autolora_adapter",
+    )
+    assert autolora.current_ranks(model) == warm["ranks"]
+    n = len(selected)
+    fresh = run(bert_dir, tmp_path / "fresh", ranks=str(tmp_path / "warm/ranks.json"), rank_total=n, **cola())
+    assert fresh["ranks"] == dict.fromkeys(selected, 1) and fresh["ranks_selected"] == selected
+    for total in (n - 1, 8 * n + 1):
+        argv = ["run", "--model", str(bert_dir), "--format", "cola", "--rank-total", str(total),
+                "--output-dir", str(tmp_path / "bad"), "--no-progress"]  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"rank_total: expected {n}..{8 * n} for {n} adapters of k=8, got {total}" in err
+        assert not (tmp_path / "bad/config.json").exists()  # refused before anything ran
+
+
+@pytest.mark.slow
 def test_w_alone_search_keeps_alpha_and_reads_the_update(bert_dir, tmp_path):
     """hypergradient none: beta never moves (alpha = 1/k), no D_val loss, and the ranks are the rounded
     effective ranks of the update W alone learned."""

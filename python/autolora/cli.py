@@ -116,9 +116,10 @@ def format_summary(summary: dict) -> str:
     lines += selection_lines(summary.get("selection"))
     metric = summary["metric"]
     value = summary["eval"].get(metric)
-    lines.append(
-        f"total rank {summary['rank_total']}, trainable parameters {summary['trainable_parameters']:,}"
-    )
+    selected = summary.get("ranks_selected")
+    carried = f" (--rank-total; selected {sum(selected.values())})" if selected else ""
+    params = summary["trainable_parameters"]
+    lines.append(f"total rank {summary['rank_total']}{carried}, trainable parameters {params:,}")
     lines.append(f"{summary['task']} eval {metric}: {value:.4f}" if value is not None else "")
     others = {k: round(v, 4) for k, v in summary["eval"].items() if k != metric and isinstance(v, float)}
     if others:

@@ -192,6 +192,14 @@ class PipelineConfig:
         "a ranks.json of an earlier run, or a JSON map of module name to rank: no search, retrain these",
         "search",
     )
+    rank_total: int | None = opt(
+        None,
+        "carry the selected (or --ranks) ranks to this total before retraining: same order, each in "
+        "1..k, shared in proportion to what each adapter had above 1 (e.g. 4 x the adapters: LoRA r=4's "
+        "parameters); none: the selection's own total",
+        "retraining",
+        "ranks",
+    )
     retrain_epochs: float = opt(
         1.0, "length of retraining, in passes over D_tr + D_val", "retraining", "epochs"
     )
@@ -273,6 +281,7 @@ class PipelineConfig:
             (self.beta_warmup_steps >= 0, "beta_warmup_steps", ">= 0"),
             (self.beta_every >= 1, "beta_every", ">= 1"),
             (self.eval_every is None or self.eval_every >= 1, "eval_every", "none or >= 1"),
+            (self.rank_total is None or self.rank_total >= 1, "rank_total", "none or >= 1"),
         ]
         for ok, name, want in checks:
             if not ok:

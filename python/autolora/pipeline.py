@@ -37,7 +37,7 @@ from autolora.search.tracker import SearchTracker
 from autolora.train.activation_checkpointing import enable_activation_checkpointing
 from autolora.train.distributed import init_distributed
 from autolora.train.loop import BatchStream, run_phase
-from autolora.tuner.ranks import check_ranks, read_ranks
+from autolora.tuner.ranks import check_ranks, check_total, read_ranks, scaled_ranks
 from autolora.tuner.selection import keep_selected_
 
 
@@ -95,10 +95,12 @@ class Pipeline:
         # Builds the search model now, so bad targets or trainable modules fail before any training.
         self._search_model = self.new_model(mode="search")
         self.given_ranks = None
+        names = [n for n, a in autolora.adapters(self._search_model) if a.beta is not None]
         if self.config.ranks is not None:  # --ranks: no search; checked against this model's adapters
-            names = [n for n, a in autolora.adapters(self._search_model) if a.beta is not None]
             self.given_ranks = read_ranks(self.config.ranks)
             check_ranks(self.given_ranks, names, self.config.k, where=f"ranks ({self.config.ranks})")
+        if self.config.rank_total is not None:
+            check_total(len(names), self.config.rank_total, self.config.k, where="rank_total")
         return self.task
 
     @property
@@ -313,6 +315,12 @@ class Pipeline:
         else:
             ranks, _, searched = self.search()
         t_search = time.perf_counter() - t0
+        selected = ranks
+        if cfg.rank_total is not None:  # --rank-total: the same order, carried to that total
+            ranks = scaled_ranks(ranks, cfg.rank_total, cfg.k)
+            if searched is not None and self._keep_weights is None:  # rule alpha: the top ranks by alpha
+                self._keep_weights = {n: a.alpha().detach() for n, a in autolora.adapters(searched)
+                                      if a.beta is not None}  # fmt: skip
         init = "fresh" if self.given_ranks is not None else cfg.retrain_init
         if init == "fresh":
             searched = None  # freed before the fresh model is built: one model in memory at a time
@@ -336,6 +344,7 @@ class Pipeline:
             else None,
             "ranks": ranks,
             "rank_total": sum(ranks.values()),
+            "ranks_selected": None if selected == ranks else selected,
             "ranks_from": cfg.ranks if self.given_ranks is not None else f"search ({cfg.rank_rule} rule)",
             "selection": None
             if self.diagnostics is None

@@ -42,16 +42,17 @@ def check_ranks(ranks: dict[str, int], names: list[str], k: int, where: str = "r
         raise ValueError(f"{where}: ranks must lie in 1..k={k}, got {bad}")
 
 
-def _check_total(n: int, total: int, k: int) -> None:
+def check_total(n: int, total: int, k: int, where: str = "total") -> None:
+    """A total of ranks that n adapters of 1..k can hold."""
     if not n <= total <= n * k:
-        raise ValueError(f"total: expected {n}..{n * k} for {n} adapters of k={k}, got {total}")
+        raise ValueError(f"{where}: expected {n}..{n * k} for {n} adapters of k={k}, got {total}")
 
 
 def random_ranks(names: list[str], total: int, k: int, seed: int) -> dict[str, int]:
     """A seeded random allocation of `total` rank units over the adapters, each in 1..k: every adapter
     gets 1, then the rest go one at a time to adapters drawn uniformly among those below k."""
     n = len(names)
-    _check_total(n, total, k)
+    check_total(n, total, k)
     gen = torch.Generator().manual_seed(seed)
     ranks = [1] * n
     for _ in range(total - n):
@@ -63,7 +64,7 @@ def random_ranks(names: list[str], total: int, k: int, seed: int) -> dict[str, i
 def uniform_ranks(names: list[str], total: int, k: int) -> dict[str, int]:
     """`total` spread as evenly as possible (the first adapters get the remainder)."""
     n = len(names)
-    _check_total(n, total, k)
+    check_total(n, total, k)
     base, extra = divmod(total, n)
     return {name: base + (i < extra) for i, name in enumerate(names)}
 
@@ -74,7 +75,7 @@ def scaled_ranks(ranks: dict[str, int], total: int, k: int) -> dict[str, int]:
     whose share passes k stops at k and the others share what is left; whole units go by the largest
     remainders, ties to the earlier adapter. At the same total the ranks come back unchanged."""
     names = list(ranks)
-    _check_total(len(names), total, k)
+    check_total(len(names), total, k)
     extra, free, left = {}, list(names), total - len(names)
     while True:  # water-filling: fix the adapters whose proportional share reaches k - 1
         above = {n: ranks[n] - 1 for n in free}
