@@ -1,0 +1,102 @@
+"""How large is the update the search gave each rank? (issue 12)
+
+Reads `autolora run` output folders named <task>_s<seed> (ranks.json, config.json and the search's
+final checkpoint, checkpoints/search.pt) and, per adapter, the learned update
+Delta = s U diag(alpha) V at the end of the search: its Frobenius norm, its largest singular value, its
+effective rank (what the effective-rank rule rounds) and the rank the run selected. Per run, the
+Spearman correlation across adapters between the selected rank and the update's norm: a rank rule
+that read how much an adapter learned would give it positive; a rule that reads only the shape of
+each spectrum (shares within one adapter) can give it any sign. Per task, the means over seeds.
+
+  python benchmarks/update_spectra.py RUN_DIR [RUN_DIR ...] --out . --name update_spectra_sst2_mr
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+from pathlib import Path
+
+import torch
+from _harness import command_line, machine, resolve_out, write_results
+from search_study_analyse import fmt_rho, spearman
+
+from autolora.tuner.rank_rules import effective_rank, spectrum
+
+
+def adapter_spectra(run: Path) -> dict[str, dict]:
+    """{adapter: {rank, norm, top, effective_rank}} of one run's final search state."""
+    ckpt = run / "checkpoints" / "search.pt"
+    if not ckpt.is_file():
+        raise SystemExit(f"run_dir: {run} has no {ckpt.relative_to(run)} (a --ranks run has no search)")
+    config = json.loads((run / "config.json").read_text())
+    ranks = json.loads((run / "ranks.json").read_text())["ranks"]
+    params = torch.load(ckpt, map_location="cpu", weights_only=False)["params"]
+    scaling = config["lora_alpha"] / config["k"]  # a search-mode adapter's scale (autolora.nn.adapter)
+    out = {}
+    for name, rank in ranks.items():
+        alpha = torch.softmax(params[f"{name}.beta"].double(), 0)
+        s = spectrum(params[f"{name}.U"], params[f"{name}.V"], alpha, scaling)
+        out[name] = {
+            "rank": rank,
+            "norm": float(s.norm()),
+            "top": float(s[0]),
+            "effective_rank": float(effective_rank(s / s.sum())),
+        }
+    return out
+
+
+def read_runs(run_dirs: list[Path]) -> dict[str, dict[int, dict[str, dict]]]:
+    """{task: {seed: adapter_spectra}} of every <task>_s<seed> folder in run_dirs with a ranks.json."""
+    runs: dict[str, dict[int, dict[str, dict]]] = {}
+    for run in sorted(f.parent for d in run_dirs for f in d.glob("*/ranks.json")):
+        m = re.fullmatch(r"(?P<task>[a-z0-9]+)_s(?P<seed>\d+)", run.name)
+        if m:
+            runs.setdefault(m["task"], {})[int(m["seed"])] = adapter_spectra(run)
+    if not runs:
+        where = [str(d) for d in run_dirs]
+        raise SystemExit(f"run_dir: no <task>_s<seed> folder with a ranks.json in {where}")
+    return runs
+
+
+def report(runs: dict[str, dict[int, dict[str, dict]]]) -> tuple[dict, str]:
+    out, lines = {}, []
+    for task, seeds in sorted(runs.items()):
+        names = list(next(iter(seeds.values())))
+        rho = {s: spearman([a["rank"] for a in r.values()], [a["norm"] for a in r.values()])
+               for s, r in sorted(seeds.items())}  # fmt: skip
+        mean = {n: {key: statistics.fmean(r[n][key] for r in seeds.values())
+                    for key in ("rank", "norm", "top", "effective_rank")} for n in names}  # fmt: skip
+        out[task] = {"runs": {str(s): r for s, r in seeds.items()}, "spearman_rank_norm": rho, "mean": mean}
+        lines += [f"## {task}: seeds {sorted(seeds)}", "",
+                  "Spearman(selected rank, norm of the update) across adapters, per seed: "
+                  + ", ".join(f"{s}: {fmt_rho(v)}" for s, v in rho.items()), "",
+                  "| adapter | selected rank | norm of Delta | largest singular value | effective rank |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        short = [re.sub(r"^.*?layer\.(\d+)\..*\.(\w+)$", r"layer \1 \2", n) for n in names]
+        lines += [f"| {s} | {m['rank']:.1f} | {m['norm']:.3f} | {m['top']:.3f} | {m['effective_rank']:.2f} |"
+                  for s, m in zip(short, mean.values(), strict=True)]  # fmt: skip
+        lines.append("")
+    return out, "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("run_dir", type=Path, nargs="+", help="folders holding <task>_s<seed> pipeline runs")
+    p.add_argument("--out", type=resolve_out, default=None, help="folder for NAME.json/.md")
+    p.add_argument("--name", default="update_spectra", help="file name of the results")
+    args = p.parse_args()
+    data, table = report(read_runs(args.run_dir))
+    print(table)
+    if args.out:
+        data = {"tasks": data, "machine": machine(), "command": command_line()}
+        head = ["# The size of each searched update beside the rank it was given", "",
+                f"Command: `{data['command']}`. Machine: {data['machine'].get('cpu')}.", "",
+                "Means over seeds; Delta = s U diag(alpha) V at the end of the search.", ""]  # fmt: skip
+        write_results(args.out, args.name, data, "\n".join(head) + table)
+
+
+if __name__ == "__main__":
+    main()
