@@ -6,9 +6,12 @@ Delta = s U diag(alpha) V at the end of the search: its Frobenius norm, its larg
 effective rank (what the effective-rank rule rounds) and the rank the run selected. Per run, the
 Spearman correlation across adapters between the selected rank and the update's norm: a rank rule
 that read how much an adapter learned would give it positive; a rule that reads only the shape of
-each spectrum (shares within one adapter) can give it any sign. Per task, the means over seeds.
+each spectrum (shares within one adapter) can give it any sign. Per task, the means over seeds. With
+--total N, also the allocation of N ranks in proportion to the updates' norms
+(autolora.tuner.ranks.proportional_ranks), per run, and how well it and the selection agree across
+seeds (mean pairwise Spearman).
 
-  python benchmarks/update_spectra.py RUN_DIR [RUN_DIR ...] --out . --name update_spectra_sst2_mr
+  python benchmarks/update_spectra.py RUN_DIR [RUN_DIR ...] --total 48 --out . --name update_spectra_sst2_mr
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from pathlib import Path
 
 import torch
 from _harness import command_line, machine, resolve_out, write_results
-from search_study_analyse import fmt_rho, spearman
+from search_study_analyse import fmt_rho, mean_pairwise, spearman
 
 from autolora.tuner.rank_rules import effective_rank, spectrum
+from autolora.tuner.ranks import proportional_ranks
 
 
 def adapter_spectra(run: Path) -> dict[str, dict]:
@@ -61,7 +65,12 @@ def read_runs(run_dirs: list[Path]) -> dict[str, dict[int, dict[str, dict]]]:
     return runs
 
 
-def report(runs: dict[str, dict[int, dict[str, dict]]]) -> tuple[dict, str]:
+def by_norm(seeds: dict[int, dict[str, dict]], total: int, k: int = 8) -> dict[int, dict[str, int]]:
+    """Per seed, `total` ranks in proportion to the updates' norms."""
+    return {s: proportional_ranks({n: a["norm"] for n, a in r.items()}, total, k) for s, r in seeds.items()}
+
+
+def report(runs: dict[str, dict[int, dict[str, dict]]], total: int | None = None) -> tuple[dict, str]:
     out, lines = {}, []
     for task, seeds in sorted(runs.items()):
         names = list(next(iter(seeds.values())))
@@ -72,12 +81,26 @@ def report(runs: dict[str, dict[int, dict[str, dict]]]) -> tuple[dict, str]:
         out[task] = {"runs": {str(s): r for s, r in seeds.items()}, "spearman_rank_norm": rho, "mean": mean}
         lines += [f"## {task}: seeds {sorted(seeds)}", "",
                   "Spearman(selected rank, norm of the update) across adapters, per seed: "
-                  + ", ".join(f"{s}: {fmt_rho(v)}" for s, v in rho.items()), "",
-                  "| adapter | selected rank | norm of Delta | largest singular value | effective rank |",
-                  "|---|---|---|---|---|"]  # fmt: skip
+                  + ", ".join(f"{s}: {fmt_rho(v)}" for s, v in rho.items()), ""]  # fmt: skip
+        head = "| adapter | selected rank | norm of Delta | largest singular value | effective rank |"
+        if total is not None:
+            alloc = by_norm(seeds, total)
+            agree = {"selected": mean_pairwise([[a["rank"] for a in r.values()] for r in seeds.values()]),
+                     "by_norm": mean_pairwise([list(r.values()) for r in alloc.values()])}  # fmt: skip
+            out[task] |= {"by_norm": {"total": total, "ranks": {str(s): r for s, r in alloc.items()}},
+                          "agreement_across_seeds": agree}  # fmt: skip
+            said = f"selected {fmt_rho(agree['selected'])}, by norm {fmt_rho(agree['by_norm'])}"
+            lines += [f"Agreement across seeds (mean pairwise Spearman): {said}", ""]
+            head += f" {total} ranks by norm, per seed |"
+        lines += [head, "|---" * head.count(" | ") + "|---|"]
         short = [re.sub(r"^.*?layer\.(\d+)\..*\.(\w+)$", r"layer \1 \2", n) for n in names]
-        lines += [f"| {s} | {m['rank']:.1f} | {m['norm']:.3f} | {m['top']:.3f} | {m['effective_rank']:.2f} |"
-                  for s, m in zip(short, mean.values(), strict=True)]  # fmt: skip
+        for n, label in zip(names, short, strict=True):
+            m = mean[n]
+            cells = [label, f"{m['rank']:.1f}", f"{m['norm']:.3f}", f"{m['top']:.3f}"]
+            cells.append(f"{m['effective_rank']:.2f}")
+            if total is not None:
+                cells.append(" / ".join(str(alloc[s][n]) for s in sorted(alloc)))
+            lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return out, "\n".join(lines)
 
@@ -87,8 +110,9 @@ def main() -> None:
     p.add_argument("run_dir", type=Path, nargs="+", help="folders holding <task>_s<seed> pipeline runs")
     p.add_argument("--out", type=resolve_out, default=None, help="folder for NAME.json/.md")
     p.add_argument("--name", default="update_spectra", help="file name of the results")
+    p.add_argument("--total", type=int, help="also N ranks in proportion to the updates' norms, per run")
     args = p.parse_args()
-    data, table = report(read_runs(args.run_dir))
+    data, table = report(read_runs(args.run_dir), args.total)
     print(table)
     if args.out:
         data = {"tasks": data, "machine": machine(), "command": command_line()}

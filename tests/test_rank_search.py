@@ -24,7 +24,14 @@ from autolora.tuner.rank_rules import (
     spectral_factors,
     spectrum,
 )
-from autolora.tuner.ranks import check_ranks, random_ranks, read_ranks, scaled_ranks, uniform_ranks
+from autolora.tuner.ranks import (
+    check_ranks,
+    proportional_ranks,
+    random_ranks,
+    read_ranks,
+    scaled_ranks,
+    uniform_ranks,
+)
 
 # -- diagnostics ---------------------------------------------------------------------------------
 
@@ -176,6 +183,17 @@ def test_scaled_ranks_keep_the_order_and_reach_the_total():
     assert scaled_ranks({"a": 1, "b": 1, "c": 1}, 5, 8) == {"a": 2, "b": 2, "c": 1}
     with pytest.raises(ValueError, match="total: expected 12..96"):
         scaled_ranks(found, 97, 8)
+
+
+def test_proportional_ranks_share_the_total_by_weight():
+    # 3 units above 1 shared 0.5 : 1.5 : 0 -> 0.75, 2.25, 0: whole parts 0, 2, then the larger remainder
+    assert proportional_ranks({"a": 0.5, "b": 1.5, "c": 0.0}, 6, 8) == {"a": 2, "b": 3, "c": 1}
+    assert proportional_ranks({"a": 10.0, "b": 0.1}, 12, 8) == {"a": 8, "b": 4}  # a stops at k
+    assert proportional_ranks({"a": 0.0, "b": 0.0}, 3, 8) == {"a": 2, "b": 1}  # no weight: evenly
+    with pytest.raises(ValueError, match="weights: expected >= 0"):
+        proportional_ranks({"a": -1.0, "b": 1.0}, 3, 8)
+    with pytest.raises(ValueError, match="weights: expected >= 0"):
+        proportional_ranks({"a": float("nan"), "b": 1.0}, 3, 8)
 
 
 def test_ranks_file_errors_name_the_file_module_and_range(tmp_path):

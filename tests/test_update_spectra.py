@@ -48,6 +48,13 @@ def test_norms_effective_ranks_and_their_correlation_with_the_ranks(spectra, tmp
     assert data["t"]["spearman_rank_norm"] == {0: pytest.approx(-1.0), 1: pytest.approx(-1.0)}
     assert data["t"]["mean"]["a"]["rank"] == pytest.approx(2.5)
     assert "0: -1.00, 1: -1.00" in table
+    # 6 ranks in proportion to the norms 0.2 : 1.12 : 2: 3 units above 1 -> 0.18, 1.01, 1.81 -> 1 + 0, 1, 2
+    data, table = spectra.report(runs, total=6)
+    assert data["t"]["by_norm"]["ranks"]["0"] == {"a": 1, "b": 2, "c": 3}
+    assert data["t"]["by_norm"]["ranks"]["1"] == {"a": 3, "b": 2, "c": 1}
+    agree = data["t"]["agreement_across_seeds"]
+    assert agree == {"selected": pytest.approx(-1.0), "by_norm": pytest.approx(-1.0)}
+    assert "| 1 / 3 |" in table  # adapter a's row: seed 0, seed 1
 
 
 def test_a_run_without_a_search_is_refused(spectra, tmp_path):

@@ -1,6 +1,6 @@
 """Ranks from elsewhere: a ranks.json of an earlier run or a JSON map of module name to rank, and the
-controls that allocate ranks without a search (random with a given total, uniform), and a found
-allocation carried to another total (scaled)."""
+controls that allocate ranks without a search (random with a given total, uniform), a found
+allocation carried to another total (scaled), and a total shared in proportion to weights."""
 
 from __future__ import annotations
 
@@ -71,17 +71,27 @@ def uniform_ranks(names: list[str], total: int, k: int) -> dict[str, int]:
 
 def scaled_ranks(ranks: dict[str, int], total: int, k: int) -> dict[str, int]:
     """`ranks` carried to another `total`, each in 1..k and in the same order: every adapter keeps 1 and
-    the rest is shared in proportion to what each had above 1 (evenly when none had more); an adapter
-    whose share passes k stops at k and the others share what is left; whole units go by the largest
-    remainders, ties to the earlier adapter. At the same total the ranks come back unchanged."""
-    names = list(ranks)
+    the rest is shared in proportion to what each had above 1 (proportional_ranks). At the same total
+    the ranks come back unchanged."""
+    return proportional_ranks({n: r - 1 for n, r in ranks.items()}, total, k)
+
+
+def proportional_ranks(weights: dict[str, float], total: int, k: int) -> dict[str, int]:
+    """`total` ranks, each in 1..k: every adapter gets 1 and the rest is shared in proportion to its
+    weight (>= 0; evenly when all are 0); an adapter whose share passes k stops at k and the others
+    share what is left; whole units go by the largest remainders, ties to the earlier adapter."""
+    names = list(weights)
     check_total(len(names), total, k)
+    bad = {n: w for n, w in weights.items() if not w >= 0}
+    if bad:
+        raise ValueError(f"weights: expected >= 0, got {bad}")
+    weight = {n: Fraction(w) for n, w in weights.items()}  # exact: a float's own binary value
     extra, free, left = {}, list(names), total - len(names)
     while True:  # water-filling: fix the adapters whose proportional share reaches k - 1
-        above = {n: ranks[n] - 1 for n in free}
+        above = {n: weight[n] for n in free}
         if not any(above.values()):
             above = dict.fromkeys(free, 1)
-        share = {n: Fraction(left * above[n], sum(above.values())) for n in free}
+        share = {n: left * above[n] / sum(above.values()) for n in free}
         full = [n for n in free if share[n] >= k - 1]
         if not full:
             break
