@@ -14,6 +14,10 @@ budget for every allocation) and compares, per task and seed, the allocations:
   reversed   the search's ranks dealt in reverse order (the adapter it gave the least gets the most):
              same total, same parameters; if it scores as well, allocation does not matter here
   lora-r4    rank 4 everywhere (PEFT's LoRA r=4, alpha 16: the fixed mode computes exactly that)
+  bynorm     the same total shared in proportion to the norm of each adapter's searched update
+             Delta = s U diag(alpha) V (update_spectra.py; autolora.tuner.ranks.proportional_ranks): a
+             rank rule that reads how much each adapter learned, not the shape of its spectrum
+             (written with --from-runs, whose runs keep the search's checkpoint)
 
   python benchmarks/bench_rank_controls.py ranks --study-dir RUNS --rule spectrum --out DIR
   (or --from-results benchmarks/results/search_study_1epoch.json: the ranks a committed analysis holds;
@@ -25,9 +29,10 @@ budget for every allocation) and compares, per task and seed, the allocations:
   python benchmarks/bench_rank_controls.py report DIR --out . --name rank_controls
   (--out: relative to benchmarks/results/; --earlier REPORT.json ...: the allocations, and the seeds
   of an allocation, DIR has no runs of, from earlier reports, each task from the first that has it;
-  --take lora-r4: only that one, when DIR's searched ranks are others)
+  --take lora-r4: only that one, when DIR's searched ranks are others; --base bynorm: pair that
+  allocation with the others instead of the search's)
 
-The report gives mean +- std over seeds and the paired differences autolora - X with a 95% t
+The report gives mean +- std over seeds and the paired differences autolora - X (or --base's) with a 95% t
 interval over seeds (scipy.stats.t), of the final score and, where the runs have eval curves, of the
 late mean: the mean of the evaluations in the second half of retraining (the final one included), a
 reading less moved by where one evaluation happens to land. Neither picks a step. Beside each pairing:
@@ -49,15 +54,15 @@ import torch
 from scipy import stats
 
 from autolora.io.atomic import atomic_write_json
-from autolora.tuner.ranks import random_ranks, read_ranks, scaled_ranks, uniform_ranks
+from autolora.tuner.ranks import proportional_ranks, random_ranks, read_ranks, scaled_ranks, uniform_ranks
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _harness import command_line, machine, resolve_out, write_results  # noqa: E402
 
-ALLOCS = ("autolora", "random", "random2", "uniform", "reversed", "lora-r4")
+DEALT = ("autolora", "random", "random2", "uniform", "reversed", "lora-r4")  # from a search's ranks alone
+ALLOCS = (*DEALT[:1], "bynorm", *DEALT[1:])  # bynorm: also from the search's checkpoint
 SECOND_DRAW = 1000  # random2's seed: this + the search's seed
-PAIRS = (*ALLOCS[1:], "random-mean")  # what the search is paired with: autolora - X
 RESOLVE = 0.01  # a difference worth resolving: one point of accuracy or of Matthews correlation
 # The retraining settings a report records (config.json's names; max_length from its data section).
 SETTINGS = ("retrain_epochs", "max_retrain_steps", "eval_every", "batch_size", "lr_w", "lr_retrain",
@@ -75,9 +80,11 @@ def reversed_ranks(ranks: dict[str, int]) -> dict[str, int]:
 
 
 def write_allocations(out: Path, task: str, seed: int, found: dict[str, int], source: str, rule: str,
-                      k: int = 8, total: int | None = None) -> list[Path]:  # fmt: skip
+                      k: int = 8, total: int | None = None,
+                      norms: dict[str, float] | None = None) -> list[Path]:  # fmt: skip
     """One ranks file per allocation of the search's `found` ranks (the random one seeded by `seed`);
-    with `total`, of those ranks carried to that total first (scaled_ranks), the others then at it."""
+    with `total`, of those ranks carried to that total first (scaled_ranks), the others then at it.
+    With `norms` (adapter -> norm of its searched update), also bynorm at that total."""
     searched = sum(found.values())
     if total is not None:
         try:
@@ -93,6 +100,8 @@ def write_allocations(out: Path, task: str, seed: int, found: dict[str, int], so
         "reversed": reversed_ranks(found),
         "lora-r4": dict.fromkeys(names, 4),
     }
+    if norms is not None:
+        allocs["bynorm"] = proportional_ranks({n: norms[n] for n in names}, total, k)
     written = []
     for alloc, ranks in allocs.items():
         path = out / f"{task}_s{seed}_{alloc}.json"
@@ -202,7 +211,7 @@ def late_mean(run: dict, metric: str) -> float | None:
 
 
 def paired(base: dict, other: dict, key: str) -> dict | None:
-    """autolora - X over the seeds both have a `key` score for: mean, 95% interval, seeds, diffs."""
+    """base - X over the seeds both have a `key` score for: mean, 95% interval, seeds, diffs."""
     seeds = sorted(s for s in set(base[key]) & set(other[key]) if None not in (base[key][s], other[key][s]))
     diffs = [base[key][s] - other[key][s] for s in seeds]
     if not diffs:
@@ -284,14 +293,16 @@ def settings_differ(was: dict, mine: dict) -> dict:
     return {k: (was[k], mine[k]) for k in sorted(set(was) & set(mine)) if was[k] != mine[k]}
 
 
-def report(run_dir: Path, earlier: dict | None = None, take: list[str] | None = None) -> tuple[dict, str]:
+def report(run_dir: Path, earlier: dict | None = None, take: list[str] | None = None,
+           base_alloc: str = "autolora") -> tuple[dict, str]:  # fmt: skip
     """Tables of run_dir's runs. earlier: an earlier report's JSON; each (task, allocation) run_dir has no
     runs of, and each seed of one it has runs of but not of that seed, is taken from it (marked in both
     tables), so that a report can join new runs to runs that are gone. Its retraining settings must
     equal run_dir's for the task (the same settings and code make the same numbers: check one run
     again before relying on this). take: only these allocations, and
     only on the tasks run_dir has runs of, come from `earlier` (when run_dir's searched ranks are not
-    the earlier report's, only the allocations that do not depend on them, lora-r4, pair)."""
+    the earlier report's, only the allocations that do not depend on them, lora-r4, pair). base_alloc:
+    the allocation paired with each other one (base_alloc - X)."""
     rows: dict[tuple[str, str], dict[int, dict]] = {}
     for f in sorted(run_dir.glob("*/metrics.json")):
         m = re.match(r"(?P<task>[a-z0-9]+)_s(?P<seed>\d+)_(?P<alloc>[a-z0-9-]+)$", f.parent.name)
@@ -321,8 +332,8 @@ def report(run_dir: Path, earlier: dict | None = None, take: list[str] | None = 
     head = ("| task | allocation | metric (mean ± std) | seeds | total rank | trainable params | retrain s "
             "| gain over the second half |")  # fmt: skip
     lines = [head, "|---|---|---|---|---|---|---|---|"]
-    diff_head = ("| task | autolora - X | mean diff | 95% interval | seeds | late-mean diff | 95% interval "
-                 f"| sd of diffs | seeds for ±{RESOLVE} |")  # fmt: skip
+    diff_head = (f"| task | {base_alloc} - X | mean diff | 95% interval | seeds | late-mean diff "
+                 f"| 95% interval | sd of diffs | seeds for ±{RESOLVE} |")  # fmt: skip
     diff_lines = [diff_head, "|---|---|---|---|---|---|---|---|---|"]
     for task in tasks:
         out["tasks"][task] = {}
@@ -349,8 +360,8 @@ def report(run_dir: Path, earlier: dict | None = None, take: list[str] | None = 
         entries = dict(out["tasks"][task])
         if "random" in entries and "random2" in entries:
             entries["random-mean"] = mean_of_draws(entries["random"], entries["random2"])
-        base = entries.get("autolora")
-        for alloc in PAIRS:
+        base = entries.get(base_alloc)
+        for alloc in pairs_of(base_alloc):
             other = entries.get(alloc)
             if not base or not other:
                 continue
@@ -358,14 +369,14 @@ def report(run_dir: Path, earlier: dict | None = None, take: list[str] | None = 
             if diff is None:
                 continue
             late = paired(base, other, "late_mean")
-            out["tasks"][task][f"autolora-minus-{alloc}"] = diff | {"late_mean": late}
+            out["tasks"][task][f"{base_alloc}-minus-{alloc}"] = diff | {"late_mean": late}
             (lo, hi), cells = diff["ci95"], ["n/a", ""]
             if late is not None:
                 cells = [f"{late['mean']:+.4f}", "[{:+.4f}, {:+.4f}]".format(*late["ci95"])]
             cells += spread_cells(late if late is not None else diff)
             diff_lines.append(f"| {task} | {alloc} | {diff['mean']:+.4f} | [{lo:+.4f}, {hi:+.4f}] | "
                               f"{len(diff['seeds'])} | " + " | ".join(cells) + " |")  # fmt: skip
-    diff_lines += across_tasks(out)
+    diff_lines += across_tasks(out, base_alloc)
     settings = "".join(f"Retraining, {t}: {c}.\n" for t, c in out["settings"].items())
     return out, settings + "\n" + "\n".join(lines + ["", *diff_lines]) + "\n"
 
@@ -377,15 +388,19 @@ def spread_cells(diff: dict) -> list[str]:
     return ["n/a" if math.isnan(sd) else f"{sd:.4f}", "n/a" if math.isnan(sd) else str(n or "> 1000")]
 
 
-def across_tasks(out: dict) -> list[str]:
+def pairs_of(base_alloc: str) -> tuple[str, ...]:
+    """What an allocation is paired with: every other one, and the mean of the two random draws."""
+    return (*(a for a in ALLOCS if a != base_alloc), "random-mean")
+
+
+def across_tasks(out: dict, base_alloc: str = "autolora") -> list[str]:
     """The paired difference averaged over tasks (the issue's target): per seed, the mean over tasks of
-    autolora - X, then its mean and 95% interval over the seeds every task has. Rows only where two or
+    base_alloc - X, then its mean and 95% interval over the seeds every task has. Rows only where two or
     more tasks have the pair."""
     lines, out["across_tasks"] = [], {}
-    for alloc in PAIRS:
-        per_task = [
-            t[f"autolora-minus-{alloc}"] for t in out["tasks"].values() if f"autolora-minus-{alloc}" in t
-        ]
+    for alloc in pairs_of(base_alloc):
+        key = f"{base_alloc}-minus-{alloc}"
+        per_task = [t[key] for t in out["tasks"].values() if key in t]
         if len(per_task) < 2:
             continue
         pairs = [{s: d for s, d in zip(t["seeds"], t["diffs"], strict=True)} for t in per_task]
@@ -395,7 +410,7 @@ def across_tasks(out: dict) -> list[str]:
         diffs = [statistics.fmean(p[s] for p in pairs) for s in seeds]
         mean, lo, hi = ci95(diffs)
         entry = {"mean": mean, "ci95": [lo, hi], "seeds": seeds, "tasks": len(per_task)} | spread(diffs)
-        out["across_tasks"][f"autolora-minus-{alloc}"] = entry
+        out["across_tasks"][key] = entry
         lines.append(
             f"| mean of {len(per_task)} tasks | {alloc} | {mean:+.4f} | [{lo:+.4f}, {hi:+.4f}] "
             f"| {len(seeds)} | | | " + " | ".join(spread_cells(entry)) + " |"
@@ -428,7 +443,9 @@ def ranks_from_compare(reports: list[Path], out: Path, method: str = "autolora",
 
 def ranks_from_runs(runs: list[Path], out: Path, k: int = 8, total: int | None = None) -> list[Path]:
     """make_ranks from pipeline run folders named <task>_s<seed>: the ranks each one's search selected
-    (its ranks.json, read by the rule its config.json names)."""
+    (its ranks.json, read by the rule its config.json names), and bynorm from its search checkpoint."""
+    from update_spectra import adapter_spectra
+
     written = []
     for run in runs:
         m = re.fullmatch(r"(?P<task>[a-z0-9]+)_s(?P<seed>\d+)", run.name)
@@ -438,7 +455,9 @@ def ranks_from_runs(runs: list[Path], out: Path, k: int = 8, total: int | None =
             raise SystemExit(f"--from-runs: {run} holds no ranks.json (has its search finished?)")
         rule = json.loads((run / "config.json").read_text()).get("rank_rule", "?")
         found = read_ranks(run / "ranks.json")
-        written += write_allocations(out, m["task"], int(m["seed"]), found, str(run), rule, k, total)
+        has_search = (run / "checkpoints" / "search.pt").is_file()
+        norms = {name: a["norm"] for name, a in adapter_spectra(run).items()} if has_search else None
+        written += write_allocations(out, m["task"], int(m["seed"]), found, str(run), rule, k, total, norms)
     return written
 
 
@@ -493,6 +512,7 @@ def main() -> None:
         choices=ALLOCS,
         help="with --earlier: only these allocations, on DIR's tasks (lora-r4 when DIR's search differs)",
     )
+    rp.add_argument("--base", choices=ALLOCS, default="autolora", help="the allocation paired with the rest")
     args = p.parse_args()
     if args.command == "ranks":
         for path in make_all_ranks(args):
@@ -504,7 +524,7 @@ def main() -> None:
     earlier = merge_earlier([json.loads(f.read_text()) for f in args.earlier]) if args.earlier else None
     if args.take and not earlier:
         raise SystemExit("--take: needs --earlier")
-    data, table = report(Path(args.run_dir), earlier, args.take)
+    data, table = report(Path(args.run_dir), earlier, args.take, args.base)
     print(table)
     if args.out:
         data |= {"machine": machine(), "command": command_line()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -107,6 +108,25 @@ def randomize_adapters(model_or_layer, scale: float = 0.1) -> None:
             a.U.normal_(0, scale)
             if a.beta is not None:
                 a.beta.normal_(0, 1)
+
+
+def write_planted_search(root: Path, name: str, updates: dict[str, tuple[list[float], int]], k: int = 4):
+    """An `autolora run` folder root/name as a finished search leaves it (config.json, ranks.json,
+    checkpoints/search.pt), whose adapter `a` has the update Delta = s U diag(alpha) V with singular
+    values updates[a][0] (beta 0: alpha 1/k) and the selected rank updates[a][1]."""
+    run = root / name
+    (run / "checkpoints").mkdir(parents=True)
+    scaling, params = 8.0 / k, {}
+    for a, (sv, _) in updates.items():
+        q_out, _ = torch.linalg.qr(torch.randn(6, k, dtype=torch.float64))
+        q_in, _ = torch.linalg.qr(torch.randn(5, k, dtype=torch.float64))
+        params[f"{a}.U"] = q_out * torch.tensor(sv, dtype=torch.float64) * k / scaling
+        params[f"{a}.V"] = q_in.t()
+        params[f"{a}.beta"] = torch.zeros(k)
+    torch.save({"params": params}, run / "checkpoints" / "search.pt")
+    (run / "config.json").write_text(json.dumps({"lora_alpha": 8.0, "k": k}))
+    (run / "ranks.json").write_text(json.dumps({"ranks": {a: r for a, (_, r) in updates.items()}}))
+    return run
 
 
 @contextlib.contextmanager

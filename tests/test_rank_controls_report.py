@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import benchmark_module
+from helpers import benchmark_module, write_planted_search
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +197,7 @@ def test_ranks_files_from_a_committed_study(bench, tmp_path):
     out = tmp_path / "ranks"
     paths = bench.ranks_from_results(results, "effective-rank", out, names)
     assert sorted(p.name for p in paths) == sorted(
-        f"sst2_s{s}_{a}.json" for s in (0, 1) for a in bench.ALLOCS
+        f"sst2_s{s}_{a}.json" for s in (0, 1) for a in bench.DEALT
     )  # d0_i1 (init seed differs from data seed) is not a search of the pairs
     auto = json.loads((out / "sst2_s0_autolora.json").read_text())
     assert (
@@ -220,9 +220,7 @@ def test_ranks_files_from_compare_reports(bench, tmp_path):
                                   "results": {"sst2": {"autolora": {"runs": runs}}}}))  # fmt: skip
     out = tmp_path / "ranks"
     paths = bench.ranks_from_compare([report], out)
-    assert sorted(p.name for p in paths) == sorted(
-        f"sst2_s{s}_{a}.json" for s in (1, 2) for a in bench.ALLOCS
-    )
+    assert sorted(p.name for p in paths) == sorted(f"sst2_s{s}_{a}.json" for s in (1, 2) for a in bench.DEALT)
     auto = json.loads((out / "sst2_s2_autolora.json").read_text())
     assert auto["ranks"] == ranks | {"b.v": 3} and auto["rule"] == "effective-rank"
     assert auto["source"] == "compare_autolora_sst2.json:sst2:autolora:seed2"
@@ -251,6 +249,37 @@ def test_across_tasks_averages_the_paired_differences_per_seed(bench, tmp_path):
     assert across["sd"] == pytest.approx(0.01) and across["seeds_for_resolve"] == 7
     assert "autolora-minus-lora-r4" not in data["across_tasks"]
     assert "| mean of 2 tasks | random | +0.0200 |" in table
+
+
+def test_runs_with_a_search_checkpoint_also_give_ranks_by_norm(bench, tmp_path):
+    # norms 0.2 : 1.12 : 2 (update_spectra's test); the search gave the smallest update the most ranks
+    write_planted_search(tmp_path, "sst2_s0", {"a": ([0.1] * 4, 4), "b": ([1.0, 0.5, 0, 0], 2),
+                                               "c": ([2.0, 0, 0, 0], 1)})  # fmt: skip
+    no_ckpt = write_planted_search(tmp_path, "sst2_s1", {"a": ([0.1] * 4, 3), "b": ([1.0] * 4, 3)})
+    (no_ckpt / "checkpoints" / "search.pt").unlink()
+    out = tmp_path / "ranks"
+    paths = bench.ranks_from_runs([tmp_path / "sst2_s0", no_ckpt], out, k=4, total=6)
+    names = {p.name for p in paths}
+    assert "sst2_s0_bynorm.json" in names and "sst2_s1_bynorm.json" not in names
+    assert {f"sst2_s1_{a}.json" for a in bench.DEALT} <= names
+    bynorm = json.loads((out / "sst2_s0_bynorm.json").read_text())
+    assert bynorm["ranks"] == {"a": 1, "b": 2, "c": 3} and bynorm["allocation"] == "bynorm"
+    assert json.loads((out / "sst2_s0_autolora.json").read_text())["ranks"] == {"a": 3, "b": 2, "c": 1}
+
+
+def test_base_pairs_another_allocation_with_the_rest(bench, tmp_path):
+    for task in ("sst2", "mr"):
+        for seed, (auto, norm, r4) in enumerate([(0.80, 0.82, 0.81), (0.82, 0.85, 0.81), (0.84, 0.84, 0.83)]):
+            write_run(tmp_path, f"{task}_s{seed}_autolora", auto, mid=None)
+            write_run(tmp_path, f"{task}_s{seed}_bynorm", norm, mid=None)
+            write_run(tmp_path, f"{task}_s{seed}_lora-r4", r4, mid=None)
+    data, table = bench.report(tmp_path, base_alloc="bynorm")
+    sst2 = data["tasks"]["sst2"]
+    assert sst2["bynorm-minus-autolora"]["diffs"] == pytest.approx([0.02, 0.03, 0.0])
+    assert sst2["bynorm-minus-lora-r4"]["diffs"] == pytest.approx([0.01, 0.04, 0.01])
+    assert not any(key.startswith("autolora-minus") for key in sst2)
+    assert data["across_tasks"]["bynorm-minus-lora-r4"]["mean"] == pytest.approx(0.02)
+    assert "| task | bynorm - X |" in table and "| mean of 2 tasks | autolora | +0.0167 |" in table
 
 
 def test_late_mean_pairs_the_second_half_of_the_curves(bench, tmp_path):

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
-import torch
-from helpers import benchmark_module
+from helpers import benchmark_module, write_planted_search
 
 
 @pytest.fixture(scope="module")
@@ -16,28 +12,12 @@ def spectra():
         yield module
 
 
-def write_run(root: Path, name: str, updates: dict[str, tuple[list[float], int]], k: int = 4) -> None:
-    """A run whose adapter `a` has Delta = s U diag(alpha) V with singular values sv (beta 0: alpha 1/k)."""
-    run = root / name
-    (run / "checkpoints").mkdir(parents=True)
-    scaling, params = 8.0 / k, {}
-    for a, (sv, _) in updates.items():
-        q_out, _ = torch.linalg.qr(torch.randn(6, k, dtype=torch.float64))
-        q_in, _ = torch.linalg.qr(torch.randn(5, k, dtype=torch.float64))
-        params[f"{a}.U"] = q_out * torch.tensor(sv, dtype=torch.float64) * k / scaling
-        params[f"{a}.V"] = q_in.t()
-        params[f"{a}.beta"] = torch.zeros(k)
-    torch.save({"params": params}, run / "checkpoints" / "search.pt")
-    (run / "config.json").write_text(json.dumps({"lora_alpha": 8.0, "k": k}))
-    (run / "ranks.json").write_text(json.dumps({"ranks": {a: r for a, (_, r) in updates.items()}}))
-
-
 def test_norms_effective_ranks_and_their_correlation_with_the_ranks(spectra, tmp_path):
     small_flat = ([0.1, 0.1, 0.1, 0.1], 4)  # the effective-rank rule's favourite: 4 equal directions
     large_sharp = ([2.0, 0.0, 0.0, 0.0], 1)
     middle = ([1.0, 0.5, 0.0, 0.0], 2)
-    write_run(tmp_path, "t_s0", {"a": small_flat, "b": middle, "c": large_sharp})
-    write_run(tmp_path, "t_s1", {"a": large_sharp, "b": middle, "c": small_flat})
+    write_planted_search(tmp_path, "t_s0", {"a": small_flat, "b": middle, "c": large_sharp})
+    write_planted_search(tmp_path, "t_s1", {"a": large_sharp, "b": middle, "c": small_flat})
     runs = spectra.read_runs([tmp_path])
     a = runs["t"][0]["a"]
     assert a["norm"] == pytest.approx(0.2) and a["top"] == pytest.approx(0.1)
@@ -58,7 +38,7 @@ def test_norms_effective_ranks_and_their_correlation_with_the_ranks(spectra, tmp
 
 
 def test_a_run_without_a_search_is_refused(spectra, tmp_path):
-    write_run(tmp_path, "t_s0", {"a": ([1.0, 0.0, 0.0, 0.0], 1)})
+    write_planted_search(tmp_path, "t_s0", {"a": ([1.0, 0.0, 0.0, 0.0], 1)})
     (tmp_path / "t_s0/checkpoints/search.pt").unlink()
     with pytest.raises(SystemExit, match="no checkpoints/search.pt"):
         spectra.read_runs([tmp_path])
