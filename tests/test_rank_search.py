@@ -23,6 +23,7 @@ from autolora.tuner.rank_rules import (
     rule_weights,
     spectral_factors,
     spectrum,
+    update_norm,
 )
 from autolora.tuner.ranks import (
     check_ranks,
@@ -126,6 +127,8 @@ def test_spectrum_ignores_how_components_share_the_scale():
     A, B = spectral_factors(U, V, alpha, 2.0, rank=2)
     s = torch.linalg.svdvals(delta.double())
     assert torch.linalg.matrix_norm(A @ B - delta.double(), 2) == pytest.approx(float(s[2]), rel=1e-6)
+    assert update_norm(U, V, alpha, 2.0) == pytest.approx(float(torch.linalg.norm(delta.double())), rel=1e-6)
+    assert update_norm(U * moved, V, alpha / moved, 2.0) == pytest.approx(update_norm(U, V, alpha, 2.0))
 
 
 def test_effective_rank_counts_equal_directions_and_rounds():
@@ -273,6 +276,31 @@ def test_rank_total_carries_the_selection_and_checks_its_range(bert_dir, tmp_pat
         err = capsys.readouterr().err
         assert f"rank_total: expected {n}..{8 * n} for {n} adapters of k=8, got {total}" in err
         assert not (tmp_path / "bad/config.json").exists()  # refused before anything ran
+
+
+@pytest.mark.slow
+def test_rank_share_norm_gives_the_total_by_the_size_of_each_searched_update(bert_dir, tmp_path, capsys):
+    """--rank-share norm: the total shared in proportion to |s U diag(alpha) V|_F of the searched
+    adapters (read here from the search's final checkpoint), the selection kept in ranks.json."""
+    result = run(bert_dir, tmp_path / "n", rank_total=30, rank_share="norm", **cola())
+    params = torch.load(tmp_path / "n/checkpoints/search.pt", weights_only=False)["params"]
+    selected = json.loads((tmp_path / "n/ranks.json").read_text())["ranks"]
+    norms = {}
+    for name in selected:
+        alpha = torch.softmax(params[f"{name}.beta"].double(), 0)
+        delta = (params[f"{name}.U"].double() * alpha * (16.0 / 8)) @ params[f"{name}.V"].double()
+        norms[name] = float(torch.linalg.norm(delta))
+    assert result["update_norms"] == pytest.approx(norms, rel=1e-6)
+    assert result["ranks"] == proportional_ranks(result["update_norms"], 30, 8) and result["rank_total"] == 30
+    assert result["ranks_selected"] == selected and result["ranks_from"] == "search (effective-rank rule)"
+    for extra, message in (([], "'norm' shares a rank_total"), (["--ranks", str(tmp_path / "n/ranks.json"),
+                           "--rank-total", "30"], "--ranks skips the search")):  # fmt: skip
+        argv = ["run", "--model", str(bert_dir), "--rank-share", "norm", *extra,
+                "--output-dir", str(tmp_path / "bad"), "--no-progress"]  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "rank_share: expected selection" in err and message in err, err
+        assert not (tmp_path / "bad/config.json").exists()
 
 
 @pytest.mark.slow

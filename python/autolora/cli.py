@@ -117,7 +117,8 @@ def format_summary(summary: dict) -> str:
     metric = summary["metric"]
     value = summary["eval"].get(metric)
     selected = summary.get("ranks_selected")
-    carried = f" (--rank-total; selected {sum(selected.values())})" if selected else ""
+    share = " by update norm" if summary.get("update_norms") else ""
+    carried = f" (--rank-total{share}; selected {sum(selected.values())})" if selected else ""
     params = summary["trainable_parameters"]
     lines.append(f"total rank {summary['rank_total']}{carried}, trainable parameters {params:,}")
     lines.append(f"{summary['task']} eval {metric}: {value:.4f}" if value is not None else "")

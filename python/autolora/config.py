@@ -20,6 +20,7 @@ from autolora.options import (
     POOLINGS,
     PRECISIONS,
     RANK_RULES,
+    RANK_SHARES,
     RETRAIN_INITS,
     RETRAIN_SCHEDULES,
     RULE_FOR_NONE,
@@ -200,6 +201,15 @@ class PipelineConfig:
         "retraining",
         "ranks",
     )
+    rank_share: str = opt(
+        "selection",
+        "how rank_total is shared across adapters: selection carries the rule's ranks (above); norm "
+        "shares it in proportion to the Frobenius norm of each searched update s U diag(alpha) V, so "
+        "the adapters that learned most get most (needs rank_total and a search; README, the rank "
+        "search on real data)",
+        "retraining",
+        choices=RANK_SHARES,
+    )
     retrain_epochs: float = opt(
         1.0, "length of retraining, in passes over D_tr + D_val", "retraining", "epochs"
     )
@@ -282,6 +292,17 @@ class PipelineConfig:
             (self.beta_every >= 1, "beta_every", ">= 1"),
             (self.eval_every is None or self.eval_every >= 1, "eval_every", "none or >= 1"),
             (self.rank_total is None or self.rank_total >= 1, "rank_total", "none or >= 1"),
+            (self.rank_share in RANK_SHARES, "rank_share", one_of(RANK_SHARES)),
+            (
+                self.rank_share != "norm" or self.rank_total is not None,
+                "rank_share",
+                "selection without rank_total ('norm' shares a rank_total)",
+            ),
+            (
+                self.rank_share != "norm" or self.ranks is None,
+                "rank_share",
+                "selection with ranks ('norm' reads the searched updates; --ranks skips the search)",
+            ),
         ]
         for ok, name, want in checks:
             if not ok:

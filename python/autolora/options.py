@@ -28,6 +28,9 @@ RETRAIN_INITS = ("fresh", "warm")
 RETRAIN_SCHEDULES = ("constant", "linear")
 # How a searched adapter's rank is read: see autolora.tuner.rank_rules.
 RANK_RULES = ("alpha", "alpha-avg", "spectrum", "effective-rank")
+# How --rank-total is shared across adapters: the rule's selection carried to it (same order), or in
+# proportion to the size (Frobenius norm) of each searched update (autolora.tuner.rank_rules).
+RANK_SHARES = ("selection", "norm")
 # The rules that read the learned update's singular values rather than alpha.
 SPECTRAL_RULES = ("spectrum", "effective-rank")
 PRECISIONS = ("fp32", "bf16", "fp16")

@@ -37,7 +37,8 @@ from autolora.search.tracker import SearchTracker
 from autolora.train.activation_checkpointing import enable_activation_checkpointing
 from autolora.train.distributed import init_distributed
 from autolora.train.loop import BatchStream, run_phase
-from autolora.tuner.ranks import check_ranks, check_total, read_ranks, scaled_ranks
+from autolora.tuner.rank_rules import update_norm
+from autolora.tuner.ranks import check_ranks, check_total, proportional_ranks, read_ranks, scaled_ranks
 from autolora.tuner.selection import keep_selected_
 
 
@@ -315,9 +316,16 @@ class Pipeline:
         else:
             ranks, _, searched = self.search()
         t_search = time.perf_counter() - t0
-        selected = ranks
-        if cfg.rank_total is not None:  # --rank-total: the same order, carried to that total
-            ranks = scaled_ranks(ranks, cfg.rank_total, cfg.k)
+        selected, norms = ranks, None
+        if cfg.rank_total is not None:
+            if cfg.rank_share == "norm":  # by the size of each searched update (config: a search ran)
+                named = dict(autolora.adapters(searched))
+                norms = {
+                    n: update_norm(named[n].U, named[n].V, named[n].alpha(), named[n].scaling) for n in ranks
+                }
+                ranks = proportional_ranks(norms, cfg.rank_total, cfg.k)
+            else:  # the same order, carried to that total
+                ranks = scaled_ranks(ranks, cfg.rank_total, cfg.k)
             if searched is not None and self._keep_weights is None:  # rule alpha: the top ranks by alpha
                 self._keep_weights = {n: a.alpha().detach() for n, a in autolora.adapters(searched)
                                       if a.beta is not None}  # fmt: skip
@@ -346,6 +354,7 @@ class Pipeline:
             "rank_total": sum(ranks.values()),
             "ranks_selected": None if selected == ranks else selected,
             "ranks_from": cfg.ranks if self.given_ranks is not None else f"search ({cfg.rank_rule} rule)",
+            "update_norms": norms,
             "selection": None
             if self.diagnostics is None
             else {k: v for k, v in json_safe(self.diagnostics).items() if k != "per_adapter"},

@@ -17,6 +17,11 @@ the components at or above it (at least one):
   count of shares above 1/k it moves smoothly as the tail of the spectrum grows, so a small change in
   one singular value moves it a little instead of flipping a component across the threshold.
 
+Across adapters, ``update_norm`` is the size of each learned update (its Frobenius norm): what
+``rank_share`` "norm" shares a total of ranks by (autolora.tuner.ranks.proportional_ranks). The rules
+above read the shape of one adapter's spectrum and never its size, so a small update spread over many
+directions counts as many ranks; the norm counts how far the update moved the layer.
+
 The weights along the search are what the diagnostics (autolora.search.diagnostics) read.
 """
 
@@ -41,6 +46,11 @@ def spectrum(U: torch.Tensor, V: torch.Tensor, alpha: torch.Tensor, scaling: flo
     """Singular values of Delta = scaling * U diag(alpha) V, largest first, shape (k,).
     U: (out, k), V: (k, in)."""
     return torch.linalg.svdvals(_thin_svd_core(U, V, alpha, scaling)[2])
+
+
+def update_norm(U: torch.Tensor, V: torch.Tensor, alpha: torch.Tensor, scaling: float) -> float:
+    """Frobenius norm of Delta = scaling * U diag(alpha) V (the root of its squared singular values)."""
+    return float(spectrum(U.detach(), V.detach(), alpha.detach(), scaling).norm())
 
 
 def spectral_factors(U, V, alpha, scaling: float, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
