@@ -528,7 +528,8 @@ def main() -> None:
     print(table)
     if args.out:
         data |= {"machine": machine(), "command": command_line()}
-        head = ["# Searched ranks against random and uniform allocations of the same total, and LoRA r=4", "",
+        title = "Searched ranks" if args.base == "autolora" else f"The {args.base} allocation"
+        head = [f"# {title} against random and uniform allocations of the same total, and LoRA r=4", "",
                 f"Command: `{data['command']}`. Machine: {data['machine'].get('cpu')}.", ""]  # fmt: skip
         write_results(args.out, args.name, data, "\n".join(head) + table)
 
