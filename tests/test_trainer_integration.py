@@ -18,6 +18,8 @@ from autolora.integrations.arguments import AutoLoraArguments
 from autolora.integrations.trainer import AutoLoraTrainer
 from autolora.search import BilevelSearch, SearchStepConfig
 from autolora.train.loop import BatchStream
+from autolora.tuner.ranks import proportional_ranks, scaled_ranks
+from autolora.tuner.selection import select_ranks, update_norms
 
 ROOT = Path(__file__).resolve().parents[1]
 LR, LR_BETA, SEED = 1e-2, 5e-2, 42
@@ -179,6 +181,45 @@ def test_beta_moves_after_its_warm_up_and_every_beta_every_steps(tmp_path):
 def test_beta_schedule_arguments_are_checked(field, value):
     with pytest.raises(ValueError, match=f"{field}: expected an integer >= "):
         AutoLoraArguments(search_steps=2, **{field: value})
+
+
+@pytest.mark.parametrize("share", ["selection", "norm"])
+def test_rank_total_is_shared_from_the_model_at_the_switch(tmp_path, share):
+    """rank_total 10 over the tiny model's 4 adapters of k=4: the ranks the switch keeps are the rule's
+    selection carried to 10 (selection) or 10 shared by the searched updates' norms (norm), both read
+    from the model as the search's last step left it."""
+    capture = _Capture(at_step=2)
+    search = {"rank_total": 10, "rank_share": share}
+    trainer = _trainer(tmp_path, _model(), callbacks=[capture], max_steps=3, search=search)
+    trainer.train()
+    searched = _model()
+    searched.load_state_dict(capture.state, strict=False)
+    selected, norms = select_ranks(searched, "effective-rank"), update_norms(searched)
+    expected = scaled_ranks(selected, 10, 4) if share == "selection" else proportional_ranks(norms, 10, 4)
+    record = json.loads((tmp_path / "ranks.json").read_text())
+    assert record["ranks"] == trainer.ranks == autolora.current_ranks(trainer.model) == expected
+    assert sum(expected.values()) == 10 and record["ranks_selected"] == selected
+    if share == "norm":
+        assert record["update_norms"].keys() == norms.keys() and min(norms.values()) > 0
+        for name, value in norms.items():
+            assert record["update_norms"][name] == pytest.approx(value, rel=1e-6), name
+    else:
+        assert record["update_norms"] is None
+
+
+def test_rank_total_and_share_are_checked_before_training(tmp_path):
+    with pytest.raises(ValueError, match=r"rank_share: expected selection without rank_total"):
+        AutoLoraArguments(search_steps=2, rank_share="norm")
+    with pytest.raises(ValueError, match="rank_share: expected selection or norm, got 'size'"):
+        AutoLoraArguments(search_steps=2, rank_total=8, rank_share="size")
+    with pytest.raises(ValueError, match="rank_total: expected None or an integer >= 1, got 0"):
+        AutoLoraArguments(search_steps=2, rank_total=0)
+    model = _model()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with pytest.raises(ValueError, match=r"rank_total: expected 4\.\.16 for 4 adapters of k=4, got 17"):
+        _trainer(tmp_path, model, search={"rank_total": 17})
+    for n, p in model.named_parameters():
+        assert torch.equal(p, before[n]), n
 
 
 @pytest.mark.slow

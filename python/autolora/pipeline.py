@@ -37,9 +37,8 @@ from autolora.search.tracker import SearchTracker
 from autolora.train.activation_checkpointing import enable_activation_checkpointing
 from autolora.train.distributed import init_distributed
 from autolora.train.loop import BatchStream, run_phase
-from autolora.tuner.rank_rules import update_norm
-from autolora.tuner.ranks import check_ranks, check_total, proportional_ranks, read_ranks, scaled_ranks
-from autolora.tuner.selection import keep_selected_
+from autolora.tuner.ranks import check_ranks, check_total, read_ranks
+from autolora.tuner.selection import keep_selected_, ranks_at_total, update_norms
 
 
 def check_output_dir(path: Path, create: bool = True) -> None:
@@ -317,15 +316,9 @@ class Pipeline:
             ranks, _, searched = self.search()
         t_search = time.perf_counter() - t0
         selected, norms = ranks, None
-        if cfg.rank_total is not None:
-            if cfg.rank_share == "norm":  # by the size of each searched update (config: a search ran)
-                named = dict(autolora.adapters(searched))
-                norms = {
-                    n: update_norm(named[n].U, named[n].V, named[n].alpha(), named[n].scaling) for n in ranks
-                }
-                ranks = proportional_ranks(norms, cfg.rank_total, cfg.k)
-            else:  # the same order, carried to that total
-                ranks = scaled_ranks(ranks, cfg.rank_total, cfg.k)
+        if cfg.rank_total is not None:  # norm: by the size of each searched update (config: a search ran)
+            norms = update_norms(searched) if cfg.rank_share == "norm" else None
+            ranks = ranks_at_total(ranks, cfg.rank_total, cfg.k, norms)
             if searched is not None and self._keep_weights is None:  # rule alpha: the top ranks by alpha
                 self._keep_weights = {n: a.alpha().detach() for n, a in autolora.adapters(searched)
                                       if a.beta is not None}  # fmt: skip

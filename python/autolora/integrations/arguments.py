@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from autolora.options import BETA_EVERY, RULE_FOR_NONE, SPECTRAL_RULES, one_of, rule_fits_hypergradient
+from autolora.options import (
+    BETA_EVERY,
+    RANK_SHARES,
+    RULE_FOR_NONE,
+    SPECTRAL_RULES,
+    one_of,
+    rule_fits_hypergradient,
+)
 from autolora.search import SearchStepConfig
 
 
@@ -19,7 +26,10 @@ class AutoLoraArguments:
     TrainingArguments.seed. beta_warmup_steps and beta_every: which search steps move beta
     (autolora.search.schedule), as the pipeline's options of those names. The remaining options are
     SearchStepConfig's (autolora.search); hypergradient "none" trains W alone during the search (beta
-    stays 0) and needs a spectral rank_rule.
+    stays 0) and needs a spectral rank_rule. rank_total: the retraining's total of ranks over the
+    adapters, None: the rule's selection as it is; rank_share: how that total is shared, "selection"
+    (the rule's ranks carried to it, in the same order) or "norm" (in proportion to the size of each
+    searched update), as the pipeline's options of those names.
     """
 
     search_steps: int | None = None
@@ -34,6 +44,8 @@ class AutoLoraArguments:
     split_seed: int | None = None
     beta_warmup_steps: int = 0  # search steps that train W alone before beta moves
     beta_every: int = BETA_EVERY  # beta moves on every this many search steps, W on every one
+    rank_total: int | None = None
+    rank_share: str = "selection"
 
     def __post_init__(self) -> None:
         if (self.search_steps is None) == (self.search_epochs is None):
@@ -57,6 +69,13 @@ class AutoLoraArguments:
             value = getattr(self, name)
             if not isinstance(value, int) or value < least:
                 raise ValueError(f"{name}: expected an integer >= {least}, got {value!r}")
+        total = self.rank_total
+        if total is not None and (not isinstance(total, int) or total < 1):
+            raise ValueError(f"rank_total: expected None or an integer >= 1, got {total!r}")
+        if self.rank_share not in RANK_SHARES:
+            raise ValueError(f"rank_share: expected {one_of(RANK_SHARES)}, got {self.rank_share!r}")
+        if self.rank_share == "norm" and total is None:
+            raise ValueError("rank_share: expected selection without rank_total ('norm' shares a rank_total)")
         self.step_config(1.0)  # SearchStepConfig checks the scheme names, xi and fd_r now, not at step 1
 
     def step_config(self, learning_rate: float) -> SearchStepConfig:

@@ -13,8 +13,9 @@ Phases, by optimizer step (state.global_step):
            train_dataset), so W never trains on the examples beta is judged on; the Trainer's batches
            of those steps are drawn and not used. grad_W L_tr goes into .grad, so the Trainer's
            clipping, optimizer and schedule update W; beta takes its own Adam step here.
-  switch   ranks selected (alpha >= 1/k), the adapters turned in place into fixed-rank ones (warm
-           start: nothing reloaded), ranks.json written, optimizer and schedule rebuilt.
+  switch   ranks selected (AutoLoraArguments.rank_rule; with rank_total, carried to that total or
+           shared by update size), the adapters turned in place into fixed-rank ones (warm start:
+           nothing reloaded), ranks.json written, optimizer and schedule rebuilt.
   retrain  [search_steps, max_steps): the Trainer's own step on the whole train_dataset.
 Each phase gets the Trainer's schedule (warmup and decay) over its own steps, as the pipeline trains
 the searched and the fixed adapters in two runs.
@@ -49,7 +50,8 @@ from autolora.train.distributed import DistContext
 from autolora.train.loop import BatchStream, load_trainable_state, trainable_state
 from autolora.train.state import save_checkpoint
 from autolora.tuner.params import adapters, inner_parameters, selection_parameters
-from autolora.tuner.selection import keep_selected_, select_ranks
+from autolora.tuner.ranks import check_total
+from autolora.tuner.selection import keep_selected_, ranks_at_total, select_ranks, update_norms
 
 RANKS_NAME = "ranks.json"
 
@@ -84,8 +86,8 @@ class AutoLoraTrainer(Trainer):
                 "has new parameters); choose them with TrainingArguments.optim or optimizer_cls_and_kwargs"
             )
         super().__init__(*args, **kwargs)
-        self._check_setup()
         self.autolora_args = autolora
+        self._check_setup()
         seed = self.args.seed if autolora.split_seed is None else autolora.split_seed
         self._seed = seed
         if val_dataset is None:
@@ -110,6 +112,12 @@ class AutoLoraTrainer(Trainer):
                 "model: has no search-mode AutoLoRA adapters; "
                 "call autolora.inject(model, mode='search') first"
             )
+        total = self.autolora_args.rank_total
+        if total is not None:
+            ks = [a.rank for _, a in adapters(self.model) if a.beta is not None]
+            if len(set(ks)) > 1:
+                raise ValueError(f"rank_total: needs adapters of one k, got k in {sorted(set(ks))}")
+            check_total(len(ks), total, ks[0], where="rank_total")
         if self.train_dataset is None:
             raise ValueError("train_dataset: AutoLoraTrainer needs one (the search and retraining read it)")
         if self.args.load_best_model_at_end:
@@ -275,15 +283,22 @@ class AutoLoraTrainer(Trainer):
 
     def _switch(self) -> None:
         """Select ranks, keep the selected components in place, rebuild optimizer and schedule."""
-        rule = self.autolora_args.rank_rule
-        ranks = select_ranks(self.model, rule)
+        rule, total = self.autolora_args.rank_rule, self.autolora_args.rank_total
+        ranks = selected = select_ranks(self.model, rule)
         searched = [(n, a) for n, a in adapters(self.model) if a.beta is not None]
         alpha = {n: a.alpha().detach().float().cpu().tolist() for n, a in searched}
         k = {n: a.rank for n, a in searched}
-        keep_selected_(self.model, ranks, rule=rule)
+        norms = weights = None
+        if total is not None:  # the pipeline's --rank-total and --rank-share
+            norms = update_norms(self.model) if self.autolora_args.rank_share == "norm" else None
+            ranks = ranks_at_total(selected, total, max(k.values()), norms)
+            weights = {n: a.alpha().detach() for n, a in searched}  # rule alpha: the top ranks by alpha
+        keep_selected_(self.model, ranks, rule=rule, weights=weights)
         self.phase, self.ranks = "retrain", ranks
         self._searcher = self._beta_opt = self._resumed = None
         self._ranks_record = {"ranks": ranks, "k": k, "alpha": alpha, "search_steps": self.search_steps}
+        if total is not None:
+            self._ranks_record.update(ranks_selected=selected, update_norms=norms)
         if self.args.should_save:
             atomic_write_json(Path(self.args.output_dir) / RANKS_NAME, self._ranks_record)
         self.optimizer, self.lr_scheduler = None, None
