@@ -250,6 +250,19 @@ def from_earlier(entry: dict) -> dict:
                     "from_earlier_report": True}  # fmt: skip
 
 
+def keep_seeds(entry: dict, seeds: set[int]) -> dict | None:
+    """An earlier report's entry (from_earlier) cut to `seeds`: its scores, mean and std over those (its
+    costs as they were); None when it has none of them."""
+    vals = {s: v for s, v in entry["per_seed"].items() if s in seeds}
+    if len(vals) == len(entry["per_seed"]):
+        return entry
+    if not vals:
+        return None
+    late = {s: v for s, v in entry["late_mean"].items() if s in seeds}
+    std = statistics.stdev(vals.values()) if len(vals) > 1 else 0.0
+    return entry | {"per_seed": vals, "late_mean": late, "mean": statistics.fmean(vals.values()), "std": std}
+
+
 def joined(mine: dict, was: dict) -> dict:
     """An allocation's runs (`mine`) with the seeds they lack taken from an earlier report's entry of it,
     marked; scores per seed, mean and std over them all; costs averaged with seed counts as weights."""
@@ -294,7 +307,7 @@ def settings_differ(was: dict, mine: dict) -> dict:
 
 
 def report(run_dir: Path, earlier: dict | None = None, take: list[str] | None = None,
-           base_alloc: str = "autolora") -> tuple[dict, str]:  # fmt: skip
+           base_alloc: str = "autolora", seeds: list[int] | None = None) -> tuple[dict, str]:  # fmt: skip
     """Tables of run_dir's runs. earlier: an earlier report's JSON; each (task, allocation) run_dir has no
     runs of, and each seed of one it has runs of but not of that seed, is taken from it (marked in both
     tables), so that a report can join new runs to runs that are gone. Its retraining settings must
@@ -302,11 +315,12 @@ def report(run_dir: Path, earlier: dict | None = None, take: list[str] | None = 
     again before relying on this). take: only these allocations, and
     only on the tasks run_dir has runs of, come from `earlier` (when run_dir's searched ranks are not
     the earlier report's, only the allocations that do not depend on them, lora-r4, pair). base_alloc:
-    the allocation paired with each other one (base_alloc - X)."""
+    the allocation paired with each other one (base_alloc - X). seeds: only these seeds, of the runs
+    and of the earlier report (a seed set fixed before the runs, whatever else the folder holds)."""
     rows: dict[tuple[str, str], dict[int, dict]] = {}
     for f in sorted(run_dir.glob("*/metrics.json")):
         m = re.match(r"(?P<task>[a-z0-9]+)_s(?P<seed>\d+)_(?P<alloc>[a-z0-9-]+)$", f.parent.name)
-        if m:
+        if m and (seeds is None or int(m["seed"]) in seeds):
             rows.setdefault((m["task"], m["alloc"]), {})[int(m["seed"])] = json.loads(f.read_text())
     old = (earlier or {}).get("tasks", {})
     if take is not None:
@@ -340,6 +354,8 @@ def report(run_dir: Path, earlier: dict | None = None, take: list[str] | None = 
         for alloc in ALLOCS:
             was = old.get(task, {}).get(alloc, {})
             was = from_earlier(was) if "per_seed" in was else None
+            if was is not None and seeds is not None:
+                was = keep_seeds(was, set(seeds))
             if (task, alloc) in rows:
                 e = summarise(rows[(task, alloc)])
                 e = joined(e, was) if was else e
@@ -513,6 +529,7 @@ def main() -> None:
         help="with --earlier: only these allocations, on DIR's tasks (lora-r4 when DIR's search differs)",
     )
     rp.add_argument("--base", choices=ALLOCS, default="autolora", help="the allocation paired with the rest")
+    rp.add_argument("--seeds", type=int, nargs="+", help="only these seeds (of DIR's runs and --earlier's)")
     args = p.parse_args()
     if args.command == "ranks":
         for path in make_all_ranks(args):
@@ -524,7 +541,7 @@ def main() -> None:
     earlier = merge_earlier([json.loads(f.read_text()) for f in args.earlier]) if args.earlier else None
     if args.take and not earlier:
         raise SystemExit("--take: needs --earlier")
-    data, table = report(Path(args.run_dir), earlier, args.take, args.base)
+    data, table = report(Path(args.run_dir), earlier, args.take, args.base, args.seeds)
     print(table)
     if args.out:
         data |= {"machine": machine(), "command": command_line()}

@@ -169,6 +169,23 @@ def test_earlier_report_fills_the_seeds_the_runs_lack(bench, tmp_path):
     assert "| sst2 | lora-r4 (seeds 0, 1, 2: earlier report) | accuracy 0.8100" in table
 
 
+def test_seeds_limit_the_runs_and_the_earlier_report(bench, tmp_path):
+    for seed, (a, r) in enumerate([(0.80, 0.78), (0.82, 0.80), (0.84, 0.80), (0.70, 0.90)]):
+        write_run(tmp_path, f"sst2_s{seed}_autolora", a, mid=None)
+        write_run(tmp_path, f"sst2_s{seed}_random", r, mid=None)
+    lora = earlier_entry({"0": 0.79, "1": 0.80, "2": 0.84, "3": 0.0})
+    data, table = bench.report(tmp_path, {"tasks": {"sst2": {"lora-r4": lora}}}, seeds=[0, 1, 2])
+    sst2 = data["tasks"]["sst2"]
+    assert sst2["autolora-minus-random"]["diffs"] == pytest.approx([0.02, 0.02, 0.04])  # seed 3 left out
+    assert sst2["lora-r4"]["per_seed"] == {0: 0.79, 1: 0.80, 2: 0.84}
+    assert sst2["lora-r4"]["mean"] == pytest.approx(0.81)
+    assert sst2["lora-r4"]["std"] == pytest.approx(0.0264575)  # over seeds 0-2 only
+    assert sst2["autolora-minus-lora-r4"]["seeds"] == [0, 1, 2]
+    assert "| sst2 | lora-r4 (earlier report) | accuracy 0.8100 ± 0.0265 | 3 |" in table
+    data, _ = bench.report(tmp_path, {"tasks": {"sst2": {"lora-r4": lora}}}, seeds=[5])
+    assert not any(data["tasks"].values())  # no run and no earlier score of seed 5
+
+
 def test_earlier_report_with_other_settings_is_refused(bench, tmp_path):
     write_run(tmp_path, "mr_s0_reversed", 0.7, mid=None)
     cfg = {"retrain_epochs": 3.0, "lr_w": 1e-3, "trainable": ["classifier"], "data": {"max_length": 64}}
