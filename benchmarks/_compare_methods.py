@@ -9,7 +9,10 @@ examples drawn from the same (sub-sampled) training set. AutoLoRA's search and r
 the search takes round(steps * search_fraction) bilevel iterations (each one AdamW update of W on a
 D_tr batch, plus one Adam update of beta on a D_val batch), retraining the rest. A method's wall time
 covers tokenizer + data loading, model construction and all training (search included); the final
-evaluation is timed separately.
+evaluation is timed separately. With eval_points P, every method also scores the eval split at
+every steps // P budget steps (AutoLoRA: those that fall in retraining), the curve a reader checks
+convergence by; that scoring is timed apart and kept out of the wall time, and changes no training
+(tests/test_bench_compare_curve.py).
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ class RunSpec:
     device: str = "cpu"
     grid: list[list[int]] = field(default_factory=list)  # method "lora-grid": (r_q, r_v) per config
     grid_val_samples: int | None = None  # the grid scores on this many D_val examples (None: all)
+    eval_points: int = 0  # also score the eval split every steps // eval_points steps (0: at the end only)
 
     @property
     def search_steps(self) -> int:
@@ -87,6 +91,26 @@ class RunSpec:
     @property
     def retrain_steps(self) -> int:
         return max(1, self.steps - self.search_steps)
+
+    @property
+    def eval_every(self) -> int | None:
+        return max(1, self.steps // self.eval_points) if self.eval_points else None
+
+
+class Curve:
+    """The eval split scored along training (nothing is chosen by it): points and the seconds they took."""
+
+    def __init__(self, task: TaskData, batch_size: int, device: torch.device):
+        self.task, self.batch_size, self.device = task, batch_size, device
+        self.points: list[dict] = []
+        self.seconds = 0.0
+
+    def score(self, model: torch.nn.Module, step: int) -> dict:
+        t0 = time.perf_counter()
+        metrics = evaluate(model, self.task, self.batch_size, self.device)
+        self.seconds += time.perf_counter() - t0
+        self.points.append({"step": step, **metrics})
+        return metrics
 
 
 class Batches:
@@ -126,11 +150,13 @@ def train_loop(
     steps: int,
     lr: float,
     after_backward: Callable[[int], None] | None = None,
+    after_step: Callable[[int], None] | None = None,
 ) -> float:
     """`steps` AdamW updates of the trainable parameters; returns the mean loss of the last 5 steps.
 
     after_backward(step): AdaLoRA's update_and_allocate, called after optimizer.step() and before
-    zero_grad() as PEFT documents. Losses stay on the device until the end (no per-step host sync).
+    zero_grad() as PEFT documents. after_step(step): after the update is complete (the eval curve).
+    Losses stay on the device until the end (no per-step host sync).
     """
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -144,6 +170,8 @@ def train_loop(
             after_backward(step + 1)
         opt.zero_grad(set_to_none=True)
         losses.append(loss.detach())
+        if after_step is not None:
+            after_step(step + 1)
     return _finite(losses)
 
 
@@ -224,17 +252,27 @@ def run_baseline(spec: RunSpec, seed: int) -> dict:
     model.to(device)
     trainable = autolora.count_trainable(model)
     stream = Batches(task.train, spec.batch_size, task.collate, seed, device)
-    loss = train_loop(model, stream, spec.steps, lr, hook)
-    t_train = time.perf_counter() - t0
+    curve = Curve(task, spec.eval_batch_size, device)
+    every = spec.eval_every
+
+    def along(step: int) -> None:
+        if every and step % every == 0 and step < spec.steps:
+            curve.score(model, step)
+
+    loss = train_loop(model, stream, spec.steps, lr, hook, along)
+    t_train = time.perf_counter() - t0 - curve.seconds
     if spec.method == "adalora":
         extra["adalora"] = _adalora_final(model)
     t1 = time.perf_counter()
     metrics = evaluate(model, task, spec.eval_batch_size, device)
+    curve_out = {"eval_curve": [*curve.points, {"step": spec.steps, **metrics}],
+                 "curve_eval_seconds": curve.seconds} if every else {}  # fmt: skip
     return {
         "seed": seed,
         "metric": task.metric,
         "score": metrics[task.metric],
         "eval": metrics,
+        **curve_out,
         "final_train_loss": loss,
         "trainable_parameters": trainable,
         "train_seconds": t_train,
@@ -273,11 +311,23 @@ def run_autolora(spec: RunSpec, seed: int) -> dict:
             retrain_epochs=1e6,
             max_retrain_steps=spec.retrain_steps,
             eval_batch_size=spec.eval_batch_size,
+            eval_every=spec.eval_every,  # counted in retraining steps: budget step = search_steps + n
             checkpoint_every=10**9,  # only the final checkpoint of each phase, as a user would get
             progress=False,
         )
         t0 = time.perf_counter()
         pipe = Pipeline(cfg)
+        curve_seconds = 0.0
+        score = pipe.evaluate
+
+        def timed(model):  # the pipeline's eval-curve scoring, kept out of the wall time
+            nonlocal curve_seconds
+            t = time.perf_counter()
+            out = score(model)
+            curve_seconds += time.perf_counter() - t
+            return out
+
+        pipe.evaluate = timed
         pipe.prepare()
         t_prepare = time.perf_counter() - t0
         ranks, history, searched = pipe.search()  # the plots: drawn at once, or in a child process
@@ -289,10 +339,15 @@ def run_autolora(spec: RunSpec, seed: int) -> dict:
         t_wait = time.perf_counter()
         pipe.wait_for_figures()  # what a child process drawing beside retraining left to wait for
         plot_wait = time.perf_counter() - t_wait
-        t_train = time.perf_counter() - t0
+        t_train = time.perf_counter() - t0 - curve_seconds
         t1 = time.perf_counter()
         metrics = evaluate(model, pipe.task, spec.eval_batch_size, pipe.device)
     last = history[-1] if history else {}
+    curve_out = {}
+    if spec.eval_every:
+        points = [{**p, "step": spec.search_steps + p["step"]} for p in pipe.eval_curve]
+        curve_out = {"eval_curve": [*points, {"step": spec.steps, **metrics}],
+                     "curve_eval_seconds": curve_seconds}  # fmt: skip
     return {
         "seed": seed,
         "metric": pipe.task.metric,
@@ -300,6 +355,7 @@ def run_autolora(spec: RunSpec, seed: int) -> dict:
         "eval": metrics,
         "trainable_parameters": autolora.count_trainable(model),
         "search_trainable_parameters": search_trainable,
+        **curve_out,
         "ranks": ranks,
         "rank_total": sum(ranks.values()),
         "search_steps": spec.search_steps,

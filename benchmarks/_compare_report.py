@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import statistics
 
+from bench_rank_controls import ci95, late_gain
+
 
 def summarize(result: dict) -> dict:
     runs = result["runs"]
@@ -36,6 +38,27 @@ def summarize(result: dict) -> dict:
         }
     if "adalora" in runs[0]:
         out["adalora_final"] = [r["adalora"] for r in runs]
+    curved = [r for r in runs if len(r.get("eval_curve") or []) >= 2]  # --eval-points (joins may mix)
+    if curved:
+        out["gain_over_second_half"] = late_gain(curved, out["metric"])
+        out["curve_seeds"] = [r["seed"] for r in curved]
+    return out
+
+
+def differences(methods: dict, base: str = "autolora") -> dict:
+    """`base` minus each other method, paired by seed: mean, 95% t interval, seeds, per-seed diffs."""
+    if base not in methods:
+        return {}
+    mine = dict(zip(methods[base]["seeds"], methods[base]["scores"], strict=True))
+    out = {}
+    for name, s in methods.items():
+        theirs = dict(zip(s["seeds"], s["scores"], strict=True))
+        seeds = sorted(set(mine) & set(theirs))
+        if name == base or not seeds:
+            continue
+        diffs = [mine[k] - theirs[k] for k in seeds]
+        mean, lo, hi = ci95(diffs)
+        out[name] = {"mean": mean, "ci95": [lo, hi], "seeds": seeds, "diffs": diffs}
     return out
 
 
@@ -47,7 +70,8 @@ def join(reports: dict[str, dict]) -> dict:
     """One report from reports of the same settings on other seeds or other methods (each run as its
     own process): per (dataset, method) the runs of every report that has it, summarised
     again. reports: path -> JSON. Peak memory is the largest of the parts; process_seconds their sum."""
-    ignore = {"seeds", "methods", "tag", "out", "join"}
+    # eval_points: scoring along the way changes no training (tests/test_bench_compare_curve.py)
+    ignore = {"seeds", "methods", "tag", "out", "join", "eval_points"}
     (first_path, first), *rest = reports.items()
     config = lambda r: UNRECORDED | {k: v for k, v in r["config"].items() if k not in ignore}  # noqa: E731
     base = config(first)
@@ -79,6 +103,7 @@ def join(reports: dict[str, dict]) -> dict:
         **first["config"],
         "seeds": sorted({s for r in reports.values() for s in r["config"]["seeds"]}),
         "methods": methods,
+        "eval_points": max(r["config"].get("eval_points", 0) for r in reports.values()),  # parts may differ
     }
     out["loadavg_before"] = [r["loadavg_before"] for r in reports.values()]
     out["loadavg_after"] = [r["loadavg_after"] for r in reports.values()]
@@ -144,13 +169,22 @@ def markdown(report: dict) -> str:
         "Metric: Matthews correlation x100 (CoLA), accuracy x100 (SST-2, MR); mean ± std over seeds "
         f"{cfg['seeds']}. Wall = data + model + all training (AutoLoRA: prepare + search + retrain), "
         "without the final evaluation; peak RSS = ru_maxrss of the method's fresh process (base: after "
-        "imports).",
+        "imports)."
+        + (
+            f" Gain over 2nd half: final minus the eval-curve point nearest half the budget (--eval-points "
+            f"{cfg['eval_points']}; x100, mean over the seeds named), flat within noise when the method has "
+            "converged; nothing is chosen by the curve. 'autolora minus': paired by seed, 95% t interval."
+            if cfg.get("eval_points")
+            else " 'autolora minus': paired by seed, 95% t interval."
+        ),
         "",
     ]
     for ds, methods in report["results"].items():
         lines += [f"## {ds} (steps per method: {report['steps'][ds]})", ""]
-        lines += ["| method | metric | per seed | trainable params | wall s | x LoRA | peak RSS MB | ranks |"]
-        lines += ["|---|---|---|---|---|---|---|---|"]
+        curves = any("gain_over_second_half" in s for s in methods.values())
+        gain_head = " gain over 2nd half |" if curves else ""
+        lines += ["| method | metric | per seed | trainable params | wall s | x LoRA | peak RSS MB | ranks |"
+                  + gain_head, "|---|---|---|---|---|---|---|---|" + ("---|" if curves else "")]  # fmt: skip
         lora = methods.get("lora-r4", {}).get("train_seconds_mean")
         for name, s in methods.items():
             ranks = ""
@@ -160,11 +194,24 @@ def markdown(report: dict) -> str:
                 ranks = "total " + "/".join(str(sum(a["ranks"].values())) for a in s["adalora_final"])
             per_seed = " ".join(f"{100 * v:.1f}" for v in s["scores"])
             ratio = f"{s['train_seconds_mean'] / lora:.2f}" if lora else ""
+            gain = ""
+            if curves and "gain_over_second_half" in s:
+                gain = f" {100 * s['gain_over_second_half']:+.1f} (seeds {s['curve_seeds']}) |"
+            elif curves:
+                gain = " |"
             lines.append(
                 f"| {name} | {fmt_metric(s)} | {per_seed} | {s['trainable_parameters']:,} | "
                 f"{s['train_seconds_mean']:.1f} | {ratio} | {s['peak_rss_mb']:.0f} (base "
-                f"{s['base_rss_mb']:.0f}) | {ranks} |"
+                f"{s['base_rss_mb']:.0f}) | {ranks} |" + gain
             )
+        diffs = differences(methods)
+        if diffs:
+            lines += ["", "| autolora minus | mean (points) | 95% interval | per seed |", "|---|---|---|---|"]
+            for name, d in diffs.items():
+                lo, hi = d["ci95"]
+                per = " ".join(f"{100 * v:+.1f}" for v in d["diffs"])
+                lines.append(f"| {name} | {100 * d['mean']:+.2f} | {100 * lo:+.2f} to {100 * hi:+.2f} | "
+                             f"{per} (seeds {d['seeds']}) |")  # fmt: skip
         for name, s in methods.items():
             if "phase_seconds_mean" in s:
                 ph = ", ".join(f"{k} {v:.1f}" for k, v in s["phase_seconds_mean"].items())

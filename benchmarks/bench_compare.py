@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from _compare_report import cost_section, fmt_metric, join, markdown, notes, summarize
+from _compare_report import cost_section, differences, fmt_metric, join, markdown, notes, summarize
 from _harness import add_out_argument, command_line, git_state, load_average, machine, write_results
 
 from autolora.config import PipelineConfig
@@ -119,6 +119,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=PipelineConfig().beta_every,
         help="AutoLoRA: beta moves every this many search steps (default: the pipeline's)",
     )
+    p.add_argument(
+        "--eval-points",
+        type=int,
+        default=0,
+        help="also score the eval split every steps // N steps, a curve to check convergence by (kept out "
+        "of the wall time; nothing is chosen by it; default 0: at the end only)",
+    )
     # cost: the 16-configuration LoRA grid
     p.add_argument(
         "--grid-dataset",
@@ -145,6 +152,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for key, value in defaults.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
+    if args.eval_points < 0:
+        p.error(f"--eval-points: must be >= 0, got {args.eval_points}")
     if "custom" in args.datasets and not args.train_file:
         p.error("--datasets custom needs --train-file (and --eval-file)")
     if args.extra_trainable is None:
@@ -256,6 +265,7 @@ def write_joined(args: argparse.Namespace) -> None:
     report["cost"] = cost_section(report["results"], report.get("grid"), dataset, report.get("grid_steps", 0),
                                   steps[dataset])  # fmt: skip
     report["notes"] = notes(report)
+    report["paired"] = {ds: differences(methods) for ds, methods in report["results"].items()}
     tag = args.tag or "joined"
     written = write_results(args.out, f"compare_{tag}", report, markdown(report))
     print(f"wrote {written}.json and .md")
@@ -280,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     datas = data_configs(args)
     common = dict(model=args.model, batch_size=args.batch_size, search_fraction=args.search_fraction,
                   lr_full=args.lr_full, lr_lora=args.lr_lora, lr_beta=args.lr_beta, rank_rule=args.rank_rule,
-                  beta_every=args.beta_every,
+                  beta_every=args.beta_every, eval_points=args.eval_points,
                   extra_trainable=args.extra_trainable, pooling=args.pooling, retrain_init=args.retrain_init,
                   device=args.device)  # fmt: skip
     report: dict = {
@@ -343,6 +353,7 @@ def main(argv: list[str] | None = None) -> None:
     report["loadavg_after"] = load_average()
     report["total_seconds"] = time.perf_counter() - t_start
     report["notes"] = notes(report)
+    report["paired"] = {ds: differences(methods) for ds, methods in report["results"].items()}
     tag = args.tag or f"{args.mode}_{'cpu' if args.device == 'cpu' else 'cuda'}"
     written = write_results(args.out, f"compare_{tag}", report, markdown(report))
     print(f"wrote {written}.json and .md ({report['total_seconds']:.0f}s)")
