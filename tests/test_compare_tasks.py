@@ -1,0 +1,70 @@
+"""benchmarks/compare_tasks.py: methods over tasks from bench_compare reports (hand-made reports)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import benchmark_module
+
+
+@pytest.fixture(scope="module")
+def tasks():
+    with benchmark_module("compare_tasks") as module:
+        yield module
+
+
+def report(ds: str, scores: dict[str, list[float]], steps: int = 30, **config) -> dict:
+    """A bench_compare report of one dataset: method -> scores of seeds 0, 1, ..."""
+    results = {}
+    for method, values in scores.items():
+        runs = [{"seed": s, "metric": "accuracy", "score": v, "trainable_parameters": 10 + s,
+                 "train_seconds": 5.0} for s, v in enumerate(values)]  # fmt: skip
+        results[method] = {"seeds": list(range(len(values))), "scores": values,
+                           "mean": sum(values) / len(values), "std": 0.0, "trainable_parameters": 10,
+                           "train_seconds_mean": 5.0, "runs": runs}  # fmt: skip
+    return {"config": {"seeds": [0], "lr_lora": 1e-3, **config}, "command": f"run {ds}",
+            "steps": {ds: steps}, "results": {ds: results}, "package": {"git_commit": "abc"},
+            "machine": {"device_name": "CPU"}}  # fmt: skip
+
+
+def test_three_task_mean_of_paired_differences(tasks, tmp_path):
+    a = report("sst2", {"autolora": [0.90, 0.80, 0.70], "lora-r4": [0.88, 0.80, 0.60]})
+    b = report("cola", {"autolora": [0.30, 0.20], "lora-r4": [0.20, 0.30]})
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    tasks.main([str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(tmp_path), "--name", "t"])
+    out = json.loads((tmp_path / "t.json").read_text())
+    assert out["paired"]["sst2"]["lora-r4"]["diffs"] == pytest.approx([0.02, 0.0, 0.1])
+    across = out["across_tasks"]["lora-r4"]
+    assert across["seeds"] == [0, 1]  # the seeds both tasks have
+    assert across["diffs"] == pytest.approx([(0.02 + 0.10) / 2, (0.0 - 0.10) / 2])
+    assert across["ci95"][0] < across["mean"] < across["ci95"][1]
+    assert "**+0.50 (" in (tmp_path / "t.md").read_text()  # (0.06 - 0.05) / 2, in points
+
+
+def test_first_report_wins_unless_methods_are_named(tasks, tmp_path):
+    new = report("sst2", {"autolora": [0.9], "adalora": [0.1]}, beta_every=4)
+    old = report("sst2", {"autolora": [0.5], "adalora": [0.6, 0.7]})  # older: ran with beta every 1
+    for name, r in (("new.json", new), ("old.json", old)):
+        (tmp_path / name).write_text(json.dumps(r))
+    only, paths = {}, []
+    for text in (f"{tmp_path / 'new.json'}:autolora", str(tmp_path / "old.json")):
+        path, methods = tasks.parse_source(text)
+        only[str(path)], paths = methods, [*paths, str(path)]
+    out = tasks.build({p: json.loads(open(p).read()) for p in paths}, only)
+    table = out["table"]["sst2"]
+    assert table["autolora"]["scores"] == [0.9] and table["adalora"]["scores"] == [0.6, 0.7]
+    assert out["settings_that_differ"] == {"beta_every": {paths[0]: 4, paths[1]: 1}}
+
+
+def test_refuses_two_budgets_of_one_task_and_missing_files(tasks, tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps(report("mr", {"autolora": [0.8]}, steps=30)))
+    (tmp_path / "b.json").write_text(json.dumps(report("mr", {"lora-r4": [0.8]}, steps=60)))
+    with pytest.raises(SystemExit, match="mr: the reports ran different budgets"):
+        tasks.main(
+            [str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(tmp_path), "--name", "t"]
+        )
+    with pytest.raises(SystemExit, match="no such file"):
+        tasks.main([str(tmp_path / "c.json"), "--out", str(tmp_path), "--name", "t"])
+    assert not (tmp_path / "t.json").exists()
