@@ -12,7 +12,7 @@ covers tokenizer + data loading, model construction and all training (search inc
 evaluation is timed separately. With eval_points P, every method also scores the eval split at
 every steps // P budget steps (AutoLoRA: those that fall in retraining), the curve a reader checks
 convergence by; that scoring is timed apart and kept out of the wall time, and changes no training
-(tests/test_bench_compare_curve.py).
+(tests/test_bench_compare_methods.py).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from autolora.data import DataConfig, TaskData, load_task, split_train_val
 from autolora.eval.evaluation import evaluate
 from autolora.models import load_model, load_tokenizer
 from autolora.pipeline import Pipeline
+from autolora.tuner.ranks import random_ranks
 
 METHODS = (
     "full-ft",
@@ -41,12 +42,16 @@ METHODS = (
     "autolora-first-order",
     "autolora-sigmoid",
     "autolora-w-alone",
+    "autolora-random",
 )
 AUTOLORA_VARIANTS = {  # method -> (hypergradient, selection)
     "autolora": ("second-order", "softmax"),
     "autolora-first-order": ("first-order", "softmax"),  # the paper's eta = 0 ablation
     "autolora-sigmoid": ("second-order", "sigmoid"),  # the paper's element-wise sigmoid ablation
     "autolora-w-alone": ("none", "softmax"),  # not the paper's: beta never moves (docs/METHOD.md 6.3)
+    # the control: autolora's search (same seed, same ranks), then a seeded random allocation of the
+    # same total retrained the same way; only how the total is shared across layers differs
+    "autolora-random": ("second-order", "softmax"),
 }
 TARGETS = ["query", "value"]  # the paper's q and v projections (BERT/MiniLM names)
 
@@ -331,6 +336,9 @@ def run_autolora(spec: RunSpec, seed: int) -> dict:
         pipe.prepare()
         t_prepare = time.perf_counter() - t0
         ranks, history, searched = pipe.search()  # the plots: drawn at once, or in a child process
+        searched_ranks = ranks
+        if spec.method == "autolora-random":
+            ranks = random_ranks(list(ranks), sum(ranks.values()), spec.k, seed)
         t_search = time.perf_counter() - t0 - t_prepare
         search_trainable = autolora.count_trainable(searched)
         if spec.retrain_init == "fresh":
@@ -357,6 +365,7 @@ def run_autolora(spec: RunSpec, seed: int) -> dict:
         "search_trainable_parameters": search_trainable,
         **curve_out,
         "ranks": ranks,
+        **({"searched_ranks": searched_ranks} if spec.method == "autolora-random" else {}),
         "rank_total": sum(ranks.values()),
         "search_steps": spec.search_steps,
         "retrain_steps": spec.retrain_steps,

@@ -45,6 +45,16 @@ def summarize(result: dict) -> dict:
     return out
 
 
+def unpaired_seeds(methods: dict) -> list[int]:
+    """Seeds on which autolora-random's search did not end at autolora's ranks (then the two are not a
+    pair: same search, another allocation); [] when they all match or either method is missing."""
+    if "autolora" not in methods or "autolora-random" not in methods:
+        return []
+    mine = dict(zip(methods["autolora"]["seeds"], methods["autolora"]["ranks"], strict=True))
+    return [r["seed"] for r in methods["autolora-random"]["runs"]
+            if r["seed"] in mine and list(r["searched_ranks"].values()) != mine[r["seed"]]]  # fmt: skip
+
+
 def differences(methods: dict, base: str = "autolora") -> dict:
     """`base` minus each other method, paired by seed: mean, 95% t interval, seeds, per-seed diffs."""
     if base not in methods:
@@ -70,7 +80,7 @@ def join(reports: dict[str, dict]) -> dict:
     """One report from reports of the same settings on other seeds or other methods (each run as its
     own process): per (dataset, method) the runs of every report that has it, summarised
     again. reports: path -> JSON. Peak memory is the largest of the parts; process_seconds their sum."""
-    # eval_points: scoring along the way changes no training (tests/test_bench_compare_curve.py)
+    # eval_points: scoring along the way changes no training (tests/test_bench_compare_methods.py)
     ignore = {"seeds", "methods", "tag", "out", "join", "eval_points"}
     (first_path, first), *rest = reports.items()
     config = lambda r: UNRECORDED | {k: v for k, v in r["config"].items() if k not in ignore}  # noqa: E731
@@ -276,6 +286,10 @@ def notes(report: dict) -> list[str]:
             and next(iter(methods.values()))["metric"].startswith("matt")
         ):
             out.append(f"{ds}: Matthews correlation 0 in every run: every model still predicts one class.")
+    for ds, methods in report["results"].items():
+        if broken := unpaired_seeds(methods):
+            out.append(f"{ds}: autolora-random's search did not reach autolora's ranks on seeds {broken}: "
+                       "those seeds are not a pair (the same search, another allocation).")  # fmt: skip
     ada = [m["adalora"] for m in report["results"].values() if "adalora" in m]
     if ada:
         eff = ada[0]["adalora_final"][0]["effective_adapter_params"]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _compare_report import UNRECORDED, differences  # noqa: E402
+from _compare_report import UNRECORDED, differences, unpaired_seeds  # noqa: E402
 from _harness import add_out_argument, command_line, write_results  # noqa: E402
 from bench_rank_controls import ci95  # noqa: E402
 
@@ -101,6 +101,9 @@ def build(reports: dict[str, dict], only: dict[str, set[str] | None]) -> dict:
         "table": table,
         "paired": paired,
         "across_tasks": across_tasks(paired),
+        "unpaired_random_seeds": {
+            ds: broken for ds, methods in table.items() if (broken := unpaired_seeds(methods))
+        },
     }
 
 
@@ -156,6 +159,11 @@ def markdown(out: dict) -> str:
         a = out["across_tasks"].get(x)
         cells.append(f"**{_interval(a)}**" if a else "-")
         lines.append(f"| {x} | " + " | ".join(cells) + " |")
+    for ds, broken in out["unpaired_random_seeds"].items():
+        lines += [
+            "",
+            f"{ds}: autolora-random's search did not reach autolora's ranks on seeds {broken}: not a pair.",
+        ]
     lines += ["", "## Sources", ""]
     for p, s in out["sources"].items():
         pkg = s["package"].get("git_commit", s["package"].get("commit", ""))[:10]

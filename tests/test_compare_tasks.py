@@ -68,3 +68,17 @@ def test_refuses_two_budgets_of_one_task_and_missing_files(tasks, tmp_path):
     with pytest.raises(SystemExit, match="no such file"):
         tasks.main([str(tmp_path / "c.json"), "--out", str(tmp_path), "--name", "t"])
     assert not (tmp_path / "t.json").exists()
+
+
+def test_random_control_pairs_only_where_its_search_reached_autoloras_ranks(tasks):
+    from _compare_report import unpaired_seeds
+
+    auto = {"seeds": [0, 1], "ranks": [[2, 1], [1, 2]]}
+    rand = {
+        "runs": [
+            {"seed": 0, "searched_ranks": {"a": 2, "b": 1}},
+            {"seed": 1, "searched_ranks": {"a": 2, "b": 1}},
+        ]
+    }
+    assert unpaired_seeds({"autolora": auto, "autolora-random": rand}) == [1]
+    assert unpaired_seeds({"autolora": auto}) == []

