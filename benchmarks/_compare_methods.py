@@ -9,9 +9,9 @@ examples drawn from the same (sub-sampled) training set. AutoLoRA's search and r
 the search takes round(steps * search_fraction) bilevel iterations (each one AdamW update of W on a
 D_tr batch, plus one Adam update of beta on a D_val batch), retraining the rest. A method's wall time
 covers tokenizer + data loading, model construction and all training (search included); the final
-evaluation is timed separately. With eval_points P, every method also scores the eval split at
-every steps // P budget steps (AutoLoRA: those that fall in retraining), the curve a reader checks
-convergence by; that scoring is timed apart and kept out of the wall time, and changes no training
+evaluation is timed separately. With eval_points P, every method also scores the eval split every
+steps // P steps (AutoLoRA: every steps // P retraining steps, recorded at their budget step, search
+steps + n), the curve a reader checks convergence by; that scoring is timed apart and kept out of the wall time, and changes no training
 (tests/test_bench_compare_methods.py).
 """
 
