@@ -11,8 +11,8 @@ D_tr batch, plus one Adam update of beta on a D_val batch), retraining the rest.
 covers tokenizer + data loading, model construction and all training (search included); the final
 evaluation is timed separately. With eval_points P, every method also scores the eval split every
 steps // P steps (AutoLoRA: every steps // P retraining steps, recorded at their budget step, search
-steps + n), the curve a reader checks convergence by; that scoring is timed apart and kept out of the wall time, and changes no training
-(tests/test_bench_compare_methods.py).
+steps + n), the curve a reader checks convergence by; that scoring is timed apart and kept out of
+the wall time, and changes no training (tests/test_bench_compare_methods.py).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ report and its notes (benchmarks only, not the package)."""
 
 from __future__ import annotations
 
+import math
 import statistics
 
 from bench_rank_controls import ci95, late_gain
@@ -220,7 +221,8 @@ def markdown(report: dict) -> str:
             for name, d in diffs.items():
                 lo, hi = d["ci95"]
                 per = " ".join(f"{100 * v:+.1f}" for v in d["diffs"])
-                lines.append(f"| {name} | {100 * d['mean']:+.2f} | {100 * lo:+.2f} to {100 * hi:+.2f} | "
+                interval = "n/a (one seed)" if math.isnan(lo) else f"{100 * lo:+.2f} to {100 * hi:+.2f}"
+                lines.append(f"| {name} | {100 * d['mean']:+.2f} | {interval} | "
                              f"{per} (seeds {d['seeds']}) |")  # fmt: skip
         for name, s in methods.items():
             if "phase_seconds_mean" in s:
