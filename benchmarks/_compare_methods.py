@@ -12,17 +12,23 @@ covers tokenizer + data loading, model construction and all training (search inc
 evaluation is timed separately. With eval_points P, every method also scores the eval split every
 steps // P steps (AutoLoRA: every steps // P retraining steps, recorded at their budget step, search
 steps + n), the curve a reader checks convergence by; that scoring is timed apart and kept out of
-the wall time, and changes no training (tests/test_bench_compare_methods.py).
+the wall time, and changes no training (tests/test_bench_compare_methods.py). run(..., work) makes a run
+resumable (the baselines through autolora.train.loop.run_phase, AutoLoRA through the pipeline's own
+phase checkpoints); a cut run resumes to the uncut run's result (the same tests).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import math
+import json
+import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -30,8 +36,10 @@ import autolora
 from autolora.config import PipelineConfig
 from autolora.data import DataConfig, TaskData, load_task, split_train_val
 from autolora.eval.evaluation import evaluate
+from autolora.io.atomic import atomic_write_json
 from autolora.models import load_model, load_tokenizer
 from autolora.pipeline import Pipeline
+from autolora.train.loop import run_phase
 from autolora.tuner.ranks import random_ranks
 
 METHODS = (
@@ -54,6 +62,7 @@ AUTOLORA_VARIANTS = {  # method -> (hypergradient, selection)
     "autolora-random": ("second-order", "softmax"),
 }
 TARGETS = ["query", "value"]  # the paper's q and v projections (BERT/MiniLM names)
+NO_CHECKPOINTS = 10**9  # checkpoint_every when a run keeps no work directory
 
 
 @dataclass
@@ -102,20 +111,11 @@ class RunSpec:
         return max(1, self.steps // self.eval_points) if self.eval_points else None
 
 
-class Curve:
-    """The eval split scored along training (nothing is chosen by it): points and the seconds they took."""
-
-    def __init__(self, task: TaskData, batch_size: int, device: torch.device):
-        self.task, self.batch_size, self.device = task, batch_size, device
-        self.points: list[dict] = []
-        self.seconds = 0.0
-
-    def score(self, model: torch.nn.Module, step: int) -> dict:
-        t0 = time.perf_counter()
-        metrics = evaluate(model, self.task, self.batch_size, self.device)
-        self.seconds += time.perf_counter() - t0
-        self.points.append({"step": step, **metrics})
-        return metrics
+def timed_evaluate(model: torch.nn.Module, task: TaskData, batch_size: int, device: torch.device):
+    """The eval split's metrics and the seconds they took (a curve point: nothing is chosen by it)."""
+    t0 = time.perf_counter()
+    metrics = evaluate(model, task, batch_size, device)
+    return metrics, time.perf_counter() - t0
 
 
 class Batches:
@@ -136,17 +136,38 @@ class Batches:
         idx, self.order = self.order[: self.batch_size], self.order[self.batch_size :]
         return {k: v.to(self.device) for k, v in self.collate([self.dataset[i] for i in idx]).items()}
 
+    def state_dict(self) -> dict:
+        return {"generator": self.gen.get_state(), "order": list(self.order)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.gen.set_state(state["generator"])
+        self.order = list(state["order"])
+
+
+class AdaLoraState:
+    """What PEFT's AdaLoRA keeps outside the parameters, for a checkpoint: the rank allocator's
+    importance averages and the rank pattern it has allocated so far (lora_E's masked entries are
+    parameters, saved with them)."""
+
+    KEYS = ("ipt", "exp_avg_ipt", "exp_avg_unc")
+
+    def __init__(self, model) -> None:
+        self.allocator = model.base_model.rankallocator
+        self.config = model.peft_config["default"]
+
+    def state_dict(self) -> dict:
+        state = {k: dict(getattr(self.allocator, k)) for k in self.KEYS}
+        return {**state, "rank_pattern": self.config.rank_pattern}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k in self.KEYS:
+            setattr(self.allocator, k, dict(state[k]))
+        self.config.rank_pattern = state["rank_pattern"]
+
 
 def load_data(spec: RunSpec) -> tuple[object, TaskData]:
     tokenizer = load_tokenizer(spec.model)
     return tokenizer, load_task(DataConfig(**spec.data), tokenizer)
-
-
-def _finite(losses: list[torch.Tensor]) -> float:
-    value = float(torch.stack(losses[-5:]).mean()) if losses else math.nan
-    if not math.isfinite(value):
-        raise RuntimeError(f"non-finite training loss {value}")
-    return value
 
 
 def train_loop(
@@ -155,29 +176,46 @@ def train_loop(
     steps: int,
     lr: float,
     after_backward: Callable[[int], None] | None = None,
-    after_step: Callable[[int], None] | None = None,
-) -> float:
-    """`steps` AdamW updates of the trainable parameters; returns the mean loss of the last 5 steps.
+    score: Callable[[], tuple[dict, float]] | None = None,
+    every: int | None = None,
+    checkpoint: Path | None = None,
+    checkpoint_every: int = NO_CHECKPOINTS,
+    extra_state: dict | None = None,
+) -> tuple[float, list[dict]]:
+    """`steps` AdamW updates of the trainable parameters through autolora.train.loop.run_phase (so a
+    cut run resumes from `checkpoint`, written every checkpoint_every steps, with its optimiser, batch
+    order, RNG and extra_state); returns the mean loss of the last 5 steps and the history.
 
     after_backward(step): AdaLoRA's update_and_allocate, called after optimizer.step() and before
-    zero_grad() as PEFT documents. after_step(step): after the update is complete (the eval curve).
-    Losses stay on the device until the end (no per-step host sync).
+    zero_grad() as PEFT documents. score() -> (metrics, seconds): the eval curve, every `every` steps
+    after the update is complete (not at the last step: the caller's final evaluation is that point),
+    kept in the history as "eval" and "eval_seconds" so it resumes with the run.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     model.train()
-    losses = []
-    for step in range(steps):
+    history: list[dict] = []
+
+    def step() -> dict[str, float]:
         loss = model(**stream.next()).loss
         loss.backward()
         opt.step()
         if after_backward is not None:
-            after_backward(step + 1)
+            after_backward(len(history) + 1)
         opt.zero_grad(set_to_none=True)
-        losses.append(loss.detach())
-        if after_step is not None:
-            after_step(step + 1)
-    return _finite(losses)
+        return {"loss": float(loss.detach())}
+
+    def on_step(n: int, losses: dict) -> dict:
+        record = {"step": n, **losses}
+        if score is not None and every and n % every == 0 and n < steps:
+            record["eval"], record["eval_seconds"] = score()
+        return record
+
+    stateful = {"opt": opt, "stream": stream, **(extra_state or {})}
+    run_phase(name="train", total_steps=steps, step_fn=step, model=model, stateful=stateful,
+              checkpoint=checkpoint, checkpoint_every=checkpoint_every, history=history, on_step=on_step,
+              progress=False)  # fmt: skip
+    return statistics.fmean(r["loss"] for r in history[-5:]), history
 
 
 def _peft_model(spec: RunSpec, model, new_modules: list[str], kind: str, ranks: tuple[int, int] | None):
@@ -236,8 +274,11 @@ def _memory_peak(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
 
 
-def run_baseline(spec: RunSpec, seed: int) -> dict:
-    """full-ft, lora-r4 or adalora: train on the whole training set for spec.steps updates."""
+def run_baseline(
+    spec: RunSpec, seed: int, work: Path | None = None, every_ckpt: int = NO_CHECKPOINTS
+) -> dict:
+    """full-ft, lora-r4 or adalora: train on the whole training set for spec.steps updates (from work's
+    checkpoint when it holds one)."""
     device = torch.device(spec.device)
     _memory_reset(device)
     t0 = time.perf_counter()
@@ -245,7 +286,7 @@ def run_baseline(spec: RunSpec, seed: int) -> dict:
     torch.manual_seed(seed)  # the new classifier's initialisation
     model, new_modules = load_model(spec.model, task.task, task.num_labels, tokenizer, pooling=spec.pooling)
     extra: dict = {}
-    hook = None
+    hook, state = None, {}
     if spec.method == "full-ft":
         lr = spec.lr_full
     else:
@@ -253,25 +294,31 @@ def run_baseline(spec: RunSpec, seed: int) -> dict:
         model = _peft_model(spec, model, new_modules, kind, None)
         lr = spec.lr_lora
         if kind == "adalora":
-            hook = model.base_model.update_and_allocate
+            hook, state = model.base_model.update_and_allocate, {"adalora": AdaLoraState(model)}
     model.to(device)
     trainable = autolora.count_trainable(model)
     stream = Batches(task.train, spec.batch_size, task.collate, seed, device)
-    curve = Curve(task, spec.eval_batch_size, device)
-    every = spec.eval_every
+    checkpoint = work / "checkpoints" / "train.pt" if work is not None else None
+    resumed = checkpoint is not None and checkpoint.exists()
+    curve_seconds = 0.0  # this process's share (the history holds every process's points)
 
-    def along(step: int) -> None:
-        if every and step % every == 0 and step < spec.steps:
-            curve.score(model, step)
+    def score() -> tuple[dict, float]:
+        nonlocal curve_seconds
+        metrics, seconds = timed_evaluate(model, task, spec.eval_batch_size, device)
+        curve_seconds += seconds
+        return metrics, seconds
 
-    loss = train_loop(model, stream, spec.steps, lr, hook, along)
-    t_train = time.perf_counter() - t0 - curve.seconds
+    loss, history = train_loop(model, stream, spec.steps, lr, hook, score, spec.eval_every, checkpoint,
+                               every_ckpt, state)  # fmt: skip
+    t_train = time.perf_counter() - t0 - curve_seconds
     if spec.method == "adalora":
         extra["adalora"] = _adalora_final(model)
     t1 = time.perf_counter()
     metrics = evaluate(model, task, spec.eval_batch_size, device)
-    curve_out = {"eval_curve": [*curve.points, {"step": spec.steps, **metrics}],
-                 "curve_eval_seconds": curve.seconds} if every else {}  # fmt: skip
+    points = [{"step": r["step"], **r["eval"]} for r in history if "eval" in r]
+    curve_out = {"eval_curve": [*points, {"step": spec.steps, **metrics}],
+                 "curve_eval_seconds": sum(r["eval_seconds"] for r in history if "eval" in r)
+                 } if spec.eval_every else {}  # fmt: skip
     return {
         "seed": seed,
         "metric": task.metric,
@@ -281,18 +328,24 @@ def run_baseline(spec: RunSpec, seed: int) -> dict:
         "final_train_loss": loss,
         "trainable_parameters": trainable,
         "train_seconds": t_train,
+        "resumed": resumed,
         "eval_seconds": time.perf_counter() - t1,
         "gpu_peak_mb": _memory_peak(device),
         **extra,
     }
 
 
-def run_autolora(spec: RunSpec, seed: int) -> dict:
-    """The package's Pipeline (prepare -> search -> retrain), evaluated with the same evaluate()."""
+def run_autolora(
+    spec: RunSpec, seed: int, work: Path | None = None, every_ckpt: int = NO_CHECKPOINTS
+) -> dict:
+    """The package's Pipeline (prepare -> search -> retrain), evaluated with the same evaluate(); with
+    a work directory its output (and the phases' checkpoints, which it resumes from) stays there."""
     hypergradient, selection = AUTOLORA_VARIANTS[spec.method]
     device = torch.device(spec.device)
     _memory_reset(device)
-    with tempfile.TemporaryDirectory(prefix="bench_autolora_") as out:
+    keep = contextlib.nullcontext(str(work / "pipeline")) if work is not None else None
+    with keep or tempfile.TemporaryDirectory(prefix="bench_autolora_") as out:
+        resumed = any((Path(out) / "checkpoints" / f).exists() for f in ("search.pt", "retrain.pt"))
         cfg = PipelineConfig(
             model=spec.model,
             pooling=spec.pooling,
@@ -317,7 +370,7 @@ def run_autolora(spec: RunSpec, seed: int) -> dict:
             max_retrain_steps=spec.retrain_steps,
             eval_batch_size=spec.eval_batch_size,
             eval_every=spec.eval_every,  # counted in retraining steps: budget step = search_steps + n
-            checkpoint_every=10**9,  # only the final checkpoint of each phase, as a user would get
+            checkpoint_every=every_ckpt,  # without a work directory: each phase's final one, as a user gets
             progress=False,
         )
         t0 = time.perf_counter()
@@ -371,6 +424,7 @@ def run_autolora(spec: RunSpec, seed: int) -> dict:
         "retrain_steps": spec.retrain_steps,
         "final_search_loss": {k: last.get(k) for k in ("loss_tr", "loss_val")},
         "train_seconds": t_train,
+        "resumed": resumed,
         "phase_seconds": {
             "prepare": t_prepare,
             "search": t_search,
@@ -431,11 +485,46 @@ def run_grid(spec: RunSpec, seed: int) -> dict:
     }
 
 
-def run(spec: RunSpec, seed: int) -> dict:
+def _same_spec(work: Path, wanted: dict) -> None:
+    """A work directory serves one (spec, seed): refuse another before anything is trained."""
+    path = work / "spec.json"
+    if path.exists():
+        held = json.loads(path.read_text())
+        differ = sorted(k for k in {*held, *wanted} if held.get(k) != wanted.get(k))
+        if differ:
+            raise ValueError(
+                f"work_dir: {work} holds a run of other settings ({', '.join(differ)} differ, {path}); "
+                "give each run its own directory or remove this one"
+            )
+    else:
+        atomic_write_json(path, wanted)
+
+
+def run(spec: RunSpec, seed: int, work: Path | None = None, checkpoint_every: int = 500) -> dict:
+    """One method, one seed. With `work` (a directory of its own) the run is resumable: its phases
+    checkpoint there every checkpoint_every steps and continue from the last checkpoint when run again,
+    and a finished run's result (result.json) is returned without training ("reused"); its checkpoints
+    are removed once it is written. A resumed run's wall time counts only its last process ("resumed")."""
     if spec.method == "lora-grid":
         return run_grid(spec, seed)
     if spec.method in AUTOLORA_VARIANTS:
-        return run_autolora(spec, seed)
-    if spec.method in ("full-ft", "lora-r4", "adalora"):
-        return run_baseline(spec, seed)
-    raise ValueError(f"method: expected one of {METHODS + ('lora-grid',)}, got {spec.method!r}")
+        fn = run_autolora
+    elif spec.method in ("full-ft", "lora-r4", "adalora"):
+        fn = run_baseline
+    else:
+        raise ValueError(f"method: expected one of {METHODS + ('lora-grid',)}, got {spec.method!r}")
+    if work is None:
+        return fn(spec, seed)
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every: must be >= 1, got {checkpoint_every}")
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    _same_spec(work, {**dataclasses.asdict(spec), "seed": seed})
+    done = work / "result.json"
+    if done.exists():  # its memory peak is not this process's
+        return {**json.loads(done.read_text()), "reused": True}
+    result = fn(spec, seed, work, checkpoint_every)
+    atomic_write_json(done, result)
+    for ckpt in (work / "checkpoints", work / "pipeline" / "checkpoints"):
+        shutil.rmtree(ckpt, ignore_errors=True)  # the result holds what they were for
+    return result

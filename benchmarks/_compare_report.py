@@ -292,6 +292,16 @@ def notes(report: dict) -> list[str]:
         if broken := unpaired_seeds(methods):
             out.append(f"{ds}: autolora-random's search did not reach autolora's ranks on seeds {broken}: "
                        "those seeds are not a pair (the same search, another allocation).")  # fmt: skip
+    for flag, what in (("resumed", "Resumed from a checkpoint (--work-dir)"),
+                       ("reused", "Reused as finished by an earlier process (--work-dir)")):  # fmt: skip
+        runs = [f"{ds} {name} seed {r['seed']}" for ds, methods in report["results"].items()
+                for name, m in methods.items() for r in m["runs"] if r.get(flag)]  # fmt: skip
+        if runs:
+            out.append(
+                f"{what}: {', '.join(runs)}. The training is the uncut run's (tests/test_bench_compare_"
+                "methods.py), but a resumed run's wall time counts only its last process, and a reused "
+                "run's peak memory is not its own: such times, ratios and memory are not comparable."
+            )
     ada = [m["adalora"] for m in report["results"].values() if "adalora" in m]
     if ada:
         eff = ada[0]["adalora_final"][0]["effective_adapter_params"]

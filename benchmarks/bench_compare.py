@@ -17,6 +17,12 @@ resident memory (CPU); on CUDA, torch.cuda.max_memory_allocated per seed.
     python benchmarks/bench_compare.py --mode reduced            # 2-core CPU, ~28 min
     python benchmarks/bench_compare.py --mode full --device cuda  # whole training sets, 3 epochs
     python benchmarks/bench_compare.py --datasets custom --train-file t.tsv --eval-file d.tsv --format auto
+
+Long runs: --work-dir DIR makes every (dataset, method, seed) resumable. Each checkpoints every
+--checkpoint-every steps under DIR/<dataset>_<method>_s<seed> (optimiser, batch order, RNG, AdaLoRA's
+allocator, AutoLoRA's phases) and keeps its result there; the same command run again after a kill continues
+from the last checkpoint to the result the uncut run gives, and skips finished runs. A resumed run's wall
+time counts only its last process: the report says which runs resumed.
 """
 
 from __future__ import annotations
@@ -134,6 +140,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--grid-steps", type=int, help="per configuration (reduced: 10; full: the same --steps)")
     p.add_argument("--grid-val-samples", type=int, help="D_val examples the grid scores on (reduced: 200)")
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        help="make the runs resumable: each (dataset, method, seed) checkpoints under "
+        "DIR/<dataset>_<method>_s<seed> and keeps its result there; the same command run again continues "
+        "from the last checkpoint and reuses finished runs (default: nothing kept)",
+    )
+    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (--work-dir)")
     p.add_argument("--device", default="cpu")
     p.add_argument(
         "--threads",
@@ -154,6 +168,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             setattr(args, key, value)
     if args.eval_points < 0:
         p.error(f"--eval-points: must be >= 0, got {args.eval_points}")
+    if args.checkpoint_every < 1:
+        p.error(f"--checkpoint-every: must be >= 1, got {args.checkpoint_every}")
     if "custom" in args.datasets and not args.train_file:
         p.error("--datasets custom needs --train-file (and --eval-file)")
     if args.extra_trainable is None:
@@ -211,12 +227,15 @@ def worker(payload: str) -> None:
 
     base = _rss_mb()  # python + torch + transformers + peft imported, nothing loaded yet
     spec = RunSpec(**job["spec"])
-    runs = [run(spec, seed) for seed in job["seeds"]]
+    root = Path(job["work_dir"]) if job.get("work_dir") else None
+    runs = [run(spec, seed, root / f"{job['dataset']}_{spec.method}_s{seed}" if root else None,
+                job.get("checkpoint_every", 500)) for seed in job["seeds"]]  # fmt: skip
     print("RESULT " + json.dumps({"runs": runs, "base_rss_mb": base, "peak_rss_mb": _rss_mb()}))
 
 
-def launch(spec: dict, seeds: list[int], threads: int) -> dict:
-    payload = json.dumps({"spec": spec, "seeds": seeds, "threads": threads})
+def launch(spec: dict, seeds: list[int], threads: int, **work) -> dict:
+    """work: dataset, work_dir and checkpoint_every of resumable runs (see --work-dir)."""
+    payload = json.dumps({"spec": spec, "seeds": seeds, "threads": threads, **work})
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "TRANSFORMERS_VERBOSITY": "error"}  # fmt: skip
     t0 = time.perf_counter()
@@ -325,7 +344,9 @@ def main(argv: list[str] | None = None) -> None:
         report["results"][ds] = {}
         for method in args.methods:
             spec = dataclasses.asdict(RunSpec(data=data, method=method, steps=steps, **common))
-            res = launch(spec, args.seeds, args.threads)
+            work = dict(dataset=ds, work_dir=str(args.work_dir) if args.work_dir else None,
+                        checkpoint_every=args.checkpoint_every)  # fmt: skip
+            res = launch(spec, args.seeds, args.threads, **work)
             report["results"][ds][method] = {**summarize(res), "process_seconds": res["process_seconds"],
                                              "runs": res["runs"]}  # fmt: skip
             s = report["results"][ds][method]

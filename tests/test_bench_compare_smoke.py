@@ -126,6 +126,9 @@ def test_join_reports_of_other_methods(bench):
     assert sst2["full-ft"]["mean"] == pytest.approx(0.7) and sst2["full-ft"]["process_seconds"] == 12.0
     joined["config"]["mode"] = "full"
     assert any("3 reports run as separate processes" in n for n in notes(joined))
+    assert not any("--work-dir" in n for n in notes(joined))
+    sst2["full-ft"]["runs"][0]["resumed"] = True  # a run cut and resumed under --work-dir
+    assert any("Resumed from a checkpoint (--work-dir): sst2 full-ft seed 0. " in n for n in notes(joined))
     with pytest.raises(SystemExit, match="lr_lora"):
         join({"a.json": part_report(0, 0.9), "c.json": part_report(0, 0.7, lr=1e-3, method="full-ft")})
 
