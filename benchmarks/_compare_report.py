@@ -8,6 +8,12 @@ import statistics
 
 from bench_rank_controls import ci95, late_gain
 
+# Converged (issue 12 item 4; fixed before the results it judges, benchmarks/results/
+# converged_comparison_plan.md): the mean over seeds of the gain over the last quarter (final minus the
+# curve point nearest 75% of the budget) is at most this, per metric (Matthews correlation is the
+# noisier one); other metrics: no verdict.
+CONVERGED_WITHIN = {"accuracy": 0.01, "matthews_correlation": 0.02}
+
 
 def summarize(result: dict) -> dict:
     runs = result["runs"]
@@ -42,7 +48,10 @@ def summarize(result: dict) -> dict:
     curved = [r for r in runs if len(r.get("eval_curve") or []) >= 2]  # --eval-points (joins may mix)
     if curved:
         out["gain_over_second_half"] = late_gain(curved, out["metric"])
+        out["gain_over_last_quarter"] = quarter = late_gain(curved, out["metric"], since=0.75)
         out["curve_seeds"] = [r["seed"] for r in curved]
+        if out["metric"] in CONVERGED_WITHIN:
+            out["converged"] = quarter <= CONVERGED_WITHIN[out["metric"]]
     return out
 
 
@@ -184,7 +193,9 @@ def markdown(report: dict) -> str:
         + (
             f" Gain over 2nd half: final minus the eval-curve point nearest half the budget (--eval-points "
             f"{cfg['eval_points']}; x100, mean over the seeds named), flat within noise when the method has "
-            "converged; nothing is chosen by the curve. 'autolora minus': paired by seed, 95% t interval."
+            "converged; over the last quarter: the same from the point nearest 75%, 'converged' when at "
+            f"most {', '.join(f'{100 * v:g} ({k})' for k, v in CONVERGED_WITHIN.items())}; nothing is "
+            "chosen by the curve. 'autolora minus': paired by seed, 95% t interval."
             if cfg.get("eval_points")
             else " 'autolora minus': paired by seed, 95% t interval."
         ),
@@ -193,9 +204,9 @@ def markdown(report: dict) -> str:
     for ds, methods in report["results"].items():
         lines += [f"## {ds} (steps per method: {report['steps'][ds]})", ""]
         curves = any("gain_over_second_half" in s for s in methods.values())
-        gain_head = " gain over 2nd half |" if curves else ""
+        gain_head = " gain over 2nd half | over last quarter |" if curves else ""
         lines += ["| method | metric | per seed | trainable params | wall s | x LoRA | peak RSS MB | ranks |"
-                  + gain_head, "|---|---|---|---|---|---|---|---|" + ("---|" if curves else "")]  # fmt: skip
+                  + gain_head, "|" + "---|" * 8 + ("---|---|" if curves else "")]  # fmt: skip
         lora = methods.get("lora-r4", {}).get("train_seconds_mean")
         for name, s in methods.items():
             ranks = ""
@@ -207,9 +218,11 @@ def markdown(report: dict) -> str:
             ratio = f"{s['train_seconds_mean'] / lora:.2f}" if lora else ""
             gain = ""
             if curves and "gain_over_second_half" in s:
-                gain = f" {100 * s['gain_over_second_half']:+.1f} (seeds {s['curve_seeds']}) |"
+                verdict = {True: ", converged", False: ", NOT converged"}.get(s.get("converged"), "")
+                gain = (f" {100 * s['gain_over_second_half']:+.1f} (seeds {s['curve_seeds']}) | "
+                        f"{100 * s['gain_over_last_quarter']:+.1f}{verdict} |")  # fmt: skip
             elif curves:
-                gain = " |"
+                gain = " | |"
             lines.append(
                 f"| {name} | {fmt_metric(s)} | {per_seed} | {s['trainable_parameters']:,} | "
                 f"{s['train_seconds_mean']:.1f} | {ratio} | {s['peak_rss_mb']:.0f} (base "

@@ -188,15 +188,16 @@ def spread(diffs: list[float]) -> dict:
     return {"sd": sd, "seeds_for_resolve": seeds_for(sd)}
 
 
-def late_gain(runs, metric: str) -> float | None:
+def late_gain(runs, metric: str, since: float = 0.5) -> float | None:
     """Has retraining converged? The mean over seeds of (final metric - metric at the eval-curve point
-    nearest half the steps), from `--eval-every` curves; None when the runs have no curve."""
+    nearest `since` of the steps: half by default), from `--eval-every` curves; None when the runs
+    have no curve."""
     gains = []
     for r in runs:
         curve = r.get("eval_curve") or []
         if len(curve) < 2:
             return None
-        mid = min(curve[:-1], key=lambda p: abs(p["step"] - curve[-1]["step"] / 2))
+        mid = min(curve[:-1], key=lambda p: abs(p["step"] - curve[-1]["step"] * since))
         gains.append(curve[-1][metric] - mid[metric])
     return statistics.fmean(gains)
 

@@ -6,7 +6,8 @@ Each (dataset, method) is taken from the first report given that has it (a repor
 `bench_compare.py --join`, or one run), so a later report can fill in what an earlier one lacks;
 `PATH:m1,m2` takes only those methods from PATH. Per
 task: mean ± std and the scores per seed, trainable parameters, wall time (x AdaLoRA of the same task),
-and the eval curve's gain over the second half where the runs have one (--eval-points). Then AutoLoRA
+and the eval curve's gains over the second half and the last quarter (with the convergence verdict of
+_compare_report.CONVERGED_WITHIN) where the runs have one (--eval-points). Then AutoLoRA
 minus each method, paired by seed with a 95% t interval, per task and averaged over the tasks (per
 seed, the tasks' differences averaged, CoLA's Matthews beside the accuracies as GLUE averages; then
 over the seeds every task has). Every cell names its report; settings that differ between the reports
@@ -137,7 +138,12 @@ def markdown(out: dict) -> str:
             wall = f"{s['train_seconds_mean']:.0f} s" + (
                 f" ({s['train_seconds_mean'] / ada:.2f})" if ada else ""
             )
-            gain = f"; gain {100 * s['gain_over_second_half']:+.1f}" if "gain_over_second_half" in s else ""
+            gain = ""
+            if "gain_over_second_half" in s:
+                gain = f"; gain {100 * s['gain_over_second_half']:+.1f}"
+            if "gain_over_last_quarter" in s:  # reports from before the rule have none
+                verdict = {True: "", False: " NOT converged"}.get(s.get("converged"), "")
+                gain += f", last quarter {100 * s['gain_over_last_quarter']:+.1f}{verdict}"
             seeds = " / ".join(f"{100 * v:.1f}" for v in s["scores"])
             cells.append(f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f} ({seeds}); {wall}{gain} "
                          f"{names[s['source']]}")  # fmt: skip

@@ -81,6 +81,9 @@ def test_report_shows_the_gain_and_the_paired_differences(methods):
 
     auto = result([run(0, 0.8, [(5, 0.7), (10, 0.8)]), run(1, 0.9, [(4, 0.9), (6, 0.6), (10, 0.9)])])
     assert auto["gain_over_second_half"] == pytest.approx((0.1 + 0.0) / 2)  # nearest half: 5, then 4
+    assert auto["gain_over_last_quarter"] == pytest.approx((0.1 + 0.3) / 2)  # nearest 3/4: 5, then 6
+    assert auto["converged"] is False  # the rule fixed in advance: at most 1 point of accuracy
+    assert result([run(0, 0.8, [(7, 0.795), (10, 0.8)])])["converged"] is True
     lora = result([run(0, 0.7, []), run(1, 0.7, []), run(2, 0.5, [])])
     assert "gain_over_second_half" not in lora  # no curves: nothing claimed
     d = differences({"autolora": auto, "lora-r4": lora})["lora-r4"]

@@ -43,6 +43,17 @@ def test_three_task_mean_of_paired_differences(tasks, tmp_path):
     assert "**+0.50 (" in (tmp_path / "t.md").read_text()  # (0.06 - 0.05) / 2, in points
 
 
+def test_cells_carry_the_convergence_verdict(tasks, tmp_path):
+    a = report("sst2", {"autolora": [0.9], "lora-r4": [0.8]})
+    a["results"]["sst2"]["autolora"] |= {"gain_over_second_half": 0.02, "gain_over_last_quarter": 0.015,
+                                         "converged": False}  # fmt: skip
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    tasks.main([str(tmp_path / "a.json"), "--out", str(tmp_path), "--name", "t"])
+    table = (tmp_path / "t.md").read_text()
+    assert "gain +2.0, last quarter +1.5 NOT converged" in table
+    assert table.count("last quarter") == 1  # lora-r4 has no curve: no verdict
+
+
 def test_first_report_wins_unless_methods_are_named(tasks, tmp_path):
     new = report("sst2", {"autolora": [0.9], "adalora": [0.1]}, beta_every=4)
     old = report("sst2", {"autolora": [0.5], "adalora": [0.6, 0.7]})  # older: ran with beta every 1
