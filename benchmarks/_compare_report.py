@@ -90,8 +90,9 @@ def join(reports: dict[str, dict]) -> dict:
     """One report from reports of the same settings on other seeds or other methods (each run as its
     own process): per (dataset, method) the runs of every report that has it, summarised
     again. reports: path -> JSON. Peak memory is the largest of the parts; process_seconds their sum."""
-    # eval_points: scoring along the way changes no training (tests/test_bench_compare_methods.py)
-    ignore = {"seeds", "methods", "tag", "out", "join", "eval_points"}
+    # eval_points: scoring along the way changes no training; work_dir, checkpoint_every: a resumed run
+    # trains as the uncut one (both: tests/test_bench_compare_methods.py; the runs say "resumed")
+    ignore = {"seeds", "methods", "tag", "out", "join", "eval_points", "work_dir", "checkpoint_every"}
     (first_path, first), *rest = reports.items()
     config = lambda r: UNRECORDED | {k: v for k, v in r["config"].items() if k not in ignore}  # noqa: E731
     base = config(first)

@@ -109,6 +109,8 @@ def test_join_reads_a_report_older_than_a_setting_at_the_value_it_ran_with(bench
     new["config"]["beta_every"] = 4
     with pytest.raises(SystemExit, match="beta_every=4"):
         join({"a.json": old, "b.json": new})
+    new["config"] |= {"beta_every": 1, "work_dir": "w", "checkpoint_every": 250}  # resumable: same training
+    assert join({"a.json": old, "b.json": new})["results"]["sst2"]["lora-r4"]["seeds"] == [0, 1]
     new["config"] |= {"beta_every": 1, "pooling": "mean"}  # old ran with the model's pooler
     with pytest.raises(SystemExit, match="pooling='mean'"):
         join({"a.json": old, "b.json": new})
