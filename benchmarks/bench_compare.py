@@ -227,9 +227,10 @@ def worker(payload: str) -> None:
 
     base = _rss_mb()  # python + torch + transformers + peft imported, nothing loaded yet
     spec = RunSpec(**job["spec"])
-    root = Path(job["work_dir"]) if job.get("work_dir") else None
-    runs = [run(spec, seed, root / f"{job['dataset']}_{spec.method}_s{seed}" if root else None,
-                job.get("checkpoint_every", 500)) for seed in job["seeds"]]  # fmt: skip
+    root = Path(job["work_dir"]) if job.get("work_dir") else None  # the grid's job has none
+    kept = {"checkpoint_every": job["checkpoint_every"]} if root else {}
+    runs = [run(spec, seed, root / f"{job['dataset']}_{spec.method}_s{seed}" if root else None, **kept)
+            for seed in job["seeds"]]  # fmt: skip
     print("RESULT " + json.dumps({"runs": runs, "base_rss_mb": base, "peak_rss_mb": _rss_mb()}))
 
 
