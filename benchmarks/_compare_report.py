@@ -18,7 +18,9 @@ CONVERGED_WITHIN = {"accuracy": 0.01, "matthews_correlation": 0.02}
 def summarize(result: dict) -> dict:
     runs = result["runs"]
     scores = [r["score"] for r in runs]
-    times = [r["train_seconds"] for r in runs]
+    # wall time: the runs made in one process; a resumed run's covers only its last process
+    uncut = [r for r in runs if not r.get("resumed")]
+    times = [r["train_seconds"] for r in uncut]
     out = {
         "metric": runs[0]["metric"],
         "mean": statistics.fmean(scores),
@@ -26,8 +28,9 @@ def summarize(result: dict) -> dict:
         "scores": scores,
         "seeds": [r["seed"] for r in runs],
         "trainable_parameters": runs[0]["trainable_parameters"],
-        "train_seconds_mean": statistics.fmean(times),
-        "train_seconds": times,
+        "train_seconds_mean": statistics.fmean(times) if times else None,
+        "train_seconds": [r["train_seconds"] for r in runs],
+        "wall_seeds": [r["seed"] for r in uncut],
         "eval_seconds_mean": statistics.fmean(r["eval_seconds"] for r in runs),
         "peak_rss_mb": result["peak_rss_mb"],
         "base_rss_mb": result["base_rss_mb"],
@@ -40,9 +43,10 @@ def summarize(result: dict) -> dict:
             from search_study_analyse import mean_pairwise
 
             out["rank_spearman_seeds"] = mean_pairwise(out["ranks"])
-        out["phase_seconds_mean"] = {
-            k: statistics.fmean(r["phase_seconds"][k] for r in runs) for k in runs[0]["phase_seconds"]
-        }
+        if uncut:
+            out["phase_seconds_mean"] = {
+                k: statistics.fmean(r["phase_seconds"][k] for r in uncut) for k in uncut[0]["phase_seconds"]
+            }
     if "adalora" in runs[0]:
         out["adalora_final"] = [r["adalora"] for r in runs]
     curved = [r for r in runs if len(r.get("eval_curve") or []) >= 2]  # --eval-points (joins may mix)
@@ -135,23 +139,39 @@ def join(reports: dict[str, dict]) -> dict:
 COST_TARGET = 1.3  # AutoLoRA's wall time at most this x AdaLoRA's (issue 12; issue 6 asked 1.5)
 
 
+def wall_text(s: dict, digits: int = 1, unit: str = "") -> str:
+    """A method's mean wall time, naming its seeds when resumed runs are left out of it."""
+    if s["train_seconds_mean"] is None:
+        return "n/a (every run resumed)"
+    seeds = s.get("wall_seeds", s["seeds"])
+    mean = f"{s['train_seconds_mean']:.{digits}f}{unit}"
+    return mean + (f" (seeds {seeds})" if seeds != s["seeds"] else "")
+
+
+def wall_ratio(s: dict, base: dict | None) -> float | None:
+    """s's mean wall time over base's, None where either has none (every run resumed, or no base)."""
+    a, b = s.get("train_seconds_mean"), (base or {}).get("train_seconds_mean")
+    return a / b if a is not None and b else None
+
+
 def cost_section(results: dict, grid: dict | None, grid_dataset: str, grid_steps: int, steps: int) -> dict:
     """Wall-time ratios to AdaLoRA on the grid's dataset (all numbers from this one benchmark run)."""
     methods = results.get(grid_dataset, {})
-    if "adalora" not in methods:
+    ada = methods.get("adalora", {}).get("train_seconds_mean")
+    if ada is None:
         return {}
-    ada = methods["adalora"]["train_seconds_mean"]
     cost = {"dataset": grid_dataset, "adalora_seconds": ada, "target_autolora_max_x_adalora": COST_TARGET}
     for name, s in methods.items():
-        cost[f"{name}_vs_adalora"] = s["train_seconds_mean"] / ada
+        if (x := wall_ratio(s, methods["adalora"])) is not None:
+            cost[f"{name}_vs_adalora"] = x
     if grid:
         cost["lora_grid_seconds"] = grid["train_seconds"]
         cost["lora_grid_vs_adalora"] = grid["train_seconds"] / ada
         cost["lora_grid_with_val_vs_adalora"] = grid["train_and_val_seconds"] / ada
         if "lora-r4" in methods and grid_steps != steps:  # the grid ran at a smaller budget
-            lora = methods["lora-r4"]["train_seconds_mean"]
-            cost["lora_grid_estimate_16x_lora_r4_vs_adalora"] = 16 * lora / ada
-    if "autolora" in methods:
+            if (lora := methods["lora-r4"]["train_seconds_mean"]) is not None:
+                cost["lora_grid_estimate_16x_lora_r4_vs_adalora"] = 16 * lora / ada
+    if "autolora_vs_adalora" in cost:
         cost["target_met"] = cost["autolora_vs_adalora"] <= COST_TARGET
     return cost
 
@@ -166,6 +186,30 @@ def _package(record: dict) -> dict:
         "commit": record.get("git_commit", record.get("git_head", "")),
         "modified": record.get("git_modified", record.get("modified", [])),
     }
+
+
+def method_row(name: str, s: dict, methods: dict, curves: bool) -> str:
+    """One method's row of a dataset's table (methods: the dataset's, for the LoRA r=4 wall ratio;
+    curves: whether the table has the gain columns)."""
+    ranks = ""
+    if "rank_total" in s:
+        ranks = "total " + "/".join(str(t) for t in s["rank_total"]) + " (of 96)"
+    if "adalora_final" in s:
+        ranks = "total " + "/".join(str(sum(a["ranks"].values())) for a in s["adalora_final"])
+    per_seed = " ".join(f"{100 * v:.1f}" for v in s["scores"])
+    x = wall_ratio(s, methods.get("lora-r4"))
+    ratio = "" if x is None else f"{x:.2f}"
+    gain = ""
+    if curves and "gain_over_second_half" in s:
+        verdict = {True: ", converged", False: ", NOT converged"}.get(s.get("converged"), "")
+        gain = (f" {100 * s['gain_over_second_half']:+.1f} (seeds {s['curve_seeds']}) | "
+                f"{100 * s['gain_over_last_quarter']:+.1f}{verdict} |")  # fmt: skip
+    elif curves:
+        gain = " | |"
+    return (
+        f"| {name} | {fmt_metric(s)} | {per_seed} | {s['trainable_parameters']:,} | {wall_text(s)} | "
+        f"{ratio} | {s['peak_rss_mb']:.0f} (base {s['base_rss_mb']:.0f}) | {ranks} |" + gain
+    )
 
 
 def markdown(report: dict) -> str:
@@ -208,27 +252,7 @@ def markdown(report: dict) -> str:
         gain_head = " gain over 2nd half | over last quarter |" if curves else ""
         lines += ["| method | metric | per seed | trainable params | wall s | x LoRA | peak RSS MB | ranks |"
                   + gain_head, "|" + "---|" * 8 + ("---|---|" if curves else "")]  # fmt: skip
-        lora = methods.get("lora-r4", {}).get("train_seconds_mean")
-        for name, s in methods.items():
-            ranks = ""
-            if "rank_total" in s:
-                ranks = "total " + "/".join(str(t) for t in s["rank_total"]) + " (of 96)"
-            if "adalora_final" in s:
-                ranks = "total " + "/".join(str(sum(a["ranks"].values())) for a in s["adalora_final"])
-            per_seed = " ".join(f"{100 * v:.1f}" for v in s["scores"])
-            ratio = f"{s['train_seconds_mean'] / lora:.2f}" if lora else ""
-            gain = ""
-            if curves and "gain_over_second_half" in s:
-                verdict = {True: ", converged", False: ", NOT converged"}.get(s.get("converged"), "")
-                gain = (f" {100 * s['gain_over_second_half']:+.1f} (seeds {s['curve_seeds']}) | "
-                        f"{100 * s['gain_over_last_quarter']:+.1f}{verdict} |")  # fmt: skip
-            elif curves:
-                gain = " | |"
-            lines.append(
-                f"| {name} | {fmt_metric(s)} | {per_seed} | {s['trainable_parameters']:,} | "
-                f"{s['train_seconds_mean']:.1f} | {ratio} | {s['peak_rss_mb']:.0f} (base "
-                f"{s['base_rss_mb']:.0f}) | {ranks} |" + gain
-            )
+        lines += [method_row(name, s, methods, curves) for name, s in methods.items()]
         diffs = differences(methods)
         if diffs:
             lines += ["", "| autolora minus | mean (points) | 95% interval | per seed |", "|---|---|---|---|"]
@@ -241,7 +265,8 @@ def markdown(report: dict) -> str:
         for name, s in methods.items():
             if "phase_seconds_mean" in s:
                 ph = ", ".join(f"{k} {v:.1f}" for k, v in s["phase_seconds_mean"].items())
-                lines.append(f"\n{name} wall by phase (s, mean over seeds): {ph}")
+                seeds = s.get("wall_seeds", s["seeds"])
+                lines.append(f"\n{name} wall by phase (s, mean over seeds {seeds}): {ph}")
         for name, s in methods.items():
             if "ranks" in s:
                 lines.append(f"\n{name} ranks per adapter (layer 0..5 x q, v), per seed:")
@@ -313,8 +338,9 @@ def notes(report: dict) -> list[str]:
         if runs:
             out.append(
                 f"{what}: {', '.join(runs)}. The training is the uncut run's (tests/test_bench_compare_"
-                "methods.py), but a resumed run's wall time counts only its last process, and a reused "
-                "run's peak memory is not its own: such times, ratios and memory are not comparable."
+                "methods.py), but a resumed run's wall time counts only its last process: the wall times and "
+                "ratios above leave resumed runs out (the seeds they cover are named), and a reused run's "
+                "peak memory is not its own."
             )
     ada = [m["adalora"] for m in report["results"].values() if "adalora" in m]
     if ada:
@@ -341,7 +367,7 @@ def notes(report: dict) -> list[str]:
             "full budget, the grid's cost at equal budget (an estimate from measured runs, not a run)."
         )
     auto = report["results"].get(cost.get("dataset"), {}).get("autolora")
-    if cost.get("autolora_vs_adalora") and auto:
+    if cost.get("autolora_vs_adalora") and auto and "phase_seconds_mean" in auto:
         run = auto["runs"][0]
         ph = auto["phase_seconds_mean"]
         per_search = (ph["search"] - ph.get("plots_in_search", 0.0)) / run["search_steps"]

@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from _compare_report import cost_section, differences, fmt_metric, join, markdown, notes, summarize
+from _compare_report import cost_section, differences, fmt_metric, join, markdown, notes, summarize, wall_text
 from _harness import add_out_argument, command_line, git_state, load_average, machine, write_results
 
 from autolora.config import PipelineConfig
@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
                                              "runs": res["runs"]}  # fmt: skip
             s = report["results"][ds][method]
             elapsed = time.perf_counter() - t_start
-            print(f"{ds:6s} {method:22s} {fmt_metric(s):>14s}  wall {s['train_seconds_mean']:.1f}s  "
+            print(f"{ds:6s} {method:22s} {fmt_metric(s):>14s}  wall {wall_text(s, unit='s')}  "
                   f"rss {s['peak_rss_mb']:.0f}MB  [{elapsed:.0f}s]", flush=True)  # fmt: skip
     grid = None
     if args.grid_dataset != "none" and args.grid_dataset in datas:

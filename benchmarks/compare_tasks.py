@@ -25,7 +25,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _compare_report import UNRECORDED, differences, unpaired_seeds  # noqa: E402
+from _compare_report import UNRECORDED, differences, unpaired_seeds, wall_ratio, wall_text  # noqa: E402
 from _harness import add_out_argument, command_line, write_results  # noqa: E402
 from bench_rank_controls import ci95  # noqa: E402
 
@@ -134,10 +134,8 @@ def markdown(out: dict) -> str:
             if s is None:
                 cells.append("-")
                 continue
-            ada = per.get("adalora", {}).get("train_seconds_mean")
-            wall = f"{s['train_seconds_mean']:.0f} s" + (
-                f" ({s['train_seconds_mean'] / ada:.2f})" if ada else ""
-            )
+            x = wall_ratio(s, per.get("adalora"))
+            wall = wall_text(s, digits=0, unit=" s") + ("" if x is None else f" ({x:.2f})")
             gain = ""
             if "gain_over_second_half" in s:
                 gain = f"; gain {100 * s['gain_over_second_half']:+.1f}"

@@ -160,3 +160,30 @@ def test_summary_says_how_well_the_seeds_ranks_agree(bench):
     s = summarize(res)
     assert s["rank_spearman_seeds"] == pytest.approx((1 - 1 - 1) / 3)
     assert summarize(res | {"runs": res["runs"][:1]}).get("rank_spearman_seeds") is None
+
+
+def test_wall_time_leaves_resumed_runs_out(bench):
+    """A resumed run's wall time covers only its last process: the mean, the ratios and the report use
+    the runs made in one process, and name their seeds."""
+    from _compare_report import cost_section, method_row, summarize
+
+    def part(seed, method, resumed=False):
+        run = part_report(seed, 0.8, method=method)["results"]["sst2"][method]["runs"][0]
+        return run | {"resumed": resumed}
+
+    def summary(method, *resumed):
+        runs = [part(seed, method, r) for seed, r in enumerate(resumed)]
+        return {**summarize({"runs": runs, "peak_rss_mb": 1.0, "base_rss_mb": 1.0}), "runs": runs}
+
+    ada, lora = summary("adalora", False, True), summary("lora-r4", False, False)
+    assert ada["train_seconds_mean"] == 10.0 and ada["wall_seeds"] == [0]  # seed 1 (11 s) resumed
+    assert ada["train_seconds"] == [10.0, 11.0]  # every run's own number stays in the summary
+    assert lora["train_seconds_mean"] == 10.5 and lora["wall_seeds"] == [0, 1]
+    gone = summary("autolora", True, True)
+    assert gone["train_seconds_mean"] is None and gone["wall_seeds"] == []
+    results = {"sst2": {"adalora": ada, "lora-r4": lora, "autolora": gone}}
+    cost = cost_section(results, None, "sst2", 0, 10)
+    assert cost["lora-r4_vs_adalora"] == pytest.approx(1.05) and "autolora_vs_adalora" not in cost
+    assert "target_met" not in cost  # no verdict from a resumed run's partial time
+    assert "| 10.0 (seeds [0]) | 0.95 |" in method_row("adalora", ada, results["sst2"], curves=False)
+    assert "| n/a (every run resumed) |  |" in method_row("autolora", gone, results["sst2"], curves=False)

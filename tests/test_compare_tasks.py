@@ -93,3 +93,16 @@ def test_random_control_pairs_only_where_its_search_reached_autoloras_ranks(task
     }
     assert unpaired_seeds({"autolora": auto, "autolora-random": rand}) == [1]
     assert unpaired_seeds({"autolora": auto}) == []
+
+
+def test_wall_time_of_resumed_runs_is_left_out(tasks, tmp_path):
+    a = report("sst2", {"autolora": [0.9, 0.8], "adalora": [0.8, 0.7], "lora-r4": [0.8, 0.8]})
+    a["results"]["sst2"]["autolora"] |= {"train_seconds_mean": 6.0, "wall_seeds": [1]}  # seed 0 resumed
+    a["results"]["sst2"]["lora-r4"] |= {"train_seconds_mean": None, "wall_seeds": []}  # both resumed
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    tasks.main([str(tmp_path / "a.json"), "--out", str(tmp_path), "--name", "t"])
+    rows: dict[str, str] = {}  # the first table's row of each method (the paired table's come after)
+    for r in (tmp_path / "t.md").read_text().splitlines():
+        rows.setdefault(r.split(" | ")[0], r)
+    assert "; 6 s (seeds [1]) (1.20)" in rows["| autolora"] and "; 5 s (1.00)" in rows["| adalora"]
+    assert "; n/a (every run resumed) " in rows["| lora-r4"]
