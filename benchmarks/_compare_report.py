@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from bench_rank_controls import ci95, late_gain
+from bench_rank_controls import ci95, late_gain, late_mean, late_trend
 
 # Converged (issue 12 item 4; fixed before the results it judges, benchmarks/results/
 # converged_comparison_plan.md): the mean over seeds of the gain over the last quarter (final minus the
@@ -54,8 +54,14 @@ def summarize(result: dict) -> dict:
         out["gain_over_second_half"] = late_gain(curved, out["metric"])
         out["gain_over_last_quarter"] = quarter = late_gain(curved, out["metric"], since=0.75)
         out["curve_seeds"] = [r["seed"] for r in curved]
+        trend = late_trend(curved, out["metric"])  # the plan's addendum: secondary readouts
+        if trend is not None:
+            out["trend_over_second_half"] = trend
+        out["late_means"] = [late_mean(r, out["metric"]) for r in runs]  # None: a run without a curve
         if out["metric"] in CONVERGED_WITHIN:
             out["converged"] = quarter <= CONVERGED_WITHIN[out["metric"]]
+            if trend is not None:
+                out["flat_by_trend"] = trend <= CONVERGED_WITHIN[out["metric"]]
     return out
 
 
@@ -69,14 +75,21 @@ def unpaired_seeds(methods: dict) -> list[int]:
             if r["seed"] in mine and list(r["searched_ranks"].values()) != mine[r["seed"]]]  # fmt: skip
 
 
-def differences(methods: dict, base: str = "autolora") -> dict:
-    """`base` minus each other method, paired by seed: mean, 95% t interval, seeds, per-seed diffs."""
-    if base not in methods:
+def differences(methods: dict, base: str = "autolora", key: str = "scores") -> dict:
+    """`base` minus each other method, paired by seed: mean, 95% t interval, seeds, per-seed diffs; of
+    the final scores, or of another per-seed list (key "late_means": the late mean, None where a run has
+    no curve)."""
+    if key not in methods.get(base, {}):
         return {}
-    mine = dict(zip(methods[base]["seeds"], methods[base]["scores"], strict=True))
+
+    def per_seed(s: dict) -> dict:
+        return {k: v for k, v in zip(s["seeds"], s.get(key) or [None] * len(s["seeds"]), strict=True)
+                if v is not None}  # fmt: skip
+
+    mine = per_seed(methods[base])
     out = {}
     for name, s in methods.items():
-        theirs = dict(zip(s["seeds"], s["scores"], strict=True))
+        theirs = per_seed(s)
         seeds = sorted(set(mine) & set(theirs))
         if name == base or not seeds:
             continue
@@ -202,10 +215,12 @@ def method_row(name: str, s: dict, methods: dict, curves: bool) -> str:
     gain = ""
     if curves and "gain_over_second_half" in s:
         verdict = {True: ", converged", False: ", NOT converged"}.get(s.get("converged"), "")
+        flat = {True: ", flat", False: ", rising"}.get(s.get("flat_by_trend"), "")
+        trend = f"{100 * s['trend_over_second_half']:+.1f}{flat}" if "trend_over_second_half" in s else ""
         gain = (f" {100 * s['gain_over_second_half']:+.1f} (seeds {s['curve_seeds']}) | "
-                f"{100 * s['gain_over_last_quarter']:+.1f}{verdict} |")  # fmt: skip
+                f"{100 * s['gain_over_last_quarter']:+.1f}{verdict} | {trend} |")  # fmt: skip
     elif curves:
-        gain = " | |"
+        gain = " | | |"
     return (
         f"| {name} | {fmt_metric(s)} | {per_seed} | {s['trainable_parameters']:,} | {wall_text(s)} | "
         f"{ratio} | {s['peak_rss_mb']:.0f} (base {s['base_rss_mb']:.0f}) | {ranks} |" + gain
@@ -240,7 +255,10 @@ def markdown(report: dict) -> str:
             f"{cfg['eval_points']}; x100, mean over the seeds named), flat within noise when the method has "
             "converged; over the last quarter: the same from the point nearest 75%, 'converged' when at "
             f"most {', '.join(f'{100 * v:g} ({k})' for k, v in CONVERGED_WITHIN.items())}; nothing is "
-            "chosen by the curve. 'autolora minus': paired by seed, 95% t interval."
+            "chosen by the curve. Secondary (converged_comparison_plan.md, addendum): trend over 2nd "
+            "half, the least-squares slope of the curve points after half the budget times half the "
+            "budget (mean over seeds; 'flat' within the same thresholds), and 'late mean', the mean of "
+            "those points. 'autolora minus': paired by seed, 95% t interval."
             if cfg.get("eval_points")
             else " 'autolora minus': paired by seed, 95% t interval."
         ),
@@ -249,13 +267,15 @@ def markdown(report: dict) -> str:
     for ds, methods in report["results"].items():
         lines += [f"## {ds} (steps per method: {report['steps'][ds]})", ""]
         curves = any("gain_over_second_half" in s for s in methods.values())
-        gain_head = " gain over 2nd half | over last quarter |" if curves else ""
+        gain_head = " gain over 2nd half | over last quarter | trend over 2nd half |" if curves else ""
         lines += ["| method | metric | per seed | trainable params | wall s | x LoRA | peak RSS MB | ranks |"
-                  + gain_head, "|" + "---|" * 8 + ("---|---|" if curves else "")]  # fmt: skip
+                  + gain_head, "|" + "---|" * 8 + ("---|---|---|" if curves else "")]  # fmt: skip
         lines += [method_row(name, s, methods, curves) for name, s in methods.items()]
-        diffs = differences(methods)
-        if diffs:
-            lines += ["", "| autolora minus | mean (points) | 95% interval | per seed |", "|---|---|---|---|"]
+        for key, what in (("scores", "autolora minus"), ("late_means", "autolora minus, late mean")):
+            diffs = differences(methods, key=key)
+            if not diffs:
+                continue
+            lines += ["", f"| {what} | mean (points) | 95% interval | per seed |", "|---|---|---|---|"]
             for name, d in diffs.items():
                 lo, hi = d["ci95"]
                 per = " ".join(f"{100 * v:+.1f}" for v in d["diffs"])

@@ -202,6 +202,22 @@ def late_gain(runs, metric: str, since: float = 0.5) -> float | None:
     return statistics.fmean(gains)
 
 
+def late_trend(runs, metric: str) -> float | None:
+    """Is the curve still rising late? The mean over seeds of (least-squares slope of the eval curve over
+    its points after half the steps, the final one included) x half the steps: the gain the late trend
+    projects over the second half; None when a run has fewer than two such points."""
+    gains = []
+    for r in runs:
+        curve = r.get("eval_curve") or []
+        half = curve[-1]["step"] / 2 if curve else 0
+        late = [p for p in curve if p["step"] > half]
+        if len({p["step"] for p in late}) < 2:
+            return None
+        fit = statistics.linear_regression([p["step"] for p in late], [p[metric] for p in late])
+        gains.append(fit.slope * half)
+    return statistics.fmean(gains)
+
+
 def late_mean(run: dict, metric: str) -> float | None:
     """The mean of the eval-curve points after half the steps (the final one included); None without
     a curve."""

@@ -25,7 +25,14 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _compare_report import UNRECORDED, differences, unpaired_seeds, wall_ratio, wall_text  # noqa: E402
+from _compare_report import (  # noqa: E402
+    UNRECORDED,
+    differences,
+    summarize,
+    unpaired_seeds,
+    wall_ratio,
+    wall_text,
+)
 from _harness import add_out_argument, command_line, write_results  # noqa: E402
 from bench_rank_controls import ci95  # noqa: E402
 
@@ -47,7 +54,9 @@ def gather(reports: dict[str, dict], only: dict[str, set[str] | None]) -> dict:
             for method, summary in methods.items():
                 cell = table.setdefault(ds, {})
                 if method not in cell and (only[path] is None or method in only[path]):
-                    cell[method] = {**summary, "source": path, "steps": report["steps"][ds]}
+                    # summarised again from its runs: the readouts of today's summarize on any report
+                    again = summarize(summary) if "peak_rss_mb" in summary else {}
+                    cell[method] = {**summary, **again, "source": path, "steps": report["steps"][ds]}
     for ds, methods in table.items():
         steps = {m["steps"] for m in methods.values()}
         if len(steps) > 1:
@@ -87,6 +96,7 @@ def across_tasks(paired: dict[str, dict]) -> dict:
 def build(reports: dict[str, dict], only: dict[str, set[str] | None]) -> dict:
     table = gather(reports, only)
     paired = {ds: differences(methods, BASE) for ds, methods in table.items()}
+    late = {ds: differences(methods, BASE, key="late_means") for ds, methods in table.items()}
     return {
         "command": command_line(),
         "sources": {
@@ -102,6 +112,8 @@ def build(reports: dict[str, dict], only: dict[str, set[str] | None]) -> dict:
         "table": table,
         "paired": paired,
         "across_tasks": across_tasks(paired),
+        "paired_late_mean": late,  # secondary (converged_comparison_plan.md, addendum)
+        "across_tasks_late_mean": across_tasks({ds: p for ds, p in late.items() if p}),
         "unpaired_random_seeds": {
             ds: broken for ds, methods in table.items() if (broken := unpaired_seeds(methods))
         },
@@ -116,13 +128,27 @@ def _interval(d: dict) -> str:
     return f"{_pts(d['mean'])} ({_pts(d['ci95'][0])} to {_pts(d['ci95'][1])}; seeds {d['seeds']})"
 
 
+def _paired_table(table: dict, methods: list[str], paired: dict, across: dict) -> list[str]:
+    lines = ["| minus | " + " | ".join(table) + " | mean over the tasks |"]
+    lines.append("|---|" + "---|" * (len(table) + 1))
+    for x in methods:
+        if x == BASE:
+            continue
+        cells = [_interval(d) if (d := paired.get(ds, {}).get(x)) else "-" for ds in table]
+        cells.append(f"**{_interval(a)}**" if (a := across.get(x)) else "-")
+        lines.append(f"| {x} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(out: dict) -> str:
     table, names = out["table"], {p: f"[{i}]" for i, p in enumerate(out["sources"], 1)}
     methods = list(dict.fromkeys(m for per in table.values() for m in per))
     lines = ["# Methods over tasks (bench_compare reports joined)", "", f"Command: `{out['command']}`", ""]
     lines += ["Metric x100: Matthews (CoLA), accuracy (SST-2, MR); mean ± std (per seed). Wall: training "
               "seconds, mean over seeds (x AdaLoRA of the same task). Gain: final minus the eval-curve "
-              "point nearest half the budget, where the runs have a curve.", ""]  # fmt: skip
+              "point nearest half the budget, where the runs have a curve; last quarter: from the point "
+              "nearest 75% (the plan's convergence rule); trend: the late trend's projected gain over the "
+              "second half (secondary; 'rising' above the rule's threshold).", ""]  # fmt: skip
     head = "| method | " + " | ".join(
         f"{ds} ({next(iter(m.values()))['steps']} steps)" for ds, m in table.items()
     )
@@ -142,6 +168,9 @@ def markdown(out: dict) -> str:
             if "gain_over_last_quarter" in s:  # reports from before the rule have none
                 verdict = {True: "", False: " NOT converged"}.get(s.get("converged"), "")
                 gain += f", last quarter {100 * s['gain_over_last_quarter']:+.1f}{verdict}"
+            if "trend_over_second_half" in s:
+                flat = {True: "", False: " rising"}.get(s.get("flat_by_trend"), "")
+                gain += f", trend {100 * s['trend_over_second_half']:+.1f}{flat}"
             seeds = " / ".join(f"{100 * v:.1f}" for v in s["scores"])
             cells.append(f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f} ({seeds}); {wall}{gain} "
                          f"{names[s['source']]}")  # fmt: skip
@@ -149,20 +178,13 @@ def markdown(out: dict) -> str:
         span = f"{min(params):,}" + (f"-{max(params):,}" if len(params) > 1 else "")
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {span} |")
     lines += ["", f"## {BASE} minus each method, paired by seed (points, 95% t interval)", ""]
-    lines += [
-        "| minus | " + " | ".join(table) + " | mean over the tasks |",
-        "|---|" + "---|" * (len(table) + 1),
-    ]
-    for x in methods:
-        if x == BASE:
-            continue
-        cells = []
-        for ds in table:
-            d = out["paired"].get(ds, {}).get(x)
-            cells.append(_interval(d) if d else "-")
-        a = out["across_tasks"].get(x)
-        cells.append(f"**{_interval(a)}**" if a else "-")
-        lines.append(f"| {x} | " + " | ".join(cells) + " |")
+    lines += _paired_table(table, methods, out["paired"], out["across_tasks"])
+    if any(out.get("paired_late_mean", {}).values()):
+        title = (f"## {BASE} minus each method on the late mean (secondary: the mean of the eval points "
+                 "after half the budget; the mean over tasks where the method has curves on every task that has "
+                 "any)")  # fmt: skip
+        lines += ["", title, ""]
+        lines += _paired_table(table, methods, out["paired_late_mean"], out["across_tasks_late_mean"])
     for ds, broken in out["unpaired_random_seeds"].items():
         lines += [
             "",

@@ -51,7 +51,8 @@ def test_cells_carry_the_convergence_verdict(tasks, tmp_path):
     tasks.main([str(tmp_path / "a.json"), "--out", str(tmp_path), "--name", "t"])
     table = (tmp_path / "t.md").read_text()
     assert "gain +2.0, last quarter +1.5 NOT converged" in table
-    assert table.count("last quarter") == 1  # lora-r4 has no curve: no verdict
+    cells = [r for r in table.splitlines() if r.startswith("| ")]
+    assert sum("last quarter" in r for r in cells) == 1  # lora-r4 has no curve: no verdict
 
 
 def test_first_report_wins_unless_methods_are_named(tasks, tmp_path):
@@ -106,3 +107,35 @@ def test_wall_time_of_resumed_runs_is_left_out(tasks, tmp_path):
         rows.setdefault(r.split(" | ")[0], r)
     assert "; 6 s (seeds [1]) (1.20)" in rows["| autolora"] and "; 5 s (1.00)" in rows["| adalora"]
     assert "; n/a (every run resumed) " in rows["| lora-r4"]
+
+
+def test_reports_are_summarised_again_with_the_late_readouts(tasks, tmp_path):
+    """A stored summary older than the late readouts gets them from its runs: the trend in the cell and
+    AutoLoRA minus each method on the late mean (tasks without curves left out of its mean over tasks)."""
+
+    def curve(*values):  # eval points at steps 25, 50, 75, 100 of a 100-step budget
+        return [{"step": 25 * (i + 1), "accuracy": v} for i, v in enumerate(values)]
+
+    a = report("sst2", {"autolora": [0.9, 0.8], "lora-r4": [0.8, 0.8]})
+    curves = {"autolora": [curve(0.5, 0.6, 0.8, 0.9), curve(0.5, 0.6, 0.7, 0.7)],
+              "lora-r4": [curve(0.7, 0.8, 0.8, 0.8), curve(0.7, 0.8, 0.8, 0.8)]}  # fmt: skip
+    for method, cs in curves.items():
+        summary = a["results"]["sst2"][method]
+        summary |= {"peak_rss_mb": 1.0, "base_rss_mb": 1.0}
+        for run, c in zip(summary["runs"], cs, strict=True):
+            run |= {"eval_curve": c, "eval_seconds": 1.0, "gpu_peak_mb": None}
+    b = report("mr", {"autolora": [0.7, 0.7], "lora-r4": [0.6, 0.7]})  # no curves
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    tasks.main([str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(tmp_path), "--name", "t"])
+    out = json.loads((tmp_path / "t.json").read_text())
+    auto = out["table"]["sst2"]["autolora"]
+    # points after step 50: seed 0 (75, 0.8), (100, 0.9): slope 0.004 x 50 = 0.2; seed 1 flat: 0
+    assert auto["trend_over_second_half"] == pytest.approx(0.1) and auto["flat_by_trend"] is False
+    assert out["table"]["sst2"]["lora-r4"]["trend_over_second_half"] == pytest.approx(0.0)
+    assert auto["late_means"] == pytest.approx([0.85, 0.7])
+    late = out["paired_late_mean"]["sst2"]["lora-r4"]
+    assert late["diffs"] == pytest.approx([0.05, -0.1]) and out["paired_late_mean"]["mr"] == {}
+    assert out["across_tasks_late_mean"]["lora-r4"]["tasks"] == ["sst2"]
+    table = (tmp_path / "t.md").read_text()
+    assert "trend +10.0 rising" in table and "on the late mean" in table
