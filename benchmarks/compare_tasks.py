@@ -181,8 +181,8 @@ def markdown(out: dict) -> str:
     lines += _paired_table(table, methods, out["paired"], out["across_tasks"])
     if any(out.get("paired_late_mean", {}).values()):
         title = (f"## {BASE} minus each method on the late mean (secondary: the mean of the eval points "
-                 "after half the budget; the mean over tasks where the method has curves on every task that has "
-                 "any)")  # fmt: skip
+                 "after half the budget; the mean over tasks where the method has curves on every task "
+                 "that has any)")  # fmt: skip
         lines += ["", title, ""]
         lines += _paired_table(table, methods, out["paired_late_mean"], out["across_tasks_late_mean"])
     for ds, broken in out["unpaired_random_seeds"].items():
