@@ -40,6 +40,7 @@ from autolora.io.atomic import atomic_write_json
 from autolora.models import load_model, load_tokenizer
 from autolora.pipeline import Pipeline
 from autolora.train.loop import run_phase
+from autolora.train.lr_schedule import lr_schedule
 from autolora.tuner.ranks import random_ranks
 
 METHODS = (
@@ -77,6 +78,9 @@ class RunSpec:
     search_fraction: float = 0.25
     lr_full: float = 5e-5
     lr_lora: float = 5e-4  # LoRA, AdaLoRA, AutoLoRA's W (search and retrain); xi = this too
+    # the lr along training (options.RETRAIN_SCHEDULES): constant, or linear to 0 over each baseline's
+    # steps and over AutoLoRA's retraining (the pipeline's retrain_schedule; its search stays constant)
+    schedule: str = "constant"
     lr_beta: float = PipelineConfig().lr_beta  # the pipeline's default (the paper: 1e-3)
     rank_rule: str = PipelineConfig().rank_rule  # the pipeline's default (the paper: alpha)
     beta_every: int = PipelineConfig().beta_every  # the pipeline's default (the paper: 1)
@@ -181,10 +185,11 @@ def train_loop(
     checkpoint: Path | None = None,
     checkpoint_every: int = NO_CHECKPOINTS,
     extra_state: dict | None = None,
+    schedule: str = "constant",
 ) -> tuple[float, list[dict]]:
     """`steps` AdamW updates of the trainable parameters through autolora.train.loop.run_phase (so a
     cut run resumes from `checkpoint`, written every checkpoint_every steps, with its optimiser, batch
-    order, RNG and extra_state); returns the mean loss of the last 5 steps and the history.
+    order, RNG, lr schedule and extra_state); returns the mean loss of the last 5 steps and the history.
 
     after_backward(step): AdaLoRA's update_and_allocate, called after optimizer.step() and before
     zero_grad() as PEFT documents. score() -> (metrics, seconds): the eval curve, every `every` steps
@@ -193,6 +198,7 @@ def train_loop(
     """
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    lr_at = lr_schedule(opt, schedule, steps)
     model.train()
     history: list[dict] = []
 
@@ -200,6 +206,8 @@ def train_loop(
         loss = model(**stream.next()).loss
         loss.backward()
         opt.step()
+        if lr_at is not None:
+            lr_at.step()
         if after_backward is not None:
             after_backward(len(history) + 1)
         opt.zero_grad(set_to_none=True)
@@ -211,7 +219,7 @@ def train_loop(
             record["eval"], record["eval_seconds"] = score()
         return record
 
-    stateful = {"opt": opt, "stream": stream, **(extra_state or {})}
+    stateful = {"opt": opt, "stream": stream, **({"schedule": lr_at} if lr_at else {}), **(extra_state or {})}
     run_phase(name="train", total_steps=steps, step_fn=step, model=model, stateful=stateful,
               checkpoint=checkpoint, checkpoint_every=checkpoint_every, history=history, on_step=on_step,
               progress=False)  # fmt: skip
@@ -309,7 +317,7 @@ def run_baseline(
         return metrics, seconds
 
     loss, history = train_loop(model, stream, spec.steps, lr, hook, score, spec.eval_every, checkpoint,
-                               every_ckpt, state)  # fmt: skip
+                               every_ckpt, state, spec.schedule)  # fmt: skip
     t_train = time.perf_counter() - t0 - curve_seconds
     if spec.method == "adalora":
         extra["adalora"] = _adalora_final(model)
@@ -358,6 +366,7 @@ def run_autolora(
             selection=selection,
             trainable=["@head", *spec.extra_trainable],
             retrain_init=spec.retrain_init,
+            retrain_schedule=spec.schedule,
             hypergradient=hypergradient,
             lr_w=spec.lr_lora,
             lr_beta=spec.lr_beta,
@@ -485,11 +494,15 @@ def run_grid(spec: RunSpec, seed: int) -> dict:
     }
 
 
+# RunSpec fields added after work directories were written, at the value those runs trained with
+UNRECORDED_SPEC = {"schedule": "constant"}
+
+
 def _same_spec(work: Path, wanted: dict) -> None:
     """A work directory serves one (spec, seed): refuse another before anything is trained."""
     path = work / "spec.json"
     if path.exists():
-        held = json.loads(path.read_text())
+        held = UNRECORDED_SPEC | json.loads(path.read_text())
         differ = sorted(k for k in {*held, *wanted} if held.get(k) != wanted.get(k))
         if differ:
             raise ValueError(

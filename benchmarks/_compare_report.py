@@ -100,7 +100,7 @@ def differences(methods: dict, base: str = "autolora", key: str = "scores") -> d
 
 
 # settings that reports older than the setting ran with and do not name
-UNRECORDED = {"beta_every": 1, "pooling": "model"}
+UNRECORDED = {"beta_every": 1, "pooling": "model", "schedule": "constant"}
 
 
 def join(reports: dict[str, dict]) -> dict:

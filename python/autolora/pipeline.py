@@ -37,6 +37,7 @@ from autolora.search.tracker import SearchTracker
 from autolora.train.activation_checkpointing import enable_activation_checkpointing
 from autolora.train.distributed import init_distributed
 from autolora.train.loop import BatchStream, run_phase
+from autolora.train.lr_schedule import lr_schedule
 from autolora.tuner.ranks import check_ranks, check_total, read_ranks
 from autolora.tuner.selection import keep_selected_, ranks_at_total, update_norms
 
@@ -247,8 +248,9 @@ class Pipeline:
         dtype = cfg.autocast_dtype
         steps = _steps(cfg.retrain_epochs, stream, cfg.max_retrain_steps)
         stateful = {"opt": opt, "stream": stream, "scaler": scaler}
-        if cfg.retrain_schedule == "linear":  # step n (from 0) runs at lr * (1 - n / steps)
-            stateful["schedule"] = torch.optim.lr_scheduler.LambdaLR(opt, lambda n: 1 - n / steps)
+        schedule = lr_schedule(opt, cfg.retrain_schedule, steps)
+        if schedule is not None:
+            stateful["schedule"] = schedule
 
         def step() -> dict[str, float]:
             micro = stream.next()
@@ -263,8 +265,8 @@ class Pipeline:
             scaler.step(opt)
             scaler.update()
             opt.zero_grad(set_to_none=True)
-            if "schedule" in stateful:
-                stateful["schedule"].step()
+            if schedule is not None:
+                schedule.step()
             return {"loss": float(total)}
 
         def on_step(n: int, losses: dict) -> dict:  # the eval curve lives in the history: it resumes
