@@ -327,8 +327,7 @@ def main(argv: list[str] | None = None) -> None:
     datas = data_configs(args)
     common = dict(model=args.model, batch_size=args.batch_size, search_fraction=args.search_fraction,
                   lr_full=args.lr_full, lr_lora=args.lr_lora, schedule=args.schedule, lr_beta=args.lr_beta,
-                  rank_rule=args.rank_rule,
-                  beta_every=args.beta_every, eval_points=args.eval_points,
+                  rank_rule=args.rank_rule, beta_every=args.beta_every, eval_points=args.eval_points,
                   extra_trainable=args.extra_trainable, pooling=args.pooling, retrain_init=args.retrain_init,
                   device=args.device)  # fmt: skip
     report: dict = {
