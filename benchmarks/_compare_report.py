@@ -121,7 +121,13 @@ def join(reports: dict[str, dict]) -> dict:
                                  f"{first_path} {base.get(key)!r}: not the same settings")  # fmt: skip
         if r["steps"] != first["steps"] or r["results"].keys() != first["results"].keys():
             raise SystemExit(f"--join: {path} ran other datasets or steps than {first_path}")
-    out = {**first, "results": {}, "joined_from": {p: r["command"] for p, r in reports.items()}}
+    # a report joined earlier brings the reports it was joined from, so runs can be added to it later
+    origin = lambda p, r: r.get("joined_from") or {p: r["command"]}  # noqa: E731
+    out = {
+        **first,
+        "results": {},
+        "joined_from": {k: c for p, r in reports.items() for k, c in origin(p, r).items()},
+    }
     methods = list(dict.fromkeys(m for r in reports.values() for ds in r["results"].values() for m in ds))
     for ds in first["results"]:
         out["results"][ds] = {}
@@ -143,8 +149,8 @@ def join(reports: dict[str, dict]) -> dict:
         "methods": methods,
         "eval_points": max(r["config"].get("eval_points", 0) for r in reports.values()),  # parts may differ
     }
-    out["loadavg_before"] = [r["loadavg_before"] for r in reports.values()]
-    out["loadavg_after"] = [r["loadavg_after"] for r in reports.values()]
+    for key in ("loadavg_before", "loadavg_after"):  # one reading per process, a joined report's as listed
+        out[key] = [load for r in reports.values() for load in (r[key] if "joined_from" in r else [r[key]])]
     out["total_seconds"] = sum(r["total_seconds"] for r in reports.values())
     return out
 

@@ -94,6 +94,10 @@ def test_join_reports_of_other_seeds(bench):
         and joined["config"]["seeds"] == [0, 1]
     )
     assert joined["joined_from"] == {"b.json": "seed 1", "a.json": "seed 0"}
+    again = join({"ab.json": joined, "c.json": part_report(2, 0.70)})  # runs added to a joined report
+    assert again["results"]["sst2"]["lora-r4"]["seeds"] == [0, 1, 2]
+    assert again["joined_from"] == {"b.json": "seed 1", "a.json": "seed 0", "c.json": "seed 2"}
+    assert again["loadavg_before"] == [[1.0], [1.0], [1.0]] and again["total_seconds"] == 39.0
     with pytest.raises(SystemExit, match="lr_lora=0.001"):
         join({"a.json": part_report(0, 0.9), "b.json": part_report(1, 0.8, lr=1e-3)})
     with pytest.raises(SystemExit, match="seed given twice"):
