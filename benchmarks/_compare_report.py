@@ -122,12 +122,13 @@ def join(reports: dict[str, dict]) -> dict:
         if r["steps"] != first["steps"] or r["results"].keys() != first["results"].keys():
             raise SystemExit(f"--join: {path} ran other datasets or steps than {first_path}")
     # a report joined earlier brings the reports it was joined from, so runs can be added to it later
-    origin = lambda p, r: r.get("joined_from") or {p: r["command"]}  # noqa: E731
-    out = {
-        **first,
-        "results": {},
-        "joined_from": {k: c for p, r in reports.items() for k, c in origin(p, r).items()},
+    joined = {p: "joined_from" in r for p, r in reports.items()}
+    origin = {
+        k: c
+        for p, r in reports.items()
+        for k, c in (r["joined_from"] if joined[p] else {p: r["command"]}).items()
     }
+    out = {**first, "results": {}, "joined_from": origin}
     methods = list(dict.fromkeys(m for r in reports.values() for ds in r["results"].values() for m in ds))
     for ds in first["results"]:
         out["results"][ds] = {}
@@ -150,7 +151,7 @@ def join(reports: dict[str, dict]) -> dict:
         "eval_points": max(r["config"].get("eval_points", 0) for r in reports.values()),  # parts may differ
     }
     for key in ("loadavg_before", "loadavg_after"):  # one reading per process, a joined report's as listed
-        out[key] = [load for r in reports.values() for load in (r[key] if "joined_from" in r else [r[key]])]
+        out[key] = [load for p, r in reports.items() for load in (r[key] if joined[p] else [r[key]])]
     out["total_seconds"] = sum(r["total_seconds"] for r in reports.values())
     return out
 
