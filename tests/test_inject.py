@@ -8,6 +8,8 @@ from helpers import randomize_adapters, tiny_model
 
 import autolora
 from autolora import FusedAutoLoraLinear, SlicedAutoLoraLinear
+from autolora.tuner.allocation import RankPolicy
+from autolora.tuner.selection import policy_ranks
 
 IDS = torch.tensor([[1, 5, 7, 9, 11, 2], [3, 4, 8, 10, 12, 13]])
 
@@ -134,13 +136,17 @@ def test_rank_summary_and_fixed_ranks():
     model = tiny_model("bert")
     autolora.inject(model)
     randomize_adapters(model)
-    summary = autolora.rank_summary(model)
+    summary = autolora.rank_summary(model, RankPolicy("alpha", None, "selection", 8))  # the paper's rule
     assert len(summary) == 4
     for row, (_, a) in zip(summary, autolora.adapters(model), strict=True):
         expected = sum(v >= 1 / 8 for v in torch.softmax(a.beta, 0).tolist())
         assert row["rank"] == expected >= 1 and row["k"] == 8
         assert abs(sum(row["alpha"]) - 1) < 1e-5
     assert "rank/k" in autolora.format_rank_summary(model)
+    # by default: what `autolora run` applies, 4 ranks an adapter shared by the effective ranks
+    default = autolora.current_ranks(model)
+    assert default == policy_ranks(model, RankPolicy.of(4, 8))[2] and sum(default.values()) == 16
+    assert [r["rank"] for r in autolora.rank_summary(model)] == list(default.values())
     fixed = tiny_model("bert")
     ranks = {"bert.encoder.layer.0.attention.self.query": 3}
     autolora.inject(fixed, mode="fixed", rank=2, ranks=ranks)

@@ -16,6 +16,7 @@ from autolora.cli import main
 from autolora.search import BilevelSearch, SearchStepConfig
 from autolora.search.diagnostics import adapter_diagnostics
 from autolora.search.tracker import SearchTracker
+from autolora.tuner.allocation import RankPolicy
 from autolora.tuner.rank_rules import (
     decision_series,
     effective_rank,
@@ -66,7 +67,11 @@ class Planted(nn.Module):
 
 
 def planted_search(
-    signal: bool, steps: int = 300, rule: str = "spectrum", hypergradient: str = "second-order"
+    signal: bool,
+    steps: int = 300,
+    rule: str = "spectrum",
+    hypergradient: str = "second-order",
+    budget: float | None = None,
 ):
     torch.manual_seed(0)
     model, D = Planted(), Planted.D
@@ -76,7 +81,8 @@ def planted_search(
     inner, outer = autolora.adapter_parameters(model), autolora.selection_parameters(model)
     opts = torch.optim.AdamW(inner, lr=1e-2), torch.optim.Adam(outer, lr=1e-1)
     search = BilevelSearch(model, inner, outer, *opts, SearchStepConfig(hypergradient, xi=1e-2))
-    tracker = SearchTracker(list(autolora.adapters(model)), rule=rule, window=50)
+    policy = RankPolicy.of(len(Planted.TRUE), 8, rule, budget)
+    tracker = SearchTracker(list(autolora.adapters(model)), policy=policy, window=50)
 
     def batch(n: int = 32) -> dict:
         x = torch.randn(n, D)
@@ -225,10 +231,15 @@ def test_ranks_round_trip_and_cli_errors(bert_dir, tmp_path, capsys):
         report["ranks"]
     )
     last = json.loads((tmp_path / "search/alpha_history.json").read_text())["history"][-1]
-    for name, rank in report["ranks"].items():  # the rounded effective rank of the last step's shares
+    n = len(report["ranks"])
+    for name, rank in report["ranks_selected"].items():  # the rounded effective rank of the last shares
         shares = torch.tensor(last["weights"][name], dtype=torch.float64)
         assert rank == rank_from_weights("effective-rank", shares[None], 0.125), name
+        assert last["sizes"][name] == pytest.approx(float(effective_rank(shares)) - 1, abs=1e-5)
         assert len(report["diagnostics"]["per_adapter"][name]["margins"]) == 1  # one number decides
+    # applied: the default budget, 4 ranks an adapter, shared by the unrounded effective ranks
+    assert report["rank_total"] == 4 * n and report["ranks"] == proportional_ranks(last["sizes"], 4 * n, 8)
+    assert searched["ranks"] == report["ranks"] and report["diagnostics"]["allocation"]["total"] == 4 * n
     assert searched["selection"]["adapters"] == len(report["ranks"])
     reused = run(bert_dir, tmp_path / "reuse", ranks=str(tmp_path / "search/ranks.json"), **cola())
     assert reused["ranks"] == searched["ranks"] and reused["ranks_from"].endswith("ranks.json")
@@ -257,7 +268,9 @@ def test_rank_total_carries_the_selection_and_checks_its_range(bert_dir, tmp_pat
     """--rank-total: the selection (ranks.json, unchanged) is carried to the total before retraining,
     warm from the searched components (rule alpha: the top ones by alpha) or fresh from --ranks."""
     warm = run(bert_dir, tmp_path / "warm", rank_rule="alpha", retrain_init="warm", rank_total=30, **cola())
-    selected = json.loads((tmp_path / "warm/ranks.json").read_text())["ranks"]
+    report = json.loads((tmp_path / "warm/ranks.json").read_text())
+    selected = report["ranks_selected"]
+    assert report["ranks"] == warm["ranks"]
     assert sum(selected.values()) != 30, "the test needs a selection of another total"
     assert warm["ranks_selected"] == selected and warm["rank_total"] == 30
     assert warm["ranks"] == scaled_ranks(selected, 30, 8)
@@ -268,7 +281,7 @@ def test_rank_total_carries_the_selection_and_checks_its_range(bert_dir, tmp_pat
     assert autolora.current_ranks(model) == warm["ranks"]
     n = len(selected)
     fresh = run(bert_dir, tmp_path / "fresh", ranks=str(tmp_path / "warm/ranks.json"), rank_total=n, **cola())
-    assert fresh["ranks"] == dict.fromkeys(selected, 1) and fresh["ranks_selected"] == selected
+    assert fresh["ranks"] == dict.fromkeys(selected, 1) and fresh["ranks_selected"] == warm["ranks"]
     for total in (n - 1, 8 * n + 1):
         argv = ["run", "--model", str(bert_dir), "--format", "cola", "--rank-total", str(total),
                 "--output-dir", str(tmp_path / "bad"), "--no-progress"]  # fmt: skip
@@ -284,7 +297,7 @@ def test_rank_share_norm_gives_the_total_by_the_size_of_each_searched_update(ber
     adapters (read here from the search's final checkpoint), the selection kept in ranks.json."""
     result = run(bert_dir, tmp_path / "n", rank_total=30, rank_share="norm", **cola())
     params = torch.load(tmp_path / "n/checkpoints/search.pt", weights_only=False)["params"]
-    selected = json.loads((tmp_path / "n/ranks.json").read_text())["ranks"]
+    selected = json.loads((tmp_path / "n/ranks.json").read_text())["ranks_selected"]
     norms = {}
     for name in selected:
         alpha = torch.softmax(params[f"{name}.beta"].double(), 0)
@@ -292,8 +305,10 @@ def test_rank_share_norm_gives_the_total_by_the_size_of_each_searched_update(ber
         norms[name] = float(torch.linalg.norm(delta))
     assert result["update_norms"] == pytest.approx(norms, rel=1e-6)
     assert result["ranks"] == proportional_ranks(result["update_norms"], 30, 8) and result["rank_total"] == 30
-    assert result["ranks_selected"] == selected and result["ranks_from"] == "search (effective-rank rule)"
-    for extra, message in (([], "'norm' shares a rank_total"), (["--ranks", str(tmp_path / "n/ranks.json"),
+    assert result["ranks_selected"] == selected
+    assert result["ranks_from"] == "search (effective-rank rule; 30 ranks shared by norm)"
+    for extra, message in ((["--rank-budget", "none"], "'norm' shares rank_budget or rank_total"),
+                           (["--ranks", str(tmp_path / "n/ranks.json"),
                            "--rank-total", "30"], "--ranks skips the search")):  # fmt: skip
         argv = ["run", "--model", str(bert_dir), "--rank-share", "norm", *extra,
                 "--output-dir", str(tmp_path / "bad"), "--no-progress"]  # fmt: skip
@@ -331,12 +346,39 @@ def fake_history(steps: int, moving: bool, k: int = 4) -> list[dict]:
 
 def test_stopping_rule_waits_for_a_decisive_window_and_min_steps():
     adapter = SimpleNamespace(rank=4, threshold=lambda: 0.25)
-    tracker = SearchTracker([("a", adapter)], rule="alpha", window=5, stop_when_stable=True, min_steps=8)
+    own = RankPolicy("alpha", None, "selection", 4)  # the rule's own ranks: margins decide
+    tracker = SearchTracker([("a", adapter)], policy=own, window=5, stop_when_stable=True, min_steps=8)
     assert not tracker.should_stop(fake_history(7, moving=False))  # min_steps not reached
     assert tracker.should_stop(fake_history(8, moving=False))
     assert not tracker.should_stop(fake_history(20, moving=True))  # margin 0.02-0.04 / 0.2
-    lazy = SearchTracker([("a", adapter)], rule="alpha", window=5, min_steps=8)
+    lazy = SearchTracker([("a", adapter)], policy=own, window=5, min_steps=8)
     assert not lazy.should_stop(fake_history(20, moving=False))  # stop_when_stable off
+
+
+def budget_history(steps: int, drift: float) -> list[dict]:
+    """Two adapters whose sizes drift apart by `drift` a step: shares (1 + d) / 2 and (1 - d) / 2."""
+    out = []
+    for t in range(1, steps + 1):
+        sizes = {"a": 1.0 + drift * t, "b": 1.0 - drift * t}
+        ranks = proportional_ranks(sizes, 8, 8)
+        out.append({"step": t, "alpha": {"a": [0.5, 0.5], "b": [0.5, 0.5]}, "sizes": sizes, "ranks": ranks,
+                    "rule_ranks": {"a": 2, "b": 2}, "rank_sum": 8})  # fmt: skip
+    return out
+
+
+def test_under_a_budget_the_verdict_is_whether_the_shares_settled():
+    """Total 8 over two adapters: 6 ranks above the floor. Over a window of 10 steps a drift of d a step
+    moves 6 * 10 d / 2 ranks: settled (under 1) at d = 0.01 (0.3), not at d = 0.05 (1.5)."""
+    adapter = SimpleNamespace(rank=8, threshold=lambda: 0.125)
+    tracker = SearchTracker([("a", adapter), ("b", adapter)], policy=RankPolicy("alpha", 8, "selection", 8),
+                            window=10, stop_when_stable=True)  # fmt: skip
+    still, moving = tracker.diagnose(budget_history(15, 0.01)), tracker.diagnose(budget_history(15, 0.05))
+    assert still["allocation"]["moved_units"] == pytest.approx(0.3) and still["decisive"]
+    assert still["warning"] is None
+    assert moving["allocation"]["moved_units"] == pytest.approx(1.5) and not moving["decisive"]
+    assert "have not settled" in moving["warning"] and "--max-search-steps" in moving["warning"]
+    assert tracker.should_stop(budget_history(15, 0.01)) and not tracker.should_stop(budget_history(15, 0.05))
+    assert not tracker.should_stop(budget_history(9, 0.0))  # less than a window: nothing to judge by
 
 
 @pytest.mark.slow

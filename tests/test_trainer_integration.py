@@ -18,7 +18,8 @@ from autolora.integrations.arguments import AutoLoraArguments
 from autolora.integrations.trainer import AutoLoraTrainer
 from autolora.search import BilevelSearch, SearchStepConfig
 from autolora.train.loop import BatchStream
-from autolora.tuner.ranks import proportional_ranks, scaled_ranks
+from autolora.tuner.rank_rules import effective_rank, rule_weights
+from autolora.tuner.ranks import proportional_ranks
 from autolora.tuner.selection import select_ranks, update_norms
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,9 +186,9 @@ def test_beta_schedule_arguments_are_checked(field, value):
 
 @pytest.mark.parametrize("share", ["selection", "norm"])
 def test_rank_total_is_shared_from_the_model_at_the_switch(tmp_path, share):
-    """rank_total 10 over the tiny model's 4 adapters of k=4: the ranks the switch keeps are the rule's
-    selection carried to 10 (selection) or 10 shared by the searched updates' norms (norm), both read
-    from the model as the search's last step left it."""
+    """rank_total 10 over the tiny model's 4 adapters of k=4: the ranks the switch keeps are 10 shared by
+    the unrounded effective ranks above one (selection) or by the searched updates' norms (norm), both
+    read from the model as the search's last step left it."""
     capture = _Capture(at_step=2)
     search = {"rank_total": 10, "rank_share": share}
     trainer = _trainer(tmp_path, _model(), callbacks=[capture], max_steps=3, search=search)
@@ -195,7 +196,9 @@ def test_rank_total_is_shared_from_the_model_at_the_switch(tmp_path, share):
     searched = _model()
     searched.load_state_dict(capture.state, strict=False)
     selected, norms = select_ranks(searched, "effective-rank"), update_norms(searched)
-    expected = scaled_ranks(selected, 10, 4) if share == "selection" else proportional_ranks(norms, 10, 4)
+    above = {n: float(effective_rank(rule_weights("effective-rank", a.U, a.V, a.alpha(), a.scaling))) - 1
+             for n, a in autolora.adapters(searched)}  # fmt: skip
+    expected = proportional_ranks(above if share == "selection" else norms, 10, 4)
     record = json.loads((tmp_path / "ranks.json").read_text())
     assert record["ranks"] == trainer.ranks == autolora.current_ranks(trainer.model) == expected
     assert sum(expected.values()) == 10 and record["ranks_selected"] == selected
@@ -208,8 +211,10 @@ def test_rank_total_is_shared_from_the_model_at_the_switch(tmp_path, share):
 
 
 def test_rank_total_and_share_are_checked_before_training(tmp_path):
-    with pytest.raises(ValueError, match=r"rank_share: expected selection without rank_total"):
-        AutoLoraArguments(search_steps=2, rank_share="norm")
+    with pytest.raises(ValueError, match=r"rank_share: expected selection without a budget"):
+        AutoLoraArguments(search_steps=2, rank_share="norm", rank_budget=None)
+    with pytest.raises(ValueError, match=r"rank_budget: expected None or a number >= 1, got 0.5"):
+        AutoLoraArguments(search_steps=2, rank_budget=0.5)
     with pytest.raises(ValueError, match="rank_share: expected selection or norm, got 'size'"):
         AutoLoraArguments(search_steps=2, rank_total=8, rank_share="size")
     with pytest.raises(ValueError, match="rank_total: expected None or an integer >= 1, got 0"):

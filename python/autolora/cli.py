@@ -42,6 +42,14 @@ def option_help(f: dataclasses.Field) -> str:
     return f"{f.metadata['help']} (default: {default})".replace("%", "%%")  # argparse formats help
 
 
+def _or_none(convert):
+    def parse(text: str):
+        return None if text.lower() == "none" else convert(text)
+
+    parse.__name__ = convert.__name__  # argparse names the type in its errors: "invalid float value"
+    return parse
+
+
 def _add_fields(parser: argparse.ArgumentParser, cls, groups: dict, prefix: str = "") -> None:
     for f in dataclasses.fields(cls):
         if f.name == "data":
@@ -62,7 +70,10 @@ def _add_fields(parser: argparse.ArgumentParser, cls, groups: dict, prefix: str 
             # config files alike, with one message.
             choices = f.metadata.get("choices")
             metavar = "{" + ",".join(choices) + "}" if choices else (unit or f.name).upper()
-            kwargs.update(type=_TYPES.get(kind, str), metavar=metavar)  # --dist-timeout SECONDS
+            convert = _TYPES.get(kind, str)
+            if str(f.type).endswith("| None"):  # `--rank-budget none` sets an optional option to None
+                convert = _or_none(convert)
+            kwargs.update(type=convert, metavar=metavar)  # --dist-timeout SECONDS
         groups[f.metadata["group"]].add_argument("--" + f.name.replace("_", "-"), **kwargs)
 
 
@@ -96,15 +107,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def selection_lines(selection: dict | None) -> list[str]:
-    """Whether the search selected (autolora.search.diagnostics), in two lines, or a warning."""
+    """Whether the search settled (autolora.search.diagnostics), in one line, and its warning if any."""
     if not selection:
         return []
-    margin = selection["min_margin"]
-    head = (
-        f"selection: {selection['decisive_adapters']} of {selection['adapters']} adapters decisive; "
-        f"ranks unchanged for the last {selection['stable_steps']} of {selection['search_steps']} steps; "
-        f"smallest margin {'inf' if margin is None else f'{margin:.2f}'} (>= 1 is decisive)"
-    )
+    alloc = selection.get("allocation")
+    if alloc is not None:
+        head = (
+            f"allocation: {'settled' if alloc['settled'] else 'NOT settled'}: {alloc['moved_units']:.2f} of "
+            f"{alloc['total']} ranks changed adapters over the last {selection['window']} of "
+            f"{selection['search_steps']} search steps (settled: under 1); the ranks unchanged for "
+            f"{alloc['stable_steps']} steps"
+        )
+    else:
+        margin = selection["min_margin"]
+        head = (
+            f"selection: {selection['decisive_adapters']} of {selection['adapters']} adapters decisive; "
+            f"ranks unchanged for the last {selection['stable_steps']} of {selection['search_steps']} "
+            f"steps; smallest margin {'inf' if margin is None else f'{margin:.2f}'} (>= 1 is decisive)"
+        )
     return [head] + ([f"WARNING: {selection['warning']}"] if selection.get("warning") else [])
 
 
@@ -117,8 +137,10 @@ def format_summary(summary: dict) -> str:
     metric = summary["metric"]
     value = summary["eval"].get(metric)
     selected = summary.get("ranks_selected")
-    share = " by update norm" if summary.get("update_norms") else ""
-    carried = f" (--rank-total{share}; selected {sum(selected.values())})" if selected else ""
+    share = "update norms" if summary.get("update_norms") else "the search"
+    carried = ""
+    if selected:
+        carried = f" (the budget, shared by {share}; the rule alone: {sum(selected.values())})"
     params = summary["trainable_parameters"]
     lines.append(f"total rank {summary['rank_total']}{carried}, trainable parameters {params:,}")
     lines.append(f"{summary['task']} eval {metric}: {value:.4f}" if value is not None else "")

@@ -14,6 +14,7 @@ from typing import Any
 from autolora.errors import InputError
 from autolora.options import (
     BETA_EVERY,
+    DEFAULT_BUDGET,
     FD_SCHEMES,
     HYPERGRADIENTS,
     LOOKAHEADS,
@@ -193,20 +194,26 @@ class PipelineConfig:
         "a ranks.json of an earlier run, or a JSON map of module name to rank: no search, retrain these",
         "search",
     )
+    rank_budget: float | None = opt(
+        DEFAULT_BUDGET,
+        "average rank per adapter that retraining gets (4: LoRA r=4's parameters); the search decides "
+        "how the total is shared. none: the rule's own ranks, whose total follows the search's length "
+        "(docs/diagnostics.md); a --ranks file's ranks are kept as given unless rank_total is set",
+        "retraining",
+        "ranks",
+    )
     rank_total: int | None = opt(
         None,
-        "carry the selected (or --ranks) ranks to this total before retraining: same order, each in "
-        "1..k, shared in proportion to what each adapter had above 1 (e.g. 4 x the adapters: LoRA r=4's "
-        "parameters); none: the selection's own total",
+        "an exact total of ranks over the adapters instead of rank_budget (each adapter in 1..k); with "
+        "--ranks, the file's ranks carried to it in the same order",
         "retraining",
         "ranks",
     )
     rank_share: str = opt(
         "selection",
-        "how rank_total is shared across adapters: selection carries the rule's ranks (above); norm "
-        "shares it in proportion to the Frobenius norm of each searched update s U diag(alpha) V, so "
-        "the adapters that learned most get most (needs rank_total and a search; README, the rank "
-        "search on real data)",
+        "how the total is shared across adapters: selection, by what the rule reads above one rank (the "
+        "unrounded effective rank - 1, or the rank - 1); norm, by the Frobenius norm of each searched "
+        "update s U diag(alpha) V (not with --ranks)",
         "retraining",
         choices=RANK_SHARES,
     )
@@ -291,12 +298,13 @@ class PipelineConfig:
             (self.beta_warmup_steps >= 0, "beta_warmup_steps", ">= 0"),
             (self.beta_every >= 1, "beta_every", ">= 1"),
             (self.eval_every is None or self.eval_every >= 1, "eval_every", "none or >= 1"),
+            (self.rank_budget is None or 1 <= self.rank_budget <= self.k, "rank_budget", "none or 1..k"),
             (self.rank_total is None or self.rank_total >= 1, "rank_total", "none or >= 1"),
             (self.rank_share in RANK_SHARES, "rank_share", one_of(RANK_SHARES)),
             (
-                self.rank_share != "norm" or self.rank_total is not None,
+                self.rank_share != "norm" or self.rank_total is not None or self.rank_budget is not None,
                 "rank_share",
-                "selection without rank_total ('norm' shares a rank_total)",
+                "selection without a budget ('norm' shares rank_budget or rank_total)",
             ),
             (
                 self.rank_share != "norm" or self.ranks is None,

@@ -28,9 +28,15 @@ RETRAIN_INITS = ("fresh", "warm")
 RETRAIN_SCHEDULES = ("constant", "linear")
 # How a searched adapter's rank is read: see autolora.tuner.rank_rules.
 RANK_RULES = ("alpha", "alpha-avg", "spectrum", "effective-rank")
+# Not the paper's alpha rule: the effective rank of the learned update keeps its order across seeds
+# (docs/results.md), where alpha >= 1/k does not on the models tried.
+DEFAULT_RULE = "effective-rank"
 # How --rank-total is shared across adapters: the rule's selection carried to it (same order), or in
 # proportion to the size (Frobenius norm) of each searched update (autolora.tuner.rank_rules).
 RANK_SHARES = ("selection", "norm")
+# The retraining's default budget, an average rank per adapter (autolora.tuner.allocation): LoRA r=4's
+# parameters, the common LoRA setting the searched allocation competes with.
+DEFAULT_BUDGET = 4.0
 # The rules that read the learned update's singular values rather than alpha.
 SPECTRAL_RULES = ("spectrum", "effective-rank")
 PRECISIONS = ("fp32", "bf16", "fp16")

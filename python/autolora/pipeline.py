@@ -38,8 +38,9 @@ from autolora.train.activation_checkpointing import enable_activation_checkpoint
 from autolora.train.distributed import init_distributed
 from autolora.train.loop import BatchStream, run_phase
 from autolora.train.lr_schedule import lr_schedule
+from autolora.tuner.allocation import RankPolicy, budget_total
 from autolora.tuner.ranks import check_ranks, check_total, read_ranks
-from autolora.tuner.selection import keep_selected_, ranks_at_total, update_norms
+from autolora.tuner.selection import keep_selected_, ranks_at_total
 
 
 def check_output_dir(path: Path, create: bool = True) -> None:
@@ -177,9 +178,12 @@ class Pipeline:
         )
         tr, val = self.stream(self.d_tr, cfg.seed), self.stream(self.d_val, cfg.seed + 1)
         named = [(n, a) for n, a in autolora.adapters(model) if a.beta is not None]
+        policy = RankPolicy.of(
+            len(named), cfg.k, cfg.rank_rule, cfg.rank_budget, cfg.rank_total, cfg.rank_share
+        )
         tracker = SearchTracker(
             named,
-            rule=cfg.rank_rule,
+            policy=policy,
             window=cfg.stability_window,
             stop_when_stable=cfg.stop_when_stable,
             min_steps=cfg.min_search_steps,
@@ -208,9 +212,14 @@ class Pipeline:
         ranks = tracker.ranks(history)
         self.diagnostics = tracker.diagnose(history)
         self._keep_weights = tracker.keep_weights(history)
+        if self._keep_weights is None and policy.total is not None:  # rule alpha: the top ranks by alpha
+            self._keep_weights = {n: a.alpha().detach() for n, a in named}
+        norms = history[-1]["sizes"] if cfg.rank_share == "norm" else None
+        self.searched = {"ranks_selected": history[-1].get("rule_ranks"), "update_norms": norms}
         if self.main:
             final_alpha = {n: [float(v) for v in a.alpha().detach().cpu()] for n, a in named}
             report = {"ranks": ranks, "k": cfg.k, "rule": cfg.rank_rule, "alpha": final_alpha}
+            report.update(rank_total=policy.total, rank_share=cfg.rank_share, **self.searched)
             report["rank_trajectory"] = tracker.rank_trajectory(history)
             report["diagnostics"] = json_safe(self.diagnostics)
             atomic_write_json(self.out / "ranks.json", report)
@@ -292,6 +301,13 @@ class Pipeline:
         self.retrain_steps = steps
         return model
 
+    def _ranks_from(self, adapters: int) -> str:
+        cfg = self.config
+        total = budget_total(cfg.rank_budget, cfg.rank_total, adapters, cfg.k)
+        if total is None:
+            return f"search ({cfg.rank_rule} rule, its own ranks)"
+        return f"search ({cfg.rank_rule} rule; {total} ranks shared by {cfg.rank_share})"
+
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         cfg = self.config
         return evaluate(model, self.task, cfg.eval_batch_size, self.device, cfg.progress, cfg.max_generate)
@@ -318,12 +334,10 @@ class Pipeline:
             ranks, _, searched = self.search()
         t_search = time.perf_counter() - t0
         selected, norms = ranks, None
-        if cfg.rank_total is not None:  # norm: by the size of each searched update (config: a search ran)
-            norms = update_norms(searched) if cfg.rank_share == "norm" else None
-            ranks = ranks_at_total(ranks, cfg.rank_total, cfg.k, norms)
-            if searched is not None and self._keep_weights is None:  # rule alpha: the top ranks by alpha
-                self._keep_weights = {n: a.alpha().detach() for n, a in autolora.adapters(searched)
-                                      if a.beta is not None}  # fmt: skip
+        if self.given_ranks is None:  # the search applied the policy: its budget, shared by the search
+            selected, norms = self.searched["ranks_selected"] or ranks, self.searched["update_norms"]
+        elif cfg.rank_total is not None:  # a --ranks file carried to an explicit total, same order
+            ranks = ranks_at_total(ranks, cfg.rank_total, cfg.k)
         init = "fresh" if self.given_ranks is not None else cfg.retrain_init
         if init == "fresh":
             searched = None  # freed before the fresh model is built: one model in memory at a time
@@ -348,7 +362,7 @@ class Pipeline:
             "ranks": ranks,
             "rank_total": sum(ranks.values()),
             "ranks_selected": None if selected == ranks else selected,
-            "ranks_from": cfg.ranks if self.given_ranks is not None else f"search ({cfg.rank_rule} rule)",
+            "ranks_from": cfg.ranks if self.given_ranks is not None else self._ranks_from(len(ranks)),
             "update_norms": norms,
             "selection": None
             if self.diagnostics is None

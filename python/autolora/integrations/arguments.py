@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from autolora.options import (
     BETA_EVERY,
+    DEFAULT_BUDGET,
+    DEFAULT_RULE,
     RANK_SHARES,
     RULE_FOR_NONE,
     SPECTRAL_RULES,
@@ -26,16 +28,16 @@ class AutoLoraArguments:
     TrainingArguments.seed. beta_warmup_steps and beta_every: which search steps move beta
     (autolora.search.schedule), as the pipeline's options of those names. The remaining options are
     SearchStepConfig's (autolora.search); hypergradient "none" trains W alone during the search (beta
-    stays 0) and needs a spectral rank_rule. rank_total: the retraining's total of ranks over the
-    adapters, None: the rule's selection as it is; rank_share: how that total is shared, "selection"
-    (the rule's ranks carried to it, in the same order) or "norm" (in proportion to the size of each
-    searched update), as the pipeline's options of those names.
+    stays 0) and needs a spectral rank_rule. rank_budget: the retraining's average rank per adapter
+    (default 4: LoRA r=4's parameters), None: the rule's own ranks; rank_total: an exact total instead;
+    rank_share: how the total is shared, "selection" (by what the rule reads) or "norm" (by the size
+    of each searched update): autolora.tuner.allocation, as the pipeline's options of those names.
     """
 
     search_steps: int | None = None
     search_epochs: float | None = None
     lr_beta: float = 1e-2  # the pipeline's default (README: the rank search on real data)
-    rank_rule: str = "effective-rank"  # or "spectrum", "alpha" (the paper's): autolora.tuner.rank_rules
+    rank_rule: str = DEFAULT_RULE  # or "spectrum", "alpha" (the paper's): autolora.tuner.rank_rules
     hypergradient: str = "second-order"
     xi: float | None = None
     fd_r: float = 0.01
@@ -44,6 +46,7 @@ class AutoLoraArguments:
     split_seed: int | None = None
     beta_warmup_steps: int = 0  # search steps that train W alone before beta moves
     beta_every: int = BETA_EVERY  # beta moves on every this many search steps, W on every one
+    rank_budget: float | None = DEFAULT_BUDGET  # average rank per adapter; None: the rule's own ranks
     rank_total: int | None = None
     rank_share: str = "selection"
 
@@ -74,8 +77,14 @@ class AutoLoraArguments:
             raise ValueError(f"rank_total: expected None or an integer >= 1, got {total!r}")
         if self.rank_share not in RANK_SHARES:
             raise ValueError(f"rank_share: expected {one_of(RANK_SHARES)}, got {self.rank_share!r}")
-        if self.rank_share == "norm" and total is None:
-            raise ValueError("rank_share: expected selection without rank_total ('norm' shares a rank_total)")
+        budget = self.rank_budget
+        number = isinstance(budget, int | float) and not isinstance(budget, bool)
+        if budget is not None and (not number or budget < 1):
+            raise ValueError(f"rank_budget: expected None or a number >= 1, got {budget!r}")
+        if self.rank_share == "norm" and total is None and budget is None:
+            raise ValueError(
+                "rank_share: expected selection without a budget ('norm' shares rank_budget or rank_total)"
+            )
         self.step_config(1.0)  # SearchStepConfig checks the scheme names, xi and fd_r now, not at step 1
 
     def step_config(self, learning_rate: float) -> SearchStepConfig:

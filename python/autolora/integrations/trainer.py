@@ -13,9 +13,10 @@ Phases, by optimizer step (state.global_step):
            train_dataset), so W never trains on the examples beta is judged on; the Trainer's batches
            of those steps are drawn and not used. grad_W L_tr goes into .grad, so the Trainer's
            clipping, optimizer and schedule update W; beta takes its own Adam step here.
-  switch   ranks selected (AutoLoraArguments.rank_rule; with rank_total, carried to that total or
-           shared by update size), the adapters turned in place into fixed-rank ones (warm start:
-           nothing reloaded), ranks.json written, optimizer and schedule rebuilt.
+  switch   ranks selected (AutoLoraArguments.rank_rule, rank_budget, rank_share: the budget's
+           total shared by the search; autolora.tuner.allocation), the adapters turned in place
+           into fixed-rank ones (warm start: nothing reloaded), ranks.json written, optimizer and
+           schedule rebuilt.
   retrain  [search_steps, max_steps): the Trainer's own step on the whole train_dataset.
 Each phase gets the Trainer's schedule (warmup and decay) over its own steps, as the pipeline trains
 the searched and the fixed adapters in two runs.
@@ -49,9 +50,9 @@ from autolora.search import BilevelSearch, beta_moves
 from autolora.train.distributed import DistContext
 from autolora.train.loop import BatchStream, load_trainable_state, trainable_state
 from autolora.train.state import save_checkpoint
+from autolora.tuner.allocation import RankPolicy
 from autolora.tuner.params import adapters, inner_parameters, selection_parameters
-from autolora.tuner.ranks import check_total
-from autolora.tuner.selection import keep_selected_, ranks_at_total, select_ranks, update_norms
+from autolora.tuner.selection import keep_selected_, policy_ranks
 
 RANKS_NAME = "ranks.json"
 
@@ -112,12 +113,15 @@ class AutoLoraTrainer(Trainer):
                 "model: has no search-mode AutoLoRA adapters; "
                 "call autolora.inject(model, mode='search') first"
             )
-        total = self.autolora_args.rank_total
-        if total is not None:
-            ks = [a.rank for _, a in adapters(self.model) if a.beta is not None]
+        a = self.autolora_args
+        if a.rank_total is not None or a.rank_budget is not None:
+            ks = [ad.rank for _, ad in adapters(self.model) if ad.beta is not None]
             if len(set(ks)) > 1:
-                raise ValueError(f"rank_total: needs adapters of one k, got k in {sorted(set(ks))}")
-            check_total(len(ks), total, ks[0], where="rank_total")
+                raise ValueError(
+                    f"rank_budget/rank_total: needs adapters of one k, got k in {sorted(set(ks))}; "
+                    "set rank_budget=None for the rule's own ranks"
+                )
+            self._policy()  # an explicit rank_total outside n..n*k fails here
         if self.train_dataset is None:
             raise ValueError("train_dataset: AutoLoraTrainer needs one (the search and retraining read it)")
         if self.args.load_best_model_at_end:
@@ -270,10 +274,15 @@ class AutoLoraTrainer(Trainer):
             p.grad = gi.detach() * scale if scale != 1.0 else gi.detach()
         return loss_tr.detach().to(self.args.device)
 
+    def _policy(self) -> RankPolicy:
+        """The rule, budget and share of AutoLoraArguments over this model's searched adapters."""
+        a, ks = self.autolora_args, [ad.rank for _, ad in adapters(self.model) if ad.beta is not None]
+        return RankPolicy.of(len(ks), max(ks), a.rank_rule, a.rank_budget, a.rank_total, a.rank_share)
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if self.phase == "search" and "loss" in logs:
-            ranks = sum(a.selected_rank() for _, a in adapters(self.model) if a.beta is not None)
-            logs = {**logs, **self._search_logs, "rank_sum": ranks}
+        if self.phase == "search" and "loss" in logs:  # the ranks the switch would apply now
+            ranks = list(policy_ranks(self.model, self._policy())[2].values())
+            logs = {**logs, **self._search_logs, "rank_sum": sum(ranks), "rank_max": max(ranks)}
         super().log(logs, start_time)
 
     # -- the switch ----------------------------------------------------------------------------------
@@ -283,22 +292,22 @@ class AutoLoraTrainer(Trainer):
 
     def _switch(self) -> None:
         """Select ranks, keep the selected components in place, rebuild optimizer and schedule."""
-        rule, total = self.autolora_args.rank_rule, self.autolora_args.rank_total
-        ranks = selected = select_ranks(self.model, rule)
+        policy = self._policy()
+        rule = policy.rule
+        selected, sizes, ranks = policy_ranks(self.model, policy)
         searched = [(n, a) for n, a in adapters(self.model) if a.beta is not None]
         alpha = {n: a.alpha().detach().float().cpu().tolist() for n, a in searched}
         k = {n: a.rank for n, a in searched}
-        norms = weights = None
-        if total is not None:  # the pipeline's --rank-total and --rank-share
-            norms = update_norms(self.model) if self.autolora_args.rank_share == "norm" else None
-            ranks = ranks_at_total(selected, total, max(k.values()), norms)
-            weights = {n: a.alpha().detach() for n, a in searched}  # rule alpha: the top ranks by alpha
+        norms = sizes if policy.share == "norm" else None
+        weights = None
+        if policy.total is not None:  # rule alpha: the top ranks by alpha
+            weights = {n: a.alpha().detach() for n, a in searched}
         keep_selected_(self.model, ranks, rule=rule, weights=weights)
         self.phase, self.ranks = "retrain", ranks
         self._searcher = self._beta_opt = self._resumed = None
         self._ranks_record = {"ranks": ranks, "k": k, "alpha": alpha, "search_steps": self.search_steps}
-        if total is not None:
-            self._ranks_record.update(ranks_selected=selected, update_norms=norms)
+        if policy.total is not None:
+            self._ranks_record.update(ranks_selected=selected, update_norms=norms, rank_total=policy.total)
         if self.args.should_save:
             atomic_write_json(Path(self.args.output_dir) / RANKS_NAME, self._ranks_record)
         self.optimizer, self.lr_scheduler = None, None

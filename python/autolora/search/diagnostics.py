@@ -14,6 +14,17 @@ percent of 1/k while still drifting have margins well below 1: the ranks are the
 moving search, not a selection, and the warning says what to change. Decisive is about stability
 only: a search that ends with every adapter at its full k (a flat spectrum, as noise gives) selected
 nothing however still it sits, and gets a warning of its own.
+
+Under a budget (autolora.tuner.allocation) the rule's ranks are not applied as they are: the total is
+fixed and the search decides its shares. The verdict then asks whether those shares have settled:
+the *moved units* are the ranks above the floor of one per adapter that changed hands over the last
+window, measured on the unrounded shares,
+
+    moved = (total - n) * 1/2 * sum_l |s_l(T) - s_l(T - window)|,   s_l = size_l / sum(size),
+
+and the allocation has settled when moved < 1: at the pace of the last window, another window would
+move less than one rank between adapters. (The applied ranks are whole numbers, so a share that sits
+on a rounding boundary may still flip one rank; stable_steps says how long they have held.)
 """
 
 from __future__ import annotations
@@ -61,15 +72,55 @@ def adapter_diagnostics(
     return AdapterDiagnostics(ranks[-1], stable, min(listed), listed, decisive)
 
 
+def allocation_diagnostics(
+    sizes: torch.Tensor, steps: list[int], allocations: list[dict[str, int]], total: int, window: int
+) -> dict:
+    """Whether the shares of a budget have settled (the module docstring).
+
+    Args:
+        sizes: (T, n) each adapter's size at `steps` (what the total is shared by), T >= 1.
+        steps: the T search steps, increasing.
+        allocations: the applied ranks at each step.
+        total: the budget's total of ranks.
+        window: the steps over which the movement is measured.
+
+    Returns:
+        {"settled", "moved_units", "stable_steps", "total"}.
+    """
+    if len(steps) != len(sizes) or len(allocations) != len(steps) or not steps:
+        raise ValueError(f"steps, sizes, allocations: expected equal non-zero lengths, got "
+                         f"{len(steps)}, {len(sizes)}, {len(allocations)}")  # fmt: skip
+    sizes = sizes.double().clamp(min=0)
+    sums = sizes.sum(1, keepdim=True)
+    even = 1.0 / sizes.shape[1]  # no adapter has grown yet: the total is shared evenly
+    shares = torch.where(sums > 0, sizes / sums.clamp(min=torch.finfo(sizes.dtype).tiny), even)
+    first = next(i for i, s in enumerate(steps) if s >= steps[-1] - window)
+    moved = float((shares[-1] - shares[first]).abs().sum() / 2 * (total - sizes.shape[1]))
+    last_change = steps[0]
+    for i in range(1, len(allocations)):
+        if allocations[i] != allocations[i - 1]:
+            last_change = steps[i]
+    stable = steps[-1] - last_change
+    settled = steps[-1] - steps[first] >= window and moved < 1.0
+    return {"settled": settled, "moved_units": round(moved, 3), "stable_steps": stable, "total": total}
+
+
 def summarise(
-    per_adapter: dict[str, AdapterDiagnostics], window: int, steps: int, k: dict[str, int] | None = None
+    per_adapter: dict[str, AdapterDiagnostics],
+    window: int,
+    steps: int,
+    k: dict[str, int] | None = None,
+    allocation: dict | None = None,
 ) -> dict:
     """The search-level verdict: decisive or not, whether it selected anything (some adapter below its
-    k; None when `k` is not given), and the warning to print when either fails."""
+    k; None when `k` is not given), and the warning to print when either fails. With `allocation`
+    (allocation_diagnostics: a budget) the verdict is whether its shares settled; the per-adapter
+    margins stay as information about the rule's own reading."""
     values = list(per_adapter.values())
     n_decisive = sum(d.decisive for d in values)
     summary = {
-        "decisive": n_decisive == len(values),
+        "decisive": n_decisive == len(values) if allocation is None else allocation["settled"],
+        "allocation": allocation,
         "selected": None if k is None else any(d.rank < k[n] for n, d in per_adapter.items()),
         "decisive_adapters": n_decisive,
         "adapters": len(values),
@@ -80,7 +131,10 @@ def summarise(
         "per_adapter": {name: asdict(d) for name, d in per_adapter.items()},
     }
     summary["warning"] = None
-    if not summary["decisive"]:
+    if allocation is not None:
+        if not allocation["settled"]:
+            summary["warning"] = allocation_warning(allocation, window)
+    elif not summary["decisive"]:
         summary["warning"] = warning(summary)
     elif summary["selected"] is False:
         summary["warning"] = (
@@ -100,6 +154,16 @@ def warning(summary: dict) -> str:
         f"{summary['stable_steps']} steps). These ranks may change with the seed or with more steps: "
         "search longer (--search-epochs, --stop-when-stable), or raise --lr-beta where beta is learned "
         "(not with --hypergradient none)."
+    )
+
+
+def allocation_warning(allocation: dict, window: int) -> str:
+    return (
+        f"the shares of the rank budget have not settled: {allocation['moved_units']:.1f} of its "
+        f"{allocation['total']} ranks changed adapters over the last {window} steps (settled: under 1), "
+        f"the applied ranks unchanged for {allocation['stable_steps']} steps. Another seed or a longer "
+        "search may share it differently: search longer (--max-search-steps, --search-epochs), or let "
+        "--stop-when-stable end the search once it settles."
     )
 
 

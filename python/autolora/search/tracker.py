@@ -2,10 +2,12 @@
 
 Every step appends one record to the history (saved in the search's checkpoints, so everything
 below survives a resume): the losses, each adapter's alpha, the rank rule's weights when they are not
-alpha (the spectrum), and each adapter's rank by the rule. From the history the tracker reads the
-final ranks, the diagnostics (autolora.search.diagnostics) and whether the search may stop: with
-stop_when_stable, once every adapter's selection has been decisive (rank unchanged for a window,
-every margin >= 1) and at least min_steps have run.
+alpha (the spectrum), each adapter's rank by the rule, its size (what a budget is shared by:
+autolora.tuner.allocation) and the ranks retraining would get if the search ended at that step. All
+of them come from one RankPolicy, so the progress bar, the records, the diagnostics and the selection
+agree. From the history the tracker reads the final ranks, the diagnostics
+(autolora.search.diagnostics) and whether the search may stop: with stop_when_stable, once the
+selection has been settled for a window and at least min_steps have run.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from __future__ import annotations
 import torch
 
 from autolora.nn.adapter import AutoLoraAdapter
-from autolora.search.diagnostics import adapter_diagnostics, summarise
-from autolora.tuner.rank_rules import decision_series, rank_from_weights, rule_weights
+from autolora.search.diagnostics import adapter_diagnostics, allocation_diagnostics, summarise
+from autolora.tuner.allocation import RankPolicy
+from autolora.tuner.rank_rules import decision_series, effective_rank, rank_from_weights, spectrum
 
 
 class SearchTracker:
@@ -22,16 +25,16 @@ class SearchTracker:
         self,
         named: list[tuple[str, AutoLoraAdapter]],
         *,
-        rule: str,
+        policy: RankPolicy,
         window: int,
         stop_when_stable: bool = False,
         min_steps: int = 0,
     ) -> None:
         if not named:
             raise ValueError("model: has no search-mode adapters to track")
-        self.named, self.rule, self.window = named, rule, window
+        self.named, self.policy, self.rule, self.window = named, policy, policy.rule, window
         self.stop_when_stable, self.min_steps = stop_when_stable, min_steps
-        self.key = "alpha" if rule in ("alpha", "alpha-avg") else "weights"
+        self.key = "alpha" if self.rule in ("alpha", "alpha-avg") else "weights"
 
     def thresholds(self) -> dict[str, float]:
         """tau per adapter: the alpha rules compare with the adapter's own threshold (1/k, or 1/2
@@ -43,20 +46,21 @@ class SearchTracker:
     def record(self, step: int, losses: dict, history: list[dict]) -> dict:
         """The record of this step; `history` holds the records of the steps before it. The rank of
         this step reads this step's exact weights (the record keeps them rounded to 5 decimals)."""
-        names, sizes = [n for n, _ in self.named], [a.rank for _, a in self.named]
-        alphas = [a.alpha().double() for _, a in self.named]
-        spectral = self.key == "weights"
-        weights = (
-            [rule_weights(self.rule, a.U, a.V, a.alpha(), a.scaling) for _, a in self.named]
-            if spectral
-            else []
-        )
-        parts = torch.cat(alphas + weights).cpu().split(sizes * (2 if spectral else 1))  # one host transfer
+        names, k = [n for n, _ in self.named], [a.rank for _, a in self.named]
+        alphas = [a.alpha().detach().double() for _, a in self.named]
+        spectra = []
+        if self.key == "weights" or self.policy.share == "norm":
+            spectra = [spectrum(a.U, a.V, a.alpha(), a.scaling) for _, a in self.named]
+        parts = torch.cat(alphas + spectra).cpu().split(k * (2 if spectra else 1))  # one host transfer
         alpha_now = dict(zip(names, parts[: len(names)], strict=True))
-        now = dict(zip(names, parts[len(names) :], strict=True)) if spectral else alpha_now
+        sv = dict(zip(names, parts[len(names) :], strict=True))
+        if self.key == "weights":
+            now = {n: s / s.sum().clamp(min=torch.finfo(s.dtype).tiny) for n, s in sv.items()}
+        else:
+            now = alpha_now
         rounded = lambda r: [round(v, 5) for v in r.tolist()]  # noqa: E731
         rec = {"step": step, **losses, "alpha": {n: rounded(r) for n, r in alpha_now.items()}}
-        if spectral:
+        if self.key == "weights":
             rec["weights"] = {n: rounded(r) for n, r in now.items()}
         tau = self.thresholds()
         if self.rule == "alpha-avg":  # the only rule that reads the window; the others read this step
@@ -66,7 +70,19 @@ class SearchTracker:
             }
         else:
             window = {n: w[None] for n, w in now.items()}
-        rec["ranks"] = {n: rank_from_weights(self.rule, w, tau[n]) for n, w in window.items()}
+        rule_ranks = {n: rank_from_weights(self.rule, w, tau[n]) for n, w in window.items()}
+        sizes = {
+            n: self.policy.size(
+                rule_ranks[n],
+                float(effective_rank(now[n])) if self.rule == "effective-rank" else None,
+                float(sv[n].norm()) if self.policy.share == "norm" else None,
+            )
+            for n in names
+        }
+        rec["sizes"] = {n: round(v, 5) for n, v in sizes.items()}
+        rec["ranks"] = self.policy.apply(rule_ranks, sizes)
+        if self.policy.total is not None:
+            rec["rule_ranks"] = rule_ranks
         rec["rank_sum"] = sum(rec["ranks"].values())
         return rec
 
@@ -74,6 +90,7 @@ class SearchTracker:
         return torch.tensor([r[self.key][name] for r in records], dtype=torch.float64)
 
     def ranks(self, history: list[dict]) -> dict[str, int]:
+        """The ranks retraining gets: those of the last record."""
         if not history:
             raise ValueError("history: the search took no step, so there are no ranks to read")
         return dict(history[-1]["ranks"])
@@ -88,26 +105,34 @@ class SearchTracker:
         return {n: w.mean(0) if self.rule == "alpha-avg" else w[-1] for n, w in rows.items()}
 
     def diagnose(self, history: list[dict], records: list[dict] | None = None) -> dict:
-        """The diagnostics over `records` (default: the whole history)."""
+        """The diagnostics over `records` (default: the whole history): per adapter, the rule's margins
+        and rank stability; the verdict from them (no budget) or from the allocation's settling."""
         records = history if records is None else records
         steps = [r["step"] for r in records]
         tau = self.thresholds()
+        key = "rule_ranks" if self.policy.total is not None else "ranks"
         per = {}
         for n, _ in self.named:
             series, threshold = decision_series(self.rule, self._weights(records, n), tau[n])
-            per[n] = adapter_diagnostics(
-                series, steps, [r["ranks"][n] for r in records], threshold, self.window
-            )
+            per[n] = adapter_diagnostics(series, steps, [r[key][n] for r in records], threshold, self.window)
         full = {n: a.rank for n, a in self.named}
-        summary = summarise(per, self.window, steps[-1] if steps else 0, k=full)
+        allocation = None
+        if self.policy.total is not None:
+            rows = [[r["sizes"][n] for n, _ in self.named] for r in records]
+            sizes = torch.tensor(rows, dtype=torch.float64)
+            allocation = allocation_diagnostics(
+                sizes, steps, [r["ranks"] for r in records], self.policy.total, self.window
+            )
+        summary = summarise(per, self.window, steps[-1] if steps else 0, k=full, allocation=allocation)
         summary["rule"] = self.rule
         return summary
 
     def should_stop(self, history: list[dict]) -> bool:
-        """stop_when_stable: every adapter decisive over the last window, after min_steps."""
+        """stop_when_stable: settled over the last window, after min_steps."""
         if not self.stop_when_stable or len(history) < max(self.min_steps, self.window + 1):
             return False
         return self.diagnose(history, history[-(self.window + 1) :])["decisive"]
 
     def rank_trajectory(self, history: list[dict]) -> dict[str, list[int]]:
+        """Each adapter's applied ranks along the search."""
         return {n: [r["ranks"][n] for r in history] for n, _ in self.named}

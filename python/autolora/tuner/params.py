@@ -43,28 +43,47 @@ def selection_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [a.beta for _, a in adapters(model) if a.beta is not None]
 
 
-def current_ranks(model: nn.Module) -> dict[str, int]:
-    """Per-adapter rank r = #{j : alpha_j >= 1/k} (the configured rank in fixed mode)."""
-    return {name: a.selected_rank() for name, a in adapters(model)}
+def current_ranks(model: nn.Module, policy=None) -> dict[str, int]:
+    """Per adapter, the rank retraining would give it if the search ended now: what `policy` applies
+    (autolora.tuner.allocation.RankPolicy; default: the library's rule and budget, as `autolora run`
+    applies them), and a fixed adapter's own rank.
+
+    Args:
+        model: a model with AutoLoRA adapters.
+        policy: a RankPolicy, or None for the defaults.
+
+    Returns:
+        {adapter name: rank}, in module order.
+    """
+    from autolora.tuner.allocation import RankPolicy
+    from autolora.tuner.selection import policy_ranks
+
+    ranks = {name: a.rank for name, a in adapters(model)}
+    searched = [a for _, a in adapters(model) if a.beta is not None]
+    if searched:
+        policy = policy or RankPolicy.of(len(searched), max(a.rank for a in searched))
+        ranks.update(policy_ranks(model, policy)[2])
+    return ranks
 
 
-def rank_summary(model: nn.Module) -> list[dict]:
-    """Per adapter: name, mode, k, alpha (list), current rank."""
+def rank_summary(model: nn.Module, policy=None) -> list[dict]:
+    """Per adapter: name, mode, k, alpha (list) and the rank of current_ranks(model, policy)."""
+    ranks = current_ranks(model, policy)
     return [
         {
             "name": name,
             "mode": a.mode,
             "k": a.rank,
             "alpha": [round(float(v), 6) for v in a.alpha().detach().cpu()],
-            "rank": a.selected_rank(),
+            "rank": ranks[name],
         }
         for name, a in adapters(model)
     ]
 
 
-def format_rank_summary(model: nn.Module) -> str:
-    """A plain-text table of rank_summary, one adapter a line."""
-    rows = rank_summary(model)
+def format_rank_summary(model: nn.Module, policy=None) -> str:
+    """A plain-text table of rank_summary(model, policy), one adapter a line."""
+    rows = rank_summary(model, policy)
     width = max((len(r["name"]) for r in rows), default=4)
     lines = [f"{'adapter':<{width}}  rank/k  alpha"]
     for r in rows:

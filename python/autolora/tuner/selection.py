@@ -6,8 +6,15 @@ import torch
 from torch import nn
 
 from autolora.options import SPECTRAL_RULES, one_of
+from autolora.tuner.allocation import RankPolicy
 from autolora.tuner.params import adapters
-from autolora.tuner.rank_rules import rank_from_weights, rule_weights, spectral_factors, update_norm
+from autolora.tuner.rank_rules import (
+    effective_rank,
+    rank_from_weights,
+    rule_weights,
+    spectral_factors,
+    update_norm,
+)
 from autolora.tuner.ranks import proportional_ranks, scaled_ranks
 
 
@@ -29,6 +36,32 @@ def select_ranks(model: nn.Module, rule: str = "alpha") -> dict[str, int]:
         name: rank_from_weights(rule, rule_weights(rule, a.U, a.V, a.alpha(), a.scaling)[None], 1.0 / a.rank)
         for name, a in found
     }
+
+
+def policy_ranks(
+    model: nn.Module, policy: RankPolicy
+) -> tuple[dict[str, int], dict[str, float], dict[str, int]]:
+    """What a policy reads from a searched model's state now.
+
+    Args:
+        model: a model with search-mode adapters.
+        policy: the rule, total and share (autolora.tuner.allocation); rule "alpha-avg" needs the
+            search's history (the pipeline's SearchTracker reads it), not a model.
+
+    Returns:
+        (rule_ranks, sizes, applied): the rule's own ranks, each adapter's size and the ranks
+        retraining gets, each keyed by adapter name.
+    """
+    rule_ranks = select_ranks(model, policy.rule)
+    found = [(n, a) for n, a in adapters(model) if a.beta is not None]
+    norms = update_norms(model) if policy.share == "norm" else {}
+    sizes = {}
+    for n, a in found:
+        eff = None
+        if policy.rule == "effective-rank":
+            eff = float(effective_rank(rule_weights(policy.rule, a.U, a.V, a.alpha(), a.scaling)))
+        sizes[n] = policy.size(rule_ranks[n], eff, norms.get(n))
+    return rule_ranks, sizes, policy.apply(rule_ranks, sizes)
 
 
 def update_norms(model: nn.Module) -> dict[str, float]:
