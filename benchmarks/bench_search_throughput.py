@@ -1,4 +1,4 @@
-"""Search-iteration throughput against the global batch size, on one device (issue 7).
+"""Search-iteration throughput against the global batch size, on one device.
 
 For each global batch size: one BilevelSearch iteration (second-order) on the embedded MiniLM and
 CoLA, with the chosen precision, activation checkpointing and micro-batch size (the global batch

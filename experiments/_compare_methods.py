@@ -1,4 +1,4 @@
-"""The methods bench_compare.py runs, each under one training budget (benchmarks only, not the package).
+"""The methods bench_compare.py runs, each under one training budget (experiments only, not the package).
 
 Every method reads its data through autolora.data (load_task, split_train_val, the task's collate via
 autolora.train.BatchStream) and is scored by autolora.eval.evaluate, so the comparison differs only

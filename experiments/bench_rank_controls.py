@@ -1,4 +1,4 @@
-"""Are AutoLoRA's ranks worth more than the same budget spread at random, or evenly? (issue 12)
+"""Are AutoLoRA's ranks worth more than the same budget spread at random, or evenly?
 
 Retrains fixed-rank adapters with `autolora run --ranks FILE` (no search, fresh init, the same
 budget for every allocation) and compares, per task and seed, the allocations:
@@ -19,15 +19,15 @@ budget for every allocation) and compares, per task and seed, the allocations:
              rank rule that reads how much each adapter learned, not the shape of its spectrum
              (written with --from-runs, whose runs keep the search's checkpoint)
 
-  python benchmarks/bench_rank_controls.py ranks --study-dir RUNS --rule spectrum --out DIR
-  (or --from-results benchmarks/results/search_study_1epoch.json: the ranks a committed analysis holds;
+  python experiments/bench_rank_controls.py ranks --study-dir RUNS --rule spectrum --out DIR
+  (or --from-results experiments/results/search_study_1epoch.json: the ranks a committed analysis holds;
   or --from-compare REPORT.json ...: the ranks bench_compare's AutoLoRA runs searched, per task and seed;
   or --from-runs RUN ...: `autolora run` folders named <task>_s<seed>, their ranks.json;
   --total N: carry each search's ranks to total N first, autolora.tuner.ranks.scaled_ranks, so that
   every allocation but lora-r4 compares at that budget: 24 on 12 adapters is LoRA r=2's, the uniform)
   ... then `autolora run --ranks DIR/<task>_s<seed>_<alloc>.json ...` for each file (jobs.txt)
-  python benchmarks/bench_rank_controls.py report DIR --out . --name rank_controls
-  (--out: relative to benchmarks/results/; --earlier REPORT.json ...: the allocations, and the seeds
+  python experiments/bench_rank_controls.py report DIR --out . --name rank_controls
+  (--out: relative to experiments/results/; --earlier REPORT.json ...: the allocations, and the seeds
   of an allocation, DIR has no runs of, from earlier reports, each task from the first that has it;
   --take lora-r4: only that one, when DIR's searched ranks are others; --base bynorm: pair that
   allocation with the others instead of the search's)
@@ -47,18 +47,16 @@ import json
 import math
 import re
 import statistics
-import sys
 from pathlib import Path
 
 import torch
+from analysis import ci95, late_gain, late_mean
+from harness import command_line, machine, resolve_out, write_results
 from scipy import stats
+from search_state import adapter_spectra, ranks_from_state
 
 from autolora.io.atomic import atomic_write_json
 from autolora.tuner.ranks import proportional_ranks, random_ranks, read_ranks, scaled_ranks, uniform_ranks
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from _harness import command_line, machine, resolve_out, write_results  # noqa: E402
 
 DEALT = ("autolora", "random", "random2", "uniform", "reversed", "lora-r4")  # from a search's ranks alone
 ALLOCS = (*DEALT[:1], "bynorm", *DEALT[1:])  # bynorm: also from the search's checkpoint
@@ -115,7 +113,6 @@ def write_allocations(out: Path, task: str, seed: int, found: dict[str, int], so
 
 def make_ranks(study_dir: Path, rule: str, out: Path, k: int = 8, total: int | None = None) -> list[Path]:
     """One ranks file per (task, seed, allocation), from the study's runs with data seed = init seed."""
-    from search_study_analyse import ranks_from_state
 
     written = []
     for f in sorted(study_dir.glob("*_d*_i*.pt")):
@@ -163,15 +160,6 @@ def ranks_from_results(results: Path, rule: str, out: Path, names: list[str], k:
     return written
 
 
-def ci95(diffs: list[float]) -> tuple[float, float, float]:
-    """Mean and 95% t interval of paired differences."""
-    n, mean = len(diffs), statistics.fmean(diffs)
-    if n < 2:
-        return mean, math.nan, math.nan
-    half = stats.t.ppf(0.975, n - 1) * statistics.stdev(diffs) / math.sqrt(n)
-    return mean, mean - half, mean + half
-
-
 def seeds_for(sd: float, half: float = RESOLVE, most: int = 1000) -> int | None:
     """How many seeds would make the 95% t interval of paired differences no wider than +-half, were
     their standard deviation sd (a planning figure: sd is itself estimated from few seeds); None when
@@ -186,45 +174,6 @@ def spread(diffs: list[float]) -> dict:
     """The sd of paired differences (nan for one) and the seeds that would resolve RESOLVE at it."""
     sd = statistics.stdev(diffs) if len(diffs) > 1 else math.nan
     return {"sd": sd, "seeds_for_resolve": seeds_for(sd)}
-
-
-def late_gain(runs, metric: str, since: float = 0.5) -> float | None:
-    """Has retraining converged? The mean over seeds of (final metric - metric at the eval-curve point
-    nearest `since` of the steps: half by default), from `--eval-every` curves; None when the runs
-    have no curve."""
-    gains = []
-    for r in runs:
-        curve = r.get("eval_curve") or []
-        if len(curve) < 2:
-            return None
-        mid = min(curve[:-1], key=lambda p: abs(p["step"] - curve[-1]["step"] * since))
-        gains.append(curve[-1][metric] - mid[metric])
-    return statistics.fmean(gains)
-
-
-def late_trend(runs, metric: str) -> float | None:
-    """Is the curve still rising late? The mean over seeds of (least-squares slope of the eval curve over
-    its points after half the steps, the final one included) x half the steps: the gain the late trend
-    projects over the second half; None when a run has fewer than two such points."""
-    gains = []
-    for r in runs:
-        curve = r.get("eval_curve") or []
-        half = curve[-1]["step"] / 2 if curve else 0
-        late = [p for p in curve if p["step"] > half]
-        if len({p["step"] for p in late}) < 2:
-            return None
-        fit = statistics.linear_regression([p["step"] for p in late], [p[metric] for p in late])
-        gains.append(fit.slope * half)
-    return statistics.fmean(gains)
-
-
-def late_mean(run: dict, metric: str) -> float | None:
-    """The mean of the eval-curve points after half the steps (the final one included); None without
-    a curve."""
-    curve = run.get("eval_curve") or []
-    if not curve:
-        return None
-    return statistics.fmean(p[metric] for p in curve if p["step"] > curve[-1]["step"] / 2)
 
 
 def paired(base: dict, other: dict, key: str) -> dict | None:
@@ -477,7 +426,6 @@ def ranks_from_compare(reports: list[Path], out: Path, method: str = "autolora",
 def ranks_from_runs(runs: list[Path], out: Path, k: int = 8, total: int | None = None) -> list[Path]:
     """make_ranks from pipeline run folders named <task>_s<seed>: the ranks each one's search selected
     (its ranks.json, read by the rule its config.json names), and bynorm from its search checkpoint."""
-    from update_spectra import adapter_spectra
 
     written = []
     for run in runs:
@@ -511,7 +459,7 @@ def main() -> None:
     sub = p.add_subparsers(dest="command", required=True)
     mk = sub.add_parser("ranks", help="write the ranks files of every allocation")
     src = mk.add_mutually_exclusive_group(required=True)
-    src.add_argument("--study-dir", help="runs of benchmarks/search_study.py")
+    src.add_argument("--study-dir", help="runs of experiments/search_study.py")
     src.add_argument("--from-results", type=Path, help="a search_study_analyse JSON (its ranks per rule)")
     src.add_argument("--from-compare", type=Path, nargs="+", help="bench_compare reports (AutoLoRA's ranks)")
     src.add_argument("--from-runs", type=Path, nargs="+", help="`autolora run` folders named <task>_s<seed>")

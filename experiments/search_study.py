@@ -2,11 +2,11 @@
 
 Records, every --record-every steps, each adapter's alpha and the norms of its U columns and V rows,
 and at the end the adapters' U, V and beta, so that selection rules can be compared after the fact
-on the same trajectories (benchmarks/search_study_analyse.py). The data seed (split, batch order)
+on the same trajectories (experiments/search_study_analyse.py). The data seed (split, batch order)
 and the initialisation seed (V's draw) are separate, so what the data decides can be told from what
 the initialisation decides.
 
-  python benchmarks/search_study.py --task cola --seed 0 --init-seed 0 --lr-beta 1e-2 \
+  python experiments/search_study.py --task cola --seed 0 --init-seed 0 --lr-beta 1e-2 \
       --steps 400 --out runs/study/cola_s0_i0.pt
 """
 
@@ -18,26 +18,14 @@ import time
 from pathlib import Path
 
 import torch
+from tasks import dataset_presets
 
 import autolora
 from autolora.config import load_config
 from autolora.pipeline import Pipeline
 from autolora.search import BilevelSearch, SearchStepConfig, model_loss
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-TASKS = {
-    "cola": {"format": "cola"},
-    "sst2": {
-        "format": "sentence-tsv",
-        "train_file": str(DATA / "sst2" / "train.tsv"),
-        "eval_file": str(DATA / "sst2" / "test.tsv"),
-    },
-    "mr": {
-        "format": "sentence-tsv",
-        "train_file": str(DATA / "mr" / "train.tsv"),
-        "eval_file": str(DATA / "mr" / "test.tsv"),
-    },
-}
+TASKS = dataset_presets()
 
 
 def reinit_(model, init_seed: int) -> None:

@@ -1,15 +1,14 @@
 """What bench_compare.py writes: per-method summaries over seeds, the cost section, the markdown
-report and its notes (benchmarks only, not the package)."""
+report and its notes (experiments only, not the package)."""
 
 from __future__ import annotations
 
 import math
 import statistics
 
-from bench_rank_controls import ci95, late_gain, late_mean, late_trend
+from analysis import ci95, late_gain, late_mean, late_trend, mean_pairwise
 
-# Converged (issue 12 item 4; fixed before the results it judges, benchmarks/results/
-# converged_comparison_plan.md): the mean over seeds of the gain over the last quarter (final minus the
+# Converged (fixed before the results it judges, experiments/plans/converged_comparison_plan.md): the mean over seeds of the gain over the last quarter (final minus the
 # curve point nearest 75% of the budget) is at most this, per metric (Matthews correlation is the
 # noisier one); other metrics: no verdict.
 CONVERGED_WITHIN = {"accuracy": 0.01, "matthews_correlation": 0.02}
@@ -39,9 +38,7 @@ def summarize(result: dict) -> dict:
     if "ranks" in runs[0]:
         out["ranks"] = [list(r["ranks"].values()) for r in runs]
         out["rank_total"] = [r["rank_total"] for r in runs]
-        if len(runs) > 1:  # how well the seeds' per-adapter ranks agree (issue 12's measure)
-            from search_study_analyse import mean_pairwise
-
+        if len(runs) > 1:  # how well the seeds' per-adapter ranks agree (Spearman)
             out["rank_spearman_seeds"] = mean_pairwise(out["ranks"])
         if uncut:
             out["phase_seconds_mean"] = {
@@ -156,7 +153,7 @@ def join(reports: dict[str, dict]) -> dict:
     return out
 
 
-COST_TARGET = 1.3  # AutoLoRA's wall time at most this x AdaLoRA's (issue 12; issue 6 asked 1.5)
+COST_TARGET = 1.3  # AutoLoRA's wall time at most this x AdaLoRA's: the cost the search may add
 
 
 def wall_text(s: dict, digits: int = 1, unit: str = "") -> str:

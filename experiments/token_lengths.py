@@ -1,27 +1,23 @@
 """How long the bundled tasks' sentences are in MiniLM tokens: the evidence for a max_length.
 
-    python benchmarks/token_lengths.py [--lengths 32 64 128] [--out DIR]
+    python experiments/token_lengths.py [--lengths 32 64 128] [--out DIR]
 
 Per task (CoLA, SST-2, MR from ../shared/data) and split: the number of examples, length percentiles
 (special tokens included) and, for each candidate max_length, the share of examples it would cut.
-Writes token_lengths.json and .md (benchmarks/results by default). Reads no eval score.
+Writes token_lengths.json and .md (experiments/results by default). Reads no eval score.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
+from harness import add_out_argument, command_line, write_results
+from tasks import MODEL, SHARED_DATA, dataset_presets
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from _harness import add_out_argument, command_line, write_results  # noqa: E402
-from bench_compare import MODEL, dataset_presets  # noqa: E402
-
-from autolora.data import DataConfig, load_task  # noqa: E402
-from autolora.models import load_tokenizer  # noqa: E402
+from autolora.data import DataConfig, load_task
+from autolora.models import load_tokenizer
 
 LONGEST = 4096  # tokenise without cutting (no sentence here comes near)
 
@@ -36,7 +32,7 @@ def lengths(data: dict, tokenizer) -> dict[str, np.ndarray]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--lengths", type=int, nargs="+", default=[32, 48, 64, 128])
-    p.add_argument("--data-dir", type=Path, default=HERE.parent.parent / "shared" / "data")
+    p.add_argument("--data-dir", type=Path, default=SHARED_DATA)
     add_out_argument(p)
     args = p.parse_args(argv)
     if min(args.lengths) < 1:

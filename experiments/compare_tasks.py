@@ -1,6 +1,6 @@
 """One table of bench_compare's methods over several tasks, from reports made task by task.
 
-    python benchmarks/compare_tasks.py A.json B.json:autolora,adalora ... --out benchmarks/results --name NAME
+    python experiments/compare_tasks.py A.json B.json:autolora,adalora ... --out experiments/results --name NAME
 
 Each (dataset, method) is taken from the first report given that has it (a report joined with
 `bench_compare.py --join`, or one run), so a later report can fill in what an earlier one lacks;
@@ -20,12 +20,9 @@ import argparse
 import json
 import math
 import statistics
-import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from _compare_report import (  # noqa: E402
+from _compare_report import (
     UNRECORDED,
     differences,
     summarize,
@@ -33,8 +30,8 @@ from _compare_report import (  # noqa: E402
     wall_ratio,
     wall_text,
 )
-from _harness import add_out_argument, command_line, write_results  # noqa: E402
-from bench_rank_controls import ci95  # noqa: E402
+from analysis import ci95
+from harness import add_out_argument, command_line, write_results
 
 BASE = "autolora"
 IGNORED = {"seeds", "methods", "tag", "out", "join", "datasets", "render", "eval_points", "data_dir"}

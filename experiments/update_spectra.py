@@ -1,4 +1,4 @@
-"""How large is the update the search gave each rank? (issue 12)
+"""How large is the update the search gave each rank?
 
 Reads `autolora run` output folders named <task>_s<seed> (ranks.json, config.json and the search's
 final checkpoint, checkpoints/search.pt) and, per adapter, the learned update
@@ -11,45 +11,21 @@ each spectrum (shares within one adapter) can give it any sign. Per task, the me
 (autolora.tuner.ranks.proportional_ranks), per run, and how well it and the selection agree across
 seeds (mean pairwise Spearman).
 
-  python benchmarks/update_spectra.py RUN_DIR [RUN_DIR ...] --total 48 --out . --name update_spectra_sst2_mr
+  python experiments/update_spectra.py RUN_DIR [RUN_DIR ...] --total 48 --out . --name update_spectra_sst2_mr
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
 from pathlib import Path
 
-import torch
-from _harness import command_line, machine, resolve_out, write_results
-from search_study_analyse import fmt_rho, mean_pairwise, spearman
+from analysis import fmt_rho, mean_pairwise, spearman
+from harness import command_line, machine, resolve_out, write_results
+from search_state import adapter_spectra
 
-from autolora.tuner.rank_rules import effective_rank, spectrum
 from autolora.tuner.ranks import proportional_ranks
-
-
-def adapter_spectra(run: Path) -> dict[str, dict]:
-    """{adapter: {rank, norm, top, effective_rank}} of one run's final search state."""
-    ckpt = run / "checkpoints" / "search.pt"
-    if not ckpt.is_file():
-        raise SystemExit(f"run_dir: {run} has no {ckpt.relative_to(run)} (a --ranks run has no search)")
-    config = json.loads((run / "config.json").read_text())
-    ranks = json.loads((run / "ranks.json").read_text())["ranks"]
-    params = torch.load(ckpt, map_location="cpu", weights_only=False)["params"]
-    scaling = config["lora_alpha"] / config["k"]  # a search-mode adapter's scale (autolora.nn.adapter)
-    out = {}
-    for name, rank in ranks.items():
-        alpha = torch.softmax(params[f"{name}.beta"].double(), 0)
-        s = spectrum(params[f"{name}.U"], params[f"{name}.V"], alpha, scaling)
-        out[name] = {
-            "rank": rank,
-            "norm": float(s.norm()),
-            "top": float(s[0]),
-            "effective_rank": float(effective_rank(s / s.sum())),
-        }
-    return out
 
 
 def read_runs(run_dirs: list[Path]) -> dict[str, dict[int, dict[str, dict]]]:

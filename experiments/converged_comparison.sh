@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Issue 12's converged comparison (benchmarks/results/converged_comparison_plan.md): six methods x seeds
+# The converged comparison (experiments/plans/converged_comparison_plan.md): six methods x seeds
 # on SST-2 and MR (3 epochs) and CoLA (10 epochs), the classifier alone beside the adapters, one
 # bench_compare process per (task, method, seed), --jobs at a time. Resumable: every run checkpoints
 # under --work (bench_compare --work-dir), so the same command after a kill continues where the runs
 # were and skips the finished ones. Then one report per task (bench_compare --join) and the table over
 # the tasks (compare_tasks.py), under --out.
 #
-#   bash benchmarks/converged_comparison.sh                       # CPU: ~8 h with 2 jobs on 2 cores
-#   bash benchmarks/converged_comparison.sh --device cuda --jobs 4
-#   bash benchmarks/converged_comparison.sh --tasks sst2 --methods "lora-r4 autolora" --seeds 0 -- --steps 20
+#   bash experiments/converged_comparison.sh                       # CPU: ~8 h with 2 jobs on 2 cores
+#   bash experiments/converged_comparison.sh --device cuda --jobs 4
+#   bash experiments/converged_comparison.sh --tasks sst2 --methods "lora-r4 autolora" --seeds 0 -- --steps 20
 # Arguments after -- go to every bench_compare run (a smoke test's smaller budget, say). PYTHON: the
 # interpreter (default: python).
 set -euo pipefail
@@ -31,7 +31,7 @@ done
 [[ $jobs =~ ^[1-9][0-9]*$ ]] || { echo "converged_comparison.sh: --jobs: expected a positive integer, got '$jobs'" >&2; exit 2; }
 mkdir -p "$work/reports"
 work=$(cd "$work" && pwd)
-case $out in /*) ;; *) out=$PWD/results/$out ;; esac  # relative: under benchmarks/results, as --out
+case $out in /*) ;; *) out=$PWD/results/$out ;; esac  # relative: under experiments/results, as --out
 PY=${PYTHON:-python}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 budget() { case $1 in cola) echo "10 12" ;; mr) echo "3 4" ;; *) echo "3 8" ;; esac; }  # epochs, eval points

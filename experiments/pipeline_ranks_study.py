@@ -1,16 +1,16 @@
-"""Where did pipeline searches stop, and do their ranks agree across seeds and with a study? (issue 12)
+"""Where did pipeline searches stop, and do their ranks agree across seeds and with a study?
 
 Reads `autolora run` output folders named <task>_s<seed> (ranks.json, metrics.json): per run the step
 the search ended at (with --stop-when-stable: where every adapter had been decisive for a window),
 the total rank, the search's seconds and its verdict; per task the mean pairwise Spearman of the
 per-adapter ranks across seeds; and, with --against, per seed the Spearman with the ranks a run of
-benchmarks/search_study.py read (its analysed JSON: ['ranks'][RULE]['<task>_d<seed>_i<seed>'], in
+experiments/search_study.py read (its analysed JSON: ['ranks'][RULE]['<task>_d<seed>_i<seed>'], in
 the pipeline's adapter order). With runs of two or more tasks, per pair of tasks the mean Spearman
 over every pair of runs of the two (any seeds): if the ranks agree across tasks as well as across
 seeds, the search reads the model, not the task.
 
-  python benchmarks/pipeline_ranks_study.py RUNS [RUNS ...] \
-      --against benchmarks/results/search_study_1epoch.json --out . --name stop_w_alone_sst2
+  python experiments/pipeline_ranks_study.py RUNS [RUNS ...] \
+      --against experiments/results/search_study_1epoch.json --out . --name stop_w_alone_sst2
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import re
 import statistics
 from pathlib import Path
 
-from _harness import command_line, machine, resolve_out, write_results
-from search_study_analyse import fmt_rho, mean_pairwise, spearman
+from analysis import fmt_rho, mean_pairwise, spearman
+from harness import command_line, machine, resolve_out, write_results
 
 SETTINGS = ("hypergradient", "rank_rule", "search_epochs", "stop_when_stable", "stability_window", "lr_w",
             "lr_beta", "batch_size", "k", "beta_every", "pooling", "trainable")  # fmt: skip

@@ -1,10 +1,10 @@
-"""Compare rank-selection rules on the runs of benchmarks/search_study.py.
+"""Compare rank-selection rules on the runs of experiments/search_study.py.
 
 For every rule, the per-adapter ranks of each run, then the agreement between runs: mean pairwise
 Spearman of the per-adapter ranks across seeds (data seed = init seed), and, where the study holds
 them, the agreement of runs that share the data order but not the initialisation, and the reverse.
 
-  python benchmarks/search_study_analyse.py RUN_DIR [--out benchmarks/results/search_study]
+  python experiments/search_study_analyse.py RUN_DIR [--out experiments/results/search_study]
 
 --against RESULTS.json (an earlier study's results) adds, for runs of the same name (task, data seed,
 init seed), the agreement of this study's ranks with that study's: for example plain LoRA
@@ -21,66 +21,12 @@ import re
 from pathlib import Path
 
 import torch
-from _harness import command_line, machine, resolve_out, write_results
-from scipy.stats import spearmanr
+from analysis import fmt_rho, mean_pairwise, spearman
+from harness import command_line, machine, resolve_out, write_results
+from search_state import RULES, STUDY_RULES, load, ranks_from_state
 
 from autolora.options import RANK_RULES
-from autolora.tuner.rank_rules import rank_from_weights, rule_weights, spectrum
-
-# The package's rules, and three the study looked at beside them: each component's share of
-# alpha_j * |u_j| * |v_j| (alpha with the scale the component's factors carry), the number of
-# singular values holding 90% of the update's energy, and the effective rank of U V with the
-# searched alpha replaced by 1/k (how much of the effective-rank rule the meta-learned alpha decides).
-STUDY_RULES = ("contribution", "energy90", "effective-rank-no-alpha")
-RULES = RANK_RULES + STUDY_RULES
-
-
-def rank_of(rule: str, st: dict, window: torch.Tensor) -> int:
-    U, V, scaling = st["U"], st["V"], st["scaling"]
-    alpha = torch.softmax(st["beta"].double(), 0)
-    k = alpha.numel()
-    if rule == "contribution":
-        c = alpha * U.double().norm(dim=0) * V.double().norm(dim=1)
-        return max(1, int((c / c.sum() >= 1.0 / k).sum()))
-    if rule == "energy90":
-        e = spectrum(U, V, alpha, scaling) ** 2
-        return int(((e.cumsum(0) / e.sum()) < 0.9).sum()) + 1
-    if rule == "effective-rank-no-alpha":
-        flat = torch.full_like(alpha, 1.0 / k)
-        return rank_from_weights(
-            "effective-rank", rule_weights("effective-rank", U, V, flat, scaling)[None], 0
-        )
-    if rule == "alpha-avg":
-        return rank_from_weights(rule, window, 1.0 / k)
-    return rank_from_weights(rule, rule_weights(rule, U, V, alpha, scaling)[None], 1.0 / k)
-
-
-def ranks_from_state(run: dict, rule: str, step: int | None = None, tail: int = 50) -> list[int]:
-    """Per-adapter ranks of a run by `rule`, at its end or at a snapshot `step`; alpha-avg averages
-    the recorded alphas over the `tail` steps up to there."""
-    state = run["final"] if step is None else run["snapshots"][step]
-    last = run["records"][-1]["step"] if step is None else step
-    recs = [r for r in run["records"] if last - tail < r["step"] <= last]
-    return [
-        rank_of(rule, st, torch.tensor([r["alpha"][name] for r in recs], dtype=torch.float64))
-        for name, st in state.items()
-    ]
-
-
-def load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def spearman(a: list[int], b: list[int]) -> float:
-    if len(set(a)) < 2 or len(set(b)) < 2:
-        return float("nan")  # a constant vector has no ranking
-    return float(spearmanr(a, b).statistic)
-
-
-def mean_pairwise(vectors: list[list[int]]) -> float:
-    vals = [spearman(a, b) for a, b in itertools.combinations(vectors, 2)]
-    vals = [v for v in vals if not math.isnan(v)]
-    return sum(vals) / len(vals) if vals else float("nan")
+from autolora.tuner.rank_rules import rank_from_weights, rule_weights
 
 
 def alpha_diagnostics(run: dict, window: int = 50) -> dict:
@@ -212,10 +158,6 @@ def against(
     return out, lines
 
 
-def fmt_rho(v: float) -> str:
-    return "nan" if math.isnan(v) else f"{v:+.2f}"
-
-
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("run_dir")
@@ -317,7 +259,7 @@ def main() -> None:
             "# The rank search's stability: rank rules compared across seeds",
             "",
             f"Command: `{data['command']}`. Machine: {data['machine'].get('cpu')}, torch threads 1 per run.",
-            "Runs: benchmarks/search_study.py; each run's settings are in the JSON.",
+            "Runs: experiments/search_study.py; each run's settings are in the JSON.",
             "",
         ]
         write_results(args.out, args.name, data, "\n".join(head + lines) + "\n")
