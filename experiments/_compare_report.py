@@ -8,9 +8,9 @@ import statistics
 
 from analysis import ci95, late_gain, late_mean, late_trend, mean_pairwise
 
-# Converged (fixed before the results it judges, experiments/plans/converged_comparison_plan.md): the mean over seeds of the gain over the last quarter (final minus the
-# curve point nearest 75% of the budget) is at most this, per metric (Matthews correlation is the
-# noisier one); other metrics: no verdict.
+# Converged (fixed before the results it judges, experiments/plans/converged_comparison_plan.md): the
+# mean over seeds of the gain over the last quarter (final minus the curve point nearest 75% of the
+# budget) is at most this, per metric (Matthews correlation is the noisier one); other metrics: no verdict.
 CONVERGED_WITHIN = {"accuracy": 0.01, "matthews_correlation": 0.02}
 
 

@@ -1,6 +1,6 @@
 """One table of bench_compare's methods over several tasks, from reports made task by task.
 
-    python experiments/compare_tasks.py A.json B.json:autolora,adalora ... --out experiments/results --name NAME
+    python experiments/compare_tasks.py A.json B.json:autolora,adalora ... --out . --name NAME
 
 Each (dataset, method) is taken from the first report given that has it (a report joined with
 `bench_compare.py --join`, or one run), so a later report can fill in what an earlier one lacks;
