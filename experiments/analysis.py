@@ -79,5 +79,3 @@ def mean_pairwise(vectors: list[list[int]]) -> float:
 def fmt_rho(v: float) -> str:
     """A rho as reports print it: signed, two decimals."""
     return "nan" if math.isnan(v) else f"{v:+.2f}"
-
-

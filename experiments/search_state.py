@@ -60,7 +60,6 @@ def load(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-
 def adapter_spectra(run: Path) -> dict[str, dict]:
     """{adapter: {rank, norm, top, effective_rank}} of one run's final search state."""
     ckpt = run / "checkpoints" / "search.pt"
