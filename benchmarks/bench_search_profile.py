@@ -16,7 +16,7 @@ variant, in one process:
                 Hessian-vector product, grad_beta (g . v) through the step-1 graph built with
                 create_graph; its hypergradient is compared with the FD one on the same state.
 
-The phase breakdown wraps, without editing python/autolora/search.py: the search's loss_fn (forward
+The phase breakdown wraps, without editing the package: the search's loss_fn (forward
 passes, labelled by call order: train, val, fd+, fd-), autolora.search.bilevel._grads (the backward of the
 phase whose forward ran last), the lookahead functions autolora.search.bilevel uses, and both optimisers'
 step/zero_grad; "other" is the rest (RNG replay, hypergradient combine, the float() host syncs).

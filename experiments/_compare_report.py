@@ -172,7 +172,7 @@ def wall_ratio(s: dict, base: dict | None) -> float | None:
 
 
 def cost_section(results: dict, grid: dict | None, grid_dataset: str, grid_steps: int, steps: int) -> dict:
-    """Wall-time ratios to AdaLoRA on the grid's dataset (all numbers from this one benchmark run)."""
+    """Wall-time ratios to AdaLoRA on the grid's dataset (all numbers from this one run)."""
     methods = results.get(grid_dataset, {})
     ada = methods.get("adalora", {}).get("train_seconds_mean")
     if ada is None:

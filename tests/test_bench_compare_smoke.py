@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import experiment_module
 
-pytestmark = pytest.mark.slow  # a benchmark's smoke test
+pytestmark = pytest.mark.slow  # a study script's smoke test
 
 
 @pytest.fixture(scope="module")
