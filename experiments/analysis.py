@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
+from collections.abc import Iterable
 
 from scipy import stats
 from scipy.stats import spearmanr
@@ -23,7 +24,7 @@ def ci95(diffs: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def late_gain(runs, metric: str, since: float = 0.5) -> float | None:
+def late_gain(runs: Iterable[dict], metric: str, since: float = 0.5) -> float | None:
     """Has retraining converged? The mean over seeds of (final metric - metric at the eval-curve point
     nearest `since` of the steps: half by default), from `--eval-every` curves; None when the runs
     have no curve."""
@@ -37,7 +38,7 @@ def late_gain(runs, metric: str, since: float = 0.5) -> float | None:
     return statistics.fmean(gains)
 
 
-def late_trend(runs, metric: str) -> float | None:
+def late_trend(runs: Iterable[dict], metric: str) -> float | None:
     """Is the curve still rising late? The mean over seeds of (least-squares slope of the eval curve over
     its points after half the steps, the final one included) x half the steps: the gain the late trend
     projects over the second half; None when a run has fewer than two such points."""

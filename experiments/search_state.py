@@ -24,6 +24,8 @@ RULES = RANK_RULES + STUDY_RULES
 
 
 def rank_of(rule: str, st: dict, window: torch.Tensor) -> int:
+    """One adapter's rank by `rule` from its saved state st (U (out, k), V (k, in), beta (k,), scaling);
+    window (steps, k) holds the recorded alphas alpha-avg averages."""
     U, V, scaling = st["U"], st["V"], st["scaling"]
     alpha = torch.softmax(st["beta"].double(), 0)
     k = alpha.numel()
