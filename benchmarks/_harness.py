@@ -20,20 +20,21 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 
-def resolve_out(text: str | Path) -> Path:
-    """An --out folder: absolute as given, relative against benchmarks/results/ (so a run writes to
-    the same place from any working directory)."""
+def resolve_out(text: str | Path, results: Path = RESULTS) -> Path:
+    """An --out folder: absolute as given, relative against `results` (benchmarks/results/ by
+    default), so that a run writes to the same place from any working directory."""
     path = Path(text).expanduser()
-    return path if path.is_absolute() else RESULTS / path
+    return path if path.is_absolute() else results / path
 
 
-def add_out_argument(parser: argparse.ArgumentParser) -> None:
-    """--out DIR, resolved by `resolve_out`; the default is benchmarks/results/ itself."""
+def add_out_argument(parser: argparse.ArgumentParser, results: Path = RESULTS) -> None:
+    """--out DIR, resolved by `resolve_out` against `results`, which is also the default."""
+    where = os.path.relpath(results, HERE.parent)
     parser.add_argument(
         "--out",
-        type=resolve_out,
-        default=RESULTS,
-        help="folder for the .json and .md results; relative paths are taken under benchmarks/results/",
+        type=lambda text: resolve_out(text, results),
+        default=results,
+        help=f"folder for the .json and .md results; relative paths are taken under {where}/",
     )
 
 

@@ -11,7 +11,7 @@ Times are medians of triton.testing.do_bench (L2 flushed between repetitions); p
 torch.cuda.max_memory_allocated during one call, minus what was allocated before it (inputs,
 weights, gy), so it is what the implementation itself adds (outputs, saved activations, grads).
 
-Targets (issue 3): fused fwd <= 1.05x base; fused fwd+bwd <= 1.10x base fwd+bwd; fused >= 1.3x faster
+Targets: fused fwd <= 1.05x base; fused fwd+bwd <= 1.10x base fwd+bwd; fused >= 1.3x faster
 than PEFT at 16384 tokens, 4096 x 4096, k = 8; fused peak memory <= PEFT's.
 
     python benchmarks/bench_fused_linear.py [--tokens 4096 16384 65536] [--shapes 768x768 1024x3072

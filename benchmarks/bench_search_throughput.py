@@ -1,4 +1,4 @@
-"""Search-iteration throughput against the global batch size, on one device (issue 7).
+"""Search-iteration throughput against the global batch size, on one device.
 
 For each global batch size: one BilevelSearch iteration (second-order) on the embedded MiniLM and
 CoLA, with the chosen precision, activation checkpointing and micro-batch size (the global batch
@@ -19,7 +19,9 @@ import json
 import resource
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 from _harness import add_out_argument, command_line, machine, write_results
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             "precision": args.precision,
             "gradient_checkpointing": args.checkpointing,
             "progress": False,
-            "output_dir": "/tmp/autolora-bench-throughput",
+            "output_dir": str(Path(tempfile.gettempdir()) / "autolora-bench-throughput"),
             "data.format": "cola",
         },
     )

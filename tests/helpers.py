@@ -130,10 +130,10 @@ def write_planted_search(root: Path, name: str, updates: dict[str, tuple[list[fl
 
 
 @contextlib.contextmanager
-def benchmark_module(name: str):
-    """A script of benchmarks/ imported as a module, with its folder on sys.path for as long as the
-    block runs (the scripts import their sibling helpers, such as _harness, some of them lazily)."""
-    folder = str(Path(__file__).resolve().parents[1] / "benchmarks")
+def experiment_module(name: str):
+    """A script of experiments/ imported as a module, with its folder on sys.path for as long as the
+    block runs (the scripts import their sibling modules, such as analysis and harness)."""
+    folder = str(Path(__file__).resolve().parents[1] / "experiments")
     sys.path.insert(0, folder)
     try:
         yield importlib.import_module(name)

@@ -6,14 +6,14 @@ uncut run's result."""
 from __future__ import annotations
 
 import pytest
-from helpers import SHARED_DATA, benchmark_module
+from helpers import SHARED_DATA, experiment_module
 
 pytestmark = pytest.mark.slow  # trains the MiniLM for a few steps, twice per method
 
 
 @pytest.fixture(scope="module")
 def methods():
-    with benchmark_module("bench_compare") as bench:
+    with experiment_module("bench_compare") as bench:
         import _compare_methods
 
         data = bench.dataset_presets(SHARED_DATA)["sst2"] | dict(

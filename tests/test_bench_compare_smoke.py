@@ -1,16 +1,16 @@
-"""benchmarks/bench_compare.py: argument parsing and dataset resolution (seconds; no training)."""
+"""experiments/bench_compare.py: argument parsing and dataset resolution (seconds; no training)."""
 
 from __future__ import annotations
 
 import pytest
-from helpers import benchmark_module
+from helpers import experiment_module
 
-pytestmark = pytest.mark.slow  # a benchmark's smoke test
+pytestmark = pytest.mark.slow  # a study script's smoke test
 
 
 @pytest.fixture(scope="module")
 def bench():
-    with benchmark_module("bench_compare") as module:
+    with experiment_module("bench_compare") as module:
         yield module
 
 

@@ -1,16 +1,16 @@
-"""benchmarks/compare_tasks.py: methods over tasks from bench_compare reports (hand-made reports)."""
+"""experiments/compare_tasks.py: methods over tasks from bench_compare reports (hand-made reports)."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from helpers import benchmark_module
+from helpers import experiment_module
 
 
 @pytest.fixture(scope="module")
 def tasks():
-    with benchmark_module("compare_tasks") as module:
+    with experiment_module("compare_tasks") as module:
         yield module
 
 

@@ -1,4 +1,4 @@
-"""benchmarks/converged_comparison.sh refuses bad arguments before it runs anything (its runs are
+"""experiments/converged_comparison.sh refuses bad arguments before it runs anything (its runs are
 bench_compare's, tested in test_bench_compare_methods.py; a whole smoke run takes minutes)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "converged_comparison.sh"
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "converged_comparison.sh"
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,8 @@
-"""The package's shape: light imports stay light, old module paths keep working."""
+"""The package's shape: light imports stay light, old module paths keep working, benchmarks/ holds
+the product's benchmarks and experiments/ the studies, which nothing imports."""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +10,13 @@ from pathlib import Path
 import pytest
 
 HEAVY = ("datasets", "autolora.data", "autolora.data.readers", "autolora.pipeline")
+ROOT = Path(__file__).resolve().parents[1]
+PRODUCT_BENCHMARKS = {
+    "bench_fused_linear",
+    "bench_lookahead",
+    "bench_search_profile",
+    "bench_search_throughput",
+}
 
 
 def _loaded_after(code: str) -> set[str]:
@@ -85,3 +94,41 @@ def test_no_import_cycle(root, package):
 
     cycles = sorted(m for m in graph if m in reach(m))
     assert not cycles, cycles
+
+
+def test_benchmarks_hold_only_the_product_benchmarks():
+    """benchmarks/: the product's benchmarks, their harness and README, and results each made by one of
+    them (named by its command line); studies of the method live in experiments/."""
+    bench = ROOT / "benchmarks"
+    files = {p.relative_to(bench).as_posix() for p in bench.rglob("*") if p.is_file()}
+    files = {f for f in files if "__pycache__" not in f}
+    top = {f for f in files if "/" not in f}
+    assert top == {"README.md", "_harness.py", "_profile_report.py", *(f"{b}.py" for b in PRODUCT_BENCHMARKS)}
+    for name in sorted(files - top):
+        assert name.startswith("results/"), name
+        made_by = set(re.findall(r"benchmarks/(\w+)\.py", (bench / name).read_text()))
+        assert made_by and made_by <= PRODUCT_BENCHMARKS, (name, sorted(made_by))
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_library_and_benchmarks_never_import_experiments():
+    """Imports run one way: experiments/ uses the library and the benchmarks' harness, never the reverse
+    (neither as a package nor as a script module put on sys.path)."""
+    study_modules = {"experiments"} | {p.stem for p in (ROOT / "experiments").glob("*.py")}
+    assert {"analysis", "bench_compare"} <= study_modules  # the scan below looks for real names
+    offenders = {}
+    for folder in ("python", "autolora_kernels", "benchmarks"):
+        for path in (ROOT / folder).rglob("*.py"):
+            found = _top_level_imports(path) & study_modules
+            if found:
+                offenders[path.relative_to(ROOT).as_posix()] = sorted(found)
+    assert not offenders, offenders

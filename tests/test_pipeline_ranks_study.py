@@ -1,4 +1,4 @@
-"""benchmarks/pipeline_ranks_study.py: where searches ended and how their ranks agree, on hand-made
+"""experiments/pipeline_ranks_study.py: where searches ended and how their ranks agree, on hand-made
 pipeline output folders (no training)."""
 
 from __future__ import annotations
@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import benchmark_module
+from helpers import experiment_module
 
 
 @pytest.fixture(scope="module")
 def study():
-    with benchmark_module("pipeline_ranks_study") as module:
+    with experiment_module("pipeline_ranks_study") as module:
         yield module
 
 

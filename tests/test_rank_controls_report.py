@@ -1,4 +1,4 @@
-"""benchmarks/bench_rank_controls.py report: means, paired differences and the convergence column,
+"""experiments/bench_rank_controls.py report: means, paired differences and the convergence column,
 on hand-made metrics files (no training)."""
 
 from __future__ import annotations
@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import benchmark_module, write_planted_search
+from helpers import experiment_module, write_planted_search
 
 
 @pytest.fixture(scope="module")
 def bench():
-    with benchmark_module("bench_rank_controls") as module:
+    with experiment_module("bench_rank_controls") as module:
         yield module
 
 

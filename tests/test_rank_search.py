@@ -1,5 +1,5 @@
 """The rank search's outputs: diagnostics, rank rules, given ranks, the random/uniform controls and
-the stopping rule (issue 12)."""
+the stopping rule."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""benchmarks/search_study_analyse.py --against: runs of the same name in two studies compared, per
+"""experiments/search_study_analyse.py --against: runs of the same name in two studies compared, per
 rule both hold (hand-made rank lists, no training)."""
 
 from __future__ import annotations
@@ -6,12 +6,12 @@ from __future__ import annotations
 import math
 
 import pytest
-from helpers import benchmark_module
+from helpers import experiment_module
 
 
 @pytest.fixture(scope="module")
 def analyse():
-    with benchmark_module("search_study_analyse") as module:
+    with experiment_module("search_study_analyse") as module:
         yield module
 
 

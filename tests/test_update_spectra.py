@@ -1,14 +1,14 @@
-"""benchmarks/update_spectra.py on hand-made search checkpoints with planted updates (no training)."""
+"""experiments/update_spectra.py on hand-made search checkpoints with planted updates (no training)."""
 
 from __future__ import annotations
 
 import pytest
-from helpers import benchmark_module, write_planted_search
+from helpers import experiment_module, write_planted_search
 
 
 @pytest.fixture(scope="module")
 def spectra():
-    with benchmark_module("update_spectra") as module:
+    with experiment_module("update_spectra") as module:
         yield module
 
 

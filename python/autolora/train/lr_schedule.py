@@ -1,5 +1,5 @@
 """The learning rate along a training phase (options.RETRAIN_SCHEDULES): the one place it is built, for
-the pipeline's retraining and the benchmarks' baselines alike."""
+the pipeline's retraining and the comparison's baselines (experiments/) alike."""
 
 from __future__ import annotations
 
