@@ -10,7 +10,14 @@ from autolora.nn.adapter import AutoLoraAdapter
 
 
 def adapter_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    """(name, layer) for every wrapping layer: FusedAutoLoraLinear or SlicedAutoLoraLinear."""
+    """Every wrapping layer (FusedAutoLoraLinear or SlicedAutoLoraLinear), in module order.
+
+    Args:
+        model: a model with adapters (autolora.inject).
+
+    Returns:
+        An iterator of (module name, layer).
+    """
     from autolora.nn.layer import FusedAutoLoraLinear
     from autolora.nn.sliced import SlicedAutoLoraLinear
 
@@ -20,36 +27,77 @@ def adapter_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
 
 
 def adapters(model: nn.Module) -> Iterator[tuple[str, AutoLoraAdapter]]:
-    """(name, adapter) for every AutoLoraAdapter, in module order."""
+    """Every AutoLoraAdapter, in module order (a SlicedAutoLoraLinear holds one per adapted part).
+
+    Args:
+        model: a model with adapters (autolora.inject).
+
+    Returns:
+        An iterator of (adapter name, adapter); the names key `ranks` and ranks.json.
+    """
     for name, m in model.named_modules():
         if isinstance(m, AutoLoraAdapter):
             yield name, m
 
 
 def adapter_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The inner variables W of the bilevel problem: every U and V."""
+    """The adapters' weights: every U and V.
+
+    Args:
+        model: a model with adapters (autolora.inject).
+
+    Returns:
+        The U and V of each adapter, in module order.
+    """
     return [p for _, a in adapters(model) for p in (a.U, a.V)]
 
 
 def inner_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """Every trainable parameter but the betas: the adapters' U, V and any trainable head (the W of
-    docs/METHOD.md section 3)."""
+    """The inner variables W of the bilevel problem (docs/METHOD.md section 3).
+
+    Args:
+        model: a model with adapters (autolora.inject).
+
+    Returns:
+        Every trainable parameter but the betas: the adapters' U, V and any trainable head.
+    """
     betas = {id(p) for p in selection_parameters(model)}
     return [p for p in model.parameters() if p.requires_grad and id(p) not in betas]
 
 
 def selection_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The outer variables A: every beta (search-mode adapters only)."""
+    """The outer variables A of the bilevel problem.
+
+    Args:
+        model: a model with adapters (autolora.inject).
+
+    Returns:
+        Every beta, each of shape (k,) (search-mode adapters only).
+    """
     return [a.beta for _, a in adapters(model) if a.beta is not None]
 
 
 def current_ranks(model: nn.Module) -> dict[str, int]:
-    """Per-adapter rank r = #{j : alpha_j >= 1/k} (the configured rank in fixed mode)."""
+    """The rank of each adapter by the paper's rule, r = #{j : alpha_j >= 1/k}.
+
+    Args:
+        model: a model with adapters (autolora.inject).
+
+    Returns:
+        Adapter name -> rank (the configured rank in fixed mode).
+    """
     return {name: a.selected_rank() for name, a in adapters(model)}
 
 
 def rank_summary(model: nn.Module) -> list[dict]:
-    """Per adapter: name, mode, k, alpha (list), current rank."""
+    """What each adapter holds now.
+
+    Args:
+        model: a model with adapters (autolora.inject).
+
+    Returns:
+        One dict per adapter: name, mode, k, alpha (a list of k floats) and rank (as `current_ranks`).
+    """
     return [
         {
             "name": name,
@@ -63,7 +111,14 @@ def rank_summary(model: nn.Module) -> list[dict]:
 
 
 def format_rank_summary(model: nn.Module) -> str:
-    """A plain-text table of rank_summary, one adapter a line."""
+    """`rank_summary` as a plain-text table.
+
+    Args:
+        model: a model with adapters (autolora.inject).
+
+    Returns:
+        One line per adapter (its name, rank/k and alphas) under a header line.
+    """
     rows = rank_summary(model)
     width = max((len(r["name"]) for r in rows), default=4)
     lines = [f"{'adapter':<{width}}  rank/k  alpha"]
@@ -74,4 +129,12 @@ def format_rank_summary(model: nn.Module) -> str:
 
 
 def count_trainable(model: nn.Module) -> int:
+    """The number of trainable parameters.
+
+    Args:
+        model: any torch module.
+
+    Returns:
+        The elements of every parameter with requires_grad.
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
