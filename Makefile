@@ -1,5 +1,5 @@
 # The few commands people run. Each uses .venv, created by scripts/setup_env.sh.
-.PHONY: setup demo test test-fast lint format bench-kernels bench-lookahead doctor
+.PHONY: setup demo test test-fast lint format docs bench-kernels bench-lookahead doctor
 
 setup:
 	bash scripts/setup_env.sh
@@ -19,6 +19,10 @@ lint:
 
 format:
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
+
+# The docs site (docs/ and the API reference) into site/; any warning fails the build.
+docs:
+	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --site-dir site
 
 doctor:
 	.venv/bin/autolora doctor

@@ -74,8 +74,15 @@ def _use_triton(x: Tensor, rank: int):
 
 
 def layer_backend(device_type: str = "cuda") -> str:
-    """Which path autolora_linear takes for fp32/fp16/bf16 tensors of rank <= 64 on `device_type`:
-    "triton" or "reference" (with the reason), for reports such as `autolora doctor`."""
+    """Which path autolora_linear takes for fp32/fp16/bf16 tensors of rank <= 64, for reports such
+    as `autolora doctor`.
+
+    Args:
+        device_type: "cuda", "cpu", ...
+
+    Returns:
+        "triton", or "reference (<the reason>)".
+    """
     if env_flag("AUTOLORA_FORCE_REFERENCE"):
         return "reference (AUTOLORA_FORCE_REFERENCE=1)"
     if device_type != "cuda" and not env_flag("AUTOLORA_TRITON_ON_CPU"):
@@ -251,10 +258,27 @@ def autolora_linear(
 ) -> Tensor:
     """y = x W0^T + b + s * ((x_a V^T) * softmax(beta)) U^T, fused (Triton on CUDA).
 
-    x: (..., K); weight: (N, K), or (K, N) when conv1d (read through strides, never copied);
-    bias: (N,) or None; U: (N, r); V: (r, K); beta: (r,) or None (fixed mode, alpha = 1);
-    scaling: s; x_adapter: (..., K) the adapter's input (x after dropout), default x.
-    Returns (..., N). Gradients flow to x, U, V, beta and x_adapter; W0 and b are frozen.
+    Triton kernels run on CUDA tensors (fp32, fp16, bf16; r <= 64), the PyTorch reference elsewhere,
+    saying so once when a CUDA call falls back. Registered as the custom op autolora::fused_linear,
+    so torch.compile traces it; under autocast the tensors are cast to its dtype, beta stays fp32.
+
+    Args:
+        x: (..., K), the input.
+        weight: W0, (N, K), or (K, N) when conv1d (read through strides, never copied); frozen.
+        bias: (N,) or None; frozen.
+        U: (N, r).
+        V: (r, K).
+        beta: (r,), the selection logits; None in fixed mode (alpha = 1).
+        scaling: s, the update's scale (lora_alpha / r).
+        conv1d: weight is laid out as transformers' Conv1D holds it, (K, N).
+        x_adapter: (..., K), the adapter's input (x after dropout); None: x.
+
+    Returns:
+        y: (..., N). Gradients flow to x, U, V, beta and x_adapter.
+
+    Raises:
+        ValueError: a shape, device or layout that does not fit, naming the argument.
+        TypeError: x is not a tensor, or its dtype differs from the weight's.
     """
     if autocast_enabled(x.device.type):
         # Mixed precision: the fp32 masters are cast per call, as autocast casts nn.Linear's weight;

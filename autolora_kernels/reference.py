@@ -51,10 +51,22 @@ def autolora_linear_reference(
     conv1d: bool = False,
     x_adapter: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """y = x W0^T + b + s * ((x_a V^T) * softmax(beta)) U^T.
+    """y = x W0^T + b + s * ((x_a V^T) * softmax(beta)) U^T, in plain PyTorch: the math the kernels
+    are tested against.
 
-    x: (..., K); weight: (N, K), or (K, N) when conv1d; bias: (N,) or None; U: (N, r); V: (r, K);
-    beta: (r,) or None (fixed mode); x_adapter: the adapter's input (x after dropout), default x.
+    Args:
+        x: (..., K).
+        weight: (N, K), or (K, N) when conv1d.
+        bias: (N,) or None.
+        U: (N, r).
+        V: (r, K).
+        beta: (r,), or None in fixed mode (alpha = 1).
+        scaling: s.
+        conv1d: weight is laid out (K, N), as transformers' Conv1D holds it.
+        x_adapter: (..., K), the adapter's input (x after dropout); None: x.
+
+    Returns:
+        y: (..., N).
     """
     y = F.linear(x, base_weight_nk(weight, conv1d), bias)
     return y + lora_delta_reference(x if x_adapter is None else x_adapter, U, V, beta, scaling)

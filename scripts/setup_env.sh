@@ -45,4 +45,4 @@ installed_torch=$("$PY" -c "import torch; print(torch.__version__.split('+')[0])
 pip_install "setuptools>=64" wheel  # the editable install below builds without isolation
 # Everything else, constrained to the torch already there so nothing replaces it.
 pip_install --constraint <(echo "torch==${installed_torch}") \
-  -e ".[triton,test]" --no-build-isolation
+  -e ".[triton,test,docs]" --no-build-isolation

@@ -42,7 +42,11 @@ def opt(default: Any, doc: str, group: str, unit: str = "", choices: tuple[str, 
 
 @dataclass
 class DataConfig:
-    """Where the data is and how to read it. Column names left as None are guessed from common names."""
+    """Where the data is and how to read it: the `data.*` options of `autolora run`.
+
+    Column names left as None are guessed from common names. Each field's meaning is in its `opt`
+    metadata, printed by `autolora run --help`.
+    """
 
     task: str = opt(
         "classification",
@@ -84,6 +88,14 @@ class DataConfig:
 
 @dataclass
 class PipelineConfig:
+    """Every option of `autolora run`: the fields are its flags (`lr_w` is `--lr-w`) and the keys of
+    a `--config` file, `data` holding DataConfig's.
+
+    Each field is declared with `opt(default, help, group, unit, choices)`; `autolora run --help`
+    prints that metadata in groups (model, data, adapters, search, retraining, distributed,
+    evaluation, output). Build one with `load_config`, which validates it.
+    """
+
     model: str = opt(EMBEDDED_MODEL, "local path, Hub name, or the embedded pretrained MiniLM-L6", "model")
     data: DataConfig = field(default_factory=DataConfig)
     output_dir: str = opt("runs/autolora", "where the artifacts and checkpoints go", "output")
@@ -399,7 +411,20 @@ def _read_config_file(path: Path):
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> PipelineConfig:
-    """Defaults <- a YAML/JSON file <- overrides (flat, with data.* keys as "data.<name>")."""
+    """The pipeline's configuration: the defaults, then a YAML/JSON file, then overrides.
+
+    Args:
+        path: a YAML or JSON file of options (DataConfig's under `data:`); None: the defaults.
+        overrides: flat options that win over the file, DataConfig's keyed "data.<name>"
+            (as the CLI's flags arrive).
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ValueError: an unknown option, a value of the wrong type or out of range, or a file that is
+            not a mapping of options (autolora.errors.InputError names the file and line).
+    """
     values: dict = {}
     if path is not None:
         path = Path(path)

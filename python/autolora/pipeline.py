@@ -73,7 +73,17 @@ def _steps(epochs: float, stream: BatchStream, cap: int | None) -> int:
 
 
 class Pipeline:
-    """Runs the phases in order; each phase resumes from its checkpoint when config.resume is set."""
+    """`autolora run` as an object: split, search, select, retrain, evaluate, export.
+
+    Runs the phases in order; each phase resumes from its checkpoint when config.resume is set.
+    Under torchrun or accelerate every process builds one; rank 0 writes the artifacts.
+
+    Args:
+        config: the run's options, validated here.
+
+    Raises:
+        ValueError: an option out of range.
+    """
 
     def __init__(self, config: PipelineConfig) -> None:
         config.validate()
@@ -314,6 +324,12 @@ class Pipeline:
 
     # -- everything --------------------------------------------------------------------------------
     def run(self) -> dict:
+        """The whole pipeline; the artifacts (ranks.json, metrics.json, adapter/, ...) go to output_dir.
+
+        Returns:
+            On rank 0, the summary written to metrics.json: eval metrics, ranks, rank_total, the
+            selection's verdict, trainable parameters, seconds per phase; on other ranks, their ranks.
+        """
         cfg = self.config
         t0 = time.perf_counter()
         self.prepare()
@@ -382,4 +398,12 @@ class Pipeline:
 
 
 def run_pipeline(config: PipelineConfig) -> dict:
+    """Run the whole pipeline, as `autolora run` does.
+
+    Args:
+        config: the run's options (`load_config` builds one).
+
+    Returns:
+        The summary written to metrics.json (see `Pipeline.run`).
+    """
     return Pipeline(config).run()

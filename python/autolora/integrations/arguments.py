@@ -21,17 +21,33 @@ from autolora.search import SearchStepConfig
 class AutoLoraArguments:
     """The search phase's length and options; the Trainer's own arguments set everything else.
 
-    search_steps (optimizer steps) or search_epochs (passes over D_tr) says where the search ends and
-    retraining begins; the run's remaining steps (TrainingArguments.max_steps or num_train_epochs)
-    retrain the fixed-rank adapters. xi: the lookahead step; None takes TrainingArguments.learning_rate,
-    as the paper does. split_seed: seeds the D_tr/D_val split and the search's batch order; None takes
-    TrainingArguments.seed. beta_warmup_steps and beta_every: which search steps move beta
-    (autolora.search.schedule), as the pipeline's options of those names. The remaining options are
-    SearchStepConfig's (autolora.search); hypergradient "none" trains W alone during the search (beta
-    stays 0) and needs a spectral rank_rule. rank_budget: the retraining's average rank per adapter
-    (default 4: LoRA r=4's parameters), None: the rule's own ranks; rank_total: an exact total instead;
-    rank_share: how the total is shared, "selection" (by what the rule reads) or "norm" (by the size
-    of each searched update): autolora.tuner.allocation, as the pipeline's options of those names.
+    The run's steps after the search (TrainingArguments.max_steps or num_train_epochs) retrain the
+    fixed-rank adapters. Give exactly one of search_steps and search_epochs.
+
+    Attributes:
+        search_steps: optimizer steps of the search.
+        search_epochs: the search's length in passes over D_tr.
+        lr_beta: beta's Adam learning rate.
+        rank_rule: how ranks are read: "effective-rank", "spectrum" or "alpha" (the paper's);
+            see autolora.tuner.rank_rules.
+        hypergradient: as SearchStepConfig's; "none" trains W alone during the search (beta stays 0)
+            and needs a spectral rank_rule.
+        xi: the lookahead step; None takes TrainingArguments.learning_rate, as the paper does.
+        fd_r: as SearchStepConfig's.
+        lookahead: as SearchStepConfig's.
+        fd_scheme: as SearchStepConfig's.
+        split_seed: seeds the D_tr/D_val split and the search's batch order; None takes
+            TrainingArguments.seed.
+        beta_warmup_steps: search steps that train W alone before beta moves.
+        beta_every: beta moves on every this many search steps, W on every one.
+        rank_budget: the retraining's average rank per adapter (default 4: LoRA r=4's parameters),
+            shared by the search (autolora.tuner.allocation); None: the rule's own ranks.
+        rank_total: an exact total of ranks over the adapters instead of rank_budget.
+        rank_share: how the total is shared: "selection" (by what the rule reads above one rank) or
+            "norm" (in proportion to the size of each searched update).
+
+    Raises:
+        ValueError: a value out of range or a combination that does not fit, named in the message.
     """
 
     search_steps: int | None = None
@@ -88,5 +104,13 @@ class AutoLoraArguments:
         self.step_config(1.0)  # SearchStepConfig checks the scheme names, xi and fd_r now, not at step 1
 
     def step_config(self, learning_rate: float) -> SearchStepConfig:
+        """The search step's options.
+
+        Args:
+            learning_rate: the Trainer's, taken as xi when xi is None.
+
+        Returns:
+            The SearchStepConfig of these arguments.
+        """
         xi = learning_rate if self.xi is None else self.xi
         return SearchStepConfig(self.hypergradient, xi, self.fd_r, self.lookahead, self.fd_scheme)

@@ -18,11 +18,26 @@ _IGNORED = {
 
 
 def inject_like(model: nn.Module, lora_config, mode: str = "search") -> list[str]:
-    """autolora.inject with a LoraConfig's settings: k = r (the search keeps at most r components per
-    layer), target_modules (names match as in PEFT: exact or a '.'-suffix; a string is a full-match
-    regex), lora_alpha, lora_dropout, and modules_to_save as the trainable heads. Any other field set
-    away from PEFT's default (DoRA, rsLoRA, bias, layers_to_transform, rank_pattern, ...) has no
-    AutoLoRA meaning and is refused, naming the field, before the model is touched."""
+    """`autolora.inject` with a PEFT LoraConfig's settings.
+
+    Reads k = r (the search keeps at most r components per layer), target_modules (names match as in
+    PEFT: exact or a '.'-suffix; a string is a full-match regex), lora_alpha, lora_dropout, and
+    modules_to_save as the trainable heads. Any other field set away from PEFT's default (DoRA,
+    rsLoRA, bias, layers_to_transform, rank_pattern, ...) has no AutoLoRA meaning and is refused,
+    naming the field, before the model is touched.
+
+    Args:
+        model: the model to inject into, in place.
+        lora_config (peft.LoraConfig): its settings.
+        mode: "search" or "fixed" (rank r everywhere).
+
+    Returns:
+        The names of the wrapped modules.
+
+    Raises:
+        TypeError: lora_config is not a LoraConfig.
+        ValueError: a field with no AutoLoRA meaning is set.
+    """
     from peft import LoraConfig
 
     if not isinstance(lora_config, LoraConfig):

@@ -72,9 +72,23 @@ class _SwitchAtStepEnd(TrainerCallback):
 class AutoLoraTrainer(Trainer):
     """transformers.Trainer for a model with search-mode AutoLoRA adapters (autolora.inject).
 
-    autolora: the search's length and options (AutoLoraArguments). val_dataset: beta's data (the
-    outer step); None splits train_dataset in halves with split_train_val. Every other argument is
-    the Trainer's. After train(): `ranks` holds the selected ranks, output_dir/ranks.json too.
+    One `train()` searches (each optimizer step one bilevel iteration), selects the ranks, turns the
+    adapters into fixed-rank ones in place and retrains them for the remaining steps. After
+    `train()`, `ranks` holds the selected ranks (adapter name -> rank), output_dir/ranks.json too;
+    `save_model()` writes the PEFT layout.
+
+    Args:
+        *args (Any): the Trainer's positional arguments.
+        autolora: the search's length and options.
+        val_dataset (Dataset | None): beta's data (the outer step); None splits train_dataset in halves with a
+            seeded split.
+        **kwargs (Any): the Trainer's keyword arguments (model, args, train_dataset, processing_class, ...);
+            `optimizers` is refused, since each phase builds its own.
+
+    Raises:
+        TypeError: `autolora` is not an AutoLoraArguments.
+        ValueError: `optimizers` given, no train_dataset, a model without search-mode adapters, or a
+            Trainer setting the search cannot run with (named in the message).
     """
 
     def __init__(self, *args, autolora: AutoLoraArguments, val_dataset=None, **kwargs) -> None:
@@ -170,7 +184,11 @@ class AutoLoraTrainer(Trainer):
 
     @property
     def search_steps(self) -> int:
-        """Optimizer steps of the search: search_steps, or search_epochs passes over D_tr."""
+        """Optimizer steps of the search: search_steps, or search_epochs passes over D_tr.
+
+        Returns:
+            The number of steps before retraining begins.
+        """
         a = self.autolora_args
         if a.search_steps is not None:
             return a.search_steps

@@ -22,7 +22,20 @@ FORMAT_VERSION = 1
 
 
 def adapter_config(model: nn.Module, trainable: list[str] | tuple[str, ...] = ()) -> dict:
-    """Everything needed to rebuild the adapters of `model` on a fresh copy of the base model."""
+    """Everything needed to rebuild the adapters of `model` on a fresh copy of the base model.
+
+    Args:
+        model: a model with adapters.
+        trainable: patterns of modules trained beside the adapters (e.g. "classifier"), whose
+            parameters are saved too.
+
+    Returns:
+        The JSON-able contents of autolora_config.json: targets, mode, selection, lora_alpha,
+        dropout, per-adapter ranks, trainable patterns and pooling.
+
+    Raises:
+        ValueError: the model has no adapters.
+    """
     targets = []
     for name, layer in adapter_layers(model):
         targets.append(
@@ -49,7 +62,17 @@ def adapter_config(model: nn.Module, trainable: list[str] | tuple[str, ...] = ()
 def adapter_state_dict(
     model: nn.Module, trainable: list[str] | tuple[str, ...] = ()
 ) -> dict[str, torch.Tensor]:
-    """Adapter tensors (U, V, beta) and the parameters of the named trainable modules."""
+    """The tensors that `save_adapter` writes.
+
+    Args:
+        model: a model with adapters.
+        trainable: patterns of modules trained beside the adapters (e.g. "classifier"), whose
+            parameters are saved too.
+
+    Returns:
+        Parameter name -> tensor (detached, not copied): each adapter's U: (out, r), V: (r, in) and
+        beta: (r,) in search mode, and every parameter of the trainable modules.
+    """
     state = {}
     for name, a in adapters(model):
         for pname, p in a.named_parameters(recurse=False):
@@ -64,7 +87,23 @@ def adapter_state_dict(
 def save_adapter(
     model: nn.Module, directory: str | Path, trainable: list[str] | tuple[str, ...] = ()
 ) -> Path:
-    """Write autolora_adapter.safetensors and autolora_config.json, each atomically."""
+    """Save the adapters in autolora's format: autolora_adapter.safetensors and autolora_config.json.
+
+    Each file is written atomically. Every mode is saved (search mode's beta included), so
+    `load_adapter` restores the model exactly.
+
+    Args:
+        model: a model with adapters.
+        directory: created if missing.
+        trainable: patterns of modules trained beside the adapters (e.g. "classifier"), whose
+            parameters are saved too.
+
+    Returns:
+        The directory.
+
+    Raises:
+        ValueError: the model has no adapters.
+    """
     directory = Path(directory)
     config = adapter_config(model, trainable)
     state = {k: v.contiguous().cpu() for k, v in adapter_state_dict(model, trainable).items()}
@@ -74,7 +113,24 @@ def save_adapter(
 
 
 def load_adapter(model: nn.Module, directory: str | Path) -> nn.Module:
-    """Inject adapters as saved (unless the model already has them) and load their weights."""
+    """Load adapters saved by `save_adapter` into `model`, in place.
+
+    Injects the adapters as saved (unless the model has them already), applies mean pooling if it
+    was saved with it, and copies the saved tensors.
+
+    Args:
+        model: the base model the adapters were trained on (a fresh copy), or one with the same
+            adapters.
+        directory: what `save_adapter` wrote.
+
+    Returns:
+        The same model.
+
+    Raises:
+        ValueError: the directory holds no autolora adapter of this format version, or a saved
+            tensor's shape differs from the model's.
+        KeyError: a saved tensor names no parameter of the model.
+    """
     directory = Path(directory)
     config = json.loads((directory / CONFIG_NAME).read_text())
     if config.get("format") != "autolora" or config.get("version") != FORMAT_VERSION:

@@ -60,7 +60,25 @@ def export_peft(
     trainable: list[str] | tuple[str, ...] = (),
     base_model_name_or_path: str | None = None,
 ) -> Path:
-    """Write adapter_model.safetensors + adapter_config.json (PEFT LoRA, rank/alpha patterns)."""
+    """Save the adapters as a PEFT LoRA adapter that `PeftModel.from_pretrained(base, directory)` loads.
+
+    Writes adapter_model.safetensors and adapter_config.json (per-layer ranks and scalings as
+    `rank_pattern` and `alpha_pattern`); a search-mode adapter is written with alpha folded into its
+    B, so the PEFT model reproduces the update. With mean pooling, a README.md says to call
+    `autolora.mean_pooling` on the base model first (PEFT's config has no field for it).
+
+    Args:
+        model: a model with adapters.
+        directory: created if missing.
+        trainable: patterns of modules trained beside the adapters, saved as PEFT's `modules_to_save`.
+        base_model_name_or_path: recorded in the config.
+
+    Returns:
+        The directory.
+
+    Raises:
+        ValueError: the model has no adapters.
+    """
     from peft import LoraConfig
 
     directory = Path(directory)
@@ -103,7 +121,19 @@ def export_peft(
 
 
 def save_merged(model: nn.Module, directory: str | Path, tokenizer=None) -> Path:
-    """Fold the adapters into a copy's base weights and `save_pretrained` it (written, then renamed)."""
+    """Save the model with its adapters folded into the base weights, as a plain transformers model.
+
+    The model itself is left as it is: a copy is merged, saved with `save_pretrained` into a
+    temporary directory and renamed to `directory`, replacing what was there.
+
+    Args:
+        model: a transformers model with adapters.
+        directory: where the merged model goes.
+        tokenizer (PreTrainedTokenizerBase | None): saved beside it when given.
+
+    Returns:
+        The directory.
+    """
     import copy
 
     from autolora.tuner.injection import unload

@@ -20,7 +20,27 @@ MODES = ("search", "fixed")
 
 
 class AutoLoraAdapter(nn.Module):
-    """U: (out, r) zeros, V: (r, in) kaiming-uniform(a=sqrt(5)), beta: (r,) zeros in search mode."""
+    """The k rank-1 components of one LoRA update and their selection weights.
+
+    The update is `Delta = s * U diag(alpha) V` with `alpha = softmax(beta)` in search mode (or
+    `sigmoid(beta)`, the paper's ablation) and `alpha = 1` in fixed mode, `s = lora_alpha / rank`.
+    U: (out, r) zeros, V: (r, in) kaiming-uniform(a=sqrt(5)), beta: (r,) zeros in search mode, so the
+    update starts at 0 and every alpha at 1/k.
+
+    Args:
+        in_features: the input width of the adapted projection.
+        out_features: its output width.
+        rank: k, the components searched over, in search mode; r, the rank, in fixed mode.
+        lora_alpha: the scaling numerator: the update is scaled by lora_alpha / rank.
+        dropout: probability of dropping an input of the adapter (not of the base layer).
+        mode: "search" (beta trainable) or "fixed" (PEFT's LoRA of rank r).
+        dtype: of U and V; beta stays fp32 under 16-bit weights.
+        device: of U, V and beta.
+        selection: how beta becomes alpha: "softmax" (the paper) or "sigmoid".
+
+    Raises:
+        ValueError: an argument out of range, named in the message.
+    """
 
     def __init__(
         self,
@@ -64,7 +84,11 @@ class AutoLoraAdapter(nn.Module):
         return self.lora_alpha / self.rank
 
     def alpha(self) -> torch.Tensor:
-        """Selection weights softmax(beta) (or sigmoid(beta)), >= fp32, shape (rank,); 1 in fixed mode."""
+        """The selection weights.
+
+        Returns:
+            softmax(beta) (or sigmoid(beta)) in at least fp32, shape (rank,); ones in fixed mode.
+        """
         if self.beta is not None and self.selection == "sigmoid":
             return torch.sigmoid(self.beta.to(torch.promote_types(self.beta.dtype, torch.float32)))
         return selection_weights(self.beta, self.rank, self.V)
@@ -86,7 +110,15 @@ class AutoLoraAdapter(nn.Module):
         return keep
 
     def selected_rank(self, alpha: torch.Tensor | None = None) -> int:
-        """r = #{j : alpha_j >= 1/k}; at least 1, since the largest alpha is always >= 1/k."""
+        """The paper's rank: r = #{j : alpha_j >= 1/k} (>= 1/2 for the sigmoid ablation).
+
+        Args:
+            alpha: this adapter's selection weights, shape (rank,), if already computed; None
+                computes them.
+
+        Returns:
+            r, at least 1, since the largest alpha of a softmax is always >= 1/k; the rank in fixed mode.
+        """
         return int(self.selected(alpha).sum().item())
 
     @torch.no_grad()
@@ -144,7 +176,11 @@ class AutoLoraAdapter(nn.Module):
 
     @torch.no_grad()
     def delta_weight(self) -> torch.Tensor:
-        """Delta = s * U diag(alpha) V as (out, in), computed in fp32."""
+        """The learned update as a matrix.
+
+        Returns:
+            Delta = s * U diag(alpha) V, shape (out, in), in fp32, without gradient.
+        """
         scale = self.alpha().to(self.U.device) * self.scaling
         return (self.U.float() * scale) @ self.V.float()
 

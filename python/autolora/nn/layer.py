@@ -18,7 +18,21 @@ from autolora_kernels import autolora_linear, check_x
 
 
 class FusedAutoLoraLinear(AutoLoraAdapter):
-    """An AutoLoRA adapter over the whole output of `base_layer`, which it keeps frozen."""
+    """An AutoLoRA adapter over the whole output of `base_layer`, which it keeps frozen.
+
+    Computes y = x W0^T + b + s * ((x V^T) * alpha) U^T in one op (`autolora_kernels.autolora_linear`:
+    Triton on CUDA tensors, the PyTorch reference elsewhere). Inherits the adapter's parameters and
+    methods from `AutoLoraAdapter`.
+
+    Args:
+        base_layer: an `nn.Linear`, or transformers' `Conv1D` (GPT-2), whose weight W0: (out, in)
+            (Conv1D: (in, out), read through strides) and bias stay frozen and are shared, not copied.
+        rank: k in search mode, r in fixed mode.
+        lora_alpha: the scaling numerator: the update is scaled by lora_alpha / rank.
+        dropout: probability of dropping an input of the adapter.
+        mode: "search" (beta trainable) or "fixed".
+        selection: "softmax" (the paper) or "sigmoid" (its ablation).
+    """
 
     def __init__(
         self,
@@ -42,10 +56,26 @@ class FusedAutoLoraLinear(AutoLoraAdapter):
 
     @classmethod
     def from_layer(cls, layer: nn.Module, **kwargs) -> FusedAutoLoraLinear:
-        """Wrap an existing nn.Linear or Conv1D (shares its weight; nothing is copied)."""
+        """Wrap an existing nn.Linear or Conv1D (shares its weight; nothing is copied).
+
+        Args:
+            layer: the projection to wrap.
+            **kwargs (Any): the constructor's other arguments (rank, lora_alpha, dropout, mode, selection).
+
+        Returns:
+            The wrapping layer.
+        """
         return cls(layer, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The projection and its adapter (dropout on the adapter's input in training only).
+
+        Args:
+            x: (..., in_features).
+
+        Returns:
+            (..., out_features); once merged, the base layer's output alone.
+        """
         if self.merged:
             check_x(x, self.in_features, self.base_layer.weight)
             return self.base_layer(x)

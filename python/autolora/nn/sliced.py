@@ -19,7 +19,21 @@ from autolora_kernels import check_x
 class SlicedAutoLoraLinear(nn.Module):
     """base_layer's output split into equal named parts; adapters on the parts named in `adapted`.
 
-    rank: one rank for every adapted part, or a mapping part -> rank (fixed mode after selection).
+    For fused projections such as GPT-2's `c_attn` (q, k and v in one matrix): each adapted part gets
+    its own `AutoLoraAdapter` in `adapters`, so q and v are searched and ranked separately.
+
+    Args:
+        base_layer: an `nn.Linear` or `Conv1D` whose out_features split into len(parts) equal parts.
+        parts: the names of the parts, in output order.
+        adapted: the parts that get an adapter, a non-empty subset of parts.
+        rank: one rank for every adapted part, or a mapping part -> rank (fixed mode after selection).
+        lora_alpha: the scaling numerator: each update is scaled by lora_alpha / rank.
+        dropout: probability of dropping an input of the adapters.
+        mode: "search" or "fixed".
+        selection: "softmax" (the paper) or "sigmoid" (its ablation).
+
+    Raises:
+        ValueError: the outputs do not split into equal parts, or `adapted` names no part or an unknown one.
     """
 
     def __init__(
@@ -67,6 +81,14 @@ class SlicedAutoLoraLinear(nn.Module):
             p.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The base projection with each adapted part's update added to its slice of the output.
+
+        Args:
+            x: (..., in_features).
+
+        Returns:
+            (..., out_features).
+        """
         check_x(x, self.in_features, self.base_layer.weight)
         y = self.base_layer(x)
         if self.merged:
@@ -78,12 +100,14 @@ class SlicedAutoLoraLinear(nn.Module):
         return torch.cat(pieces, dim=-1)
 
     def merge(self) -> None:
+        """Fold every part's Delta into its slice of the base weight (inference)."""
         if not self.merged:
             for name, adapter in self.adapters.items():
                 add_to_base_weight(self.base_layer, adapter.delta_weight(), self.slices[name], +1.0)
             self.merged = True
 
     def unmerge(self) -> None:
+        """Subtract every part's Delta again: restores W0 up to one fp rounding."""
         if self.merged:
             for name, adapter in self.adapters.items():
                 add_to_base_weight(self.base_layer, adapter.delta_weight(), self.slices[name], -1.0)

@@ -35,12 +35,37 @@ LossFn = Callable[[nn.Module, dict], torch.Tensor]
 
 
 def model_loss(model: nn.Module, batch: dict) -> torch.Tensor:
-    """The Hugging Face convention: the model computes its own loss when the batch has labels."""
+    """The Hugging Face convention: the model computes its own loss when the batch has labels.
+
+    Args:
+        model: a transformers model.
+        batch: its keyword inputs, labels included.
+
+    Returns:
+        The scalar loss.
+    """
     return model(**batch).loss
 
 
 @dataclass
 class SearchStepConfig:
+    """How one search iteration computes beta's hypergradient (docs/METHOD.md sections 4 and 5).
+
+    Attributes:
+        hypergradient: "second-order" (the finite-difference approximation), "first-order" (the
+            paper's eta = 0 ablation), "exact" (autograd through the lookahead; small models, one
+            process) or "none" (beta never moves, W trains alone).
+        xi: the lookahead's step size; the paper takes the inner learning rate.
+        fd_r: the finite difference's radius: eps = fd_r / ||v||.
+        lookahead: the virtual step's direction: "sgd" (the paper's Eq. 4) or "adam" (the inner
+            optimiser's).
+        fd_scheme: "forward" (one-sided: three training passes an iteration, an O(r) error in the
+            implicit term) or "central" (the paper's: four passes, O(r^2)).
+
+    Raises:
+        ValueError: a value out of range, named in the message.
+    """
+
     hypergradient: str = "second-order"
     xi: float = 1e-4  # lookahead step size; the paper takes the inner learning rate
     fd_r: float = 0.01  # eps = r / ||v||
@@ -79,11 +104,26 @@ class BilevelSearch:
     """Holds W, A and their optimisers; `step(b_tr, b_val)` runs one search iteration.
 
     A batch may be a list of micro-batches (gradient accumulation): every pass then averages its
-    gradients over them. `reduce` averages lists of tensors across data-parallel ranks in place
-    (autolora.train.distributed); it is applied to g (before the virtual step, so W' is the same on
-    every replica), to v (so eps and the perturbation are too) and to the hypergradient.
-    `autocast` is the dtype for torch.autocast (bf16/fp16) or None; `loss_scale` multiplies every
-    loss before its backward (and divides the gradients after), so fp16 gradients do not underflow.
+    gradients over them.
+
+    Args:
+        model: a model with search-mode adapters.
+        inner: the inner variables W (`autolora.inner_parameters`).
+        outer: the outer variables A, every beta (`autolora.selection_parameters`).
+        inner_opt: W's optimiser (AdamW in the pipeline).
+        outer_opt: beta's optimiser (Adam in the pipeline).
+        config: how the hypergradient is computed.
+        loss_fn: (model, batch) -> scalar loss.
+        reduce: averages a list of tensors across data-parallel ranks in place
+            (autolora.train.distributed); applied to g (before the virtual step, so W' is the same
+            on every replica), to v (so eps and the perturbation are too) and to the hypergradient.
+            None: a single process.
+        autocast: the dtype for torch.autocast (bf16/fp16), or None.
+        loss_scale: multiplies every loss before its backward (and divides the gradients after), so
+            fp16 gradients do not underflow.
+
+    Raises:
+        ValueError: `outer` is empty, or "exact" is asked of several processes.
     """
 
     def __init__(
@@ -154,8 +194,17 @@ class BilevelSearch:
         return losses[0][0], g, hyper, losses[1][0]
 
     def step(self, b_tr: Batches, b_val: Batches) -> dict[str, float]:
-        """One iteration: beta <- Adam(hypergradient), W <- AdamW(grad L_tr). Returns the losses.
-        hypergradient "none": W's step alone (b_val is not used)."""
+        """One iteration: beta <- Adam(hypergradient), W <- AdamW(grad L_tr).
+
+        With hypergradient "none", W's step alone (b_val is not used).
+
+        Args:
+            b_tr: a batch of D_tr (W's data), or a list of micro-batches.
+            b_val: a batch of D_val (beta's data), or a list of micro-batches.
+
+        Returns:
+            The losses: "loss_tr", and "loss_val" where beta moved.
+        """
         if self.config.hypergradient == "none":
             return self.inner_step(b_tr)
         loss_tr, g, hyper, loss_val = self.hypergradient(b_tr, b_val)

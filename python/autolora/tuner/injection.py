@@ -57,12 +57,28 @@ def inject(
 ) -> list[str]:
     """Wrap the target projections of `model` with AutoLoRA adapters, in place.
 
-    targets: patterns (see autolora.tuner.targets); None picks the paper's q/v projections by family.
-    rank: k in search mode, r in fixed mode; ranks: per-adapter overrides keyed by adapter name
-    (as `autolora.adapters(model)` yields them). trainable: patterns of modules left trainable
-    besides the adapters (e.g. "classifier"). selection: "softmax" (the paper) or "sigmoid" (its
-    ablation). Everything else is frozen.
-    Nothing changes unless every target matches and every adapter builds. Returns the wrapped names.
+    Everything but the adapters and the `trainable` modules is frozen. Nothing changes unless every
+    target matches and every adapter builds.
+
+    Args:
+        model: any torch module, e.g. a transformers model.
+        targets: module patterns: an exact name, a suffix ("query"), a regex ("re:..."), or a fused
+            projection with the parts to adapt ("c_attn[q,v]"); see autolora.tuner.targets. None
+            picks the paper's q and v projections by model family.
+        rank: k in search mode, r in fixed mode.
+        lora_alpha: the scaling numerator: each update is scaled by lora_alpha / rank.
+        dropout: probability of dropping an input of an adapter.
+        mode: "search" (beta trainable) or "fixed".
+        selection: "softmax" (the paper) or "sigmoid" (its ablation).
+        ranks: per-adapter ranks overriding `rank`, keyed by adapter name (as
+            `autolora.adapters(model)` yields them).
+        trainable: patterns of modules left trainable besides the adapters (e.g. "classifier").
+
+    Returns:
+        The names of the wrapped modules.
+
+    Raises:
+        ValueError: the model has adapters already, or a target or trainable pattern matches no module.
     """
     if any(True for _ in adapter_layers(model)):
         raise ValueError("model: already has AutoLoRA adapters; call autolora.unload(model) first")
@@ -94,18 +110,35 @@ def inject(
 
 
 def merge(model: nn.Module) -> None:
-    """Fold every adapter into its base weight (inference)."""
+    """Fold every adapter into its base weight (inference), in place.
+
+    Args:
+        model: a model with adapters (autolora.inject).
+    """
     for _, layer in adapter_layers(model):
         layer.merge()
 
 
 def unmerge(model: nn.Module) -> None:
+    """Undo `merge`: subtract every adapter's update from its base weight again, in place.
+
+    Args:
+        model: a model whose adapters were merged.
+    """
     for _, layer in adapter_layers(model):
         layer.unmerge()
 
 
 def unload(model: nn.Module, merge_weights: bool = True) -> nn.Module:
-    """Replace every adapter layer by its base layer, merged first unless merge_weights=False."""
+    """Replace every adapter layer by its base layer, in place.
+
+    Args:
+        model: a model with adapters.
+        merge_weights: fold each adapter into its base weight first; False drops the adapters.
+
+    Returns:
+        The same model, without adapter layers.
+    """
     modules = dict(model.named_modules())
     for name, layer in list(adapter_layers(model)):
         if merge_weights:

@@ -10,7 +10,14 @@ from autolora.nn.adapter import AutoLoraAdapter
 
 
 def adapter_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    """(name, layer) for every wrapping layer: FusedAutoLoraLinear or SlicedAutoLoraLinear."""
+    """Every wrapping layer (FusedAutoLoraLinear or SlicedAutoLoraLinear), in module order.
+
+    Args:
+        model: a model with adapters (autolora.inject).
+
+    Returns:
+        An iterator of (module name, layer).
+    """
     from autolora.nn.layer import FusedAutoLoraLinear
     from autolora.nn.sliced import SlicedAutoLoraLinear
 
@@ -20,26 +27,53 @@ def adapter_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
 
 
 def adapters(model: nn.Module) -> Iterator[tuple[str, AutoLoraAdapter]]:
-    """(name, adapter) for every AutoLoraAdapter, in module order."""
+    """Every AutoLoraAdapter, in module order (a SlicedAutoLoraLinear holds one per adapted part).
+
+    Args:
+        model: a model with adapters (autolora.inject).
+
+    Returns:
+        An iterator of (adapter name, adapter); the names key `ranks` and ranks.json.
+    """
     for name, m in model.named_modules():
         if isinstance(m, AutoLoraAdapter):
             yield name, m
 
 
 def adapter_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The inner variables W of the bilevel problem: every U and V."""
+    """The adapters' weights: every U and V.
+
+    Args:
+        model: a model with adapters (autolora.inject).
+
+    Returns:
+        The U and V of each adapter, in module order.
+    """
     return [p for _, a in adapters(model) for p in (a.U, a.V)]
 
 
 def inner_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """Every trainable parameter but the betas: the adapters' U, V and any trainable head (the W of
-    docs/METHOD.md section 3)."""
+    """The inner variables W of the bilevel problem (docs/METHOD.md section 3).
+
+    Args:
+        model: a model with adapters (autolora.inject).
+
+    Returns:
+        Every trainable parameter but the betas: the adapters' U, V and any trainable head.
+    """
     betas = {id(p) for p in selection_parameters(model)}
     return [p for p in model.parameters() if p.requires_grad and id(p) not in betas]
 
 
 def selection_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The outer variables A: every beta (search-mode adapters only)."""
+    """The outer variables A of the bilevel problem.
+
+    Args:
+        model: a model with adapters (autolora.inject).
+
+    Returns:
+        Every beta, each of shape (k,) (search-mode adapters only).
+    """
     return [a.beta for _, a in adapters(model) if a.beta is not None]
 
 
@@ -67,7 +101,15 @@ def current_ranks(model: nn.Module, policy=None) -> dict[str, int]:
 
 
 def rank_summary(model: nn.Module, policy=None) -> list[dict]:
-    """Per adapter: name, mode, k, alpha (list) and the rank of current_ranks(model, policy)."""
+    """What each adapter holds now.
+
+    Args:
+        model: a model with adapters (autolora.inject).
+        policy: a RankPolicy, or None for the defaults (as `current_ranks`).
+
+    Returns:
+        One dict per adapter: name, mode, k, alpha (a list of k floats) and rank (as `current_ranks`).
+    """
     ranks = current_ranks(model, policy)
     return [
         {
@@ -82,7 +124,15 @@ def rank_summary(model: nn.Module, policy=None) -> list[dict]:
 
 
 def format_rank_summary(model: nn.Module, policy=None) -> str:
-    """A plain-text table of rank_summary(model, policy), one adapter a line."""
+    """`rank_summary` as a plain-text table.
+
+    Args:
+        model: a model with adapters (autolora.inject).
+        policy: a RankPolicy, or None for the defaults (as `current_ranks`).
+
+    Returns:
+        One line per adapter (its name, rank/k and alphas) under a header line.
+    """
     rows = rank_summary(model, policy)
     width = max((len(r["name"]) for r in rows), default=4)
     lines = [f"{'adapter':<{width}}  rank/k  alpha"]
@@ -93,4 +143,12 @@ def format_rank_summary(model: nn.Module, policy=None) -> str:
 
 
 def count_trainable(model: nn.Module) -> int:
+    """The number of trainable parameters.
+
+    Args:
+        model: any torch module.
+
+    Returns:
+        The elements of every parameter with requires_grad.
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -49,8 +49,20 @@ class MaskedMeanPooler(nn.Module):
 
 
 def mean_pooling(model: nn.Module) -> nn.Module:
-    """Give `model` (a transformers sequence classifier whose base model has a `pooler`: BERT, MiniLM,
-    ...) mean pooling, in place; a model that has it already is returned as it is."""
+    """Make the classifier read the mean of the last hidden states over the real tokens, in place.
+
+    Replaces the base model's pooler by a masked mean over the unpadded tokens, with no parameters,
+    as sentence-transformers models such as MiniLM were trained.
+
+    Args:
+        model: a transformers sequence classifier whose base model has a `pooler` (BERT's family).
+
+    Returns:
+        The same model; a model that has mean pooling already is returned as it is.
+
+    Raises:
+        ValueError: the base model has no pooler.
+    """
     if pooling_of(model) == "mean":
         return model
     base = getattr(model, "base_model", model)
