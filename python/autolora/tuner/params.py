@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from torch import nn
 
 from autolora.nn.adapter import AutoLoraAdapter
+
+if TYPE_CHECKING:  # imported where used: autolora.tuner.selection imports this module
+    from autolora.tuner.allocation import RankPolicy
 
 
 def adapter_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
@@ -77,7 +81,7 @@ def selection_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [a.beta for _, a in adapters(model) if a.beta is not None]
 
 
-def current_ranks(model: nn.Module, policy=None) -> dict[str, int]:
+def current_ranks(model: nn.Module, policy: RankPolicy | None = None) -> dict[str, int]:
     """Per adapter, the rank retraining would give it if the search ended now: what `policy` applies
     (autolora.tuner.allocation.RankPolicy; default: the library's rule and budget, as `autolora run`
     applies them), and a fixed adapter's own rank.
@@ -100,7 +104,7 @@ def current_ranks(model: nn.Module, policy=None) -> dict[str, int]:
     return ranks
 
 
-def rank_summary(model: nn.Module, policy=None) -> list[dict]:
+def rank_summary(model: nn.Module, policy: RankPolicy | None = None) -> list[dict]:
     """What each adapter holds now.
 
     Args:
@@ -123,7 +127,7 @@ def rank_summary(model: nn.Module, policy=None) -> list[dict]:
     ]
 
 
-def format_rank_summary(model: nn.Module, policy=None) -> str:
+def format_rank_summary(model: nn.Module, policy: RankPolicy | None = None) -> str:
     """`rank_summary` as a plain-text table.
 
     Args:
