@@ -371,6 +371,7 @@ def run_autolora(
             lr_w=spec.lr_lora,
             lr_beta=spec.lr_beta,
             rank_rule=spec.rank_rule,
+            rank_budget=None,  # the studies retrain the rule's own ranks (the totals it selects)
             beta_every=spec.beta_every,
             batch_size=spec.batch_size,
             search_epochs=1e6,  # the step caps below bind

@@ -79,6 +79,7 @@ def main() -> None:
             "lr_w": args.lr_w,
             "lr_beta": args.lr_beta,
             "batch_size": args.batch_size,
+            "rank_budget": None,  # the rule's own ranks along the search, as the study reads them
             "output_dir": str(Path(args.out).parent / "scratch"),
             "progress": False,
             "data.max_length": args.max_length,
