@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import re
 
 import pytest
@@ -12,7 +13,7 @@ from pipeline_fixtures import save_tiny_bert
 
 from autolora import options
 from autolora.cli import GROUPS, _add_fields, build_parser, main
-from autolora.config import DataConfig, PipelineConfig, opt
+from autolora.config import DataConfig, PipelineConfig, load_config, opt
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -102,13 +103,18 @@ def test_dry_run_prints_sizes_and_parameters_and_writes_nothing(bert_dir, tmp_pa
     for out in (existing, missing):
         args = ["run", "--dry-run", "--model", str(bert_dir), "--format", "cola", "--output-dir", str(out)]
         assert main([*args, "--max-train-samples", "30", "--max-eval-samples", "7", "--no-progress"]) == 0
-        printed = capsys.readouterr().out
+        captured = capsys.readouterr()
+        config_file = tmp_path / "resolved.json"
+        config_file.write_text(captured.out)  # stdout is the config alone: --config takes it as it is
+        resolved = load_config(config_file)
+        assert resolved.output_dir == str(out) and resolved.data.max_train_samples == 30
+        assert resolved.to_dict() == json.loads(captured.out)
+        printed = captured.err
         assert "data: train 30 = D_tr 15 + D_val 15; eval 7 examples" in printed
         assert "labels: 2 (unacceptable, acceptable)" in printed
         # 2 layers x {query, value} adapters of k = 8 on 16 -> 16: U, V and beta, 8 * (16 + 16) + 8;
         # plus the new classifier, 16 * 2 + 2.
         assert f"trainable parameters: {4 * (8 * 32 + 8) + 34:,} of" in printed
-        assert f'"output_dir": "{out}"' in printed and '"max_train_samples": 30' in printed
     assert list(existing.iterdir()) == [] and not missing.parent.exists()
 
 
@@ -127,3 +133,21 @@ def test_dry_run_checks_the_output_dir_without_creating_it(bert_dir, tmp_path, c
     ]
     assert main(args) == 2
     assert "output_dir: cannot create" in capsys.readouterr().err
+
+
+def test_help_names_each_default_that_is_not_the_papers_with_its_value_and_the_papers():
+    """The description's lines cannot drift from the config: each names the flag with its default."""
+    from autolora.cli import RUN_DESCRIPTION, format_default
+
+    defaults = {f.name: f.default for f in dataclasses.fields(PipelineConfig)}
+    paper = {
+        "rank_rule": "alpha",
+        "rank_budget": "none",
+        "lr_beta": "0.001",
+        "beta_every": "1",
+        "fd_scheme": "central",
+    }
+    for name, papers in paper.items():
+        flag = "--" + name.replace("_", "-")
+        assert f"{flag} {format_default(defaults[name])} (paper: " in RUN_DESCRIPTION, name
+        assert f"{flag} {papers}" in RUN_DESCRIPTION, name  # the way back to the paper's value

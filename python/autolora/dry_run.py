@@ -40,8 +40,13 @@ def dry_run(config: PipelineConfig) -> dict:
     }
 
 
+def format_config(report: dict) -> str:
+    """The resolved config as JSON: saved to a file, `--config FILE` runs it as it is."""
+    return json.dumps(report["config"], indent=2)
+
+
 def format_dry_run(report: dict) -> str:
-    """The report as the resolved config (JSON, usable as --config) and a few summary lines."""
+    """A few summary lines: the task, the data sizes, the search model and its parameters."""
     s, cfg = report["sizes"], report["config"]
     labels = report["num_labels"]
     if report["label_names"]:
@@ -49,8 +54,6 @@ def format_dry_run(report: dict) -> str:
     total, trainable = report["total_parameters"], report["trainable_parameters"]
     return "\n".join(
         [
-            "resolved config:",
-            json.dumps(cfg, indent=2),
             f"task: {report['task']} (metric {report['metric']}), labels: {labels}",
             f"data: train {s['train']} = D_tr {s['d_tr']} + D_val {s['d_val']}; eval {s['eval']} examples",
             f"search model: {report['adapters']} adapters of k = {cfg['k']} ({report['components']} "
