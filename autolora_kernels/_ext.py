@@ -88,10 +88,6 @@ def cuda_plan() -> tuple[bool, str]:
     return True, f"CPU and CUDA {torch.version.cuda} (nvcc {nvcc})"
 
 
-def want_cuda() -> bool:
-    return cuda_plan()[0]
-
-
 def missing_tool() -> str | None:
     """Why no build can start here (no C++ compiler, no ninja), or None."""
     cpp = cpp_extension()
