@@ -7,6 +7,7 @@ import dataclasses
 
 from torch import nn
 
+from autolora.extras import MissingExtra, missing
 from autolora.tuner.injection import inject
 
 # Read into inject's arguments, or bookkeeping that does not change the adapters.
@@ -23,6 +24,8 @@ def inject_like(model: nn.Module, lora_config, mode: str = "search") -> list[str
     regex), lora_alpha, lora_dropout, and modules_to_save as the trainable heads. Any other field set
     away from PEFT's default (DoRA, rsLoRA, bias, layers_to_transform, rank_pattern, ...) has no
     AutoLoRA meaning and is refused, naming the field, before the model is touched."""
+    if missing("peft"):
+        raise MissingExtra("peft", "inject_like")
     from peft import LoraConfig
 
     if not isinstance(lora_config, LoraConfig):

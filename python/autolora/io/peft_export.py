@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from autolora.extras import MissingExtra, missing
 from autolora.io.atomic import atomic_write, atomic_write_text
 from autolora.nn.layer import FusedAutoLoraLinear
 from autolora.nn.sliced import SlicedAutoLoraLinear
@@ -61,6 +62,8 @@ def export_peft(
     base_model_name_or_path: str | None = None,
 ) -> Path:
     """Write adapter_model.safetensors + adapter_config.json (PEFT LoRA, rank/alpha patterns)."""
+    if missing("peft"):
+        raise MissingExtra("peft", "export_peft")
     from peft import LoraConfig
 
     directory = Path(directory)
