@@ -88,13 +88,25 @@ def cuda_plan() -> tuple[bool, str]:
     return True, f"CPU and CUDA {torch.version.cuda} (nvcc {nvcc})"
 
 
+def pip_ninja_dir() -> str | None:
+    """The folder holding the ninja of pip's ninja package (a venv's bin/), or None. torch runs
+    `ninja` from PATH, and that folder is not on PATH when a venv's python runs without the venv
+    activated (`.venv/bin/autolora run`, a Docker ENTRYPOINT)."""
+    try:
+        import ninja
+    except ImportError:
+        return None
+    exe = Path(ninja.BIN_DIR) / ("ninja.exe" if sys.platform == "win32" else "ninja")
+    return ninja.BIN_DIR if exe.is_file() else None
+
+
 def missing_tool() -> str | None:
     """Why no build can start here (no C++ compiler, no ninja), or None."""
     cpp = cpp_extension()
     compiler = cpp.get_cxx_compiler()
     if shutil.which(compiler) is None:
         return f"no C++ compiler: {compiler!r} is not on PATH (install g++ or clang++, or set CXX)"
-    if not cpp.is_ninja_available():
+    if not cpp.is_ninja_available() and pip_ninja_dir() is None:
         return "ninja is not installed (pip install ninja); torch.utils.cpp_extension builds with it"
     return None
 
@@ -135,6 +147,8 @@ def _jit_build(verbose: bool) -> None:
     blocker = missing_tool()
     if blocker is not None:
         raise RuntimeError(blocker)
+    if not cpp_extension().is_ninja_available():  # pip's ninja, off PATH: put its folder first
+        os.environ["PATH"] = pip_ninja_dir() + os.pathsep + os.environ.get("PATH", "")
     with_cuda, _ = cuda_plan()
     sources = [str(src / "lookahead.cpp")]
     if with_cuda:

@@ -105,7 +105,23 @@ def test_missing_compiler_or_ninja_is_named(monkeypatch):
     )
     monkeypatch.setenv("CXX", sys.executable)  # any program on disk passes the compiler probe
     monkeypatch.setattr(_ext.cpp_extension(), "is_ninja_available", lambda: False)
+    monkeypatch.setattr(_ext, "pip_ninja_dir", lambda: None)
     assert _ext.missing_tool().startswith("ninja is not installed (pip install ninja)")
+
+
+def test_pip_ninja_beside_a_venv_python_that_is_not_on_path(monkeypatch, tmp_path):
+    """`.venv/bin/autolora` without the venv activated: pip's ninja is in .venv/bin, off PATH; the
+    build puts that folder on PATH rather than fail with torch's "Ninja is required"."""
+    ninja = pytest.importorskip("ninja")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no ninja on it
+    monkeypatch.setenv("CXX", sys.executable)
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "ext"))
+    cpp = _ext.cpp_extension()
+    assert not cpp.is_ninja_available()
+    assert _ext.pip_ninja_dir() == ninja.BIN_DIR and _ext.missing_tool() is None
+    monkeypatch.setattr(cpp, "load", lambda **kw: None)
+    _ext._jit_build(verbose=False)
+    assert os.environ["PATH"].split(os.pathsep)[0] == ninja.BIN_DIR and cpp.is_ninja_available()
 
 
 def test_failed_first_use_warns_with_the_cause(monkeypatch):
