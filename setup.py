@@ -1,9 +1,9 @@
 """Packaging: the public package lives in python/autolora, the kernels in autolora_kernels/.
 
 The lookahead C++ extension (csrc/) is normally built on first use (autolora_kernels/_ext.py). With
-AUTOLORA_BUILD_EXT=1 it is built here instead, as autolora_kernels/_lookahead_C (CUDA sources too when torch
-is a CUDA build and a toolkit is found, unless AUTOLORA_SKIP_CUDA_BUILD=1); that needs torch in the
-build environment: `AUTOLORA_BUILD_EXT=1 pip install -e . --no-build-isolation`. Without the
+AUTOLORA_BUILD_EXT=1 it is built here instead, as autolora_kernels/_lookahead_C (with the CUDA sources
+when _ext.cuda_plan finds a CUDA torch, a visible GPU or TORCH_CUDA_ARCH_LIST, and nvcc); that needs
+torch in the build environment: `AUTOLORA_BUILD_EXT=1 pip install -e . --no-build-isolation`. Without the
 variable, building imports nothing but setuptools, so an isolated build stays fast and CPU-only.
 csrc/ is copied into the package (autolora_kernels/csrc) so that a wheel install can build on first use.
 """
@@ -43,17 +43,15 @@ def extension_kwargs():
         return {}
     import sys
 
-    import torch
-    from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+    from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
     sys.path.insert(0, str(ROOT))
     from autolora_kernels import _ext  # the same compiler flags as the first-use build
 
     sources = ["csrc/lookahead.cpp"]
     args = {"cxx": _ext.cpu_flags()}
-    with_cuda = (
-        torch.version.cuda is not None and CUDA_HOME is not None and not _flag("AUTOLORA_SKIP_CUDA_BUILD")
-    )
+    with_cuda, plan = _ext.cuda_plan()
+    print(f"autolora: building the lookahead extension: {plan}")
     if with_cuda:
         sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "cuda").glob("*.cu"))
         args["nvcc"] = ["-O3", "-lineinfo"]

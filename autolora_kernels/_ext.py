@@ -2,16 +2,20 @@
 
 Order: a library built at install time (``AUTOLORA_BUILD_EXT=1 pip install ...``), else a JIT build
 with torch.utils.cpp_extension.load (ninja), cached in ``$TORCH_EXTENSIONS_DIR/autolora`` or
-``~/.cache/autolora/torch_extensions``. The CUDA sources are compiled only when torch is a CUDA
-build and a CUDA toolkit is found, unless ``AUTOLORA_SKIP_CUDA_BUILD=1``.
-``AUTOLORA_DISABLE_EXT=1`` turns the extension off (the torch._foreach path runs, silently: it was
-asked for). A failed build warns once and the foreach path runs.
+``~/.cache/autolora/torch_extensions``. It needs a C++ compiler and ninja. The CUDA sources are
+compiled too only when torch is a CUDA build, a GPU is visible (or TORCH_CUDA_ARCH_LIST names the
+targets) and the CUDA toolkit's nvcc is found, unless ``AUTOLORA_SKIP_CUDA_BUILD=1``; otherwise the
+build is CPU-only (cuda_plan says which and why). ``AUTOLORA_DISABLE_EXT=1`` turns the extension off
+(the torch._foreach path runs, silently: it was asked for). A failed build warns once, naming the
+cause (no compiler, no ninja, the compiler's first error), and the foreach path runs.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -52,12 +56,59 @@ def cpu_flags() -> list[str]:
     return flags
 
 
-def want_cuda() -> bool:
-    if env_flag("AUTOLORA_SKIP_CUDA_BUILD") or torch.version.cuda is None:
-        return False
-    from torch.utils.cpp_extension import CUDA_HOME
+def cpp_extension():
+    """torch.utils.cpp_extension, imported without its "No CUDA runtime is found" warning: that fires
+    for a CUDA torch on a machine without a GPU, where cuda_plan chooses the CPU-only build anyway."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        import torch.utils.cpp_extension as cpp
+    finally:
+        logger.setLevel(level)
+    return cpp
 
-    return CUDA_HOME is not None
+
+def cuda_plan() -> tuple[bool, str]:
+    """(whether the build compiles the CUDA sources too, why). torch.utils.cpp_extension derives the
+    GPU architectures from the visible GPUs unless TORCH_CUDA_ARCH_LIST names them (with neither it
+    fails with an IndexError), and compiles .cu files with CUDA_HOME/bin/nvcc."""
+    if env_flag("AUTOLORA_SKIP_CUDA_BUILD"):
+        return False, "CPU-only (AUTOLORA_SKIP_CUDA_BUILD=1)"
+    if torch.version.cuda is None:
+        return False, "CPU-only (torch is a CPU build)"
+    if not torch.cuda.is_available() and not os.environ.get("TORCH_CUDA_ARCH_LIST"):
+        return False, "CPU-only (no CUDA GPU visible; TORCH_CUDA_ARCH_LIST=9.0 etc. builds CUDA without one)"
+    home = cpp_extension().CUDA_HOME
+    if home is None:
+        return False, "CPU-only (no CUDA toolkit: nvcc is not on PATH and CUDA_HOME is not set)"
+    nvcc = Path(home) / "bin" / ("nvcc.exe" if sys.platform == "win32" else "nvcc")
+    if not nvcc.is_file():
+        return False, f"CPU-only (no nvcc in the CUDA toolkit at {home}: a runtime-only install?)"
+    return True, f"CPU and CUDA {torch.version.cuda} (nvcc {nvcc})"
+
+
+def pip_ninja_dir() -> str | None:
+    """The folder holding the ninja of pip's ninja package (a venv's bin/), or None. torch runs
+    `ninja` from PATH, and that folder is not on PATH when a venv's python runs without the venv
+    activated (`.venv/bin/autolora run`, a Docker ENTRYPOINT)."""
+    try:
+        import ninja
+    except ImportError:
+        return None
+    exe = Path(ninja.BIN_DIR) / ("ninja.exe" if sys.platform == "win32" else "ninja")
+    return ninja.BIN_DIR if exe.is_file() else None
+
+
+def missing_tool() -> str | None:
+    """Why no build can start here (no C++ compiler, no ninja), or None."""
+    cpp = cpp_extension()
+    compiler = cpp.get_cxx_compiler()
+    if shutil.which(compiler) is None:
+        return f"no C++ compiler: {compiler!r} is not on PATH (install g++ or clang++, or set CXX)"
+    if not cpp.is_ninja_available() and pip_ninja_dir() is None:
+        return "ninja is not installed (pip install ninja); torch.utils.cpp_extension builds with it"
+    return None
 
 
 def build_dir(with_cuda: bool) -> Path:
@@ -90,18 +141,21 @@ def _load_prebuilt() -> bool:
 
 
 def _jit_build(verbose: bool) -> None:
-    from torch.utils.cpp_extension import load
-
     src = csrc_dir()
     if src is None:
         raise FileNotFoundError("csrc/lookahead.cpp not found next to the package or the repository root")
-    with_cuda = want_cuda()
+    blocker = missing_tool()
+    if blocker is not None:
+        raise RuntimeError(blocker)
+    if not cpp_extension().is_ninja_available():  # pip's ninja, off PATH: put its folder first
+        os.environ["PATH"] = pip_ninja_dir() + os.pathsep + os.environ.get("PATH", "")
+    with_cuda, _ = cuda_plan()
     sources = [str(src / "lookahead.cpp")]
     if with_cuda:
         sources += sorted(str(p) for p in (src / "cuda").glob("*.cu"))
     out = build_dir(with_cuda)
     out.mkdir(parents=True, exist_ok=True)
-    load(
+    cpp_extension().load(
         name="autolora_lookahead",
         sources=sources,
         extra_cflags=cpu_flags(),
@@ -134,14 +188,28 @@ def load(verbose: bool = False) -> bool:
         _state["loaded"] = True
         _state["cuda"] = torch._C._dispatch_has_kernel_for_dispatch_key("autolora::sgd_step_", "CUDA")
     except Exception as exc:  # a compiler error, a missing ninja/compiler, a bad prebuilt library
-        _state["error"] = f"{type(exc).__name__}: {str(exc).strip()[-2000:]}"
+        _state["error"] = describe_failure(exc)
+        why = _state["error"].splitlines()[0]
         warnings.warn(
             "autolora: the lookahead C++ extension is unavailable, using the slower torch._foreach "
-            f"path (set AUTOLORA_DISABLE_EXT=1 to choose that silently). Cause: {_state['error'][:500]}",
+            f"path (set AUTOLORA_DISABLE_EXT=1 to choose that silently). Cause: {why}",
             RuntimeWarning,
             stacklevel=3,
         )
     return _state["loaded"]
+
+
+def describe_failure(exc: Exception) -> str:
+    """Why a load failed, in one line, then the raw message's tail (the build log) when it has more.
+    A compiler failure (torch's "Error building extension 'x': <log>") is named by the log's first
+    line that reports an error."""
+    text = str(exc).strip()
+    lines = text.splitlines() or [""]
+    cause = f"{type(exc).__name__}: {lines[0]}"
+    if lines[0].startswith("Error building extension"):
+        first = next((ln.strip() for ln in lines if "error:" in ln.lower()), None)
+        cause = f"the compiler failed: {first}" if first else cause
+    return cause if len(lines) == 1 else f"{cause}\n{text[-2000:]}"
 
 
 def has_device(device_type: str) -> bool:

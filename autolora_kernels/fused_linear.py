@@ -45,7 +45,11 @@ def _kernels():
     try:
         from autolora_kernels import fused_linear_launch
     except ImportError as err:  # triton not installed, or broken
-        _warn_once("triton", f"autolora: triton unavailable ({err}); using the slower reference path")
+        _warn_once(
+            "triton",
+            f"autolora: triton unavailable ({err}); using the slower reference path "
+            '(pip install "autolora[triton]")',
+        )
         return None
     return fused_linear_launch
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates .venv (once) and installs autolora with everything its demo and tests need.
+# Creates .venv (once) and installs autolora with the extras its demo and its tests need.
 # PyTorch is pinned and installed first, in the build that fits the machine (scripts/torch_build.sh):
 # the CUDA build where an NVIDIA GPU is present, else the CPU build where it lies on disk (or on
 # PyTorch's CPU index), because a bare `torch` requirement would pull several GB of CUDA packages.
@@ -43,6 +43,7 @@ case "$TORCH_BUILD:$(torch_cuda)" in
 esac
 installed_torch=$("$PY" -c "import torch; print(torch.__version__.split('+')[0])")
 pip_install "setuptools>=64" wheel  # the editable install below builds without isolation
-# Everything else, constrained to the torch already there so nothing replaces it.
+# Everything else, constrained to the torch already there so nothing replaces it. The two commands'
+# extras (pyproject.toml): demo (`autolora run` and its MiniLM) and test (every extra, the test tools).
 pip_install --constraint <(echo "torch==${installed_torch}") \
-  -e ".[triton,test,docs]" --no-build-isolation
+  -e ".[demo,test,docs]" --no-build-isolation

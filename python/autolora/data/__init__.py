@@ -2,8 +2,13 @@
 columns) -> labels.py (class ids, scores) -> encode.py (`load_task`: check and tokenize) ->
 splits.py (the seeded D_tr : D_val split) -> collate.py (dynamic padding of each batch).
 
-Importing this package imports `datasets`; the rest of autolora does not need it.
+This package needs datasets and scikit-learn (the "cli" extra); the layer and `inject` do not.
 """
+
+from autolora.extras import MissingExtra, missing
+
+if absent := missing("cli", "datasets", "sklearn"):
+    raise MissingExtra("cli", "autolora.data (reading, tokenizing and splitting task data)", absent)
 
 from autolora.config import DataConfig
 from autolora.data.collate import Collator, TaskData

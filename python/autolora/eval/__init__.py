@@ -1,4 +1,12 @@
-"""Scoring: evaluation.py runs the model over the eval set, metrics.py turns predictions into scores."""
+"""Scoring: evaluation.py runs the model over the eval set, metrics.py turns predictions into scores.
+
+Needs datasets, scikit-learn and scipy (the "cli" extra).
+"""
+
+from autolora.extras import MissingExtra, missing
+
+if absent := missing("cli", "datasets", "sklearn", "scipy"):
+    raise MissingExtra("cli", "autolora.eval (scores)", absent)
 
 from autolora.eval.evaluation import evaluate, predict_logits
 from autolora.eval.metrics import compute_bleu, compute_metrics, get_entities

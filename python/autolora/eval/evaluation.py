@@ -141,7 +141,10 @@ def _evaluate_lm(model, task_data, batch_size, device, progress, max_generate) -
     metrics = compute_metrics("causal-lm", total / count, None)
     if max_generate > 0:
         if not sacrebleu_available():
-            warnings.warn("evaluate: sacrebleu is not installed; no bleu score", stacklevel=3)
+            warnings.warn(
+                'evaluate: sacrebleu is not installed; no bleu score (pip install "autolora[cli]")',
+                stacklevel=3,
+            )
         else:
             metrics["bleu"] = _generation_bleu(model, task_data, batch_size, device, max_generate)
     return metrics

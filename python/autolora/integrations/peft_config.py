@@ -7,6 +7,7 @@ import dataclasses
 
 from torch import nn
 
+from autolora.extras import MissingExtra, missing
 from autolora.tuner.injection import inject
 
 # Read into inject's arguments, or bookkeeping that does not change the adapters.
@@ -38,6 +39,8 @@ def inject_like(model: nn.Module, lora_config, mode: str = "search") -> list[str
         TypeError: lora_config is not a LoraConfig.
         ValueError: a field with no AutoLoRA meaning is set.
     """
+    if missing("peft"):
+        raise MissingExtra("peft", "inject_like")
     from peft import LoraConfig
 
     if not isinstance(lora_config, LoraConfig):

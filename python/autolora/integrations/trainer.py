@@ -34,6 +34,12 @@ from pathlib import Path
 
 import torch
 import torch.distributed as torch_dist
+
+from autolora.extras import MissingExtra, missing
+
+if absent := missing("trainer"):
+    raise MissingExtra("trainer", "AutoLoraTrainer", absent)
+
 from transformers import Trainer, TrainerCallback
 
 from autolora.integrations.arguments import AutoLoraArguments

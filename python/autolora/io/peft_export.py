@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from autolora.extras import MissingExtra, missing
 from autolora.io.atomic import atomic_write, atomic_write_text
 from autolora.nn.layer import FusedAutoLoraLinear
 from autolora.nn.sliced import SlicedAutoLoraLinear
@@ -79,6 +80,8 @@ def export_peft(
     Raises:
         ValueError: the model has no adapters.
     """
+    if missing("peft"):
+        raise MissingExtra("peft", "export_peft")
     from peft import LoraConfig
 
     directory = Path(directory)

@@ -17,6 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from autolora.extras import MissingExtra, missing
 from autolora.io.atomic import atomic_write
 
 _PROJ = {
@@ -44,6 +45,8 @@ def layer_and_projection(name: str) -> tuple[int, str]:
 def _figure(**kw):
     """A matplotlib Figure on the Agg canvas, without pyplot: no global backend switch in the user's
     process, and no global state shared with other threads."""
+    if missing("plots"):
+        raise MissingExtra("plots", "the rank figures")
     from matplotlib.figure import Figure
 
     return Figure(**kw)
