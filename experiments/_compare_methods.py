@@ -88,7 +88,7 @@ class RunSpec:
     lora_r: int = 4
     # Trained alongside the adapters by every adapter method, next to the new head. MiniLM's [CLS]
     # pooler was never trained (all-MiniLM-L6-v2 is a mean-pooling sentence model), and a new classifier
-    # on that frozen pooler stays at the majority class: see configs/demo-cola.yaml.
+    # on that frozen pooler stays at the majority class for thousands of steps on CoLA.
     extra_trainable: list[str] = field(default_factory=lambda: ["pooler"])
     pooling: str = "model"  # or "mean": the head reads a masked mean (autolora.tuner.pooling), every method
     # AutoLoRA's retraining starts from the searched components (docs/METHOD.md section 7)
