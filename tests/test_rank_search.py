@@ -120,6 +120,24 @@ def test_diagnostics_decisive_on_a_planted_rank_and_warn_without_signal(rule, hy
         assert "not decisive" in noise["warning"] and "--lr-beta" in noise["warning"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("hypergradient", ["second-order", "none"])
+def test_under_a_budget_a_planted_rank_settles_structured_and_noise_settles_even(hypergradient):
+    """Budget 4 an adapter (16 over the planted [4, 4, 1, 1]): the signal's shares settle with the
+    planted layers on top; noise settles too, on an even split, which the summary notes. Seen (seed
+    0): signal [8, 6, 1, 1] / [7, 7, 1, 1] with 0.03 / 0.08 ranks moved over the last window; noise
+    [4, 4, 4, 4], 0.06 / 0.03 moved."""
+    tracker, history = planted_search(True, rule="effective-rank", hypergradient=hypergradient, budget=4.0)
+    found, ranks = tracker.diagnose(history), list(tracker.ranks(history).values())
+    assert sum(ranks) == 16 and min(ranks[:2]) > max(ranks[2:]), ranks
+    assert found["decisive"] and not found["allocation"]["even"], found["allocation"]
+    assert found["warning"] is None and found["note"] is None
+    tracker, history = planted_search(False, rule="effective-rank", hypergradient=hypergradient, budget=4.0)
+    noise = tracker.diagnose(history)
+    assert noise["decisive"] and noise["allocation"]["even"] and noise["warning"] is None
+    assert "within one of an even split" in noise["note"]
+
+
 # -- rank rules ----------------------------------------------------------------------------------
 
 

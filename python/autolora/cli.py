@@ -142,7 +142,8 @@ def selection_lines(selection: dict | None) -> list[str]:
             f"ranks unchanged for the last {selection['stable_steps']} of {selection['search_steps']} "
             f"steps; smallest margin {'inf' if margin is None else f'{margin:.2f}'} (>= 1 is decisive)"
         )
-    return [head] + ([f"WARNING: {selection['warning']}"] if selection.get("warning") else [])
+    tail = [f"WARNING: {selection['warning']}"] if selection.get("warning") else []
+    return [head, *tail] + ([f"note: {selection['note']}"] if selection.get("note") else [])
 
 
 def format_summary(summary: dict) -> str:

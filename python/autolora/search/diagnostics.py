@@ -24,7 +24,10 @@ window, measured on the unrounded shares,
 
 and the allocation has settled when moved < 1: at the pace of the last window, another window would
 move less than one rank between adapters. (The applied ranks are whole numbers, so a share that sits
-on a rounding boundary may still flip one rank; stable_steps says how long they have held.)
+on a rounding boundary may still flip one rank; stable_steps says how long they have held.) Settled
+is about stability only: updates with no low-rank structure (noise, shuffled labels) settle fast on
+an even split. When every adapter's rank lies within one of total/n the allocation is *even*: the
+summary says so in a note (the searched ranks are then uniform LoRA's, up to rounding).
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ def allocation_diagnostics(
         window: the steps over which the movement is measured.
 
     Returns:
-        {"settled", "moved_units", "stable_steps", "total"}.
+        {"settled", "moved_units", "stable_steps", "total", "even"}.
     """
     if len(steps) != len(sizes) or len(allocations) != len(steps) or not steps:
         raise ValueError(f"steps, sizes, allocations: expected equal non-zero lengths, got "
@@ -102,7 +105,9 @@ def allocation_diagnostics(
             last_change = steps[i]
     stable = steps[-1] - last_change
     settled = steps[-1] - steps[first] >= window and moved < 1.0
-    return {"settled": settled, "moved_units": round(moved, 3), "stable_steps": stable, "total": total}
+    even = all(abs(r - total / sizes.shape[1]) <= 1 for r in allocations[-1].values())
+    out = {"settled": settled, "moved_units": round(moved, 3), "stable_steps": stable, "total": total}
+    return {**out, "even": even}
 
 
 def summarise(
@@ -130,10 +135,16 @@ def summarise(
         "search_steps": steps,
         "per_adapter": {name: asdict(d) for name, d in per_adapter.items()},
     }
-    summary["warning"] = None
+    summary["warning"] = summary["note"] = None
     if allocation is not None:
         if not allocation["settled"]:
             summary["warning"] = allocation_warning(allocation, window)
+        elif allocation["even"]:
+            summary["note"] = (
+                "every adapter's rank lies within one of an even split: the search found no layer that "
+                "needs more rank than another (as on noise or shuffled labels), so these are uniform "
+                "LoRA's ranks up to rounding."
+            )
     elif not summary["decisive"]:
         summary["warning"] = warning(summary)
     elif summary["selected"] is False:
