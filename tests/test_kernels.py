@@ -16,6 +16,7 @@ import sys
 
 import pytest
 import torch
+from helpers import assert_within_torch_error
 from torch import nn
 
 CUDA = torch.cuda.is_available()
@@ -33,8 +34,6 @@ pytestmark = [
 
 from autolora_kernels import autolora_linear, autolora_linear_backward_reference  # noqa: E402
 from autolora_kernels.reference import autolora_linear_reference  # noqa: E402
-
-EPS = {torch.float32: torch.finfo(torch.float32).eps, torch.float16: 2**-10, torch.bfloat16: 2**-7}
 
 
 @pytest.fixture
@@ -113,15 +112,6 @@ def assert_matches_reference(case, kw, dtype, **run_kw):
             assert got is None, f"{name}: expected no gradient"
             continue
         assert_within_torch_error(name, got, ref, true, dtype)
-
-
-def assert_within_torch_error(name, got, ref, true, dtype):
-    """|got - true| <= 2 |ref - true| + one ulp of max |true|, maxima over the tensor (see above)."""
-    assert got is not None and got.shape == true.shape and got.dtype == ref.dtype, name
-    err = (got.double() - true).abs().max().item()
-    ref_err = (ref.double() - true).abs().max().item()
-    bound = 2 * ref_err + EPS[dtype] * true.abs().max().item()
-    assert err <= bound, f"{name}: max error {err:.3g} > {bound:.3g} (PyTorch {dtype}: {ref_err:.3g})"
 
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
