@@ -111,12 +111,21 @@ def _run(direction: str, path: str, key: Callable[[], tuple], args: tuple):
     return impls[path]()
 
 
+def _bucket(direction: str, a: Tensor, U: Tensor, V: Tensor, **flags: bool) -> tuple:
+    """dispatch.bucket of a call on a (M, K), U (N, r), V (r, K)."""
+    (m, k), (n, r) = a.shape, U.shape
+    return dispatch.bucket(direction, a.device, m, n, k, r, a.dtype, **flags)
+
+
 def layer_backend(device_type: str = "cuda") -> str:
     """Which path autolora_linear takes for fp32/fp16/bf16 tensors of rank <= 64 on `device_type`,
     with the reason, for reports such as `autolora doctor`."""
     if env_flag("AUTOLORA_FORCE_REFERENCE"):
         return "reference (AUTOLORA_FORCE_REFERENCE=1)"
-    mode = kernel_mode()
+    try:
+        mode = kernel_mode()
+    except ValueError as exc:  # a report, not a call: say what every call would raise
+        return f"none: every call raises ({exc})"
     if mode == COMPOSITE:
         return f"composite ({dispatch.KERNEL_ENV}=composite)"
     if device_type != "cuda" and not env_flag("AUTOLORA_TRITON_ON_CPU"):
@@ -164,7 +173,7 @@ def fused_linear_op(
 
     def key() -> tuple:
         flags = dict(conv1d=conv1d, bias=bias is not None, dropout=x_adapter is not None)
-        return dispatch.bucket("forward", x.device, x.shape[0], *U.shape, V.shape[1], x.dtype, **flags)
+        return _bucket("forward", x, U, V, **flags)
 
     return _run("forward", path, key, (x, weight, bias, U, V, coef, conv1d, x_adapter))
 
@@ -217,7 +226,7 @@ def fused_linear_backward_op(
 
     def key() -> tuple:
         flags = dict(conv1d=conv1d, dx=need_dx, dx_adapter=need_dx_adapter, separate=adapter_separate)
-        return dispatch.bucket("backward", x_a.device, x_a.shape[0], *U.shape, V.shape[1], x_a.dtype, **flags)
+        return _bucket("backward", x_a, U, V, **flags)
 
     args = (grad_y, x_a, weight, U, V, coef, t, conv1d, need_dx, need_dx_adapter, adapter_separate)
     gx, gx_ad, g_u, g_v, g_coef = _run("backward", path, key, args)
