@@ -51,7 +51,9 @@ class Choice:
 _choices: dict[tuple, Choice] = {}
 
 
-def bucket(direction: str, device: torch.device, m: int, n: int, k: int, rank: int, dtype, **flags) -> tuple:
+def bucket(
+    direction: str, device: torch.device | str, m: int, n: int, k: int, rank: int, dtype, **flags: bool
+) -> tuple:
     """The cache key: tokens rounded up to a power of two (as the Triton autotune key M_BUCKET), so a
     run whose batches vary in length times a handful of buckets, not every length."""
     m_bucket = 1 << max(0, m - 1).bit_length()
@@ -101,11 +103,11 @@ def choose(key: tuple, candidates: dict[str, Callable[[], object]], device: torc
 def choices() -> list[dict]:
     """Every choice made so far in this process, for `autolora doctor`: key fields, choice, timings."""
     fields = ("direction", "device", "tokens_bucket", "n", "k", "rank", "dtype")
-    return [
-        {**dict(zip(fields, key[: len(fields)], strict=True)), "flags": dict(key[len(fields) :]),
-         "choice": c.name, "ms": dict(c.ms)}
-        for key, c in _choices.items()
-    ]  # fmt: skip
+    made = []
+    for key, c in _choices.items():
+        head = dict(zip(fields, key[: len(fields)], strict=True))
+        made.append({**head, "flags": dict(key[len(fields) :]), "choice": c.name, "ms": dict(c.ms)})
+    return made
 
 
 def reset() -> None:

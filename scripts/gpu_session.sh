@@ -217,7 +217,8 @@ step_sync() {
   # The host-sync count of a search step: tests marked gpu with "sync" in their names, wherever
   # they are. None yet is not a failure (pytest exits 5 when it collects nothing).
   local files
-  files=$(grep -l "mark.gpu" tests/test_*.py | xargs grep -l "def test_[A-Za-z0-9_]*sync" | tr '\n' ' ')
+  files=$( { ls tests/test_*sync*.py 2>/dev/null; grep -lE "def test_[A-Za-z0-9_]*sync" tests/test_*.py; } \
+    | sort -u | xargs -r grep -l "mark.gpu" | tr '\n' ' ')
   if [ -z "$files" ]; then
     log "sync: no test marked gpu with sync in its name yet; skipped"
     SUMMARY+=("sync: skipped, no test marked gpu with sync in its name")
