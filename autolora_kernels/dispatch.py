@@ -51,14 +51,18 @@ class Choice:
 _choices: dict[tuple, Choice] = {}
 
 
+def token_bucket(m: int) -> int:
+    """Tokens rounded up to a power of two (as the Triton autotune key M_BUCKET): a run whose batches
+    vary in length times a handful of buckets, not every length."""
+    return 1 << max(0, m - 1).bit_length()
+
+
 def bucket(
     direction: str, device: torch.device | str, m: int, n: int, k: int, rank: int, dtype, **flags: bool
 ) -> tuple:
-    """The cache key: tokens rounded up to a power of two (as the Triton autotune key M_BUCKET), so a
-    run whose batches vary in length times a handful of buckets, not every length."""
-    m_bucket = 1 << max(0, m - 1).bit_length()
+    """The cache key of a call on m tokens, x (m, k) -> y (m, n), rank `rank`, with its flags."""
     dtype_name = str(dtype).removeprefix("torch.")
-    return (direction, str(device), m_bucket, n, k, rank, dtype_name, *sorted(flags.items()))
+    return (direction, str(device), token_bucket(m), n, k, rank, dtype_name, *sorted(flags.items()))
 
 
 def cuda_time_ms(name: str, fn: Callable[[], object]) -> float:

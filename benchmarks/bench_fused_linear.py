@@ -134,7 +134,7 @@ def dispatcher_choices(tokens: int, k_in: int, n_out: int, rank: int) -> dict[st
     """What AUTOLORA_KERNEL=auto chose for this case, per direction (forward, backward)."""
     from autolora_kernels import dispatch
 
-    m_bucket = dispatch.bucket("forward", "cpu", tokens, n_out, k_in, rank, "")[2]
+    m_bucket = dispatch.token_bucket(tokens)
     return {
         c["direction"]: c["choice"]
         for c in dispatch.choices()
@@ -241,8 +241,12 @@ def main(argv: list[str] | None = None) -> None:
     add_out_argument(ap)
     args = ap.parse_args(argv)
     if args.dry_run:
+        threads = torch.get_num_threads()
         torch.set_num_threads(1)  # a tiny case: threads would only wait for each other
-        row = run_case(*DRY_RUN_CASE, torch.float32, device="cpu", time_ms=cpu_time_ms, peak_mb=None)
+        try:
+            row = run_case(*DRY_RUN_CASE, torch.float32, device="cpu", time_ms=cpu_time_ms, peak_mb=None)
+        finally:
+            torch.set_num_threads(threads)
         print(json.dumps({"case": DRY_RUN_CASE, "ran": list(row["ms"]), "ratios": sorted(row["targets"])}))
         print(f"bench_fused_linear: dry run passed ({len(row['ms'])} implementations, CPU); nothing written")
         return

@@ -207,7 +207,7 @@ step_tests() {
 }
 
 step_bench() {
-  # The target case (16384 x 4096 x 4096, k = 8) first; the grid of the targets.
+  # The target case (16384 x 4096 x 4096, k = 8) first, then the rest of the grid of the targets.
   spawn bench "$CAP_BENCH" "$PY" benchmarks/bench_fused_linear.py --tokens 16384 4096 65536 \
     --shapes 4096x4096 768x768 1024x3072 --ranks 8 16 --dtype bfloat16 --out "$RES"
   reap

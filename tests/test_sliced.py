@@ -90,8 +90,14 @@ def build(dtype, kind="conv1d", mode="search", rank=8, selection="softmax", devi
     return layer
 
 
-def reference_args(layer):
-    return [(layer.slices[n], *a.op_args(), a.V, a.scaling) for n, a in layer.adapters.items()]
+def reference_adapters(layer):
+    """(slice, U, V, beta, s) per adapter, as sliced_linear_reference takes them; op_args folds the
+    sigmoid selection's alpha into U, as today's layer did."""
+    adapters = []
+    for name, a in layer.adapters.items():
+        U, beta = a.op_args()
+        adapters.append((layer.slices[name], U, a.V, beta, a.scaling))
+    return adapters
 
 
 def forward_backward(fn, layer, x, gy):
@@ -105,14 +111,9 @@ def forward_backward(fn, layer, x, gy):
     return y.detach(), grads
 
 
-def reordered(args):
-    """reference_args gives (sl, U, beta, V, s); sliced_linear_reference takes (sl, U, V, beta, s)."""
-    return [(sl, U, V, beta, s) for sl, U, beta, V, s in args]
-
-
 def run_reference(layer, x, x_adapter=None):
     w, b = layer.base_layer.weight, layer.base_layer.bias
-    return sliced_linear_reference(x, w, b, reordered(reference_args(layer)), layer.conv1d, x_adapter)
+    return sliced_linear_reference(x, w, b, reference_adapters(layer), layer.conv1d, x_adapter)
 
 
 def assert_matches_todays_layer(dtype, **build_kw):
