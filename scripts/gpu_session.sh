@@ -299,6 +299,10 @@ EOF
 }
 
 finish() {
+  local table
+  for table in "$RES"/fused_linear_*.md; do  # the device tool returns the end of the output: tables last
+    [ -f "$table" ] && cat "$table"
+  done
   printf '%s\n' "${SUMMARY[@]}" | tee "$RES/summary.txt"
   echo "finished: $(date -u +%Y-%m-%dT%H:%M:%SZ) after ${SECONDS}s" >>"$RES/session.txt"
   if [ -n "${OUT:-}" ] && [ "$DRY_RUN" = 0 ]; then  # the device tool returns a few files from $OUT
@@ -317,8 +321,8 @@ else
   RES=${GPU_RESULTS:-$ROOT/benchmarks/results/gpu_session}
 fi
 case "$RES" in /*) ;; *) RES="$ROOT/$RES" ;; esac
-mkdir -p "$RES"
 setup
+mkdir -p "$RES"
 write_session "$@"
 for step in "${STEPS[@]}"; do
   log "--- $step"
