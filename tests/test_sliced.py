@@ -74,12 +74,14 @@ def take_path(monkeypatch, path: str) -> None:
         monkeypatch.setenv("AUTOLORA_FORCE_REFERENCE", "1")
 
 
-def build(dtype, kind="conv1d", mode="search", rank=8, selection="softmax", device=DEVICE, values=None):
+def build(
+    dtype, kind="conv1d", mode="search", rank=8, selection="softmax", values=None, k_in=K_IN, size=SLICE
+):
     """A sliced layer in `dtype` (beta fp32, as the layer keeps it), parameters from `values` or random
     (seeded) with O(1) outputs and U off its zero init, so every term and every gradient is exercised."""
-    n = 3 * SLICE
-    base = Conv1D(n, K_IN) if kind == "conv1d" else nn.Linear(K_IN, n)
-    layer = SlicedAutoLoraLinear(base.to(device, dtype), rank=rank, mode=mode, selection=selection)
+    n = 3 * size
+    base = Conv1D(n, k_in) if kind == "conv1d" else nn.Linear(k_in, n)
+    layer = SlicedAutoLoraLinear(base.to(DEVICE, dtype), rank=rank, mode=mode, selection=selection)
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, p in layer.named_parameters():
@@ -116,13 +118,13 @@ def run_reference(layer, x, x_adapter=None):
     return sliced_linear_reference(x, w, b, reference_adapters(layer), layer.conv1d, x_adapter)
 
 
-def assert_matches_todays_layer(dtype, **build_kw):
+def assert_matches_todays_layer(dtype, m=37, **build_kw):
     """The layer in `dtype` against the reference in `dtype` and in fp64 (on the same rounded inputs)."""
     layer = build(dtype, **build_kw)
     truth = build(torch.float64, **build_kw, values={k: p.double() for k, p in layer.named_parameters()})
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(37, K_IN, generator=g, dtype=torch.float64).to(dtype).to(DEVICE)
-    gy = torch.randn(37, 3 * SLICE, generator=g, dtype=torch.float64).to(dtype).to(DEVICE)
+    x = torch.randn(m, layer.in_features, generator=g, dtype=torch.float64).to(dtype).to(DEVICE)
+    gy = torch.randn(m, layer.out_features, generator=g, dtype=torch.float64).to(dtype).to(DEVICE)
     got = forward_backward(layer, layer, x, gy)
     ref = forward_backward(lambda t: run_reference(layer, t), layer, x, gy)
     true = forward_backward(lambda t: run_reference(truth, t), truth, x.double(), gy.double())
@@ -218,7 +220,5 @@ def test_gpt2_attention_runs_through_the_sliced_op():
 def test_gpu_sliced_gpt2_c_attn(counted, monkeypatch, path, dtype):
     """GPT-2 small's c_attn (768 -> 3 x 768, Conv1D), 1000 tokens, k = 8 on q and v."""
     take_path(monkeypatch, path)
-    monkeypatch.setattr(sys.modules[__name__], "K_IN", 768)
-    monkeypatch.setattr(sys.modules[__name__], "SLICE", 768)
-    assert_matches_todays_layer(dtype)
+    assert_matches_todays_layer(dtype, m=1000, k_in=768, size=768)
     assert counted[path] == counted[f"{path}_bwd"] == 1
