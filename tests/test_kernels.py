@@ -570,3 +570,22 @@ def test_gpu_layer_bf16_dropout(triton_path):
     layer(x).float().square().mean().backward()
     assert triton_path == {"forward": 1, "backward": 1}
     assert all(torch.isfinite(g).all() for g in (x.grad, layer.U.grad, layer.V.grad, layer.beta.grad))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_gpu_dispatcher_times_both_and_keeps_one(monkeypatch):
+    """AUTOLORA_KERNEL=auto on a GPU: the first call of each direction times the fused kernel and the
+    composite with CUDA events, caches the faster, and the result is right whichever it is."""
+    from autolora_kernels import dispatch
+
+    for name in ("AUTOLORA_KERNEL", "AUTOLORA_FORCE_REFERENCE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(dispatch, "_choices", {})
+    case, kw = make_case((4096,), 1024, 3072, 8, torch.bfloat16, conv1d=True)
+    assert_matches_reference(case, kw, torch.bfloat16)
+    made = dispatch.choices()
+    assert sorted(c["direction"] for c in made) == ["backward", "forward"]
+    for c in made:
+        assert set(c["ms"]) == {"fused", "composite"} and min(c["ms"].values()) > 0
+        assert c["choice"] == min(c["ms"], key=lambda n: (c["ms"][n], n != "composite"))
