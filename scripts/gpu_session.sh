@@ -4,7 +4,7 @@
 #
 #   bash scripts/gpu_session.sh              # tests, bench, sync: the session (one device command)
 #   bash scripts/gpu_session.sh --dry-run    # the same commands rehearsed on the CPU (no GPU needed)
-#   bash scripts/gpu_session.sh tests|bench|sync ...   # some of the session's steps, in that order
+#   bash scripts/gpu_session.sh tests|bench|sync ...   # some of the steps, in the order given
 #   bash scripts/gpu_session.sh throughput|lookahead   # longer benchmarks, outside the session
 #   bash scripts/gpu_session.sh prep         # where pip reaches the index: wheels + model config -> .gpu/
 #
@@ -19,9 +19,11 @@
 # benchmarks with --help after their arguments; nothing is measured.
 #
 # Python: $AUTOLORA_PY, else the first of .venv-gpu, .venv, python3 whose torch sees CUDA (the first
-# with torch for a dry run); packages it lacks come from .gpu/wheels (see prep). Results: $GPU_RESULTS, else
-# benchmarks/results/gpu_session/ (a temporary folder for a dry run); with $OUT set (the device
-# tool's output folder) they are also packed into $OUT/gpu_session.tar.gz beside session.txt.
+# with torch for a dry run); packages it lacks come from .gpu/wheels (see prep). Results:
+# $GPU_RESULTS, else benchmarks/results/gpu_session/ (a temporary folder for a dry run): session.txt
+# (device name, command, versions), summary.txt, logs, junit XML, the benchmark's JSON and table.
+# With $OUT set (the device tool's output folder) they are also packed into
+# $OUT/gpu_session.tar.gz, beside copies of session.txt and summary.txt.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -35,7 +37,7 @@ CARRY="$ROOT/.gpu"
 KERNEL_TESTS="tests/test_kernels.py tests/test_sliced.py tests/test_compile.py"
 LOOKAHEAD_TESTS="tests/test_lookahead.py tests/test_lookahead_opcheck.py tests/test_backends.py"
 
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^[^#]/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; }
 log() { printf '[gpu_session %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
 DRY_RUN=0
