@@ -8,9 +8,11 @@ into U (so the op runs in fixed mode, alpha = 1, s = 1):
 
     y = x W0^T + b + (x_a [V_q; V_v]^T) [[s_q U_q diag(alpha_q), 0], [0, 0], [0, s_v U_v diag(alpha_v)]]^T
 
-which is, slice by slice, today's sliced_linear_reference (reference.py). At GPT-2's k = 8 for q and
-v, R = 16 is the rank pad the kernel uses for one adapter anyway: the stacking adds no tensor work to
-the forward. One dropout mask is drawn for all slices, as loralib's MergedLinear does.
+which is, slice by slice, reference.sliced_linear_reference. At GPT-2's k = 8 for q and v, R = 16 is
+the rank pad the kernel uses for a single adapter anyway: the forward does the tensor work of one
+rank-8 adapter over the whole projection. The backward's gU covers the zero blocks too (a thin pass
+over all of gy, where the adapted columns are 2/3 of it) and autograd drops them. One dropout mask is
+drawn for all slices, as loralib's MergedLinear does.
 """
 
 from __future__ import annotations
