@@ -1,5 +1,6 @@
 """SlicedAutoLoraLinear (GPT-2's c_attn, [q | k | v] with adapters on q and v) through one fused call,
-against today's layer as reference.py keeps it (sliced_linear_reference): output and every gradient.
+against reference.sliced_linear_reference (each adapter added to its own columns of the frozen
+projection): output and every gradient.
 
 Each path of the op is checked: the Triton kernels (in Triton's interpreter on the CPU, or on CUDA),
 the composite (AUTOLORA_KERNEL=composite) and the reference. Errors are judged against PyTorch's own
@@ -94,7 +95,7 @@ def build(
 
 def reference_adapters(layer):
     """(slice, U, V, beta, s) per adapter, as sliced_linear_reference takes them; op_args folds the
-    sigmoid selection's alpha into U, as today's layer did."""
+    sigmoid selection's alpha into U, as the layer does."""
     adapters = []
     for name, a in layer.adapters.items():
         U, beta = a.op_args()
@@ -118,7 +119,7 @@ def run_reference(layer, x, x_adapter=None):
     return sliced_linear_reference(x, w, b, reference_adapters(layer), layer.conv1d, x_adapter)
 
 
-def assert_matches_todays_layer(dtype, m=37, **build_kw):
+def assert_matches_reference(dtype, m=37, **build_kw):
     """The layer in `dtype` against the reference in `dtype` and in fp64 (on the same rounded inputs)."""
     layer = build(dtype, **build_kw)
     truth = build(torch.float64, **build_kw, values={k: p.double() for k, p in layer.named_parameters()})
@@ -136,9 +137,9 @@ def assert_matches_todays_layer(dtype, m=37, **build_kw):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("path", ["fused", "composite", "reference"])
-def test_sliced_matches_todays_layer(counted, monkeypatch, path, dtype):
+def test_sliced_matches_reference(counted, monkeypatch, path, dtype):
     take_path(monkeypatch, path)
-    assert_matches_todays_layer(dtype)
+    assert_matches_reference(dtype)
     want = {"fused": 1, "fused_bwd": 1} if path == "fused" else {}
     want.update({"composite": 1, "composite_bwd": 1} if path == "composite" else {})
     assert {k: v for k, v in counted.items() if v} == want
@@ -153,7 +154,7 @@ def test_sliced_matches_todays_layer(counted, monkeypatch, path, dtype):
 def test_sliced_other_layers(counted, monkeypatch, path, kind, mode, rank, selection):
     """nn.Linear base, fixed mode with a rank (and so a scale) per slice; the sigmoid selection."""
     take_path(monkeypatch, path)
-    assert_matches_todays_layer(torch.float32, kind=kind, mode=mode, rank=rank, selection=selection)
+    assert_matches_reference(torch.float32, kind=kind, mode=mode, rank=rank, selection=selection)
     assert counted[path] == counted[f"{path}_bwd"] == 1
 
 
@@ -220,5 +221,5 @@ def test_gpt2_attention_runs_through_the_sliced_op():
 def test_gpu_sliced_gpt2_c_attn(counted, monkeypatch, path, dtype):
     """GPT-2 small's c_attn (768 -> 3 x 768, Conv1D), 1000 tokens, k = 8 on q and v."""
     take_path(monkeypatch, path)
-    assert_matches_todays_layer(dtype, m=1000, k_in=768, size=768)
+    assert_matches_reference(dtype, m=1000, k_in=768, size=768)
     assert counted[path] == counted[f"{path}_bwd"] == 1
