@@ -589,3 +589,17 @@ def test_gpu_dispatcher_times_both_and_keeps_one(monkeypatch):
     for c in made:
         assert set(c["ms"]) == {"fused", "composite"} and min(c["ms"].values()) > 0
         assert c["choice"] == min(c["ms"], key=lambda n: (c["ms"][n], n != "composite"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_gpu_rank_over_64_takes_the_composite(monkeypatch):
+    """No Triton kernel for rank 80: on CUDA the composite (cuBLAS) runs, with one warning."""
+    from autolora_kernels import composite_linear
+
+    monkeypatch.delenv("AUTOLORA_KERNEL", raising=False)
+    calls = count_calls(monkeypatch, composite_linear, "composite_linear_")
+    case, kw = make_case((37,), 70, 130, 80, torch.bfloat16)
+    with pytest.warns(RuntimeWarning, match="no Triton kernel for rank 80.*composite path"):
+        assert_matches_reference(case, kw, torch.bfloat16)
+    assert calls == {"forward": 1, "backward": 1}
