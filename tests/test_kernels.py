@@ -595,9 +595,10 @@ def test_gpu_dispatcher_times_both_and_keeps_one(monkeypatch):
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")
 def test_gpu_rank_over_64_takes_the_composite(monkeypatch):
     """No Triton kernel for rank 80: on CUDA the composite (cuBLAS) runs, with one warning."""
-    from autolora_kernels import composite_linear
+    from autolora_kernels import composite_linear, fused_linear
 
     monkeypatch.delenv("AUTOLORA_KERNEL", raising=False)
+    monkeypatch.setattr(fused_linear, "_warned", set())  # the warning is once per process
     calls = count_calls(monkeypatch, composite_linear, "composite_linear_")
     case, kw = make_case((37,), 70, 130, 80, torch.bfloat16)
     with pytest.warns(RuntimeWarning, match="no Triton kernel for rank 80.*composite path"):
