@@ -14,6 +14,7 @@ from autolora_kernels.reference import (
     autolora_linear_reference,
     lora_delta_reference,
     selection_weights,
+    sliced_linear_reference,
 )
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "layer_backend",
     "lora_delta_reference",
     "selection_weights",
+    "sliced_linear_reference",
 ]

@@ -4,9 +4,14 @@
 
 Layers, as in flash-attention's Python side:
   autolora::fused_linear / autolora::fused_linear_backward   registered ops on 2-D tensors; the
-      implementation picks Triton (CUDA tensors, fused_linear_launch.py) or the reference
-      (reference.py: CPU tensors, AUTOLORA_FORCE_REFERENCE=1, dtypes or ranks the kernels lack, or
-      triton missing; the last two say so once). Fake impls let torch.compile trace them.
+      implementation takes one of three paths:
+        fused      the Triton kernels (fused_linear_launch.py);
+        composite  cuBLAS for the frozen GEMM, the low-rank update added in place (composite_linear.py);
+        reference  reference.py: CPU tensors, AUTOLORA_FORCE_REFERENCE=1, other dtypes.
+      On CUDA, AUTOLORA_KERNEL=auto (the default) takes the faster of fused and composite per shape,
+      timed on first use (dispatch.py); =fused or =composite forces one. Ranks over 64 or a missing
+      triton take the composite on CUDA, the reference elsewhere, and say so once. Fake impls let
+      torch.compile trace the ops.
   autolora_linear   the functional wrapper: validates, flattens leading dims, calls the op.
 
 This file imports no triton (the kernels live beside it) so the package imports without it.
@@ -16,12 +21,15 @@ AUTOLORA_TRITON_ON_CPU=1 runs the Triton path on CPU tensors; it needs TRITON_IN
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from autolora_kernels import composite_linear, dispatch
 from autolora_kernels.checks import MAX_RANK, autocast_enabled, check_autolora_inputs
+from autolora_kernels.dispatch import COMPOSITE, FUSED, kernel_mode
 from autolora_kernels.env import env_flag
 from autolora_kernels.reference import (
     autolora_linear_backward_reference,
@@ -54,27 +62,63 @@ def _kernels():
     return fused_linear_launch
 
 
-def _use_triton(x: Tensor, rank: int):
-    """The kernel module when this call should take the Triton path, else None."""
+def _fallback(device_type: str) -> str:
+    """The path where the Triton kernels cannot run: the composite (cuBLAS) on CUDA, else the reference."""
+    return COMPOSITE if device_type == "cuda" else "reference"
+
+
+def _path(x: Tensor, rank: int) -> str:
+    """The path of this call: "fused" (Triton), "composite", "auto" (dispatch.py times both on first
+    use of the shape) or "reference". AUTOLORA_FORCE_REFERENCE=1 wins over AUTOLORA_KERNEL."""
     if env_flag("AUTOLORA_FORCE_REFERENCE"):
-        return None
-    if x.device.type == "cpu":
-        if not env_flag("AUTOLORA_TRITON_ON_CPU"):
-            return None
-        if not env_flag("TRITON_INTERPRET"):
-            raise RuntimeError(
-                "AUTOLORA_TRITON_ON_CPU=1 needs TRITON_INTERPRET=1 (set before triton is imported)"
-            )
-    elif x.device.type != "cuda":
-        return None
-    if x.dtype not in KERNEL_DTYPES or rank > MAX_RANK:
+        return "reference"
+    mode = kernel_mode()  # checked before anything runs: a misspelt value is an error, not auto
+    on_cpu = x.device.type == "cpu"
+    if x.device.type not in ("cpu", "cuda") or (
+        on_cpu and mode != COMPOSITE and not env_flag("AUTOLORA_TRITON_ON_CPU")
+    ):
+        return "reference"
+    if x.dtype not in KERNEL_DTYPES:
         _warn_once(
-            f"{x.dtype}/{rank > MAX_RANK}",
-            f"autolora: no Triton kernel for dtype {x.dtype} and rank {rank} "
-            f"(kernels: {KERNEL_DTYPES}, rank <= {MAX_RANK}); using the reference path",
+            f"dtype {x.dtype}",
+            f"autolora: no kernel for dtype {x.dtype} (kernels: {KERNEL_DTYPES}); using the reference path",
         )
-        return None
-    return _kernels()
+        return "reference"
+    if mode == COMPOSITE:
+        return COMPOSITE
+    if on_cpu and not env_flag("TRITON_INTERPRET"):
+        raise RuntimeError(
+            "AUTOLORA_TRITON_ON_CPU=1 needs TRITON_INTERPRET=1 (set before triton is imported)"
+        )
+    if rank > MAX_RANK:
+        fallback = _fallback(x.device.type)
+        _warn_once(
+            f"rank>{MAX_RANK}",
+            f"autolora: no Triton kernel for rank {rank} (kernels: rank <= {MAX_RANK}); "
+            f"using the {fallback} path",
+        )
+        return fallback
+    if _kernels() is None:
+        return _fallback(x.device.type)
+    return "auto" if mode == "auto" else FUSED
+
+
+def _run(direction: str, path: str, key: Callable[[], tuple], args: tuple):
+    """Call the `direction` ("forward" or "backward") of the fused or composite implementation on
+    args; path "auto" asks dispatch.py, which times both the first time it meets key()."""
+    impls = {
+        FUSED: lambda: getattr(_kernels(), f"fused_linear_{direction}")(*args),
+        COMPOSITE: lambda: getattr(composite_linear, f"composite_linear_{direction}")(*args),
+    }
+    if path == "auto":
+        path = dispatch.choose(key(), impls, args[0].device)
+    return impls[path]()
+
+
+def _bucket(direction: str, a: Tensor, U: Tensor, V: Tensor, **flags: bool) -> tuple:
+    """dispatch.bucket of a call on a (M, K), U (N, r), V (r, K)."""
+    (m, k), (n, r) = a.shape, U.shape
+    return dispatch.bucket(direction, a.device, m, n, k, r, a.dtype, **flags)
 
 
 def layer_backend(device_type: str = "cuda") -> str:
@@ -85,17 +129,28 @@ def layer_backend(device_type: str = "cuda") -> str:
         device_type: "cuda", "cpu", ...
 
     Returns:
-        "triton", or "reference (<the reason>)".
+        "triton", "composite (<the reason>)", an "auto: ..." line on CUDA, or
+        "reference (<the reason>)".
     """
     if env_flag("AUTOLORA_FORCE_REFERENCE"):
         return "reference (AUTOLORA_FORCE_REFERENCE=1)"
+    try:
+        mode = kernel_mode()
+    except ValueError as exc:  # a report, not a call: say what every call would raise
+        return f"none: every call raises ({exc})"
+    if mode == COMPOSITE:
+        return f"composite ({dispatch.KERNEL_ENV}=composite)"
     if device_type != "cuda" and not env_flag("AUTOLORA_TRITON_ON_CPU"):
         return f"reference ({device_type} tensors)"
     try:
         import triton  # noqa: F401
     except ImportError:
-        return "reference (triton not installed)"
-    return "triton"
+        return f"{_fallback(device_type)} (triton not installed)"
+    if mode == FUSED:
+        return f"triton ({dispatch.KERNEL_ENV}=fused)"
+    if device_type != "cuda":
+        return "triton (interpreter: nothing to time)"
+    return f"auto: triton or composite, the faster per shape, timed on first use ({dispatch.KERNEL_ENV}=auto)"
 
 
 def _coef(beta: Tensor | None, rank: int, scaling: float, like: Tensor) -> tuple[Tensor, Tensor]:
@@ -122,13 +177,17 @@ def fused_linear_op(
     x_adapter: Tensor | None,
 ) -> tuple[Tensor, Tensor]:
     """x, x_adapter: (M, K) -> (y (M, N) in x's dtype, t = x_a V^T (M, r) fp32, saved for backward)."""
-    kernels = _use_triton(x, U.shape[1])
-    if kernels is not None:
-        _, coef = _coef(beta, U.shape[1], scaling, x)
-        return kernels.fused_linear_forward(x, weight, bias, U, V, coef, conv1d, x_adapter)
-    y = autolora_linear_reference(x, weight, bias, U, V, beta, scaling, conv1d, x_adapter)
-    t = F.linear(x if x_adapter is None else x_adapter, V).float()
-    return y, t
+    path = _path(x, U.shape[1])
+    if path == "reference":
+        y = autolora_linear_reference(x, weight, bias, U, V, beta, scaling, conv1d, x_adapter)
+        return y, F.linear(x if x_adapter is None else x_adapter, V).float()
+    _, coef = _coef(beta, U.shape[1], scaling, x)
+
+    def key() -> tuple:
+        flags = dict(conv1d=conv1d, bias=bias is not None, dropout=x_adapter is not None)
+        return _bucket("forward", x, U, V, **flags)
+
+    return _run("forward", path, key, (x, weight, bias, U, V, coef, conv1d, x_adapter))
 
 
 @fused_linear_op.register_fake
@@ -167,8 +226,8 @@ def fused_linear_backward_op(
     def empty() -> Tensor:  # a fresh one each time: outputs of a custom op may not alias each other
         return grad_y.new_empty((0,))
 
-    kernels = _use_triton(grad_y, rank)
-    if kernels is None:
+    path = _path(grad_y, rank)
+    if path == "reference":
         gx_base, gx_ad, g_u, g_v, g_beta = autolora_linear_backward_reference(
             grad_y, x_a, weight, U, V, beta, scaling, conv1d, t
         )
@@ -176,9 +235,13 @@ def fused_linear_backward_op(
         gx_ad = gx_ad if need_dx_adapter else empty()
         return gx, gx_ad, g_u, g_v, g_beta if g_beta is not None else empty()
     alpha, coef = _coef(beta, rank, scaling, grad_y)
-    gx, gx_ad, g_u, g_v, g_coef = kernels.fused_linear_backward(
-        grad_y, x_a, weight, U, V, coef, t, conv1d, need_dx, need_dx_adapter, adapter_separate
-    )
+
+    def key() -> tuple:
+        flags = dict(conv1d=conv1d, dx=need_dx, dx_adapter=need_dx_adapter, separate=adapter_separate)
+        return _bucket("backward", x_a, U, V, **flags)
+
+    args = (grad_y, x_a, weight, U, V, coef, t, conv1d, need_dx, need_dx_adapter, adapter_separate)
+    gx, gx_ad, g_u, g_v, g_coef = _run("backward", path, key, args)
     g_beta = empty()
     if beta is not None:  # g_alpha = s * sum_m t h, through the softmax on r numbers
         g_beta = softmax_backward(alpha, scaling * g_coef).to(beta.dtype)

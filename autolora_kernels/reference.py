@@ -72,6 +72,29 @@ def autolora_linear_reference(
     return y + lora_delta_reference(x if x_adapter is None else x_adapter, U, V, beta, scaling)
 
 
+def sliced_linear_reference(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    adapters: list[tuple[slice, torch.Tensor, torch.Tensor, torch.Tensor | None, float]],
+    conv1d: bool = False,
+    x_adapter: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """A fused projection (GPT-2's c_attn: [q | k | v]) with one adapter per adapted column slice:
+    y = x W0^T + b, then y[..., sl] += s * ((x_a V^T) * softmax(beta)) U^T for each adapter.
+
+    adapters: (sl, U (n_sl, r), V (r, K), beta (r,) or None, s) with disjoint column slices sl;
+    the other columns are the frozen projection's. Shapes otherwise as autolora_linear_reference.
+    """
+    y = F.linear(x, base_weight_nk(weight, conv1d), bias)
+    x_a = x if x_adapter is None else x_adapter
+    pieces, col = [], 0
+    for sl, U, V, beta, scaling in sorted(adapters, key=lambda a: a[0].start):
+        pieces += [y[..., col : sl.start], y[..., sl] + lora_delta_reference(x_a, U, V, beta, scaling)]
+        col = sl.stop
+    return torch.cat([*pieces, y[..., col:]], dim=-1)
+
+
 def autolora_linear_backward_reference(
     grad_y: torch.Tensor,
     x_a: torch.Tensor,

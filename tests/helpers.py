@@ -99,6 +99,24 @@ def word_level_tokenizer(words: str):
     )
 
 
+# One ulp at 1.0 of each dtype the kernels take: the slack for entries where PyTorch happens to be exact.
+EPS = {torch.float32: torch.finfo(torch.float32).eps, torch.float16: 2**-10, torch.bfloat16: 2**-7}
+
+
+def assert_within_torch_error(name, got, ref, true, dtype):
+    """|got - true| <= 2 |ref - true| + one ulp of max |true|, maxima over the tensor.
+
+    got: the implementation under test in `dtype`; ref: PyTorch's reference run in `dtype`; true: the
+    reference in fp64 on the same rounded inputs. Both sides round and accumulate in different orders
+    (the kernels keep t and h in fp32, PyTorch rounds them), hence 2x, as in flash-attention's tests;
+    the ulp covers entries where PyTorch happens to be exact."""
+    assert got is not None and got.shape == true.shape and got.dtype == ref.dtype, name
+    err = (got.double() - true).abs().max().item()
+    ref_err = (ref.double() - true).abs().max().item()
+    bound = 2 * ref_err + EPS[dtype] * true.abs().max().item()
+    assert err <= bound, f"{name}: max error {err:.3g} > {bound:.3g} (PyTorch {dtype}: {ref_err:.3g})"
+
+
 def randomize_adapters(model_or_layer, scale: float = 0.1) -> None:
     """Give U and beta non-trivial values (they start at zero, where many bugs hide)."""
     import autolora

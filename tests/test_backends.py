@@ -41,8 +41,14 @@ def test_layer_backend_reports_the_path_autolora_linear_takes(monkeypatch):
 
     monkeypatch.delenv("AUTOLORA_FORCE_REFERENCE", raising=False)
     monkeypatch.delenv("AUTOLORA_TRITON_ON_CPU", raising=False)
-    assert layer_backend("cuda") == "triton"  # triton is a dependency of the test environment
+    monkeypatch.delenv("AUTOLORA_KERNEL", raising=False)
+    # triton is a dependency of the test environment: on CUDA the dispatcher chooses per shape
+    assert layer_backend("cuda").startswith("auto: triton or composite")
     assert layer_backend("cpu") == "reference (cpu tensors)"
+    monkeypatch.setenv("AUTOLORA_KERNEL", "fused")
+    assert layer_backend("cuda") == "triton (AUTOLORA_KERNEL=fused)"
+    monkeypatch.setenv("AUTOLORA_KERNEL", "composite")
+    assert layer_backend("cpu") == layer_backend("cuda") == "composite (AUTOLORA_KERNEL=composite)"
     monkeypatch.setenv("AUTOLORA_FORCE_REFERENCE", "1")
     assert layer_backend("cuda") == "reference (AUTOLORA_FORCE_REFERENCE=1)"
 

@@ -13,7 +13,7 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 import autolora_kernels  # noqa: F401  (registers torch.ops.autolora.*)
-from autolora import FusedAutoLoraLinear
+from autolora import FusedAutoLoraLinear, SlicedAutoLoraLinear
 
 
 class Tiny(nn.Module):
@@ -26,6 +26,17 @@ class Tiny(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down(torch.nn.functional.gelu(self.up(x)))
+
+
+class TinyAttention(nn.Module):
+    """GPT-2's c_attn in small: a Conv1D 16 -> [q | k | v] of 8 each, adapters on q and v."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c_attn = SlicedAutoLoraLinear(Conv1D(24, 16), rank=4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.gelu(self.c_attn(x))
 
 
 def loss_and_grads(model: nn.Module, x: torch.Tensor):
@@ -73,6 +84,21 @@ def test_compile_fullgraph_with_dropout():
         torch.testing.assert_close(g, w)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_compile_fullgraph_sliced(backend):
+    """The sliced layer (stacking of its adapters included) traces into one graph around the op."""
+    torch._dynamo.reset()
+    model = TinyAttention()
+    randomize_adapters(model)
+    x = torch.randn(2, 5, 16)
+    want = loss_and_grads(model, x)
+    got = loss_and_grads(torch.compile(model, fullgraph=True, backend=backend), x)
+    assert len(got[2]) == len(want[2]) == 6  # q and v: U, V, beta each
+    for g, w in zip([got[0], got[1], *got[2]], [want[0], want[1], *want[2]], strict=True):
+        torch.testing.assert_close(g, w)
+
+
 def _op_args(beta: bool, x_adapter: bool, conv1d: bool):
     r = 3
     x = torch.randn(6, 5, requires_grad=True)
@@ -95,6 +121,17 @@ def test_opcheck_backward():
     torch.library.opcheck(torch.ops.autolora.fused_linear_backward.default, args + (True, False, False))
 
 
+def test_opcheck_forward_as_the_sliced_layer_calls_it():
+    """The sliced layer's call: fixed mode (beta None, s = 1), a block-diagonal U with zero rows for
+    k, a Conv1D weight."""
+    layer = SlicedAutoLoraLinear(Conv1D(24, 5), rank=3)
+    randomize_adapters(layer)
+    U, V = (t.detach().requires_grad_() for t in layer.stacked())
+    w, b = layer.base_layer.weight, layer.base_layer.bias
+    args = (torch.randn(6, 5, requires_grad=True), w.detach(), b.detach(), U, V, None, 1.0, True, None)
+    torch.library.opcheck(torch.ops.autolora.fused_linear.default, args)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
@@ -105,6 +142,20 @@ def test_compile_fullgraph_cuda_triton_path(dtype):
     model = Tiny().to("cuda", dtype)
     randomize_adapters(model)
     x = torch.randn(4, 33, 16, device="cuda", dtype=dtype)
+    want = loss_and_grads(model, x)
+    got = loss_and_grads(torch.compile(model, fullgraph=True), x)
+    for g, w in zip([got[0], got[1], *got[2]], [want[0], want[1], *want[2]], strict=True):
+        torch.testing.assert_close(g, w)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_compile_fullgraph_cuda_sliced():
+    """The sliced layer compiled on the GPU (inductor), against eager, bf16."""
+    torch._dynamo.reset()
+    model = TinyAttention().to("cuda", torch.bfloat16)
+    randomize_adapters(model)
+    x = torch.randn(4, 33, 16, device="cuda", dtype=torch.bfloat16)
     want = loss_and_grads(model, x)
     got = loss_and_grads(torch.compile(model, fullgraph=True), x)
     for g, w in zip([got[0], got[1], *got[2]], [want[0], want[1], *want[2]], strict=True):

@@ -16,6 +16,7 @@ import sys
 
 import pytest
 import torch
+from helpers import assert_within_torch_error
 from torch import nn
 
 CUDA = torch.cuda.is_available()
@@ -34,7 +35,19 @@ pytestmark = [
 from autolora_kernels import autolora_linear, autolora_linear_backward_reference  # noqa: E402
 from autolora_kernels.reference import autolora_linear_reference  # noqa: E402
 
-EPS = {torch.float32: torch.finfo(torch.float32).eps, torch.float16: 2**-10, torch.bfloat16: 2**-7}
+
+def count_calls(monkeypatch, module, prefix: str) -> dict[str, int]:
+    """Count the calls of module.<prefix>forward and module.<prefix>backward, as the op makes them."""
+    calls = {"forward": 0, "backward": 0}
+    for name in calls:
+        fn = getattr(module, f"{prefix}{name}")
+
+        def counted(*args, _fn=fn, _name=name, **kwargs):
+            calls[_name] += 1
+            return _fn(*args, **kwargs)
+
+        monkeypatch.setattr(module, f"{prefix}{name}", counted)
+    return calls
 
 
 @pytest.fixture
@@ -44,16 +57,18 @@ def triton_path(monkeypatch):
 
     monkeypatch.setenv("AUTOLORA_TRITON_ON_CPU", "1")
     monkeypatch.delenv("AUTOLORA_FORCE_REFERENCE", raising=False)
-    calls = {"forward": 0, "backward": 0}
-    for name in calls:
-        fn = getattr(kern, f"fused_linear_{name}")
+    monkeypatch.delenv("AUTOLORA_KERNEL", raising=False)
+    return count_calls(monkeypatch, kern, "fused_linear_")
 
-        def counted(*args, _fn=fn, _name=name, **kwargs):
-            calls[_name] += 1
-            return _fn(*args, **kwargs)
 
-        monkeypatch.setattr(kern, f"fused_linear_{name}", counted)
-    return calls
+@pytest.fixture
+def composite_path(monkeypatch):
+    """Route the op to the composite path (AUTOLORA_KERNEL=composite) and count its calls."""
+    from autolora_kernels import composite_linear
+
+    monkeypatch.setenv("AUTOLORA_KERNEL", "composite")
+    monkeypatch.delenv("AUTOLORA_FORCE_REFERENCE", raising=False)
+    return count_calls(monkeypatch, composite_linear, "composite_linear_")
 
 
 def make_case(m_shape, k, n, r, dtype, *, bias=True, conv1d=False, fixed=False, seed=0):
@@ -115,15 +130,6 @@ def assert_matches_reference(case, kw, dtype, **run_kw):
         assert_within_torch_error(name, got, ref, true, dtype)
 
 
-def assert_within_torch_error(name, got, ref, true, dtype):
-    """|got - true| <= 2 |ref - true| + one ulp of max |true|, maxima over the tensor (see above)."""
-    assert got is not None and got.shape == true.shape and got.dtype == ref.dtype, name
-    err = (got.double() - true).abs().max().item()
-    ref_err = (ref.double() - true).abs().max().item()
-    bound = 2 * ref_err + EPS[dtype] * true.abs().max().item()
-    assert err <= bound, f"{name}: max error {err:.3g} > {bound:.3g} (PyTorch {dtype}: {ref_err:.3g})"
-
-
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
 
@@ -156,18 +162,41 @@ VARIANTS = {
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_variants(triton_path, variant, dtype):
-    spec = VARIANTS[variant]
+    case, kw, run_kw = variant_case(variant, dtype)
+    assert_matches_reference(case, kw, dtype, **run_kw)
+    assert triton_path == {"forward": 1, "backward": 1}
+
+
+def variant_case(variant: str, dtype: torch.dtype):
+    """(case, kw, run_kw) of one of VARIANTS, or of "plain" (rank 3)."""
+    spec = VARIANTS.get(variant, {})
     m_shape = spec.get("m_shape", (37,))
     case, kw = make_case(m_shape, 70, 130, spec.get("rank", 3), dtype, **spec.get("case", {}))
     run_kw = dict(spec.get("run", {}))
     if spec.get("dropout"):
         keep = torch.rand(*m_shape, 70, generator=torch.Generator().manual_seed(1)) > 0.5
         run_kw["dropout_mask"] = keep.double() * 2.0  # inverted dropout, p = 0.5: exact in every dtype
+    return case, kw, run_kw
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("variant", ["plain", *VARIANTS])
+def test_composite_all_gradients(composite_path, variant, dtype):
+    """The composite path (cuBLAS on CUDA, plain BLAS here) against the reference, every variant."""
+    case, kw, run_kw = variant_case(variant, dtype)
     assert_matches_reference(case, kw, dtype, **run_kw)
-    assert triton_path == {"forward": 1, "backward": 1}
+    assert composite_path == {"forward": 1, "backward": 1}
 
 
-@pytest.mark.slow
+@pytest.mark.parametrize("rank", [1, 33, 80])
+def test_composite_ranks(composite_path, rank):
+    """Odd ranks, and one over the Triton kernels' 64 (the composite has no such limit)."""
+    case, kw = make_case((37,), 70, 130, rank, torch.bfloat16)
+    assert_matches_reference(case, kw, torch.bfloat16)
+    assert composite_path == {"forward": 1, "backward": 1}
+
+
+@pytest.mark.parametrize("impl", [pytest.param("fused", marks=pytest.mark.slow), "composite"])
 @pytest.mark.parametrize(
     "dtype, need_dx, need_dx_adapter, separate",
     [
@@ -177,10 +206,18 @@ def test_variants(triton_path, variant, dtype):
         (torch.float16, False, False, False),  # x frozen: P-only launch for h, no M x K output
     ],
 )
-def test_launchers_without_autograd(dtype, need_dx, need_dx_adapter, separate):
-    """The plain launchers called directly (Conv1D layout): y, t, gx, gx_a, gU, gV and gbeta from
-    gcoef, against the reference run in `dtype` and in fp64 (criterion of assert_matches_reference)."""
-    from autolora_kernels import fused_linear_launch as kern
+def test_launchers_without_autograd(impl, dtype, need_dx, need_dx_adapter, separate):
+    """The plain launchers (Triton) or composite functions called directly (Conv1D layout): y, t, gx,
+    gx_a, gU, gV and gbeta from gcoef, against the reference run in `dtype` and in fp64 (criterion of
+    assert_matches_reference)."""
+    import autolora_kernels.composite_linear as composite
+
+    if impl == "fused":
+        from autolora_kernels import fused_linear_launch as kern
+
+        forward, backward = kern.fused_linear_forward, kern.fused_linear_backward
+    else:
+        forward, backward = composite.composite_linear_forward, composite.composite_linear_backward
 
     case, kw = make_case((37,), 70, 130, 5, dtype, conv1d=True)
     xa = case["x"] * (torch.rand(case["x"].shape, generator=torch.Generator().manual_seed(2)) > 0.5) * 2.0
@@ -192,10 +229,10 @@ def test_launchers_without_autograd(dtype, need_dx, need_dx_adapter, separate):
     hi = {k: None if v is None else v.double() for k, v in lo.items()}
     alpha = torch.softmax(lo["beta"], 0)
     coef = alpha * kw["scaling"]
-    y, t = kern.fused_linear_forward(
+    y, t = forward(
         lo["x"], lo["weight"], lo["bias"], lo["U"], lo["V"], coef, True, lo["x_a"] if separate else None
     )
-    grads = kern.fused_linear_backward(
+    grads = backward(
         lo["gy"], lo["x_a"], lo["weight"], lo["U"], lo["V"], coef, t, True, need_dx, need_dx_adapter, separate
     )
     g_alpha = kw["scaling"] * grads[4]
@@ -533,3 +570,37 @@ def test_gpu_layer_bf16_dropout(triton_path):
     layer(x).float().square().mean().backward()
     assert triton_path == {"forward": 1, "backward": 1}
     assert all(torch.isfinite(g).all() for g in (x.grad, layer.U.grad, layer.V.grad, layer.beta.grad))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_gpu_dispatcher_times_both_and_keeps_one(monkeypatch):
+    """AUTOLORA_KERNEL=auto on a GPU: the first call of each direction times the fused kernel and the
+    composite with CUDA events, caches the faster, and the result is right whichever it is."""
+    from autolora_kernels import dispatch
+
+    for name in ("AUTOLORA_KERNEL", "AUTOLORA_FORCE_REFERENCE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(dispatch, "_choices", {})
+    case, kw = make_case((4096,), 1024, 3072, 8, torch.bfloat16, conv1d=True)
+    assert_matches_reference(case, kw, torch.bfloat16)
+    made = dispatch.choices()
+    assert sorted(c["direction"] for c in made) == ["backward", "forward"]
+    for c in made:
+        assert set(c["ms"]) == {"fused", "composite"} and min(c["ms"].values()) > 0
+        assert c["choice"] == min(c["ms"], key=lambda n: (c["ms"][n], n != "composite"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_gpu_rank_over_64_takes_the_composite(monkeypatch):
+    """No Triton kernel for rank 80: on CUDA the composite (cuBLAS) runs, with one warning."""
+    from autolora_kernels import composite_linear, fused_linear
+
+    monkeypatch.delenv("AUTOLORA_KERNEL", raising=False)
+    monkeypatch.setattr(fused_linear, "_warned", set())  # the warning is once per process
+    calls = count_calls(monkeypatch, composite_linear, "composite_linear_")
+    case, kw = make_case((37,), 70, 130, 80, torch.bfloat16)
+    with pytest.warns(RuntimeWarning, match="no Triton kernel for rank 80.*composite path"):
+        assert_matches_reference(case, kw, torch.bfloat16)
+    assert calls == {"forward": 1, "backward": 1}

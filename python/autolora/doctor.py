@@ -50,6 +50,17 @@ def _layer_backend(cuda: bool) -> dict:
     return {"name": k.layer_backend("cuda" if cuda else "cpu"), "source": "autolora_kernels.layer_backend()"}
 
 
+def _kernel_choices() -> dict:
+    """AUTOLORA_KERNEL and the fused-or-composite choices dispatch.py has made in this process."""
+    from autolora_kernels import dispatch
+
+    try:
+        mode = dispatch.kernel_mode()
+    except ValueError as exc:
+        mode = f"invalid ({exc})"
+    return {"mode": mode, "choices": dispatch.choices()}
+
+
 def gpu_found() -> str | None:
     """How an NVIDIA GPU was found on this machine, whatever the installed torch can use; None if
     none was. The probe of scripts/torch_build.sh, with its AUTOLORA_GPU_PROBE=present|absent."""
@@ -129,6 +140,7 @@ def describe(build: bool = False) -> dict:
         "device": device,
         "torch_build": torch_build(gpu_found()),
         "layer_backend": _layer_backend(cuda),
+        "kernels": _kernel_choices(),
         "lookahead_backend": lookahead,
         "extension": {
             "compiled": info["loaded"],
@@ -170,6 +182,7 @@ def format_description(d: dict) -> str:
     ]
     if ext["cannot_build"]:
         lines.append(f"  cannot build: {ext['cannot_build']}")
+    lines += _format_kernels(d["kernels"])
     if ext["error"]:
         lines.append(f"  error:    {ext['error'].splitlines()[0][:300]}")
     for name, absent in d["extras"].items():
@@ -178,3 +191,20 @@ def format_description(d: dict) -> str:
     if tb["warning"]:
         lines.append(f"warning:    {tb['warning']}")
     return "\n".join(lines)
+
+
+def _format_kernels(k: dict) -> list[str]:
+    """One line for AUTOLORA_KERNEL, then one per choice made: bucket, choice and its timings."""
+    made = k["choices"]
+    head = f"kernels:    AUTOLORA_KERNEL={k['mode']}; "
+    if not made:
+        return [head + "no choice made yet in this process (each shape is timed on first use on CUDA)"]
+    lines = [head + f"{len(made)} choice(s) made in this process:"]
+    for c in made:
+        flags = ", ".join(f"{f}={v}" for f, v in c["flags"].items())
+        times = ", ".join(f"{n} {ms:.3f} ms" for n, ms in c["ms"].items())
+        lines.append(
+            f"  {c['direction']:<8} {c['device']} tokens<={c['tokens_bucket']} N={c['n']} K={c['k']} "
+            f"r={c['rank']} {c['dtype']} ({flags}): {c['choice']} ({times})"
+        )
+    return lines
