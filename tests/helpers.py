@@ -147,13 +147,24 @@ def write_planted_search(root: Path, name: str, updates: dict[str, tuple[list[fl
     return run
 
 
-@contextlib.contextmanager
-def experiment_module(name: str):
-    """A script of experiments/ imported as a module, with its folder on sys.path for as long as the
-    block runs (the scripts import their sibling modules, such as analysis and harness)."""
-    folder = str(Path(__file__).resolve().parents[1] / "experiments")
+def _script_module(folder_name: str, name: str):
+    """Import `name` from a script folder, with the folder on sys.path while the caller's block runs."""
+    folder = str(Path(__file__).resolve().parents[1] / folder_name)
     sys.path.insert(0, folder)
     try:
         yield importlib.import_module(name)
     finally:
         sys.path.remove(folder)
+
+
+@contextlib.contextmanager
+def experiment_module(name: str):
+    """A script of experiments/ imported as a module, with its folder on sys.path for as long as the
+    block runs (the scripts import their sibling modules, such as analysis and harness)."""
+    yield from _script_module("experiments", name)
+
+
+@contextlib.contextmanager
+def benchmark_module(name: str):
+    """A script of benchmarks/ imported as a module, with its folder on sys.path (for _harness)."""
+    yield from _script_module("benchmarks", name)
