@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from autolora_kernels import composite_linear, dispatch
+import autolora_kernels.composite_linear as composite_linear
+import autolora_kernels.dispatch as dispatch
 from autolora_kernels.checks import MAX_RANK, autocast_enabled, check_autolora_inputs
 from autolora_kernels.dispatch import COMPOSITE, FUSED, kernel_mode
 from autolora_kernels.env import env_flag
