@@ -50,8 +50,11 @@ def settling(run: Path, every: int) -> dict:
     }
 
 
-def markdown(rows: list[dict], command: str) -> str:
+def markdown(rows: list[dict], command: str, machine: str) -> str:
     out = ["# The rank budget's shares: settled or not", "", f"Command: `{command}`", ""]
+    out += [f"Runs made on: {machine}. Settled: fewer than 1 of the budget's ranks moved between adapters",
+            f"over the last {rows[0]['window']} steps (autolora.search.diagnostics). 'from even': the ranks",
+            "that would have to move to give every adapter total/n.", ""]  # fmt: skip
     out += ["| run | seed | steps | first settled at | settled at the end | allocation | from even (units) |"]
     out += ["|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -71,10 +74,11 @@ def main() -> None:
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--every", type=int, default=25)
     p.add_argument("--out", type=Path)
+    p.add_argument("--machine", default="not recorded", help="where the runs were made")
     args = p.parse_args()
     rows = [settling(run, args.every) for run in args.runs]
     command = "python experiments/budget_settling.py " + " ".join(str(r) for r in args.runs)
-    text = markdown(rows, command)
+    text = markdown(rows, command, args.machine)
     print(text)
     if args.out:
         args.out.write_text(text)

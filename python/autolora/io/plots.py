@@ -113,7 +113,11 @@ def rank_trajectories(history: list[dict], path: str | Path, verdict: str = "") 
     for name in names:
         layer, proj = layer_and_projection(name)
         ax_each.plot(steps, [h["ranks"][name] for h in history], lw=0.8, label=f"{layer} {proj}")
-    ax_total.plot(steps, [h["rank_sum"] for h in history], color="k", lw=1.0)
+    ax_total.plot(steps, [h["rank_sum"] for h in history], color="k", lw=1.0, label="applied")
+    if history and "rule_ranks" in history[0]:  # a budget: the rule's own total, for comparison
+        own = [sum(h["rule_ranks"].values()) for h in history]
+        ax_total.plot(steps, own, color="k", lw=1.0, ls="--", label="the rule's own")
+        ax_total.legend(fontsize=7)
     ax_each.set(xlabel="search step", ylabel="rank", title="per adapter")
     ax_total.set(xlabel="search step", ylabel="total rank", title="total")
     if len(names) <= 24:
@@ -138,6 +142,10 @@ def draw_run(run_dir: str | Path) -> list[Path]:
     verdict = "" if not diag else "decisive selection" if diag["decisive"] else (
         f"NOT decisive: {undecided} of {diag['adapters']} adapters undecided"
     )  # fmt: skip
+    if diag.get("allocation"):  # a budget: whether its shares settled
+        alloc = diag["allocation"]
+        state = "settled" if alloc["settled"] else "NOT settled"
+        verdict = f"{state}: {alloc['moved_units']:.2f} ranks moved over the last window"
     return [
         rank_heatmap(report["ranks"], run_dir / FIGURES[0]),
         alpha_trajectories(history, run_dir / FIGURES[1]),
