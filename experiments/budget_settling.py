@@ -6,17 +6,31 @@ criterion first holds, the final allocation and how far it lies from an even spl
 whole units, that would have to move to make every adapter's rank total/n).
 
     python experiments/budget_settling.py runs/sst2_s0 runs/sst2_shuffled_s0 --out report.md
+    python experiments/budget_settling.py --shuffle-labels ../shared/data/sst2/train.tsv runs/shuffled.tsv
+
+The shuffled control is SST-2's training file with its label column permuted (random.Random(0)).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 from pathlib import Path
 
 import torch
 
 from autolora.search.diagnostics import allocation_diagnostics
+
+
+def shuffle_labels(src: Path, dst: Path, seed: int = 0) -> None:
+    """A label<TAB>sentence file with its labels permuted: the same sentences and label counts, no signal."""
+    rows = [line.split("\t", 1) for line in src.read_text(encoding="utf-8").splitlines()]
+    labels = [label for label, _ in rows]
+    random.Random(seed).shuffle(labels)
+    dst.write_text(
+        "".join(f"{y}\t{text}\n" for y, (_, text) in zip(labels, rows, strict=True)), encoding="utf-8"
+    )
 
 
 def settling(run: Path, every: int) -> dict:
@@ -37,7 +51,7 @@ def settling(run: Path, every: int) -> dict:
     even = total / len(names)
     return {
         "run": run.name,
-        "train_file": config["data"]["train_file"],
+        "train_file": "/".join(Path(config["data"]["train_file"]).parts[-2:]),  # the data, not the machine
         "seed": config["seed"],
         "steps": steps[-1],
         "window": window,
@@ -71,11 +85,17 @@ def markdown(rows: list[dict], command: str, machine: str) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+", type=Path)
+    p.add_argument("runs", nargs="*", type=Path)
+    p.add_argument(
+        "--shuffle-labels", nargs=2, type=Path, metavar=("SRC", "DST"), help="write the control's data"
+    )
     p.add_argument("--every", type=int, default=25)
     p.add_argument("--out", type=Path)
     p.add_argument("--machine", default="not recorded", help="where the runs were made")
     args = p.parse_args()
+    if args.shuffle_labels:
+        shuffle_labels(*args.shuffle_labels)
+        return
     rows = [settling(run, args.every) for run in args.runs]
     command = "python experiments/budget_settling.py " + " ".join(str(r) for r in args.runs)
     text = markdown(rows, command, args.machine)
