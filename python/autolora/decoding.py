@@ -26,8 +26,9 @@ class DecodingConfig:
     no_repeat_ngram_size: int = opt(
         4, "no n-gram of this many tokens is generated twice (0: no such constraint)", "evaluation", "tokens"
     )
-    max_new_tokens: int = opt(64, "longest generated text (and no further than the model's positions)",
-                              "evaluation", "tokens")  # fmt: skip
+    max_new_tokens: int = opt(
+        64, "longest generated text (and no further than the model's positions)", "evaluation", "tokens"
+    )
 
     def validate(self) -> None:
         """Raises ValueError naming the option (as decoding.<name>) when a value is out of range."""

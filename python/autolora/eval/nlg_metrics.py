@@ -39,7 +39,9 @@ def check_inputs(hypotheses: Sequence[str], references: Sequence[Sequence[str] |
     input without references."""
     refs = [[r] if isinstance(r, str) else list(r) for r in references]
     if len(refs) != len(hypotheses) or not refs:
-        raise ValueError(f"references: {len(refs)} entries for {len(hypotheses)} hypotheses (need >= 1, equal)")
+        raise ValueError(
+            f"references: {len(refs)} entries for {len(hypotheses)} hypotheses (need >= 1, equal)"
+        )
     for i, r in enumerate(refs):
         if not r or not all(isinstance(x, str) for x in r):
             raise ValueError(f"references: input {i} needs at least one reference text, got {r!r}")
@@ -86,7 +88,9 @@ def _ngrams(tokens: list[str], n: int) -> Counter:
     return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
 
 
-def nist(hypotheses: Sequence[str], references: Sequence[Sequence[str] | str], order: int = NIST_ORDER) -> float:
+def nist(
+    hypotheses: Sequence[str], references: Sequence[Sequence[str] | str], order: int = NIST_ORDER
+) -> float:
     """Corpus NIST as mteval-v13a and the E2E scorer compute it, with several references per input.
 
     NIST = BP * sum_n [sum over hypothesis n-grams matched (clipped to the most any one reference
@@ -108,7 +112,9 @@ def nist(hypotheses: Sequence[str], references: Sequence[Sequence[str] | str], o
 
     def info(ngram: tuple[str, ...]) -> float:
         n = len(ngram)
-        return math.log2(ref_counts[n - 1][ngram[:-1]] / ref_counts[n][ngram]) if ngram in ref_counts[n] else 0.0
+        return (
+            math.log2(ref_counts[n - 1][ngram[:-1]] / ref_counts[n][ngram]) if ngram in ref_counts[n] else 0.0
+        )
 
     total = 0.0
     for n in range(1, order + 1):
@@ -183,7 +189,9 @@ def _tokenized(hypotheses: Sequence[str], refs: list[list[str]], java: bool) -> 
     def tok(text: str) -> str:
         return " ".join(w for w in treebank.tokenize(text.lower()) if w not in drop)
 
-    return {i: [tok(r) for r in rs] for i, rs in enumerate(refs)}, {i: [tok(h)] for i, h in enumerate(hypotheses)}
+    return {i: [tok(r) for r in rs] for i, rs in enumerate(refs)}, {
+        i: [tok(h)] for i, h in enumerate(hypotheses)
+    }
 
 
 def _meteor15(gts: dict, res: dict) -> float:
