@@ -45,4 +45,16 @@ installed_torch=$("$PY" -c "import torch; print(torch.__version__.split('+')[0])
 pip_install "setuptools>=64" wheel  # the editable install below builds without isolation
 # Everything else, constrained to the torch already there so nothing replaces it.
 pip_install --constraint <(echo "torch==${installed_torch}") \
-  -e ".[triton,test]" --no-build-isolation
+  -e ".[triton,test,nlg]" --no-build-isolation
+# METEOR 1.5 and the PTB tokenizer of the NLG metrics are Java programs (autolora.eval.nlg_metrics);
+# without Java those metrics fall back to pure Python and say so. Installed where this can (root with
+# apt-get); the setup never fails for want of it.
+if ! command -v java >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    mkdir -p /usr/share/man/man1  # slim Debian images lack it, and the JRE's postinst needs it
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless; } \
+      >/dev/null 2>&1 || echo "setup_env: note: could not install Java (default-jre-headless)" >&2
+  else
+    echo "setup_env: note: no java, and no root apt-get to install it: NLG metrics use the fallbacks" >&2
+  fi
+fi
