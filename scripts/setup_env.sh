@@ -47,3 +47,15 @@ pip_install "setuptools>=64" wheel  # the editable install below builds without 
 # extras (pyproject.toml): demo (`autolora run` and its MiniLM) and test (every extra, the test tools).
 pip_install --constraint <(echo "torch==${installed_torch}") \
   -e ".[demo,test,docs]" --no-build-isolation
+# METEOR 1.5 and the PTB tokenizer of the NLG metrics are Java programs (autolora.eval.nlg_metrics);
+# without Java those metrics fall back to pure Python and say so. Installed where this can (root with
+# apt-get); the setup never fails for want of it.
+if ! command -v java >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    mkdir -p /usr/share/man/man1  # slim Debian images lack it, and the JRE's postinst needs it
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless; } \
+      >/dev/null 2>&1 || echo "setup_env: note: could not install Java (default-jre-headless)" >&2
+  else
+    echo "setup_env: note: no java, and no root apt-get to install it: NLG metrics use the fallbacks" >&2
+  fi
+fi

@@ -13,7 +13,7 @@ from pipeline_fixtures import save_tiny_bert
 
 from autolora import options
 from autolora.cli import GROUPS, _add_fields, build_parser, main
-from autolora.config import DataConfig, PipelineConfig, load_config, opt
+from autolora.config import NESTED, PipelineConfig, load_config, opt
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -22,8 +22,9 @@ def _run_parser() -> argparse.ArgumentParser:
 
 
 def _field(dest: str) -> dataclasses.Field:
-    cls, name = (DataConfig, dest[5:]) if dest.startswith("data.") else (PipelineConfig, dest)
-    return {f.name: f for f in dataclasses.fields(cls)}[name]
+    group, dot, name = dest.partition(".")
+    cls = NESTED[group] if dot else PipelineConfig
+    return {f.name: f for f in dataclasses.fields(cls)}[name if dot else dest]
 
 
 def _parse_default(text: str, default: object, action: argparse.Action) -> object:
@@ -38,8 +39,8 @@ def _parse_default(text: str, default: object, action: argparse.Action) -> objec
 def test_every_run_flag_has_help_with_its_default():
     run = _run_parser()
     actions = [a for a in run._actions if not isinstance(a, argparse._HelpAction)]
-    fields = {f.name for f in dataclasses.fields(PipelineConfig) if f.name != "data"}
-    fields |= {"data." + f.name for f in dataclasses.fields(DataConfig)}
+    fields = {f.name for f in dataclasses.fields(PipelineConfig) if f.name not in NESTED}
+    fields |= {f"{group}.{f.name}" for group, cls in NESTED.items() for f in dataclasses.fields(cls)}
     assert {a.dest for a in actions} == fields | {"config", "dry_run"}
     for action in actions:
         assert action.help and action.help.strip(), action.option_strings

@@ -10,8 +10,11 @@ import torch
 from helpers import tiny_model, word_level_tokenizer
 
 from autolora.data import DataConfig, load_task
+from autolora.decoding import DecodingConfig
 from autolora.eval import evaluation as evaluate_module
+from autolora.eval import nlg_metrics
 from autolora.eval.evaluation import evaluate, predict_logits
+from autolora.eval.generation import generate_texts
 from autolora.eval.metrics import compute_metrics
 
 MINILM_VOCAB = 30522
@@ -150,21 +153,32 @@ def test_causal_lm_loss_is_token_weighted(lm_data):
     assert metrics["loss"] == pytest.approx(total / count, rel=1e-5)
 
 
-def test_causal_lm_generation_bleu(lm_data):
-    pytest.importorskip("sacrebleu")
-    model = tiny_model("gpt2")
-    metrics = evaluate(model, lm_data, batch_size=2, max_generate=2)
-    assert 0.0 <= metrics["bleu"] <= 100.0 and math.isfinite(metrics["perplexity"])
+def test_causal_lm_generation_is_scored_and_written(lm_data, tmp_path, monkeypatch):
+    pytest.importorskip("pycocoevalcap")
+    # Without Java the pure-Python fallbacks score it (METEOR 1.5 takes ~20 s to load its tables).
+    monkeypatch.setattr(nlg_metrics, "java_available", lambda: False)
+    path = tmp_path / "generations.jsonl"
+    with pytest.warns(UserWarning, match="no java on PATH"):
+        metrics = evaluate(tiny_model("gpt2"), lm_data, batch_size=2, max_generate=-1, generations_path=path)
+    assert set(metrics) == {"loss", "perplexity", "bleu", "nist", "rouge_l", "cider", "meteor_nltk", "ter"}
+    assert 0.0 <= metrics["bleu"] <= 1.0 and math.isfinite(metrics["perplexity"])
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(x["source"], x["references"]) for x in lines] == [
+        (it["prompt"], it["references"]) for it in lm_data.eval_raw
+    ]
+    assert all(isinstance(x["generation"], str) for x in lines)
 
 
-def test_left_padded_batched_generation_matches_one_at_a_time(lm_data, monkeypatch):
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_left_padded_batched_generation_matches_one_at_a_time(lm_data, monkeypatch, num_beams):
     # Prompts of 3, 3 and 2 tokens: batch_size=3 left-pads the last one.
     seen = []
-    monkeypatch.setattr(evaluate_module, "sacrebleu_available", lambda: True)
-    monkeypatch.setattr(evaluate_module, "compute_bleu", lambda hyps, refs: seen.append((hyps, refs)) or 12.5)
+    monkeypatch.setattr(evaluate_module, "nlg_missing", lambda: [])
+    monkeypatch.setattr(nlg_metrics, "nlg_scores", lambda h, r: seen.append((h, r)) or {"bleu": 0.5})
     model = tiny_model("gpt2")
-    assert evaluate(model, lm_data, batch_size=3, max_generate=3)["bleu"] == 12.5
-    evaluate(model, lm_data, batch_size=1, max_generate=3)
+    decoding = DecodingConfig(num_beams=num_beams, no_repeat_ngram_size=2, max_new_tokens=6)
+    assert evaluate(model, lm_data, batch_size=3, max_generate=3, decoding=decoding)["bleu"] == 0.5
+    evaluate(model, lm_data, batch_size=1, max_generate=3, decoding=decoding)
     (batched, refs), (single, _) = seen
     assert batched == single and len(batched) == 3 and all(isinstance(h, str) for h in batched)
     assert refs == [
@@ -174,16 +188,35 @@ def test_left_padded_batched_generation_matches_one_at_a_time(lm_data, monkeypat
     ]
 
 
-def test_generation_without_sacrebleu_warns(lm_data, monkeypatch):
-    monkeypatch.setattr(evaluate_module, "sacrebleu_available", lambda: False)
-    with pytest.warns(UserWarning, match="sacrebleu is not installed"):
-        metrics = evaluate(tiny_model("gpt2"), lm_data, max_generate=2)
+def test_beam_search_continues_as_transformers_does(lm_data, lm_tok):
+    """The decoding options reach generate(): one prompt, beams and no-repeat as transformers runs them."""
+    model = tiny_model("gpt2")
+    decoding = DecodingConfig(num_beams=4, no_repeat_ngram_size=2, max_new_tokens=5)
+    prompt = lm_data.eval_raw[0]["prompt_ids"]
+    ours = generate_texts(model, lm_tok, [prompt], decoding, 1, torch.device("cpu"), lm_tok.eos_token_id)
+    options = {"num_beams": 4, "no_repeat_ngram_size": 2, "max_new_tokens": 5, "length_penalty": 0.9}
+    eos = lm_tok.eos_token_id
+    with torch.no_grad():
+        out = model.generate(
+            torch.tensor([prompt]), do_sample=False, pad_token_id=eos, eos_token_id=eos, **options
+        )
+    assert ours == [lm_tok.decode(out[0, len(prompt) :], skip_special_tokens=True).strip()]
+
+
+def test_generation_without_the_nlg_extra_warns(lm_data, monkeypatch, tmp_path):
+    monkeypatch.setattr(evaluate_module, "nlg_missing", lambda: ["pycocoevalcap"])
+    decoding, path = DecodingConfig(num_beams=1, max_new_tokens=4), tmp_path / "g.jsonl"
+    with pytest.warns(UserWarning, match=r"\['pycocoevalcap'\] not installed"):
+        metrics = evaluate(
+            tiny_model("gpt2"), lm_data, max_generate=2, decoding=decoding, generations_path=path
+        )
     assert "bleu" not in metrics and math.isfinite(metrics["loss"])
+    assert len(path.read_text().splitlines()) == 2  # generated all the same
 
 
 def test_evaluate_argument_errors(cola):
     model = minilm_bert()
     with pytest.raises(ValueError, match="batch_size: must be >= 1"):
         evaluate(model, cola, batch_size=0)
-    with pytest.raises(ValueError, match="max_generate: must be >= 0"):
-        evaluate(model, cola, max_generate=-1)
+    with pytest.raises(ValueError, match="max_generate: must be >= -1"):
+        evaluate(model, cola, max_generate=-2)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from autolora.eval.metrics import compute_bleu, compute_metrics, get_entities
+from autolora.eval.metrics import compute_metrics, get_entities
 
 # refs/preds with TP=3, FN=1, FP=1, TN=3.
 REFS = [1, 1, 1, 0, 0, 0, 1, 0]
@@ -125,16 +125,3 @@ def test_metric_errors():
         compute_metrics("token-classification", [[1, 2]], [[-100, -100]], NAMES)
     with pytest.raises(ValueError, match="nan"):
         compute_metrics("causal-lm", float("nan"), None)
-
-
-def test_bleu_with_several_references():
-    pytest.importorskip("sacrebleu")
-    hyps = ["the eagle is a coffee shop near the river", "a pub in the city centre"]
-    refs = [
-        ["the eagle is a coffee shop near the river", "eagle serves coffee"],
-        ["a pub in the city centre"],
-    ]
-    assert compute_bleu(hyps, refs) == pytest.approx(100.0)
-    assert 0.0 <= compute_bleu(["a cat sat on the mat today"], ["the dog sat on a mat"]) < 100.0
-    with pytest.raises(ValueError, match="references"):
-        compute_bleu(hyps, [["x"]])

@@ -1,7 +1,7 @@
 """Command line: `autolora run` (the whole pipeline) and `autolora doctor` (which backends are active).
 
-Every option of autolora.config.PipelineConfig and autolora.config.DataConfig is a flag
-(`--lr-w 1e-4`, `--train-file x.tsv`); `--config FILE` (YAML or JSON) sets them in bulk, flags win.
+Every option of autolora.config.PipelineConfig, DataConfig and DecodingConfig is a flag (`--lr-w 1e-4`,
+`--train-file x.tsv`, `--num-beams 10`); `--config FILE` (YAML or JSON) sets them in bulk, flags win.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 import sys
 
-from autolora.config import DataConfig, PipelineConfig, load_config
+from autolora.config import NESTED, PipelineConfig, load_config
 from autolora.extras import MissingExtra, missing
 
 _TYPES = {"int": int, "float": float, "str": str}
@@ -68,7 +68,7 @@ def _or_none(convert):
 
 def _add_fields(parser: argparse.ArgumentParser, cls, groups: dict, prefix: str = "") -> None:
     for f in dataclasses.fields(cls):
-        if f.name == "data":
+        if f.name in NESTED:  # added with its own prefix by build_parser
             continue
         if not f.metadata.get("help") or f.metadata.get("group") not in groups:
             raise ValueError(
@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     groups = {name: run.add_argument_group(name, about) for name, about in GROUPS.items()}
     _add_fields(run, PipelineConfig, groups)
-    _add_fields(run, DataConfig, groups, prefix="data.")
+    for name, cls in NESTED.items():
+        _add_fields(run, cls, groups, prefix=f"{name}.")
     doctor = sub.add_parser("doctor", help="report the active backends")
     doctor.add_argument(
         "--build",

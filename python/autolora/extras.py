@@ -34,7 +34,9 @@ PACKAGES: dict[str, tuple[tuple[str, str], ...]] = {
         ("pytest_benchmark", "pytest-benchmark"),
         ("xdist", "pytest-xdist"),
         ("ruff", "ruff"),
+        ("future", "future"),
     ),
+    "nlg": (("sacrebleu", "sacrebleu"), ("pycocoevalcap", "pycocoevalcap"), ("nltk", "nltk")),
     "docs": (("mkdocs", "mkdocs"), ("material", "mkdocs-material"), ("mkdocstrings", "mkdocstrings")),
     "all": (),
 }
@@ -43,7 +45,7 @@ INCLUDES: dict[str, tuple[str, ...]] = {
     "cli": ("peft", "plots"),  # the pipeline exports a PEFT adapter and draws the rank figures
     "trainer": ("peft",),  # AutoLoraTrainer.save_model writes a PEFT adapter
     "demo": ("cli",),
-    "all": ("cli", "trainer", "peft", "plots", "triton"),
+    "all": ("cli", "trainer", "peft", "plots", "triton", "nlg"),
     "test": ("all", "demo"),
 }
 

@@ -3,6 +3,9 @@
 Imports nothing from autolora, so every layer (nn, search, data, eval, config) may import it.
 """
 
+from dataclasses import field
+from typing import Any
+
 # Label of positions the loss skips: torch cross_entropy's default ignore_index. The data side pads
 # and masks labels with it; evaluation and the metrics skip it.
 IGNORE_INDEX = -100
@@ -57,3 +60,9 @@ RULE_FOR_NONE = (
     f"{one_of(SPECTRAL_RULES)} with hypergradient 'none' "
     "(alpha stays 1/k, so an alpha rule keeps every component)"
 )
+
+
+def opt(default: Any, doc: str, group: str, unit: str = "", choices: tuple[str, ...] = ()) -> Any:
+    """A documented option: `autolora run --help` (and anything else that documents the config) reads
+    doc, group, unit and choices from this metadata, so the docs cannot drift from the defaults."""
+    return field(default=default, metadata={"help": doc, "group": group, "unit": unit, "choices": choices})

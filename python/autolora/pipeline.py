@@ -6,6 +6,7 @@ Artifacts in the output directory (each written atomically):
   alpha_history.json    alpha of every adapter along the search
   rank_heatmap.png, alpha_trajectories.png, rank_trajectories.png (the ranks along the search)
   metrics.json          the evaluation metrics of the retrained model, cost and parameter counts
+  generations.jsonl     causal-lm with --max-generate: each input's generated text and references
   adapter/              the retrained adapter in PEFT's layout (adapter_config.json, safetensors)
   autolora_adapter/     the same in autolora's own format (autolora.load_adapter)
   merged/               on request: the merged model via save_pretrained
@@ -318,9 +319,11 @@ class Pipeline:
             return f"search ({cfg.rank_rule} rule, its own ranks)"
         return f"search ({cfg.rank_rule} rule; {total} ranks shared by {cfg.rank_share})"
 
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, generations: Path | None = None) -> dict[str, float]:
+        """The eval metrics; generations: where the generated texts go (the final evaluation's)."""
         cfg = self.config
-        return evaluate(model, self.task, cfg.eval_batch_size, self.device, cfg.progress, cfg.max_generate)
+        args = (cfg.eval_batch_size, self.device, cfg.progress, cfg.max_generate, cfg.decoding, generations)
+        return evaluate(model, self.task, *args)
 
     # -- everything --------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -362,7 +365,7 @@ class Pipeline:
         if not self.main:  # evaluation and artifacts are rank 0's; the others wait for it
             self.dist.barrier()
             return {"ranks": ranks, "rank": self.dist.rank}
-        metrics = self.evaluate(model)
+        metrics = self.evaluate(model, self.out / "generations.jsonl")
         self.wait_for_figures()
         export_peft(model, self.out / "adapter", self.trainable, cfg.model)
         autolora.save_adapter(model, self.out / "autolora_adapter", self.trainable)

@@ -1,6 +1,7 @@
 """Where task data enters, in the order it flows: readers.py (files, GLUE layouts, the Hub: raw
-columns) -> labels.py (class ids, scores) -> encode.py (`load_task`: check and tokenize) ->
-splits.py (the seeded D_tr : D_val split) -> collate.py (dynamic padding of each batch).
+columns; nlg.py: the E2E and WebNLG files) -> labels.py (class ids, scores) -> encode.py
+(`load_task`: check and tokenize) -> splits.py (the seeded D_tr : D_val split) -> collate.py
+(dynamic padding of each batch).
 
 This package needs datasets and scikit-learn (the "cli" extra); the layer and `inject` do not.
 """

@@ -27,6 +27,7 @@ from autolora.data.labels import (
     warn_binary_scores,
     warn_rare_labels,
 )
+from autolora.data.nlg import NLG_FORMATS, read_nlg, subset_inputs
 from autolora.data.readers import (
     FORMATS,
     LABEL_CANDIDATES,
@@ -77,7 +78,10 @@ def load_task(config: DataConfig, tokenizer: Any) -> TaskData:
     layout = _check_config(config, tokenizer)
     train, evals, features, where = _read_splits(config, layout)
     train = subset(train, config.max_train_samples, "max_train_samples")
-    evals = subset(evals, config.max_eval_samples, "max_eval_samples")
+    # NLG formats: whole inputs, so that an evaluation item keeps all its references.
+    evals = (subset_inputs if config.format in NLG_FORMATS else subset)(
+        evals, config.max_eval_samples, "max_eval_samples"
+    )
     encode = {
         "classification": _encode_sequences,
         "regression": _encode_sequences,
@@ -93,8 +97,12 @@ def load_task(config: DataConfig, tokenizer: Any) -> TaskData:
 def _check_config(config: DataConfig, tokenizer: Any) -> Layout | None:
     if config.task not in TASK_TYPES:
         raise InputError("data.task", f"{config.task!r} is not one of {TASK_TYPES}")
-    if config.format not in FORMATS:
-        raise InputError("data.format", f"{config.format!r} is not one of {FORMATS}")
+    if config.format not in FORMATS + NLG_FORMATS:
+        raise InputError("data.format", f"{config.format!r} is not one of {FORMATS + NLG_FORMATS}")
+    if config.format in NLG_FORMATS and config.task != "causal-lm":
+        raise InputError(
+            "data.task", f"{config.task!r} does not fit format={config.format!r}: data-to-text is causal-lm"
+        )
     if not isinstance(config.max_length, int) or config.max_length < 2:
         raise InputError("data.max_length", f"must be an integer >= 2, got {config.max_length!r}")
     if tokenizer is None:
@@ -137,8 +145,12 @@ def _read_splits(config: DataConfig, layout: Layout | None) -> tuple[Table, Tabl
         raise InputError(
             "data.eval_file", "required with data.train_file (the dev/test set the final score is taken on)"
         )
-    train = read_file(train_file, layout, "train_file")
-    evals = read_file(eval_file, layout, "eval_file")
+    if config.format in NLG_FORMATS:
+        train = read_nlg(train_file, config.format, "train_file")
+        evals = read_nlg(eval_file, config.format, "eval_file")
+    else:
+        train = read_file(train_file, layout, "train_file")
+        evals = read_file(eval_file, layout, "eval_file")
     return train, evals, {}, (f"train_file '{train_file}'", f"eval_file '{eval_file}'")
 
 

@@ -9,6 +9,6 @@ if absent := missing("cli", "datasets", "sklearn", "scipy"):
     raise MissingExtra("cli", "autolora.eval (scores)", absent)
 
 from autolora.eval.evaluation import evaluate, predict_logits
-from autolora.eval.metrics import compute_bleu, compute_metrics, get_entities
+from autolora.eval.metrics import compute_metrics, get_entities
 
-__all__ = ["compute_bleu", "compute_metrics", "evaluate", "get_entities", "predict_logits"]
+__all__ = ["compute_metrics", "evaluate", "get_entities", "predict_logits"]

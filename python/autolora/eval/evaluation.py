@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import datasets
 import torch
@@ -12,9 +12,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from autolora.data import IGNORE_INDEX, TaskData
-from autolora.eval.metrics import compute_bleu, compute_metrics, sacrebleu_available
-
-MAX_NEW_TOKENS = 128  # cap on generated completion length (E2E references are ~20-60 tokens)
+from autolora.decoding import DecodingConfig
+from autolora.eval.generation import generate_texts, write_generations
+from autolora.eval.metrics import compute_metrics
 
 
 def evaluate(
@@ -24,25 +24,33 @@ def evaluate(
     device: torch.device | str | None = None,
     progress: bool = False,
     max_generate: int = 0,
+    decoding: DecodingConfig | None = None,
+    generations_path: str | Path | None = None,
 ) -> dict[str, float]:
     """Score `model` on task_data.eval; the model's train/eval modes are restored afterwards.
 
     classification: argmax of the logits; regression: the single logit; token-classification: argmax
-    per token, scored where labels != -100; causal-lm: token-weighted mean loss -> loss, perplexity,
-    plus "bleu" of greedy completions for the first `max_generate` eval prompts when sacrebleu is
-    installed. device: where the batches go (default: the device of the model's first parameter).
+    per token, scored where labels != -100; causal-lm: token-weighted mean loss -> loss, perplexity.
+    causal-lm with max_generate != 0: texts generated for the first max_generate eval inputs (-1: all)
+    as `decoding` says (default DecodingConfig()), scored against all references of each input by
+    autolora.eval.nlg_metrics (bleu, nist, meteor, rouge_l, cider, ter) and, with generations_path,
+    written there as JSON lines. device: where the batches go (default: that of the first parameter).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
-    if max_generate < 0:
-        raise ValueError(f"max_generate: must be >= 0, got {max_generate}")
+    if max_generate < -1:
+        raise ValueError(f"max_generate: must be >= -1 (-1: all inputs), got {max_generate}")
     device = torch.device(device) if device is not None else _model_device(model)
     modes = [(m, m.training) for m in model.modules()]  # per module: some may be frozen in eval mode
     model.eval()
     try:
         with torch.no_grad():
             if task_data.task == "causal-lm":
-                return _evaluate_lm(model, task_data, batch_size, device, progress, max_generate)
+                metrics = _evaluate_lm(model, task_data, batch_size, device, progress)
+                if max_generate != 0:
+                    args = (max_generate, decoding or DecodingConfig(), generations_path)
+                    metrics.update(_generate_and_score(model, task_data, batch_size, device, *args))
+                return metrics
             if task_data.task == "token-classification":
                 preds, refs = _predict_tokens(model, task_data, batch_size, device, progress)
             else:
@@ -122,7 +130,7 @@ def _predict_tokens(model, task_data, batch_size, device, progress) -> tuple[lis
     return preds, refs
 
 
-def _evaluate_lm(model, task_data, batch_size, device, progress, max_generate) -> dict[str, float]:
+def _evaluate_lm(model, task_data, batch_size, device, progress) -> dict[str, float]:
     total, count = 0.0, 0
     for batch in batches(task_data.eval, task_data.collate, batch_size, device, progress):
         logits = _forward(model, batch)
@@ -138,58 +146,40 @@ def _evaluate_lm(model, task_data, batch_size, device, progress, max_generate) -
         count += int((target != IGNORE_INDEX).sum())
     if count == 0:
         raise ValueError("task_data.eval: no labelled target token to compute a loss on")
-    metrics = compute_metrics("causal-lm", total / count, None)
-    if max_generate > 0:
-        if not sacrebleu_available():
-            warnings.warn(
-                'evaluate: sacrebleu is not installed; no bleu score (pip install "autolora[cli]")',
-                stacklevel=3,
-            )
-        else:
-            metrics["bleu"] = _generation_bleu(model, task_data, batch_size, device, max_generate)
-    return metrics
+    return compute_metrics("causal-lm", total / count, None)
 
 
-def _generation_bleu(model, task_data, batch_size, device, max_generate) -> float:
-    """Greedy completions of the first eval prompts, left-padded in batches, scored by corpus BLEU."""
+def nlg_missing() -> list[str]:
+    """The packages of the `nlg` extra that cannot be imported (the metrics need them all)."""
+    from importlib.util import find_spec
+
+    return [name for name in ("sacrebleu", "pycocoevalcap", "nltk") if find_spec(name) is None]
+
+
+def _generate_and_score(
+    model, task_data, batch_size, device, max_generate, decoding, path
+) -> dict[str, float]:
+    """Generate for the first eval inputs, write them to `path`, score them (nlg_metrics)."""
     if not task_data.eval_raw or task_data.tokenizer is None:
         raise ValueError(
             "max_generate: needs task_data.eval_raw prompts and task_data.tokenizer "
             "(causal-lm data with source and target columns)"
         )
     tok = task_data.tokenizer
-    eos = tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id
     pad = getattr(task_data.collate, "pad_token_id", None)
-    pad = pad if pad is not None else (tok.pad_token_id if tok.pad_token_id is not None else eos)
-    items = task_data.eval_raw[:max_generate]
-    ref_len = max(
-        len(tok(r, add_special_tokens=False)["input_ids"]) for it in items for r in it["references"]
-    )
-    hyps = []
-    for start in range(0, len(items), batch_size):
-        chunk = items[start : start + batch_size]
-        width = max(len(it["prompt_ids"]) for it in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, it in enumerate(chunk):  # left padding: every prompt ends where generation starts
-            n = len(it["prompt_ids"])
-            ids[i, width - n :] = torch.tensor(it["prompt_ids"])
-            mask[i, width - n :] = 1
-        new = min(ref_len + 8, MAX_NEW_TOKENS, _position_room(model, width))
-        out = model.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            max_new_tokens=new,
-            do_sample=False,
-            pad_token_id=pad,
-            eos_token_id=eos,
+    if pad is None:
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    items = task_data.eval_raw if max_generate == -1 else task_data.eval_raw[:max_generate]
+    hyps = generate_texts(model, tok, [it["prompt_ids"] for it in items], decoding, batch_size, device, pad)
+    if path is not None:
+        write_generations(path, items, hyps)
+    missing = nlg_missing()
+    if missing:
+        warnings.warn(
+            f"evaluate: {missing} not installed (pip install 'autolora[nlg]'): generated, not scored",
+            stacklevel=4,
         )
-        hyps += [tok.decode(row[width:], skip_special_tokens=True).strip() for row in out.cpu()]
-    return compute_bleu(hyps, [it["references"] for it in items])
+        return {}
+    from autolora.eval.nlg_metrics import nlg_scores
 
-
-def _position_room(model: nn.Module, prompt_width: int) -> int:
-    """Tokens that still fit the model's position table after the prompt (at least 1)."""
-    cfg = getattr(model, "config", None)
-    limit = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or math.inf
-    return max(1, int(min(limit - prompt_width, MAX_NEW_TOKENS)))
+    return nlg_scores(hyps, [it["references"] for it in items])

@@ -1,4 +1,5 @@
-"""Task metrics: GLUE-style classification/regression scores, entity-level F1, perplexity, BLEU.
+"""Task metrics: GLUE-style classification/regression scores, entity-level F1, perplexity (the
+generation metrics live in nlg_metrics.py).
 
 `compute_metrics(task, predictions, references, label_names)` is the one entry point; the standard
 scores come from scikit-learn and scipy, the entity extractor (BIO / IOB2) is written out here so that
@@ -178,34 +179,3 @@ def token_metrics(
     recall = tp / n_true if n_true else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1, "accuracy": correct / total}
-
-
-# ------------------------------------------------------------------------------------------- BLEU
-
-
-def sacrebleu_available() -> bool:
-    try:
-        import sacrebleu  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def compute_bleu(hypotheses: Sequence[str], references: Sequence[Sequence[str] | str]) -> float:
-    """Corpus BLEU (sacrebleu, 0-100) of generated texts; each hypothesis may have several references.
-
-    Raises ImportError if sacrebleu is not installed (it is an optional dependency).
-    """
-    import sacrebleu
-
-    refs = [[r] if isinstance(r, str) else list(r) for r in references]
-    if len(refs) != len(hypotheses) or not refs:
-        raise ValueError(
-            f"references: {len(refs)} entries for {len(hypotheses)} hypotheses (need >= 1, equal)"
-        )
-    if any(not r for r in refs):
-        raise ValueError("references: every hypothesis needs at least one reference")
-    # sacrebleu wants reference *streams*; a hypothesis with fewer references gets None in the rest.
-    width = max(len(r) for r in refs)
-    streams = [[r[j] if j < len(r) else None for r in refs] for j in range(width)]
-    return float(sacrebleu.corpus_bleu(list(hypotheses), streams).score)
