@@ -162,6 +162,7 @@ def test_log_every_changes_when_the_search_is_read_not_what(bert_dir, tmp_path):
     assert out[1]["eval"] == out[LOG_EVERY]["eval"] and out[1]["ranks"] == out[LOG_EVERY]["ranks"]
 
 
+@pytest.mark.slow
 def test_singular_values_from_the_grams_equal_the_qr_path_after_a_search(bert_dir, tmp_path):
     """What the tracker reads of the searched adapters, against rank_rules.spectrum (QR + SVD)."""
     overrides = {"model": str(bert_dir), "output_dir": str(tmp_path), **FAST, **SHORT}
