@@ -202,18 +202,18 @@ def train_loop(
     model.train()
     history: list[dict] = []
 
-    def step() -> dict[str, float]:
+    def step(done: int) -> dict[str, float]:
         loss = model(**stream.next()).loss
         loss.backward()
         opt.step()
         if lr_at is not None:
             lr_at.step()
         if after_backward is not None:
-            after_backward(len(history) + 1)
+            after_backward(done + 1)
         opt.zero_grad(set_to_none=True)
         return {"loss": float(loss.detach())}
 
-    def on_step(n: int, losses: dict) -> dict:
+    def on_step(n: int, losses: dict, readings: None) -> dict:
         record = {"step": n, **losses}
         if score is not None and every and n % every == 0 and n < steps:
             record["eval"], record["eval_seconds"] = score()

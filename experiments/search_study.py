@@ -114,7 +114,7 @@ def main() -> None:
             inner_opt.zero_grad(set_to_none=True)
             losses.append({"loss_tr": float(loss)})
         else:
-            losses.append(searcher.step(tr.next(), val.next()))
+            losses.append({k: float(v) for k, v in searcher.step(tr.next(), val.next()).items()})
         if step % args.record_every == 0 or step == args.steps:
             with torch.no_grad():
                 records.append(

@@ -158,11 +158,11 @@ def test_warm_retraining_resumes_inside_the_retrain_phase(bert_dir, tmp_path, mo
     def cut_retrain(**kwargs):
         step_fn = kwargs["step_fn"]
 
-        def step():
+        def step(done):
             calls["n"] += 1
             if calls["n"] == 3:
                 raise KeyboardInterrupt  # as if killed after the checkpoint of retraining step 2
-            return step_fn()
+            return step_fn(done)
 
         if kwargs["name"] == "retrain":
             kwargs["step_fn"] = step
@@ -195,12 +195,12 @@ def test_linear_retrain_schedule_falls_to_zero_and_resumes_where_it_was(bert_dir
         if kwargs["name"] == "retrain":
             opt, step_fn = kwargs["stateful"]["opt"], kwargs["step_fn"]
 
-            def step():
+            def step(done):
                 cut["n"] += 1
                 if cut["n"] == cut["at"]:
                     raise KeyboardInterrupt  # as if killed after the checkpoint of retraining step 2
                 lrs.append(opt.param_groups[0]["lr"])
-                return step_fn()
+                return step_fn(done)
 
             kwargs["step_fn"] = step
         return real_run_phase(**kwargs)

@@ -24,6 +24,8 @@ from autolora.tuner.rank_rules import (
     rule_weights,
     spectral_factors,
     spectrum,
+    spectrum_from_grams,
+    update_grams,
     update_norm,
 )
 from autolora.tuner.ranks import (
@@ -153,6 +155,24 @@ def test_spectrum_ignores_how_components_share_the_scale():
     assert torch.linalg.matrix_norm(A @ B - delta.double(), 2) == pytest.approx(float(s[2]), rel=1e-6)
     assert update_norm(U, V, alpha, 2.0) == pytest.approx(float(torch.linalg.norm(delta.double())), rel=1e-6)
     assert update_norm(U * moved, V, alpha / moved, 2.0) == pytest.approx(update_norm(U, V, alpha, 2.0))
+
+
+@pytest.mark.parametrize("rank", [8, 5, 1, 0])  # full rank, rank-deficient, rank 1, U = 0 (LoRA's init)
+def test_singular_values_from_the_grams_equal_the_qr_path(rank):
+    """spectrum_from_grams (what the tracker reads, without linalg on the device) against spectrum (QR
+    + SVD): the nonzero singular values to 1e-10 of themselves; the zero ones, which a Gram can only
+    resolve to sqrt(fp64 eps) ~ 1.5e-8 of the largest, below 1e-7 of it."""
+    g = torch.Generator().manual_seed(rank)
+    out, k, d_in = 37, 8, 123
+    U = torch.randn(out, rank, generator=g) @ torch.randn(rank, k, generator=g)
+    V, alpha = torch.randn(k, d_in, generator=g), torch.rand(k, generator=g) + 0.1
+    qr = spectrum(U, V, alpha, 2.0)
+    grams = spectrum_from_grams(*update_grams(U, V, alpha, 2.0))
+    assert grams.dtype == torch.float64 and grams.shape == (k,)
+    torch.testing.assert_close(grams[:rank], qr[:rank], rtol=1e-10, atol=0)
+    assert (grams[rank:] <= 1e-7 * qr[0]).all()
+    if rank == 0:
+        assert torch.equal(grams, torch.zeros(k, dtype=torch.float64))
 
 
 def test_effective_rank_counts_equal_directions_and_rounds():
@@ -406,7 +426,8 @@ def test_stopped_search_and_a_cut_one_resume_to_the_same_ranks(bert_dir, tmp_pat
     opts = {"stop_when_stable": True, "max_search_steps": 12, **cola()}
     full = run(bert_dir, tmp_path / "full", **opts)
     history = json.loads((tmp_path / "full/alpha_history.json").read_text())["history"]
-    assert len(history) == 5 and full["selection"]["search_steps"] == 5  # stopped, not 12 steps
+    # judged at logging steps only (here the checkpoint steps, every 2): settled at 5, stopped at 6
+    assert len(history) == 6 and full["selection"]["search_steps"] == 6  # stopped, not 12 steps
 
     def dying(n, step):
         if n == 5:
@@ -422,4 +443,4 @@ def test_stopped_search_and_a_cut_one_resume_to_the_same_ranks(bert_dir, tmp_pat
     alpha = [json.loads((tmp_path / d / "ranks.json").read_text())["alpha"] for d in ("full", "cut")]
     assert alpha[0] == alpha[1]
     again = run(bert_dir, tmp_path / "cut", resume=True, **opts)  # a stopped search stays stopped
-    assert again["ranks"] == full["ranks"] and again["selection"]["search_steps"] == 5
+    assert again["ranks"] == full["ranks"] and again["selection"]["search_steps"] == 6

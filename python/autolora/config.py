@@ -180,7 +180,7 @@ class PipelineConfig:
     stop_when_stable: bool = opt(
         False,
         "end the search once every adapter's selection has been decisive for stability_window steps "
-        "(never before min_search_steps)",
+        "(never before min_search_steps), judged at logging steps: the first one at which it has settled",
         "search",
     )
     min_search_steps: int = opt(0, "the search runs at least this long, even when stable", "search", "steps")
@@ -279,6 +279,14 @@ class PipelineConfig:
         "inputs",
     )
     checkpoint_every: int = opt(100, "how often checkpoints are written (atomically)", "output", "steps")
+    log_every: int = opt(
+        10,
+        "how often the losses and the search's readings are read on the host (each read waits for the "
+        "GPU), checked for NaN/inf, recorded and shown, and the stop rule judged: stop_when_stable ends "
+        "the search at the first such step at which it has settled; checkpoint steps read too",
+        "output",
+        "steps",
+    )
     resume: bool = opt(False, "continue from the checkpoints in output_dir", "output")
     save_merged: bool = opt(False, "also save the merged model (save_pretrained) in merged/", "output")
     progress: bool = opt(True, "progress bars", "output")
@@ -299,6 +307,7 @@ class PipelineConfig:
             (self.retrain_init in RETRAIN_INITS, "retrain_init", one_of(RETRAIN_INITS)),
             (self.retrain_schedule in RETRAIN_SCHEDULES, "retrain_schedule", one_of(RETRAIN_SCHEDULES)),
             (self.checkpoint_every >= 1, "checkpoint_every", ">= 1"),
+            (self.log_every >= 1, "log_every", ">= 1"),
             (self.fd_r > 0, "fd_r", "positive"),
             (self.grad_accum >= 1, "grad_accum", ">= 1"),
             (self.precision in PRECISIONS, "precision", one_of(PRECISIONS)),

@@ -201,8 +201,8 @@ class Pipeline:
         )
         history: list[dict] = []
 
-        def step() -> dict[str, float]:
-            if beta_moves(len(history), cfg.hypergradient, cfg.beta_warmup_steps, cfg.beta_every):
+        def step(done: int) -> dict[str, torch.Tensor]:
+            if beta_moves(done, cfg.hypergradient, cfg.beta_warmup_steps, cfg.beta_every):
                 return searcher.step(tr.next(), val.next())
             return searcher.inner_step(tr.next())  # W alone (autolora.search.schedule)
 
@@ -215,7 +215,9 @@ class Pipeline:
             checkpoint=self.out / "checkpoints" / "search.pt",
             checkpoint_every=cfg.checkpoint_every,
             history=history,
-            on_step=lambda i, losses: tracker.record(i, losses, history),
+            on_step=lambda i, losses, readings: tracker.record(i, losses, history, readings),
+            observe=tracker.observe,
+            log_every=cfg.log_every,
             progress=cfg.progress,
             is_main=self.main,
             stop=tracker.should_stop,
@@ -272,7 +274,7 @@ class Pipeline:
         if schedule is not None:
             stateful["schedule"] = schedule
 
-        def step() -> dict[str, float]:
+        def step(done: int) -> dict[str, torch.Tensor]:
             micro = stream.next()
             total = torch.zeros(1, device=self.device)
             for batch in micro:
@@ -287,11 +289,14 @@ class Pipeline:
             opt.zero_grad(set_to_none=True)
             if schedule is not None:
                 schedule.step()
-            return {"loss": float(total)}
+            return {"loss": total[0]}
 
-        def on_step(n: int, losses: dict) -> dict:  # the eval curve lives in the history: it resumes
+        def eval_step(n: int) -> bool:  # a logging step, so its record is made right after the step
+            return bool(cfg.eval_every) and n % cfg.eval_every == 0 and n < steps
+
+        def on_step(n: int, losses: dict, readings: None) -> dict:  # the eval curve resumes with history
             record = {"step": n, **losses}
-            if cfg.eval_every and n % cfg.eval_every == 0 and n < steps and self.main:
+            if eval_step(n) and self.main:
                 record["eval"] = self.evaluate(model)
             return record
 
@@ -305,6 +310,8 @@ class Pipeline:
             checkpoint_every=cfg.checkpoint_every,
             history=[],
             on_step=on_step,
+            log_every=cfg.log_every,
+            log_at=eval_step,
             progress=cfg.progress,
             is_main=self.main,
         )

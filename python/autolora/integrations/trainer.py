@@ -293,7 +293,7 @@ class AutoLoraTrainer(Trainer):
                 p.grad = h.detach()
             self._beta_opt.step()
             self._beta_opt.zero_grad(set_to_none=True)
-            self._search_logs = {"search_val_loss": float(loss_val.detach())}
+            self._search_logs = {"search_val_loss": loss_val.detach()}  # read in log(): no sync a step
         for p, gi in zip(searcher.inner, g, strict=True):
             p.grad = gi.detach() * scale if scale != 1.0 else gi.detach()
         return loss_tr.detach().to(self.args.device)
@@ -306,7 +306,8 @@ class AutoLoraTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if self.phase == "search" and "loss" in logs:  # the ranks the switch would apply now
             ranks = list(policy_ranks(self.model, self._policy())[2].values())
-            logs = {**logs, **self._search_logs, "rank_sum": sum(ranks), "rank_max": max(ranks)}
+            search = {k: float(v) for k, v in self._search_logs.items()}
+            logs = {**logs, **search, "rank_sum": sum(ranks), "rank_max": max(ranks)}
         super().log(logs, start_time)
 
     # -- the switch ----------------------------------------------------------------------------------

@@ -193,7 +193,7 @@ class BilevelSearch:
         self.reduce(hyper + losses)
         return losses[0][0], g, hyper, losses[1][0]
 
-    def step(self, b_tr: Batches, b_val: Batches) -> dict[str, float]:
+    def step(self, b_tr: Batches, b_val: Batches) -> dict[str, torch.Tensor]:
         """One iteration: beta <- Adam(hypergradient), W <- AdamW(grad L_tr).
 
         With hypergradient "none", W's step alone (b_val is not used).
@@ -203,7 +203,8 @@ class BilevelSearch:
             b_val: a batch of D_val (beta's data), or a list of micro-batches.
 
         Returns:
-            The losses: "loss_tr", and "loss_val" where beta moved.
+            The losses, 0-d tensors on the device: "loss_tr", and "loss_val" where beta moved. Reading
+            one (float(), .item()) waits for the device's queue: the pipeline reads them in batches.
         """
         if self.config.hypergradient == "none":
             return self.inner_step(b_tr)
@@ -216,7 +217,7 @@ class BilevelSearch:
         self.inner_opt.step()
         self.outer_opt.zero_grad(set_to_none=True)
         self.inner_opt.zero_grad(set_to_none=True)
-        return {"loss_tr": float(loss_tr.detach()), "loss_val": float(loss_val.detach())}
+        return {"loss_tr": loss_tr.detach(), "loss_val": loss_val.detach()}
 
     def train_gradient(self, b_tr: Batches) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(loss_tr, g = grad_W L_tr), reduced across replicas; beta gets no gradient."""
@@ -225,16 +226,16 @@ class BilevelSearch:
         self.reduce(g + loss)
         return loss[0][0], g
 
-    def inner_step(self, b_tr: Batches) -> dict[str, float]:
+    def inner_step(self, b_tr: Batches) -> dict[str, torch.Tensor]:
         """W <- AdamW(grad L_tr) alone, beta untouched: the search's warm-up steps, and every step of
         hypergradient "none". At U = 0 (LoRA's init) every hypergradient of beta is 0, so the first
-        steps would move beta only by noise."""
+        steps would move beta only by noise. Returns {"loss_tr": a 0-d tensor on the device}."""
         loss_tr, g = self.train_gradient(b_tr)
         for p, gi in zip(self.inner, g, strict=True):
             p.grad = gi.detach()
         self.inner_opt.step()
         self.inner_opt.zero_grad(set_to_none=True)
-        return {"loss_tr": float(loss_tr.detach())}
+        return {"loss_tr": loss_tr.detach()}
 
     def _backup_and_virtual_step(self, g: list[torch.Tensor]) -> list[torch.Tensor]:
         """Back W up (into a workspace reused across iterations) and take W <- W - xi * g, or the inner

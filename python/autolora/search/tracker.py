@@ -8,6 +8,13 @@ of them come from one RankPolicy, so the progress bar, the records, the diagnost
 agree. From the history the tracker reads the final ranks, the diagnostics
 (autolora.search.diagnostics) and whether the search may stop: with stop_when_stable, once the
 selection has been settled for a window and at least min_steps have run.
+
+A step's readings (`observe`: every alpha and, for the spectral rules and rank_share "norm", the two
+Gram matrices of each update) stay on the device until a logging step, when the run's loop brings
+the pending steps' readings to the host in one transfer (autolora.train.loop.run_phase) and `record`
+turns each into its record; the singular values come from the Grams there, on the host. The stop
+rule is judged at logging steps only, so with stop_when_stable a search ends at the first logging
+step (every log_every steps) at which it has settled.
 """
 
 from __future__ import annotations
@@ -16,8 +23,15 @@ import torch
 
 from autolora.nn.adapter import AutoLoraAdapter
 from autolora.search.diagnostics import adapter_diagnostics, allocation_diagnostics, summarise
+from autolora.train.loop import to_host
 from autolora.tuner.allocation import RankPolicy
-from autolora.tuner.rank_rules import decision_series, effective_rank, rank_from_weights, spectrum
+from autolora.tuner.rank_rules import (
+    decision_series,
+    effective_rank,
+    rank_from_weights,
+    spectrum_from_grams,
+    update_grams,
+)
 
 
 class SearchTracker:
@@ -35,6 +49,7 @@ class SearchTracker:
         self.named, self.policy, self.rule, self.window = named, policy, policy.rule, window
         self.stop_when_stable, self.min_steps = stop_when_stable, min_steps
         self.key = "alpha" if self.rule in ("alpha", "alpha-avg") else "weights"
+        self.spectral = self.key == "weights" or policy.share == "norm"  # reads singular values
 
     def thresholds(self) -> dict[str, float]:
         """tau per adapter: the alpha rules compare with the adapter's own threshold (1/k, or 1/2
@@ -43,17 +58,48 @@ class SearchTracker:
         return {n: a.threshold() if self.key == "alpha" else 1.0 / a.rank for n, a in self.named}
 
     @torch.no_grad()
-    def record(self, step: int, losses: dict, history: list[dict]) -> dict:
-        """The record of this step; `history` holds the records of the steps before it. The rank of
-        this step reads this step's exact weights (the record keeps them rounded to 5 decimals)."""
-        names, k = [n for n, _ in self.named], [a.rank for _, a in self.named]
-        alphas = [a.alpha().detach().double() for _, a in self.named]
-        spectra = []
-        if self.key == "weights" or self.policy.share == "norm":
-            spectra = [spectrum(a.U, a.V, a.alpha(), a.scaling) for _, a in self.named]
-        parts = torch.cat(alphas + spectra).cpu().split(k * (2 if spectra else 1))  # one host transfer
-        alpha_now = dict(zip(names, parts[: len(names)], strict=True))
-        sv = dict(zip(names, parts[len(names) :], strict=True))
+    def observe(self) -> torch.Tensor:
+        """This step's readings, left on the adapters' device (nothing waits for it): every adapter's
+        alpha (k,), then, when the rule or the share reads the spectrum, each adapter's (G_u, G_v)
+        (autolora.tuner.rank_rules.update_grams, (k, k) each), flattened into one fp64 vector."""
+        parts = [a.alpha().detach().double() for _, a in self.named]
+        if self.spectral:
+            parts += [g for _, a in self.named for g in update_grams(a.U, a.V, a.alpha(), a.scaling)]
+        return torch.cat([p.reshape(-1) for p in parts])
+
+    def _read(self, readings: torch.Tensor) -> tuple[dict, dict]:
+        """(alpha, singular values) per adapter from `observe`'s vector on the host."""
+        names, ks = [n for n, _ in self.named], [a.rank for _, a in self.named]
+        parts = readings.split(ks + ([k * k for k in ks for _ in "uv"] if self.spectral else []))
+        alpha = dict(zip(names, parts[: len(names)], strict=True))
+        sv, grams = {}, parts[len(names) :]
+        for i, (n, a) in enumerate(self.named if self.spectral else []):
+            gu, gv = grams[2 * i].view(a.rank, a.rank), grams[2 * i + 1].view(a.rank, a.rank)
+            # Delta has min(out, in, k) singular values, as many as the QR path (rank_rules.spectrum)
+            sv[n] = spectrum_from_grams(gu, gv)[: min(a.rank, a.U.shape[0], a.V.shape[1])]
+        return alpha, sv
+
+    @torch.no_grad()
+    def record(
+        self, step: int, losses: dict, history: list[dict], readings: torch.Tensor | None = None
+    ) -> dict:
+        """The record of a step; `history` holds the records of the steps before it.
+
+        Args:
+            step: the step's number (1-based).
+            losses: its losses, numbers on the host (or, without `readings`, 0-d tensors).
+            history: the records before this step.
+            readings: `observe`'s vector of this step on the host; None observes and reads now.
+
+        Returns:
+            The record: the losses, alpha and the rule's weights rounded to 5 decimals, sizes and
+            ranks. The rank reads the exact weights, not the rounded ones.
+        """
+        names = [n for n, _ in self.named]
+        if readings is None:  # observe and read this step alone, in one transfer
+            host = to_host([*losses.values(), self.observe()])
+            losses, readings = {k: float(v) for k, v in zip(losses, host[:-1], strict=True)}, host[-1]
+        alpha_now, sv = self._read(readings)
         if self.key == "weights":
             now = {n: s / s.sum().clamp(min=torch.finfo(s.dtype).tiny) for n, s in sv.items()}
         else:

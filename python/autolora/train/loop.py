@@ -1,4 +1,10 @@
-"""A resumable training phase: deterministic batch streams, atomic checkpoints, a NaN/inf guard."""
+"""A resumable training phase: deterministic batch streams, atomic checkpoints, a NaN/inf guard.
+
+Between logging steps nothing is read on the host: a step's losses and readings stay on the device
+(on a GPU each read waits for the whole queue of kernels), and every `log_every` steps (and at
+checkpoint steps and the last step) they come to the host in one transfer, are checked, recorded,
+shown and judged by the stop rule.
+"""
 
 from __future__ import annotations
 
@@ -73,8 +79,15 @@ class BatchStream:
         for a in range(self.accum):
             start = (a * self.world_size + self.rank) * self.batch_size
             batch = self.collate([self.dataset[i] for i in idx[start : start + self.batch_size].tolist()])
-            out.append({k: v.to(self.device) for k, v in batch.items()})
+            out.append({k: self._to_device(v) for k, v in batch.items()})
         return out
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        """A plain copy to a GPU waits for the device's queue; from pinned memory it is asynchronous
+        (the pinned block is not reused until the copy is done)."""
+        if self.device.type != "cuda":
+            return t.to(self.device)
+        return t.pin_memory().to(self.device, non_blocking=True)
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "index": self.index}
@@ -94,30 +107,62 @@ def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor])
         params[name].copy_(value)
 
 
+def to_host(values: list[torch.Tensor | float]) -> list[torch.Tensor]:
+    """Tensors (and Python numbers) on the host as fp64, in one device-to-host transfer.
+
+    Args:
+        values: tensors of any shape on one device; numbers join them there.
+
+    Returns:
+        CPU fp64 tensors of the same shapes, in order.
+    """
+    if not values:
+        return []
+    device = next((v.device for v in values if isinstance(v, torch.Tensor)), torch.device("cpu"))
+    tensors = [torch.as_tensor(v, dtype=torch.float64, device=device).detach() for v in values]
+    flat = torch.cat([t.reshape(-1) for t in tensors]).cpu()  # one copy, not one per tensor
+    parts = flat.split([t.numel() for t in tensors])
+    return [part.view(t.shape) for part, t in zip(parts, tensors, strict=True)]
+
+
 def run_phase(
     *,
     name: str,
     total_steps: int,
-    step_fn: Callable[[], dict[str, float]],
+    step_fn: Callable[[int], dict[str, torch.Tensor | float]],
     model: torch.nn.Module,
     stateful: dict,
     checkpoint: Path | None,
     checkpoint_every: int,
     history: list,
-    on_step: Callable[[int, dict], dict] | None = None,
+    on_step: Callable[[int, dict, torch.Tensor | None], dict] | None = None,
+    observe: Callable[[], torch.Tensor] | None = None,
+    log_every: int = 1,
+    log_at: Callable[[int], bool] | None = None,
     progress: bool = True,
     is_main: bool = True,
     stop: Callable[[list], bool] | None = None,
 ) -> list:
     """Run step_fn until total_steps, resuming from `checkpoint` if it holds this phase.
 
+    step_fn(done) takes step done + 1 (done: the steps finished before it) and returns its losses,
+    0-d tensors left on the device (or numbers). observe() returns what is read of the state after
+    each step (a 1-d tensor, kept on the device). At logging steps (every log_every steps, at
+    checkpoint steps, at the last step and where log_at(step) is True) the pending losses and readings
+    come to the host in one transfer (`to_host`); a non-finite loss raises NonFiniteLoss naming the
+    first bad step; on_step(step, losses, readings) then returns each pending step's record (with
+    host losses, readings None without observe), appended to history and shown on the progress bar.
+    stop(history) ends the phase when it returns True: judged once after each logging step (and on
+    resume, so a phase that stopped stays stopped).
+
     stateful: objects with state_dict/load_state_dict (optimisers, batch streams) saved alongside
-    the trainable parameters, the RNG state and `history`. on_step(step, losses) returns the
-    record appended to history (and shown on the progress bar). Under data parallelism every rank
-    runs this loop; only the main rank (is_main) writes checkpoints and shows progress, and every
-    rank resumes from the same file. stop(history) ends the phase early when it returns True
-    (checked after each step and on resume, so a phase that stopped stays stopped).
+    the trainable parameters, the RNG state and `history` (complete up to the checkpoint's step: a
+    checkpoint step is a logging step). Under data parallelism every rank runs this loop; only the
+    main rank (is_main) writes checkpoints and shows progress, and every rank resumes from the same
+    file.
     """
+    if log_every < 1:
+        raise ValueError(f"log_every: expected >= 1, got {log_every}")
     start = 0
     saved = load_checkpoint(checkpoint) if checkpoint is not None else None
     if saved is not None and saved.get("phase") == name:
@@ -152,20 +197,38 @@ def run_phase(
     bar = tqdm(
         total=total_steps, initial=start, desc=name, disable=not (progress and is_main), dynamic_ncols=True
     )
-    for step in range(start, total_steps):
-        if stop is not None and stop(history):
-            break
-        losses = step_fn()
-        bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
-        if bad:
-            bar.close()
-            kept = f"; the last good checkpoint {checkpoint} is kept" if checkpoint is not None else ""
-            raise NonFiniteLoss(f"{name}: non-finite loss {bad} at step {step + 1}{kept}")
-        record = on_step(step + 1, losses) if on_step else {"step": step + 1, **losses}
-        history.append(record)
-        bar.set_postfix({k: v for k, v in record.items() if k != "step" and isinstance(v, (int, float))})
+    pending: list[tuple[int, dict, torch.Tensor | None]] = []  # (step, losses, readings) on the device
+
+    def flush() -> None:
+        """The pending steps' records, from one host transfer; raises on the first non-finite loss."""
+        values = [v for _, losses, _ in pending for v in losses.values()]
+        readings = [r for _, _, r in pending if r is not None]
+        host = to_host(values + readings)
+        losses_host, readings_host = iter(host[: len(values)]), iter(host[len(values) :])
+        for step, losses, reading in pending:
+            read = {k: float(next(losses_host)) for k in losses}
+            bad = {k: v for k, v in read.items() if not math.isfinite(v)}
+            if bad:
+                bar.close()
+                kept = f"; the last good checkpoint {checkpoint} is kept" if checkpoint is not None else ""
+                raise NonFiniteLoss(f"{name}: non-finite loss {bad} at step {step}{kept}")
+            reading = None if reading is None else next(readings_host)
+            history.append(on_step(step, read, reading) if on_step else {"step": step, **read})
+        pending.clear()
+        bar.set_postfix({k: v for k, v in history[-1].items() if k != "step" and isinstance(v, (int, float))})
+
+    stopped = stop is not None and stop(history)  # on resume: a phase that stopped stays stopped
+    done = start
+    while done < total_steps and not stopped:
+        losses = step_fn(done)
+        done += 1
+        pending.append((done, losses, observe() if observe else None))
         bar.update(1)
-        if (step + 1) % checkpoint_every == 0 or step + 1 == total_steps or (stop and stop(history)):
-            save(step + 1)
+        saving = done % checkpoint_every == 0 or done == total_steps
+        if saving or done % log_every == 0 or (log_at is not None and log_at(done)):
+            flush()
+            stopped = stop is not None and stop(history)
+            if saving or stopped:
+                save(done)
     bar.close()
     return history
