@@ -273,7 +273,8 @@ def test_ranks_round_trip_and_cli_errors(bert_dir, tmp_path, capsys):
     for name, rank in report["ranks_selected"].items():  # the rounded effective rank of the last shares
         shares = torch.tensor(last["weights"][name], dtype=torch.float64)
         assert rank == rank_from_weights("effective-rank", shares[None], 0.125), name
-        assert last["sizes"][name] == pytest.approx(float(effective_rank(shares)) - 1, abs=1e-5)
+        # the record keeps the shares to 5 decimals, so e read back from them differs in the 4th
+        assert last["sizes"][name] == pytest.approx(float(effective_rank(shares)) - 1, abs=1e-3)
         assert len(report["diagnostics"]["per_adapter"][name]["margins"]) == 1  # one number decides
     # applied: the default budget, 4 ranks an adapter, shared by the unrounded effective ranks
     assert report["rank_total"] == 4 * n and report["ranks"] == proportional_ranks(last["sizes"], 4 * n, 8)
@@ -365,10 +366,14 @@ def test_w_alone_search_keeps_alpha_and_reads_the_update(bert_dir, tmp_path):
     assert all(a == [0.125] * 8 for a in report["alpha"].values())
     history = json.loads((tmp_path / "w/alpha_history.json").read_text())["history"]
     assert history and all("loss_val" not in h and "loss_tr" in h for h in history)
-    for name, rank in report["ranks"].items():
+    for name, rank in report["ranks_selected"].items():  # the rule's reading, before the budget
         shares = torch.tensor(history[-1]["weights"][name], dtype=torch.float64)
         assert rank == rank_from_weights("effective-rank", shares[None], 0.125), name
-    assert result["ranks"] == report["ranks"]
+    assert (
+        result["ranks"]
+        == report["ranks"]
+        == proportional_ranks(history[-1]["sizes"], 4 * len(report["ranks"]), 8)
+    )
 
 
 # -- stopping ------------------------------------------------------------------------------------

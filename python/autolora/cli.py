@@ -58,9 +58,13 @@ def option_help(f: dataclasses.Field) -> str:
     return f"{f.metadata['help']} (default: {default})".replace("%", "%%")  # argparse formats help
 
 
+# `--rank-budget none`: an explicit None, told apart from a flag not given (argparse's default None).
+_NONE = "\0none"
+
+
 def _or_none(convert):
     def parse(text: str):
-        return None if text.lower() == "none" else convert(text)
+        return _NONE if text.lower() == "none" else convert(text)
 
     parse.__name__ = convert.__name__  # argparse names the type in its errors: "invalid float value"
     return parse
@@ -181,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"autolora: error: {MissingExtra('cli', 'autolora run', absent)}", file=sys.stderr)
         return 2
     skip = ("command", "config", "dry_run")
-    overrides = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
+    given = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
+    overrides = {k: None if v is _NONE else v for k, v in given.items()}
     import transformers
 
     transformers.logging.set_verbosity_error()  # its per-load report repeats what the summary says

@@ -41,7 +41,7 @@ from autolora.train.loop import BatchStream, run_phase
 from autolora.train.lr_schedule import lr_schedule
 from autolora.tuner.allocation import RankPolicy, budget_total
 from autolora.tuner.ranks import check_ranks, check_total, read_ranks
-from autolora.tuner.selection import keep_selected_, ranks_at_total
+from autolora.tuner.selection import keep_selected_, ranks_at_total, update_norms
 
 
 def check_output_dir(path: Path, create: bool = True) -> None:
@@ -227,7 +227,7 @@ class Pipeline:
         self._keep_weights = tracker.keep_weights(history)
         if self._keep_weights is None and policy.total is not None:  # rule alpha: the top ranks by alpha
             self._keep_weights = {n: a.alpha().detach() for n, a in named}
-        norms = history[-1]["sizes"] if cfg.rank_share == "norm" else None
+        norms = update_norms(model) if cfg.rank_share == "norm" else None  # exact, not the 5-decimal record
         self.searched = {"ranks_selected": history[-1].get("rule_ranks"), "update_norms": norms}
         if self.main:
             final_alpha = {n: [float(v) for v in a.alpha().detach().cpu()] for n, a in named}
