@@ -15,6 +15,7 @@ from autolora.errors import InputError
 from autolora.options import (
     BETA_EVERY,
     DEFAULT_BUDGET,
+    DEFAULT_RULE,
     FD_SCHEMES,
     HYPERGRADIENTS,
     LOOKAHEADS,
@@ -163,7 +164,7 @@ class PipelineConfig:
     search_epochs: float = opt(1.0, "length of the search, in passes over D_tr", "search", "epochs")
     max_search_steps: int | None = opt(None, "caps the search; none: no cap", "search", "steps")
     rank_rule: str = opt(
-        "effective-rank",
+        DEFAULT_RULE,
         "how a searched adapter's rank is read (autolora.tuner.rank_rules): effective-rank rounds the "
         "learned update's effective rank exp(entropy of its singular-value shares); spectrum counts the "
         "singular values holding >= 1/k of its nuclear norm; alpha is the paper's "

@@ -39,9 +39,9 @@ from autolora.train.activation_checkpointing import enable_activation_checkpoint
 from autolora.train.distributed import init_distributed
 from autolora.train.loop import BatchStream, run_phase
 from autolora.train.lr_schedule import lr_schedule
-from autolora.tuner.allocation import RankPolicy, budget_total
-from autolora.tuner.ranks import check_ranks, check_total, read_ranks
-from autolora.tuner.selection import keep_selected_, ranks_at_total, update_norms
+from autolora.tuner.allocation import RankPolicy
+from autolora.tuner.ranks import check_ranks, check_total, read_ranks, scaled_ranks
+from autolora.tuner.selection import keep_selected_, update_norms
 
 
 def check_output_dir(path: Path, create: bool = True) -> None:
@@ -228,11 +228,15 @@ class Pipeline:
         if self._keep_weights is None and policy.total is not None:  # rule alpha: the top ranks by alpha
             self._keep_weights = {n: a.alpha().detach() for n, a in named}
         norms = update_norms(model) if cfg.rank_share == "norm" else None  # exact, not the 5-decimal record
-        self.searched = {"ranks_selected": history[-1].get("rule_ranks"), "update_norms": norms}
+        self.searched = {
+            "rank_total": policy.total,
+            "ranks_selected": history[-1].get("rule_ranks"),
+            "update_norms": norms,
+        }
         if self.main:
             final_alpha = {n: [float(v) for v in a.alpha().detach().cpu()] for n, a in named}
             report = {"ranks": ranks, "k": cfg.k, "rule": cfg.rank_rule, "alpha": final_alpha}
-            report.update(rank_total=policy.total, rank_share=cfg.rank_share, **self.searched)
+            report.update(rank_share=cfg.rank_share, **self.searched)
             report["rank_trajectory"] = tracker.rank_trajectory(history)
             report["diagnostics"] = json_safe(self.diagnostics)
             atomic_write_json(self.out / "ranks.json", report)
@@ -319,9 +323,8 @@ class Pipeline:
         self.retrain_steps = steps
         return model
 
-    def _ranks_from(self, adapters: int) -> str:
-        cfg = self.config
-        total = budget_total(cfg.rank_budget, cfg.rank_total, adapters, cfg.k)
+    def _ranks_from(self) -> str:
+        cfg, total = self.config, self.searched["rank_total"]
         if total is None:
             return f"search ({cfg.rank_rule} rule, its own ranks)"
         return f"search ({cfg.rank_rule} rule; {total} ranks shared by {cfg.rank_share})"
@@ -363,7 +366,7 @@ class Pipeline:
         if self.given_ranks is None:  # the search applied the policy: its budget, shared by the search
             selected, norms = self.searched["ranks_selected"] or ranks, self.searched["update_norms"]
         elif cfg.rank_total is not None:  # a --ranks file carried to an explicit total, same order
-            ranks = ranks_at_total(ranks, cfg.rank_total, cfg.k)
+            ranks = scaled_ranks(ranks, cfg.rank_total, cfg.k)
         init = "fresh" if self.given_ranks is not None else cfg.retrain_init
         if init == "fresh":
             searched = None  # freed before the fresh model is built: one model in memory at a time
@@ -388,7 +391,7 @@ class Pipeline:
             "ranks": ranks,
             "rank_total": sum(ranks.values()),
             "ranks_selected": None if selected == ranks else selected,
-            "ranks_from": cfg.ranks if self.given_ranks is not None else self._ranks_from(len(ranks)),
+            "ranks_from": cfg.ranks if self.given_ranks is not None else self._ranks_from(),
             "update_norms": norms,
             "selection": None
             if self.diagnostics is None

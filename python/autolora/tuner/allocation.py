@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from autolora.options import DEFAULT_BUDGET, DEFAULT_RULE
 from autolora.tuner.ranks import check_total, proportional_ranks
 
-__all__ = ["DEFAULT_BUDGET", "RankPolicy", "budget_total"]
+__all__ = ["RankPolicy", "budget_total"]
 
 
 def budget_total(budget: float | None, total: int | None, adapters: int, k: int) -> int | None:

@@ -15,7 +15,6 @@ from autolora.tuner.rank_rules import (
     spectral_factors,
     update_norm,
 )
-from autolora.tuner.ranks import proportional_ranks, scaled_ranks
 
 
 def select_ranks(model: nn.Module, rule: str = "alpha") -> dict[str, int]:
@@ -67,19 +66,6 @@ def policy_ranks(
 def update_norms(model: nn.Module) -> dict[str, float]:
     """Every search-mode adapter's update size |s U diag(alpha) V|_F (rank_rules.update_norm)."""
     return {n: update_norm(a.U, a.V, a.alpha(), a.scaling) for n, a in adapters(model) if a.beta is not None}
-
-
-def ranks_at_total(
-    selected: dict[str, int], total: int, k: int, norms: dict[str, float] | None = None
-) -> dict[str, int]:
-    """`total` ranks over the selected adapters: the selection carried to it in the same order
-    (rank_share "selection", scaled_ranks), or with `norms` in proportion to each update's size
-    (rank_share "norm", proportional_ranks)."""
-    if norms is None:
-        return scaled_ranks(selected, total, k)
-    if set(norms) != set(selected):
-        raise ValueError(f"norms: {sorted(norms)} do not name the selected adapters {sorted(selected)}")
-    return proportional_ranks({n: norms[n] for n in selected}, total, k)
 
 
 def keep_selected_(
