@@ -17,7 +17,7 @@ from autolora.data.splits import split_train_val
 from autolora.integrations.arguments import AutoLoraArguments
 from autolora.integrations.trainer import AutoLoraTrainer
 from autolora.search import BilevelSearch, SearchStepConfig
-from autolora.train.loop import BatchStream
+from autolora.train.stream import BatchStream
 from autolora.tuner.rank_rules import effective_rank, rule_weights
 from autolora.tuner.ranks import proportional_ranks
 from autolora.tuner.selection import select_ranks, update_norms
@@ -81,8 +81,8 @@ def _trainable(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 class _Capture:
-    """A callback keeping the trainable parameters after a given optimizer step (before the switch,
-    which runs in a callback added after the user's)."""
+    """A callback keeping the trainable parameters after a given optimizer step of the search (the
+    first run: retraining counts its steps from 1 again)."""
 
     def __new__(cls, at_step: int):
         from transformers import TrainerCallback
@@ -91,7 +91,7 @@ class _Capture:
             state: dict | None = None
 
             def on_step_end(self, args, state, control, model=None, **kw):
-                if state.global_step == at_step:
+                if state.global_step == at_step and self.state is None:
                     self.state = _trainable(model)
 
         return Capture()
@@ -258,12 +258,13 @@ def example_run(tmp_path_factory):
 @pytest.mark.slow
 def test_example_runs_search_switch_and_retrain(example_run):
     out, trainer = example_run
-    assert trainer.state.global_step == 6 and trainer.phase == "retrain"
+    assert trainer.state.global_step == 3 and trainer.phase == "retrain"  # retraining's 3 of the 6
     saved = json.loads((out / "ranks.json").read_text())
     assert saved["ranks"] == trainer.ranks == autolora.current_ranks(trainer.model)
     assert not autolora.selection_parameters(trainer.model)  # fixed-rank adapters, no beta left
     assert all(1 <= r <= 8 for r in trainer.ranks.values())
-    assert (out / "checkpoint-4" / "autolora_state.pt").exists()
+    assert (out / "search" / "result.pt").exists()
+    assert torch.load(out / "retrain" / "checkpoint-2" / "autolora_state.pt", weights_only=False)["phase"] == "retrain"
 
 
 @pytest.mark.slow
@@ -280,7 +281,7 @@ def test_saved_adapter_loads_in_peft_with_equal_logits(example_run):
     assert config["rank_pattern"] == trainer.ranks
 
 
-def _run(out, resume=None, max_steps=6):
+def _run(out, resume=None, max_steps=8):
     trainer = _trainer(
         out, _model(dropout=True), search_steps=4, max_steps=max_steps, save_steps=2, save_strategy="steps"
     )
@@ -297,13 +298,17 @@ def uninterrupted(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cut", [2, 4], ids=["mid-search", "after-switch"])
+@pytest.mark.parametrize(
+    "cut", ["search/checkpoint-2", "search/checkpoint-4", "retrain/checkpoint-2"],
+    ids=["mid-search", "search-done", "mid-retrain"],
+)
 def test_resume_reproduces_the_uninterrupted_run(tmp_path, uninterrupted, cut):
-    """Dropout on: the resumed run must also restore the RNG, beta's Adam and the stream positions."""
+    """Dropout on: the resumed run must also restore the RNG, beta's Adam, the stream positions and
+    the search's records; a retraining checkpoint resumes without searching again."""
     out, alpha, params = uninterrupted
-    state = torch.load(out / f"checkpoint-{cut}" / "autolora_state.pt", weights_only=False)
-    assert state["phase"] == ("search" if cut < 4 else "retrain")
-    resumed_alpha, resumed_params = _run(tmp_path, resume=str(out / f"checkpoint-{cut}"))
+    state = torch.load(out / cut / "autolora_state.pt", weights_only=False)
+    assert state["phase"] == cut.split("/")[0]
+    resumed_alpha, resumed_params = _run(tmp_path, resume=str(out / cut))
     assert resumed_alpha["ranks"] == alpha["ranks"]
     for name, a in alpha["alpha"].items():
         torch.testing.assert_close(torch.tensor(resumed_alpha["alpha"][name]), torch.tensor(a), msg=name)
@@ -323,7 +328,7 @@ def test_bad_input_is_refused_before_training(tmp_path):
     ):
         AutoLoraArguments(search_steps=2, hypergradient="none", rank_rule="alpha")
     plain = EXAMPLE.tiny_model()
-    with pytest.raises(ValueError, match="model: has no search-mode"):
+    with pytest.raises(ValueError, match="model: has no AutoLoRA adapters"):
         _trainer(tmp_path, plain)
     model = _model()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}

@@ -65,6 +65,10 @@ class AutoLoraArguments:
     rank_budget: float | None = DEFAULT_BUDGET  # average rank per adapter; None: the rule's own ranks
     rank_total: int | None = None
     rank_share: str = "selection"
+    stability_window: int = 50
+    stop_when_stable: bool = False
+    min_search_steps: int = 0
+    retrain_init: str = "fresh"
 
     def __post_init__(self) -> None:
         if (self.search_steps is None) == (self.search_epochs is None):

@@ -1,5 +1,5 @@
 """AutoLoRA in a Hugging Face Trainer script: the search, the rank selection and the retraining run
-inside one `trainer.train()`.
+inside one `trainer.train()`. `autolora run` drives the same trainer.
 
     autolora.inject(model, rank=8, trainable=["classifier"])          # in place of get_peft_model
     trainer = AutoLoraTrainer(model=model, args=args, train_dataset=train,
@@ -7,44 +7,49 @@ inside one `trainer.train()`.
     trainer.train()
     trainer.save_model()                                               # PEFT layout + ranks.json
 
-Phases, by optimizer step (state.global_step):
-  search   [0, search_steps): each step is one BilevelSearch iteration (autolora.search) on its own
-           seeded streams over D_tr and D_val (val_dataset, or the pipeline's 1:1 split of
-           train_dataset), so W never trains on the examples beta is judged on; the Trainer's batches
-           of those steps are drawn and not used. grad_W L_tr goes into .grad, so the Trainer's
-           clipping, optimizer and schedule update W; beta takes its own Adam step here.
-  switch   ranks selected (AutoLoraArguments.rank_rule, rank_budget, rank_share: the budget's
-           total shared by the search; autolora.tuner.allocation), the adapters turned in place
-           into fixed-rank ones (warm start: nothing reloaded), ranks.json written, optimizer and
-           schedule rebuilt.
-  retrain  [search_steps, max_steps): the Trainer's own step on the whole train_dataset.
-Each phase gets the Trainer's schedule (warmup and decay) over its own steps, as the pipeline trains
-the searched and the fixed adapters in two runs.
+`train()` runs two Trainer runs on one model, each with the Trainer's own loop, optimizer, schedule,
+logging, checkpoints (output_dir/search/checkpoint-N, output_dir/retrain/checkpoint-N) and resume:
+  search   search_steps optimizer steps, each one BilevelSearch step (autolora.search) on its own seeded
+           streams over D_tr and D_val (val_dataset, or the pipeline's 1:1 split of train_dataset), so
+           W never trains on the examples beta is judged on; the Trainer's batches of those steps are
+           drawn and not used. W's gradient goes into .grad, so the Trainer's clipping, optimizer and
+           schedule update W; beta takes its own Adam step (lr_beta). The records of every step
+           (autolora.integrations.search_phase) give the ranks, the diagnostics and the stop rule.
+  switch   the ranks (rank_rule, carried to rank_budget / rank_total, shared by the search) turn the
+           adapters in place into fixed-rank ones (autolora.tuner.retraining: warm keeps the selected
+           components, fresh starts new ones and puts the head back); ranks.json and
+           search/result.pt are written, so a resumed run never searches again.
+  retrain  the Trainer's own step on the whole train_dataset for the run's remaining steps
+           (retrain_args: its own TrainingArguments, e.g. another learning rate or length).
 
-Several processes (torchrun, accelerate launch): the steps run on the unwrapped model and average
-gradients with autolora.train.distributed, not through DDP: the search differentiates with
-torch.autograd.grad, which DDP's reducer does not see, and after the switch the fixed-rank
-parameters are new tensors the DDP wrapper does not hold.
+Several processes (torchrun, accelerate launch): retraining runs under the accelerator's DDP, which
+averages its gradients. The search differentiates with torch.autograd.grad, which DDP's reducer does
+not see, so the bilevel step averages its own gradients (autolora.train.distributed).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
 import torch
-import torch.distributed as torch_dist
 
 from autolora.extras import MissingExtra, missing
 
 if absent := missing("trainer"):
     raise MissingExtra("trainer", "AutoLoraTrainer", absent)
 
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer, TrainerState, TrainingArguments
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import get_last_checkpoint
 
 from autolora.integrations.arguments import AutoLoraArguments
+from autolora.integrations.search_phase import SearchRecorder, ranks_report
 from autolora.integrations.trainer_state import (
+    RESULT_NAME,
     STATE_NAME,
+    check_setup,
     default_split,
     fixed_layout_,
     head_modules,
@@ -52,52 +57,64 @@ from autolora.integrations.trainer_state import (
 )
 from autolora.io.atomic import atomic_write_json
 from autolora.io.peft_export import export_peft
-from autolora.search import BilevelSearch, beta_moves
+from autolora.search import BilevelSearch, beta_moves, rng_state, set_rng_state
+from autolora.search.tracker import SearchTracker
 from autolora.train.distributed import DistContext
-from autolora.train.loop import BatchStream, load_trainable_state, trainable_state
-from autolora.train.state import save_checkpoint
+from autolora.train.state import load_checkpoint, load_trainable_state, save_checkpoint, trainable_state
+from autolora.train.stream import BatchStream
 from autolora.tuner.allocation import RankPolicy
 from autolora.tuner.params import adapters, inner_parameters, selection_parameters
-from autolora.tuner.selection import keep_selected_, policy_ranks
+from autolora.tuner.retraining import SearchResult, pre_search_state, start_retraining_
 
 RANKS_NAME = "ranks.json"
+HISTORY_NAME = "alpha_history.json"
 
 
-class _SwitchAtStepEnd(TrainerCallback):
-    """Switches to retraining right after the search's last optimizer step, so a checkpoint taken at
-    that step already holds the fixed-rank model."""
-
-    def __init__(self, trainer: AutoLoraTrainer) -> None:
-        self.trainer = trainer
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.trainer._maybe_switch()
-        return control
+def _with(args: TrainingArguments, **fields) -> TrainingArguments:
+    """A copy of a phase's arguments with other values. Not dataclasses.replace: building
+    TrainingArguments again resets the accelerator state the Trainer already holds."""
+    args = copy.copy(args)
+    for name, value in fields.items():
+        setattr(args, name, value)
+    return args
+def _global_step(checkpoint: str) -> int:
+    """The optimizer steps a Trainer checkpoint had taken."""
+    return TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE_NAME)).global_step
 
 
 class AutoLoraTrainer(Trainer):
-    """transformers.Trainer for a model with search-mode AutoLoRA adapters (autolora.inject).
+    """transformers.Trainer for a model with AutoLoRA adapters (autolora.inject).
 
     One `train()` searches (each optimizer step one bilevel iteration), selects the ranks, turns the
-    adapters into fixed-rank ones in place and retrains them for the remaining steps. After
-    `train()`, `ranks` holds the selected ranks (adapter name -> rank), output_dir/ranks.json too;
-    `save_model()` writes the PEFT layout.
+    adapters into fixed-rank ones in place and retrains them. A model whose adapters are all fixed
+    already (given ranks) is only retrained. After `train()`, `ranks` holds the selected ranks
+    (adapter name -> rank) and `search_result` the search's records; output_dir/ranks.json has them
+    too; `save_model()` writes the PEFT layout.
 
     Args:
         *args (Any): the Trainer's positional arguments.
         autolora: the search's length and options.
-        val_dataset (Dataset | None): beta's data (the outer step); None splits train_dataset in halves with a
-            seeded split.
+        val_dataset (Dataset | None): beta's data (the outer step); None splits train_dataset in halves
+            with a seeded split.
+        retrain_args (TrainingArguments | None): retraining's own arguments (learning rate, schedule,
+            max_steps: its length); None: `args` for the run's steps after the search.
         **kwargs (Any): the Trainer's keyword arguments (model, args, train_dataset, processing_class, ...);
             `optimizers` is refused, since each phase builds its own.
 
     Raises:
         TypeError: `autolora` is not an AutoLoraArguments.
-        ValueError: `optimizers` given, no train_dataset, a model without search-mode adapters, or a
-            Trainer setting the search cannot run with (named in the message).
+        ValueError: `optimizers` given, no train_dataset, a model without adapters, or a Trainer setting
+            the search cannot run with (named in the message).
     """
 
-    def __init__(self, *args, autolora: AutoLoraArguments, val_dataset=None, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        autolora: AutoLoraArguments,
+        val_dataset=None,
+        retrain_args: TrainingArguments | None = None,
+        **kwargs,
+    ) -> None:
         if not isinstance(autolora, AutoLoraArguments):
             raise TypeError(f"autolora: expected AutoLoraArguments, got {type(autolora).__name__}")
         optimizers = kwargs.get("optimizers", (None, None))
@@ -107,60 +124,43 @@ class AutoLoraTrainer(Trainer):
                 "has new parameters); choose them with TrainingArguments.optim or optimizer_cls_and_kwargs"
             )
         super().__init__(*args, **kwargs)
-        self.autolora_args = autolora
-        self._check_setup()
-        seed = self.args.seed if autolora.split_seed is None else autolora.split_seed
-        self._seed = seed
+        self.autolora_args, self.retrain_args = autolora, retrain_args
+        self._searched = [(n, a) for n, a in adapters(self.model) if a.beta is not None]
+        self.phase = "search" if self._searched else "retrain"
+        check_setup(self, self._searched)
+        if self._searched and (autolora.rank_total is not None or autolora.rank_budget is not None):
+            self._policy()  # an explicit rank_total outside n..n*k fails here
+        self._seed = self.args.seed if autolora.split_seed is None else autolora.split_seed
         if val_dataset is None:
-            self._d_tr, self._d_val = default_split(self.train_dataset, seed)
+            self._d_tr, self._d_val = default_split(self.train_dataset, self._seed)
         else:
             self._d_tr, self._d_val = self.train_dataset, val_dataset
-        self.phase = "search"
         self.ranks: dict[str, int] | None = None
+        if self.phase == "retrain":
+            self.ranks = {n: a.rank for n, a in adapters(self.model)}
+        self.search_result: SearchResult | None = None
+        self._initial = pre_search_state(self.model)  # a fresh retraining puts the head back to it
         self._streams: tuple[BatchStream, BatchStream] | None = None
         self._searcher: BilevelSearch | None = None
         self._beta_opt: torch.optim.Optimizer | None = None
         self._resumed: dict | None = None  # the beta optimiser's and streams' state, until they exist
-        self._total_steps: int | None = None
-        self._search_logs: dict[str, float] = {}
-        self._ranks_record: dict | None = None
-        self.add_callback(_SwitchAtStepEnd(self))
+        self._recorder: SearchRecorder | None = None
+        if self._searched:
+            a = autolora
+            tracker = SearchTracker(
+                self._searched,
+                policy=self._policy(),
+                window=a.stability_window,
+                stop_when_stable=a.stop_when_stable,
+                min_steps=a.min_search_steps,
+            )
+            self._recorder = SearchRecorder(tracker, lambda: self.phase == "search")
+            self.add_callback(self._recorder)
 
-    def _check_setup(self) -> None:
-        """Everything the search cannot run with, refused before any training."""
-        if not selection_parameters(self.model):
-            raise ValueError(
-                "model: has no search-mode AutoLoRA adapters; "
-                "call autolora.inject(model, mode='search') first"
-            )
-        a = self.autolora_args
-        if a.rank_total is not None or a.rank_budget is not None:
-            ks = [ad.rank for _, ad in adapters(self.model) if ad.beta is not None]
-            if len(set(ks)) > 1:
-                raise ValueError(
-                    f"rank_budget/rank_total: needs adapters of one k, got k in {sorted(set(ks))}; "
-                    "set rank_budget=None for the rule's own ranks"
-                )
-            self._policy()  # an explicit rank_total outside n..n*k fails here
-        if self.train_dataset is None:
-            raise ValueError("train_dataset: AutoLoraTrainer needs one (the search and retraining read it)")
-        if self.args.load_best_model_at_end:
-            raise ValueError(
-                "load_best_model_at_end: not supported (the best checkpoint may predate the switch)"
-            )
-        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
-            raise ValueError("deepspeed/fsdp: not supported; the search needs whole, unsharded adapters")
-        gc_on = getattr(self.args, "activation_checkpointing", None) or self.args.gradient_checkpointing
-        gc_kwargs = (
-            getattr(self.args, "activation_checkpointing_kwargs", None)
-            or self.args.gradient_checkpointing_kwargs
-            or {}
-        )
-        if gc_on and isinstance(gc_kwargs, dict) and gc_kwargs.get("use_reentrant", False):
-            raise ValueError(
-                "activation_checkpointing_kwargs: use_reentrant=True cannot be differentiated with "
-                "torch.autograd.grad, which the search needs; pass use_reentrant=False"
-            )
+    def _policy(self) -> RankPolicy:
+        """The rule, budget and share of AutoLoraArguments over this model's searched adapters."""
+        a, ks = self.autolora_args, [ad.rank for _, ad in self._searched]
+        return RankPolicy.of(len(ks), max(ks), a.rank_rule, a.rank_budget, a.rank_total, a.rank_share)
 
     # -- the search's data and length ----------------------------------------------------------------
     def _search_streams(self) -> tuple[BatchStream, BatchStream]:
@@ -193,17 +193,12 @@ class AutoLoraTrainer(Trainer):
         """Optimizer steps of the search: search_steps, or search_epochs passes over D_tr.
 
         Returns:
-            The number of steps before retraining begins.
+            The number of steps before retraining begins (fewer run if the stop rule ends the search).
         """
         a = self.autolora_args
         if a.search_steps is not None:
             return a.search_steps
         return max(1, math.ceil(a.search_epochs * len(self._search_streams()[0])))
-
-    def _dist(self) -> DistContext:
-        if self.args.world_size > 1 and torch_dist.is_available() and torch_dist.is_initialized():
-            return DistContext(torch_dist.get_rank(), torch_dist.get_world_size())
-        return DistContext()
 
     def _grad_scale(self) -> float:
         """fp16: the accelerator's loss scale (its optimizer step unscales .grad); 1 otherwise."""
@@ -215,46 +210,101 @@ class AutoLoraTrainer(Trainer):
         scaler.scale(torch.ones((), device=self.args.device))
         return float(scaler.get_scale())
 
-    # -- optimizers ----------------------------------------------------------------------------------
-    def create_optimizer(self, model=None):
-        """The Trainer's optimizer over W only during the search: beta has its own Adam (lr_beta)."""
-        betas = selection_parameters(self.model) if self.optimizer is None else []
-        for b in betas:  # hidden from the Trainer's requires_grad filter for the time of the call
-            b.requires_grad_(False)
-        try:
-            return super().create_optimizer(model)
-        finally:
-            for b in betas:
-                b.requires_grad_(True)
+    # -- the two runs ---------------------------------------------------------------------------------
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        """Search, switch, retrain; with resume_from_checkpoint (True: the latest checkpoint of each
+        phase under output_dir; a path: that checkpoint), a run that stopped continues where it was.
 
-    def create_scheduler(self, num_training_steps: int, optimizer=None):
-        """The Trainer's schedule over the current phase's steps (num_training_steps is the run's)."""
-        search = self.search_steps
-        if self.phase == "search" and search >= num_training_steps:
+        Args:
+            resume_from_checkpoint: as the Trainer's.
+            **kwargs (Any): the Trainer's train() keyword arguments.
+
+        Returns:
+            The retraining run's TrainOutput.
+        """
+        base = self.args
+        out = Path(base.output_dir)
+        phase, checkpoint, result_file = self._resume_point(resume_from_checkpoint, out)
+        retrain_args = self._retrain_args(base, out / "retrain")  # its length is checked before the search
+        try:
+            if self.phase == "search" and phase == "retrain":
+                self._restore_switch(load_checkpoint(result_file), out)
+            elif self.phase == "search":
+                self.args = _with(base, output_dir=str(out / "search"), max_steps=self.search_steps)
+                if checkpoint is not None and _global_step(checkpoint) >= self.search_steps:
+                    self._load_from_checkpoint(checkpoint)  # the search's last step: nothing to run
+                    self._load_rng_state(checkpoint)
+                else:
+                    super().train(checkpoint, **kwargs)
+                self._switch(out)
+            self.args = retrain_args
+            self.model_wrapped = self.model  # the accelerator wraps the retraining model anew (DDP)
+            self.optimizer = self.lr_scheduler = None
+            return super().train(checkpoint if phase == "retrain" else None, **kwargs)
+        finally:
+            self.args = base
+
+    def _resume_point(self, resume: str | bool | None, out: Path) -> tuple[str, str | None, Path | None]:
+        """(the phase to resume in, its checkpoint or None, the finished search's result.pt or None).
+
+        True: a finished search (output_dir/search/result.pt) resumes retraining from its latest
+        checkpoint, else the search from its latest one. A path: that checkpoint (its autolora_state.pt
+        names the phase; retraining's needs the result.pt of the run it came from).
+        """
+        if not resume:
+            return self.phase, None, None
+        if resume is True and self.phase == "retrain":  # given ranks: there is no search to resume
+            folder = out / "retrain"
+            return "retrain", get_last_checkpoint(str(folder)) if folder.is_dir() else None, None
+        if resume is True:
+            result = out / "search" / RESULT_NAME
+            phase = "retrain" if result.exists() else "search"
+            folder = out / phase
+            last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+            return phase, last, result if phase == "retrain" else None
+        path = Path(resume)
+        phase = load_state(path)["phase"]
+        result = path.parent.parent / "search" / RESULT_NAME
+        if phase == "retrain" and self.phase == "search" and not result.exists():
             raise ValueError(
-                f"search_steps: the search takes {search} of the run's {num_training_steps} optimizer steps "
-                "and leaves none to retrain; raise max_steps/num_train_epochs or shorten the search"
+                f"resume_from_checkpoint: {path} is a retraining checkpoint, and its run has no "
+                f"{result} (the finished search it retrains)"
             )
-        self._total_steps = num_training_steps
-        steps = search if self.phase == "search" else num_training_steps - search
-        return super().create_scheduler(steps, optimizer)
+        return phase, str(path), result if phase == "retrain" else None
+
+    def _retrain_args(self, base: TrainingArguments, folder: Path) -> TrainingArguments:
+        if self.retrain_args is not None:
+            return _with(self.retrain_args, output_dir=str(folder))
+        total = base.max_steps
+        if total <= 0:  # num_train_epochs over the Trainer's own batches, as it counts them
+            per_epoch = max(len(self.get_train_dataloader()) // base.gradient_accumulation_steps, 1)
+            total = math.ceil(base.num_train_epochs * per_epoch)
+        search = self.search_steps if self._searched else 0
+        if total <= search:
+            raise ValueError(
+                f"search_steps: the search takes {search} of the run's {total} optimizer steps and leaves "
+                "none to retrain; raise max_steps/num_train_epochs or shorten the search"
+            )
+        return _with(base, output_dir=str(folder), max_steps=total - search)
 
     # -- steps ---------------------------------------------------------------------------------------
     def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
-        self._maybe_switch()  # a run resumed at exactly search_steps switches before its first step
-        if self.phase == "search":
-            # One search iteration per optimizer step, at the group's last micro-batch: it reads its
-            # own accumulation micro-batches from D_tr and D_val; the others add nothing.
-            if not self.accelerator.sync_gradients:
-                return torch.zeros((), device=self.args.device)
-            return self._search_step()
-        dist = self._dist()
-        if not dist.enabled:
+        if self.phase != "search":
             return super().training_step(model, inputs, num_items_in_batch)
-        loss = super().training_step(self.model, inputs, num_items_in_batch)
-        if self.accelerator.sync_gradients:
-            dist.allreduce_mean_([p.grad for p in self.model.parameters() if p.grad is not None])
-        return loss
+        # One search iteration per optimizer step, at the group's last micro-batch: it reads its own
+        # accumulation micro-batches from D_tr and D_val; the others add nothing.
+        if not self.accelerator.sync_gradients:
+            return torch.zeros((), device=self.args.device)
+        searcher, (tr, val) = self._get_searcher(), self._search_streams()
+        searcher.grad_scale = self._grad_scale()
+        self.model.train()
+        a, done = self.autolora_args, self.state.global_step
+        if beta_moves(done, a.hypergradient, a.beta_warmup_steps, a.beta_every):
+            losses = searcher.step(tr.next(), val.next())
+        else:  # W alone (beta stays where it is) on the steps beta does not move
+            losses = searcher.inner_step(tr.next())
+        self._recorder.push(done + 1, losses)
+        return losses["loss_tr"].to(self.args.device)
 
     def _get_searcher(self) -> BilevelSearch:
         if self._searcher is None:
@@ -262,7 +312,7 @@ class AutoLoraTrainer(Trainer):
             self._beta_opt = torch.optim.Adam(outer, lr=self.autolora_args.lr_beta)
             if self._resumed is not None and self._resumed.get("beta_opt") is not None:
                 self._beta_opt.load_state_dict(self._resumed["beta_opt"])
-            dist, args = self._dist(), self.args
+            dist, args = DistContext.current(), self.args
             autocast = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
             self._searcher = BilevelSearch(
                 self.model,
@@ -274,78 +324,66 @@ class AutoLoraTrainer(Trainer):
                 loss_fn=lambda model, batch: self.compute_loss(model, batch),
                 reduce=dist.allreduce_mean_ if dist.enabled else None,
                 autocast=autocast,
+                step_inner=False,  # the Trainer's optimizer steps W
             )
         return self._searcher
 
-    def _search_step(self) -> torch.Tensor:
-        """BilevelSearch.step's update, with W's half left to the Trainer's optimizer."""
-        searcher, (tr, val) = self._get_searcher(), self._search_streams()
-        scale = self._grad_scale()
-        searcher.loss_scale = scale
-        self.model.train()
-        a = self.autolora_args  # W alone (beta stays where it is) on the steps beta does not move
-        if not beta_moves(self.state.global_step, a.hypergradient, a.beta_warmup_steps, a.beta_every):
-            loss_tr, g = searcher.train_gradient(tr.next())
-            self._search_logs = {}
-        else:
-            loss_tr, g, hyper, loss_val = searcher.hypergradient(tr.next(), val.next())
-            for p, h in zip(searcher.outer, hyper, strict=True):
-                p.grad = h.detach()
-            self._beta_opt.step()
-            self._beta_opt.zero_grad(set_to_none=True)
-            self._search_logs = {"search_val_loss": loss_val.detach()}  # read in log(): no sync a step
-        for p, gi in zip(searcher.inner, g, strict=True):
-            p.grad = gi.detach() * scale if scale != 1.0 else gi.detach()
-        return loss_tr.detach().to(self.args.device)
-
-    def _policy(self) -> RankPolicy:
-        """The rule, budget and share of AutoLoraArguments over this model's searched adapters."""
-        a, ks = self.autolora_args, [ad.rank for _, ad in adapters(self.model) if ad.beta is not None]
-        return RankPolicy.of(len(ks), max(ks), a.rank_rule, a.rank_budget, a.rank_total, a.rank_share)
+    def create_optimizer(self, model=None):
+        """The Trainer's optimizer over W only during the search: beta has its own Adam (lr_beta)."""
+        betas = selection_parameters(self.model) if self.phase == "search" else []
+        for b in betas:  # hidden from the Trainer's requires_grad filter for the time of the call
+            b.requires_grad_(False)
+        try:
+            return super().create_optimizer(model)
+        finally:
+            for b in betas:
+                b.requires_grad_(True)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if self.phase == "search" and "loss" in logs:  # the ranks the switch would apply now
-            ranks = list(policy_ranks(self.model, self._policy())[2].values())
-            search = {k: float(v) for k, v in self._search_logs.items()}
-            logs = {**logs, **search, "rank_sum": sum(ranks), "rank_max": max(ranks)}
+        history = self._recorder.history if self._recorder is not None else []
+        if self.phase == "search" and "loss" in logs and history:  # read at this logging step
+            last = history[-1]
+            extra = {"search_val_loss": last["loss_val"]} if "loss_val" in last else {}
+            ranks = list(last["ranks"].values())
+            logs = {**logs, **extra, "rank_sum": sum(ranks), "rank_max": max(ranks)}
         super().log(logs, start_time)
 
     # -- the switch ----------------------------------------------------------------------------------
-    def _maybe_switch(self) -> None:
-        if self.phase == "search" and self.state.global_step >= self.search_steps:
-            self._switch()
+    def _switch(self, out: Path) -> None:
+        """The search's ranks, the retraining model in place, ranks.json and search/result.pt."""
+        result = self._recorder.result(self.model)
+        a = self.autolora_args
+        start_retraining_(self.model, result, a.retrain_init, self._initial, self._seed + 2)
+        self._after_switch(result, out)
 
-    def _switch(self) -> None:
-        """Select ranks, keep the selected components in place, rebuild optimizer and schedule."""
-        policy = self._policy()
-        rule = policy.rule
-        selected, sizes, ranks = policy_ranks(self.model, policy)
-        searched = [(n, a) for n, a in adapters(self.model) if a.beta is not None]
-        alpha = {n: a.alpha().detach().float().cpu().tolist() for n, a in searched}
-        k = {n: a.rank for n, a in searched}
-        norms = sizes if policy.share == "norm" else None
-        weights = None
-        if policy.total is not None:  # rule alpha: the top ranks by alpha
-            weights = {n: a.alpha().detach() for n, a in searched}
-        keep_selected_(self.model, ranks, rule=rule, weights=weights)
-        self.phase, self.ranks = "retrain", ranks
+    def _restore_switch(self, saved: dict, out: Path) -> None:
+        """A resumed run whose search had finished: the retraining model it switched to, rebuilt."""
+        result: SearchResult = saved["result"]
+        fixed_layout_(self.model, result.ranks)
+        load_trainable_state(self.model, saved["start"])
+        set_rng_state(saved["rng"])  # retraining draws what it drew in the run that switched
+        self._recorder.history = result.history
+        self._after_switch(result, out)
+
+    def _after_switch(self, result: SearchResult, out: Path) -> None:
+        """Retraining's phase; its ranks in ranks.json and alpha_history.json, and in search/result.pt
+        with the model retraining starts from (a resumed run starts from it without searching)."""
+        self.phase, self.ranks, self.search_result = "retrain", dict(result.ranks), result
         self._searcher = self._beta_opt = self._resumed = None
-        self._ranks_record = {"ranks": ranks, "k": k, "alpha": alpha, "search_steps": self.search_steps}
-        if policy.total is not None:
-            self._ranks_record.update(ranks_selected=selected, update_norms=norms, rank_total=policy.total)
-        if self.args.should_save:
-            atomic_write_json(Path(self.args.output_dir) / RANKS_NAME, self._ranks_record)
-        self.optimizer, self.lr_scheduler = None, None
-        self.create_optimizer()
-        self.optimizer = self.accelerator.prepare(self.optimizer)
-        self.create_scheduler(self._total_steps or self.state.max_steps)
-        for attr in ("model", "optimizer", "lr_scheduler"):
-            setattr(self.callback_handler, attr, getattr(self, attr))
+        if not self.args.should_save:
+            return
+        tracker = self._recorder.tracker
+        k = {n: len(alpha) for n, alpha in result.alpha.items()}
+        atomic_write_json(out / RANKS_NAME, ranks_report(result, tracker, k, self.autolora_args.rank_share))
+        names = [n for n, _ in tracker.named]
+        atomic_write_json(out / HISTORY_NAME, {"adapters": names, "history": result.history})
+        state = {"result": result, "start": trainable_state(self.model), "rng": rng_state()}
+        save_checkpoint(out / "search" / RESULT_NAME, state)
 
     # -- saving and resuming -------------------------------------------------------------------------
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        """The adapter in PEFT's layout (PeftModel.from_pretrained loads it) and ranks.json; in a
-        checkpoint (the Trainer's internal call) also autolora_state.pt, which resuming reads."""
+        """The adapter in PEFT's layout (PeftModel.from_pretrained loads it); in a checkpoint (the
+        Trainer's internal call) also autolora_state.pt, which resuming reads."""
         if not self.args.should_save:
             return
         out = Path(output_dir or self.args.output_dir)
@@ -353,40 +391,39 @@ class AutoLoraTrainer(Trainer):
         export_peft(self.model, out, head_modules(self.model), base)
         if self.processing_class is not None:
             self.processing_class.save_pretrained(out)
-        if self.ranks is not None:
-            atomic_write_json(out / RANKS_NAME, self._ranks_record)
         if _internal_call:
             save_checkpoint(out / STATE_NAME, self._state())
 
     def _state(self) -> dict:
-        tr, val = self._search_streams()
-        return {
-            "phase": self.phase,
-            "search_step": min(self.state.global_step, self.search_steps),
-            "search_steps": self.search_steps,
-            "ranks": self.ranks,
-            "ranks_record": self._ranks_record,
-            "params": trainable_state(self.model),
-            "beta_opt": self._beta_opt.state_dict() if self._beta_opt is not None else None,
-            "streams": {"tr": tr.state_dict(), "val": val.state_dict()},
-        }
+        state = {"phase": self.phase, "params": trainable_state(self.model)}
+        if self.phase == "search":
+            tr, val = self._search_streams()
+            state.update(
+                search_steps=self.search_steps,
+                history=list(self._recorder.history),
+                beta_opt=self._beta_opt.state_dict() if self._beta_opt is not None else None,
+                streams={"tr": tr.state_dict(), "val": val.state_dict()},
+            )
+        return state
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        """The trainable parameters, beta's optimiser and the search's stream positions; after the
-        switch the fixed-rank model is rebuilt first, so the retraining optimizer's state fits it."""
+        """The trainable parameters and, in the search, beta's optimiser, the stream positions and the
+        records so far."""
         state = load_state(resume_from_checkpoint)
-        if state["search_steps"] != self.search_steps:
+        if state["phase"] != self.phase:
             raise ValueError(
-                f"search_steps: the checkpoint's search is {state['search_steps']} steps, this run's "
-                f"{self.search_steps}; resume with the same AutoLoraArguments"
+                f"resume_from_checkpoint: {resume_from_checkpoint} is a {state['phase']} checkpoint, "
+                f"this run is in its {self.phase} phase"
             )
-        if state["phase"] == "retrain" and self.phase == "search":
-            fixed_layout_(self.model, state["ranks"])
-            self.phase, self.ranks, self._ranks_record = "retrain", state["ranks"], state["ranks_record"]
-            if self.args.should_save:  # this run's output_dir gets the ranks too, as at the switch
-                atomic_write_json(Path(self.args.output_dir) / RANKS_NAME, self._ranks_record)
+        if self.phase == "search":
+            if state["search_steps"] != self.search_steps:
+                raise ValueError(
+                    f"search_steps: the checkpoint's search is {state['search_steps']} steps, this run's "
+                    f"{self.search_steps}; resume with the same AutoLoraArguments"
+                )
+            self._recorder.history = list(state["history"])
+            self._resumed = state
+            if self._streams is not None:  # built already (search_epochs): put them where the run was
+                for s, key in zip(self._streams, ("tr", "val"), strict=True):
+                    s.load_state_dict(state["streams"][key])
         load_trainable_state(self.model, state["params"])
-        self._resumed = state if state["phase"] == "search" else None
-        if self._streams is not None:  # built already (search_epochs): put them where the run was
-            for s, key in zip(self._streams, ("tr", "val"), strict=True):
-                s.load_state_dict(state["streams"][key])

@@ -1,5 +1,6 @@
 """What AutoLoraTrainer keeps beside the Trainer's own state: its checkpoint file, the fixed-rank layout
-a resumed retraining is rebuilt into, the D_tr/D_val split, and the modules saved as heads."""
+a resumed retraining is rebuilt into, the D_tr/D_val split, the modules saved as heads, and the
+Trainer settings it refuses before training."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from autolora.tuner.params import adapter_layers, adapters
 from autolora.tuner.selection import keep_selected_
 
 STATE_NAME = "autolora_state.pt"  # in every checkpoint-N folder, beside the Trainer's files
+RESULT_NAME = "result.pt"  # output_dir/search/: the finished search and the model retraining starts from
 PHASES = ("search", "retrain")
 
 
@@ -75,3 +77,44 @@ def default_split(dataset, seed: int):
         isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint", "bool"))
     )
     return split_train_val(dataset, seed, stratify)
+
+
+def check_setup(trainer, searched: list) -> None:
+    """Everything AutoLoraTrainer cannot run with, refused before any training.
+
+    Args:
+        trainer: the AutoLoraTrainer being built (its model, args and train_dataset are read).
+        searched: its search-mode adapters, (name, adapter) pairs; empty when only retraining.
+
+    Raises:
+        ValueError: the setting at fault, named.
+    """
+    if not list(adapters(trainer.model)):
+        raise ValueError("model: has no AutoLoRA adapters; call autolora.inject(model, mode='search') first")
+    a, args = trainer.autolora_args, trainer.args
+    if searched and (a.rank_total is not None or a.rank_budget is not None):
+        ks = sorted({ad.rank for _, ad in searched})
+        if len(ks) > 1:
+            raise ValueError(
+                f"rank_budget/rank_total: needs adapters of one k, got k in {ks}; "
+                "set rank_budget=None for the rule's own ranks"
+            )
+    if trainer.train_dataset is None:
+        raise ValueError("train_dataset: AutoLoraTrainer needs one (the search and retraining read it)")
+    if args.load_best_model_at_end:
+        raise ValueError("load_best_model_at_end: not supported (the best checkpoint may predate the switch)")
+    if searched and (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled):
+        raise ValueError(
+            "deepspeed/fsdp: the search needs whole adapters in every process (it differentiates "
+            "through a lookahead step of them); search without sharding, then retrain the selected "
+            "ranks sharded (autolora run --ranks ranks.json --fsdp full_shard)"
+        )
+    gc_on = getattr(args, "activation_checkpointing", None) or args.gradient_checkpointing
+    gc_kwargs = (
+        getattr(args, "activation_checkpointing_kwargs", None) or args.gradient_checkpointing_kwargs or {}
+    )
+    if gc_on and isinstance(gc_kwargs, dict) and gc_kwargs.get("use_reentrant", False):
+        raise ValueError(
+            "activation_checkpointing_kwargs: use_reentrant=True cannot be differentiated with "
+            "torch.autograd.grad, which the search needs; pass use_reentrant=False"
+        )

@@ -121,6 +121,10 @@ class BilevelSearch:
         autocast: the dtype for torch.autocast (bf16/fp16), or None.
         loss_scale: multiplies every loss before its backward (and divides the gradients after), so
             fp16 gradients do not underflow.
+        step_inner: True: `step` updates W with inner_opt. False: W's gradient is left in .grad,
+            multiplied by `grad_scale`, for the caller's optimizer step (the Trainer's, whose
+            clipping, fp16 scaler and schedule then apply); inner_opt is then only read (the Adam
+            lookahead's moments).
 
     Raises:
         ValueError: `outer` is empty, or "exact" is asked of several processes.
@@ -138,6 +142,7 @@ class BilevelSearch:
         reduce: Callable[[list[torch.Tensor]], None] | None = None,
         autocast: torch.dtype | None = None,
         loss_scale: float = 1.0,
+        step_inner: bool = True,
     ) -> None:
         if not outer:
             raise ValueError("outer: the model has no selection variables (beta); inject in search mode")
@@ -150,6 +155,8 @@ class BilevelSearch:
         self.config, self.loss_fn, self.autocast = config, loss_fn, autocast
         self.reduce = reduce or _no_reduce
         self.loss_scale = loss_scale
+        self.step_inner = step_inner
+        self.grad_scale = 1.0  # what W's .grad is multiplied by when the caller steps W (fp16 scaler)
         self._backup_workspace: list[torch.Tensor] | None = None  # W's backup, reused every iteration
 
     def _loss(self, model, batches: Batches) -> torch.Tensor:
@@ -211,13 +218,19 @@ class BilevelSearch:
         loss_tr, g, hyper, loss_val = self.hypergradient(b_tr, b_val)
         for p, h in zip(self.outer, hyper, strict=True):
             p.grad = h.detach()
-        for p, gi in zip(self.inner, g, strict=True):
-            p.grad = gi.detach()
         self.outer_opt.step()
-        self.inner_opt.step()
         self.outer_opt.zero_grad(set_to_none=True)
-        self.inner_opt.zero_grad(set_to_none=True)
+        self._update_inner(g)
         return {"loss_tr": loss_tr.detach(), "loss_val": loss_val.detach()}
+
+    def _update_inner(self, g: list[torch.Tensor]) -> None:
+        """W's gradient into .grad, and W's step unless the caller takes it (step_inner False)."""
+        scale = 1.0 if self.step_inner else self.grad_scale
+        for p, gi in zip(self.inner, g, strict=True):
+            p.grad = gi.detach() * scale if scale != 1.0 else gi.detach()
+        if self.step_inner:
+            self.inner_opt.step()
+            self.inner_opt.zero_grad(set_to_none=True)
 
     def train_gradient(self, b_tr: Batches) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(loss_tr, g = grad_W L_tr), reduced across replicas; beta gets no gradient."""
@@ -231,10 +244,7 @@ class BilevelSearch:
         hypergradient "none". At U = 0 (LoRA's init) every hypergradient of beta is 0, so the first
         steps would move beta only by noise. Returns {"loss_tr": a 0-d tensor on the device}."""
         loss_tr, g = self.train_gradient(b_tr)
-        for p, gi in zip(self.inner, g, strict=True):
-            p.grad = gi.detach()
-        self.inner_opt.step()
-        self.inner_opt.zero_grad(set_to_none=True)
+        self._update_inner(g)
         return {"loss_tr": loss_tr.detach()}
 
     def _backup_and_virtual_step(self, g: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -11,7 +11,7 @@ selection has been settled for a window and at least min_steps have run.
 
 A step's readings (`observe`: every alpha and, for the spectral rules and rank_share "norm", the two
 Gram matrices of each update) stay on the device until a logging step, when the run's loop brings
-the pending steps' readings to the host in one transfer (autolora.train.loop.run_phase) and `record`
+the pending steps' readings to the host in one transfer (autolora.integrations.search_phase) and `record`
 turns each into its record; the singular values come from the Grams there, on the host. The stop
 rule is judged at logging steps only, so with stop_when_stable a search ends at the first logging
 step (every log_every steps) at which it has settled.
@@ -23,7 +23,7 @@ import torch
 
 from autolora.nn.adapter import AutoLoraAdapter
 from autolora.search.diagnostics import adapter_diagnostics, allocation_diagnostics, summarise
-from autolora.train.loop import to_host
+from autolora.train.host import to_host
 from autolora.tuner.allocation import RankPolicy
 from autolora.tuner.rank_rules import (
     decision_series,
