@@ -213,11 +213,11 @@ def test_rank_total_is_shared_from_the_model_at_the_switch(tmp_path, share):
 def test_rank_total_and_share_are_checked_before_training(tmp_path):
     with pytest.raises(ValueError, match=r"rank_share: expected selection without a budget"):
         AutoLoraArguments(search_steps=2, rank_share="norm", rank_budget=None)
-    with pytest.raises(ValueError, match=r"rank_budget: expected None or a number >= 1, got 0.5"):
+    with pytest.raises(ValueError, match=r"rank_budget: expected none or a finite number >= 1, got 0.5"):
         AutoLoraArguments(search_steps=2, rank_budget=0.5)
     with pytest.raises(ValueError, match="rank_share: expected selection or norm, got 'size'"):
         AutoLoraArguments(search_steps=2, rank_total=8, rank_share="size")
-    with pytest.raises(ValueError, match="rank_total: expected None or an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="rank_total: expected none or an integer >= 1, got 0"):
         AutoLoraArguments(search_steps=2, rank_total=0)
     model = _model()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
