@@ -152,3 +152,57 @@ def test_help_names_each_default_that_is_not_the_papers_with_its_value_and_the_p
         flag = "--" + name.replace("_", "-")
         assert f"{flag} {format_default(defaults[name])} (paper: " in RUN_DESCRIPTION, name
         assert f"{flag} {papers}" in RUN_DESCRIPTION, name  # the way back to the paper's value
+
+
+def test_debug_shows_the_traceback_instead_of_one_line(tmp_path, capsys):
+    args = ["run", "--lr-beta", "nan", "--output-dir", str(tmp_path / "o")]
+    assert main(args) == 2
+    assert capsys.readouterr().err == "autolora: error: lr_beta: expected a positive finite number, got nan\n"
+    with pytest.raises(ValueError, match="lr_beta: expected a positive finite number, got nan"):
+        main([*args, "--debug"])
+    assert not (tmp_path / "o").exists()
+
+
+def test_debug_in_a_config_file_shows_the_run_s_traceback(tmp_path, monkeypatch):
+    """A config file's `debug: true` counts once the file is read: for errors of the run itself."""
+    import autolora.cli
+
+    def fail(config, dry):
+        raise FileNotFoundError(2, "No such file or directory", "ranks.json")
+
+    monkeypatch.setattr(autolora.cli, "_run", fail)
+    (tmp_path / "c.yaml").write_text("debug: true\n")
+    with pytest.raises(FileNotFoundError, match="ranks.json"):
+        main(["run", "--config", str(tmp_path / "c.yaml"), "--output-dir", str(tmp_path / "o")])
+
+
+def test_interrupt_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
+    import autolora.cli
+
+    def interrupted(config, dry):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(autolora.cli, "_run", interrupted)
+    assert main(["run", "--output-dir", str(tmp_path / "o")]) == 130
+    assert capsys.readouterr().err == "autolora: interrupted; continue with the same command and --resume\n"
+    with pytest.raises(KeyboardInterrupt):
+        main(["run", "--output-dir", str(tmp_path / "o"), "--debug"])
+
+
+def test_a_user_error_from_the_run_is_one_line(tmp_path, capsys, monkeypatch):
+    """OSError and KeyError raised past the config (a folder not writable, a missing key) are the user's
+    to fix: one line, exit status 2."""
+    import autolora.cli
+
+    for error, says in [
+        (PermissionError(13, "Permission denied", str(tmp_path / "o")), "Permission denied"),
+        (KeyError("label"), "label"),
+    ]:
+
+        def fail(config, dry, error=error):
+            raise error
+
+        monkeypatch.setattr(autolora.cli, "_run", fail)
+        assert main(["run", "--output-dir", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("autolora: error: ") and err.count("\n") == 1 and says in err, err

@@ -48,9 +48,9 @@ def test_flags_set_the_decoding_options_over_the_file(tmp_path):
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"num_beams": 0}, "decoding.num_beams: expected >= 1, got 0"),
-        ({"max_new_tokens": 0}, "decoding.max_new_tokens: expected >= 1, got 0"),
-        ({"no_repeat_ngram_size": -1}, "decoding.no_repeat_ngram_size: expected >= 0, got -1"),
+        ({"num_beams": 0}, "decoding.num_beams: expected an integer >= 1, got 0"),
+        ({"max_new_tokens": 0}, "decoding.max_new_tokens: expected an integer >= 1, got 0"),
+        ({"no_repeat_ngram_size": -1}, "decoding.no_repeat_ngram_size: expected an integer >= 0, got -1"),
         ({"beams": 3}, "config.decoding: unknown option(s) ['beams']"),
         ({"num_beams": "many"}, "decoding.num_beams: expected int, got 'many'"),
     ],

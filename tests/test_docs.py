@@ -19,7 +19,14 @@ ROOT = Path(__file__).resolve().parents[1]
 API_PAGES = sorted((ROOT / "docs" / "api").glob("*.md"))
 # Their fields are documented by the metadata `autolora run --help` prints (autolora.config.opt),
 # which docs/cli.md renders in full; an Args section would repeat fifty lines of it.
-FIELDS_IN_HELP = {"autolora.config.PipelineConfig", "autolora.config.DataConfig"}
+FIELDS_IN_HELP = {
+    "autolora.config.PipelineConfig",
+    "autolora.config.DataConfig",
+    "autolora.integrations.arguments.AutoLoraArguments",  # SearchOptions' fields, and three of its own
+    *(f"autolora.run_options.{name}Options" for name in ("Model", "Adapter", "Train", "Retrain")),
+    *(f"autolora.run_options.{name}Options" for name in ("Runtime", "Evaluation", "Output")),
+    "autolora.search_options.SearchOptions",
+}
 SKIPPED_PARAMS = {"self", "cls"}
 
 

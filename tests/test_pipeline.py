@@ -246,7 +246,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(bert_dir, 
         ({"data.train_file": "missing.tsv", "data.eval_file": "missing.tsv"}, "missing.tsv"),
         ({"k": 0}, "k: expected"),
         ({"fd_scheme": "backward"}, "fd_scheme: expected"),
-        ({"beta_every": 0}, "beta_every: expected >= 1, got 0"),
+        ({"beta_every": 0}, "beta_every: expected an integer >= 1, got 0"),
     ],
 )
 def test_bad_input_fails_before_training(bert_dir, tmp_path, overrides, words, capsys):

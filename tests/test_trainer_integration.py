@@ -4,8 +4,10 @@ batch, resumes to the same ranks, and saves an adapter PEFT loads. Tiny BERT fro
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,10 +15,12 @@ import torch
 from torch import nn
 
 import autolora
+from autolora.config import PipelineConfig
 from autolora.data.splits import split_train_val
 from autolora.integrations.arguments import AutoLoraArguments
 from autolora.integrations.trainer import AutoLoraTrainer
 from autolora.search import BilevelSearch, SearchStepConfig
+from autolora.search_options import SearchOptions
 from autolora.train.stream import BatchStream
 from autolora.tuner.rank_rules import effective_rank, rule_weights
 from autolora.tuner.ranks import proportional_ranks
@@ -213,11 +217,11 @@ def test_rank_total_is_shared_from_the_model_at_the_switch(tmp_path, share):
 def test_rank_total_and_share_are_checked_before_training(tmp_path):
     with pytest.raises(ValueError, match=r"rank_share: expected selection without a budget"):
         AutoLoraArguments(search_steps=2, rank_share="norm", rank_budget=None)
-    with pytest.raises(ValueError, match=r"rank_budget: expected None or a number >= 1, got 0.5"):
+    with pytest.raises(ValueError, match=r"rank_budget: expected none or a finite number >= 1, got 0.5"):
         AutoLoraArguments(search_steps=2, rank_budget=0.5)
     with pytest.raises(ValueError, match="rank_share: expected selection or norm, got 'size'"):
         AutoLoraArguments(search_steps=2, rank_total=8, rank_share="size")
-    with pytest.raises(ValueError, match="rank_total: expected None or an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="rank_total: expected none or an integer >= 1, got 0"):
         AutoLoraArguments(search_steps=2, rank_total=0)
     model = _model()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -314,6 +318,25 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, uninterrupted, cut):
         torch.testing.assert_close(torch.tensor(resumed_alpha["alpha"][name]), torch.tensor(a), msg=name)
     for name, value in params.items():
         torch.testing.assert_close(resumed_params[name], value, msg=name)
+
+
+def test_arguments_are_the_pipelines_search_options():
+    """AutoLoraArguments inherits SearchOptions: the same fields, defaults and checks as `autolora run`."""
+    args, config = AutoLoraArguments(search_steps=2), PipelineConfig()
+    for f in dataclasses.fields(SearchOptions):
+        assert getattr(args, f.name) == getattr(config, f.name), f.name
+    assert AutoLoraArguments(search_steps=2, rank_rule="alpha-avg").rank_rule == "alpha-avg"
+    step = AutoLoraArguments(search_epochs=0.5).step_config(3e-4)
+    assert (step.xi, step.fd_r, step.fd_scheme) == (3e-4, SearchStepConfig().fd_r, config.fd_scheme)
+    for field, value, says in [
+        ("lr_beta", float("nan"), "lr_beta: expected a positive finite number, got nan"),
+        ("fd_r", float("inf"), "fd_r: expected a positive finite number, got inf"),
+        ("split_seed", -1, "split_seed: expected none or an integer in 0..4294967295, got -1"),
+        ("search_epochs", float("nan"), "search_epochs: expected none or a positive finite number, got nan"),
+    ]:
+        steps = {} if field == "search_epochs" else {"search_steps": 2}
+        with pytest.raises(ValueError, match=re.escape(says)):
+            AutoLoraArguments(**steps, **{field: value})
 
 
 def test_bad_input_is_refused_before_training(tmp_path):

@@ -174,7 +174,22 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
+# What a user can cause: bad options, files or data (InputError is a ValueError), a missing file or
+# folder, an unwritable output_dir. One line, exit status 2; --debug shows the traceback instead.
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, OSError)
+INTERRUPTED = "autolora: interrupted; continue with the same command and --resume"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """`autolora` on the command line.
+
+    Args:
+        argv: the arguments after the program's name; None: sys.argv's.
+
+    Returns:
+        The exit status: 0 done, 2 a user's error (one line on stderr, `autolora: error: ...`), 130
+        interrupted (Ctrl-C). argparse's own errors exit 2 by raising SystemExit.
+    """
     args = build_parser().parse_args(argv)
     if args.command == "doctor":
         from autolora.doctor import describe, format_description
@@ -187,25 +202,39 @@ def main(argv: list[str] | None = None) -> int:
     skip = ("command", "config", "dry_run")
     given = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
     overrides = {k: None if v is _NONE else v for k, v in given.items()}
+    debug = bool(args.debug)
+    try:
+        config = load_config(args.config, overrides)  # checks every option before anything is built
+        debug = config.debug  # a config file's `debug: true` shows the traceback too
+        return _run(config, args.dry_run)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
+    except USER_ERRORS as err:
+        if debug:
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"autolora: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _run(config: PipelineConfig, dry: bool) -> int:
+    """`autolora run` with a validated config: a dry run, or the pipeline and its summary."""
     import transformers
 
     transformers.logging.set_verbosity_error()  # its per-load report repeats what the summary says
-    try:
-        config = load_config(args.config, overrides)
-        if args.dry_run:
-            from autolora.dry_run import dry_run, format_config, format_dry_run
+    if dry:
+        from autolora.dry_run import dry_run, format_config, format_dry_run
 
-            report = dry_run(config)
-            print(format_config(report))  # stdout: `--dry-run > run.json` gives a --config file
-            print(format_dry_run(report), file=sys.stderr)
-            return 0
-        from autolora.pipeline import Pipeline
+        report = dry_run(config)
+        print(format_config(report))  # stdout: `--dry-run > run.json` gives a --config file
+        print(format_dry_run(report), file=sys.stderr)
+        return 0
+    from autolora.pipeline import Pipeline
 
-        pipeline = Pipeline(config)
-        summary = pipeline.run()
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        print(f"autolora: error: {err}", file=sys.stderr)
-        return 2
+    summary = Pipeline(config).run()
     print(format_summary(summary))
     print(
         f"artifacts in {config.output_dir}: ranks.json, metrics.json, adapter/, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from autolora.checks import check_float, check_int
 from autolora.options import opt
 
 
@@ -31,15 +32,11 @@ class DecodingConfig:
     )
 
     def validate(self) -> None:
-        """Raises ValueError naming the option (as decoding.<name>) when a value is out of range."""
-        checks = [
-            (self.num_beams >= 1, "num_beams", ">= 1"),
-            (self.no_repeat_ngram_size >= 0, "no_repeat_ngram_size", ">= 0"),
-            (self.max_new_tokens >= 1, "max_new_tokens", ">= 1"),
-        ]
-        for ok, name, want in checks:
-            if not ok:
-                raise ValueError(f"decoding.{name}: expected {want}, got {getattr(self, name)!r}")
+        """Raises InputError naming the option (as decoding.<name>) and its value when out of range."""
+        check_int("decoding.num_beams", self.num_beams, 1)
+        check_float("decoding.length_penalty", self.length_penalty)
+        check_int("decoding.no_repeat_ngram_size", self.no_repeat_ngram_size, 0)
+        check_int("decoding.max_new_tokens", self.max_new_tokens, 1)
 
     def generate_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of transformers' generate() (max_new_tokens is capped by the caller)."""

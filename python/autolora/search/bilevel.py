@@ -27,8 +27,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from autolora.checks import check_choice, check_float
 from autolora.options import FD_SCHEMES, HYPERGRADIENTS, LOOKAHEADS
+from autolora.run_options import TrainOptions
 from autolora.search.rng import RngReplay
+from autolora.search_options import SearchOptions, default_of
 from autolora_kernels import lookahead
 
 LossFn = Callable[[nn.Module, dict], torch.Tensor]
@@ -66,26 +69,23 @@ class SearchStepConfig:
         ValueError: a value out of range, named in the message.
     """
 
-    hypergradient: str = "second-order"
-    xi: float = 1e-4  # lookahead step size; the paper takes the inner learning rate
-    fd_r: float = 0.01  # eps = r / ||v||
-    lookahead: str = "sgd"  # "sgd" (paper Eq. 4) or "adam" (the inner optimiser's direction)
+    hypergradient: str = default_of(SearchOptions, "hypergradient")
+    xi: float = default_of(TrainOptions, "lr_w")  # lookahead step; the paper takes the inner rate
+    fd_r: float = default_of(SearchOptions, "fd_r")  # eps = r / ||v||
+    lookahead: str = default_of(SearchOptions, "lookahead")  # "sgd" (paper Eq. 4) or "adam"
     # "central" is the paper's difference (docs/METHOD.md section 5: passes at W+ and W-). "forward"
     # takes W's end of the difference from step 1's pass, which already differentiates
     # L_tr(W, beta; B_tr) with the same masks: one training pass fewer (a search iteration is 3
     # passes, not 4) for an O(r) instead of O(r^2) error in the implicit term (tests/test_search.py
     # and benchmarks/bench_search_profile.py measure it).
-    fd_scheme: str = "forward"
+    fd_scheme: str = default_of(SearchOptions, "fd_scheme")
 
     def __post_init__(self) -> None:
-        if self.hypergradient not in HYPERGRADIENTS:
-            raise ValueError(f"hypergradient: expected one of {HYPERGRADIENTS}, got {self.hypergradient!r}")
-        if self.fd_scheme not in FD_SCHEMES:
-            raise ValueError(f"fd_scheme: expected one of {FD_SCHEMES}, got {self.fd_scheme!r}")
-        if self.lookahead not in LOOKAHEADS:
-            raise ValueError(f"lookahead: expected one of {LOOKAHEADS}, got {self.lookahead!r}")
-        if self.xi < 0 or self.fd_r <= 0:
-            raise ValueError(f"xi >= 0 and fd_r > 0 expected, got xi={self.xi}, fd_r={self.fd_r}")
+        check_choice("hypergradient", self.hypergradient, HYPERGRADIENTS)
+        check_choice("fd_scheme", self.fd_scheme, FD_SCHEMES)
+        check_choice("lookahead", self.lookahead, LOOKAHEADS)
+        check_float("xi", self.xi, 0)
+        check_float("fd_r", self.fd_r, 0, low_open=True)
 
 
 Batches = dict | list[dict]
