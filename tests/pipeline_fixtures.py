@@ -10,7 +10,7 @@ import torch
 from helpers import minilm_tokenizer, tiny_model
 
 from autolora.config import load_config
-from autolora.pipeline import Pipeline
+from autolora.pipeline import run_pipeline
 from autolora.search import BilevelSearch
 
 VOCAB = 30522  # the MiniLM (BERT uncased) tokenizer's vocabulary
@@ -103,7 +103,7 @@ FAST = {
 
 def run(model_dir, out, **overrides):
     cfg = load_config(None, {"model": str(model_dir), "output_dir": str(out), **FAST, **overrides})
-    return Pipeline(cfg).run()
+    return run_pipeline(cfg)
 
 
 def cola(**extra):
@@ -128,3 +128,19 @@ def on_search_step(monkeypatch, hook):
     for name in real:
         monkeypatch.setattr(BilevelSearch, name, routed(name))
     return lambda: [monkeypatch.setattr(BilevelSearch, name, method) for name, method in real.items()]
+
+
+def on_retrain_step(monkeypatch, hook):
+    """Route every retraining step of AutoLoraTrainer through hook(n, trainer, real) with n the step's
+    number in its run (1 on the first) and real() the step itself."""
+    from autolora.integrations.trainer import AutoLoraTrainer
+
+    real = AutoLoraTrainer.training_step
+
+    def step(self, *args, **kwargs):
+        if self.phase != "retrain":
+            return real(self, *args, **kwargs)
+        return hook(self.state.global_step + 1, self, lambda: real(self, *args, **kwargs))
+
+    monkeypatch.setattr(AutoLoraTrainer, "training_step", step)
+    return lambda: monkeypatch.setattr(AutoLoraTrainer, "training_step", real)

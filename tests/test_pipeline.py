@@ -9,6 +9,7 @@ import torch
 from pipeline_fixtures import (
     FAST,
     cola,
+    on_retrain_step,
     on_search_step,
     run,
     save_tiny_bert,
@@ -23,8 +24,8 @@ from autolora.cli import main
 from autolora.config import load_config
 from autolora.io.adapter_format import WEIGHTS_NAME
 from autolora.io.plots import FIGURES
-from autolora.pipeline import Pipeline
-from autolora.train.loop import NonFiniteLoss
+from autolora.pipeline import prepare
+from autolora.train.host import NonFiniteLoss
 
 pytestmark = pytest.mark.slow  # whole runs: search, selection, retraining, evaluation
 
@@ -126,7 +127,7 @@ def test_resume_after_interruption_gives_identical_ranks(bert_dir, tmp_path, mon
     restore = on_search_step(monkeypatch, dying)
     with pytest.raises(KeyboardInterrupt):
         run(bert_dir, tmp_path / "cut", **cola())
-    assert torch.load(tmp_path / "cut/checkpoints/search.pt", weights_only=False)["step"] == 4
+    assert sorted(p.name for p in (tmp_path / "cut/search").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     restore()
     resumed = run(bert_dir, tmp_path / "cut", resume=True, **cola())
     assert resumed["ranks"] == full["ranks"]
@@ -143,100 +144,79 @@ def test_beta_moves_only_after_its_warm_up_and_every_beta_every_steps(bert_dir, 
     assert [alphas[i] != alphas[i - 1] for i in range(1, 6)] == [True, False, True, False, True]
 
 
+def _adapters_equal(tmp_path, a: str, b: str) -> bool:
+    from safetensors.torch import load_file
+
+    weights = [load_file(tmp_path / d / "autolora_adapter" / WEIGHTS_NAME) for d in (a, b)]
+    return weights[0].keys() == weights[1].keys() and all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_warm_retraining_resumes_inside_the_retrain_phase(bert_dir, tmp_path, monkeypatch):
     """Warm retraining turns the searched model into the fixed one in place; a run cut during
-    retraining reloads the finished search, converts it again and continues from retrain.pt."""
-    import autolora.pipeline as pipeline_mod
-
+    retraining rebuilds that model from search/result.pt and continues from retraining's checkpoint,
+    its eval curve included."""
     full = run(bert_dir, tmp_path / "full", retrain_init="warm", eval_every=1, **cola())
     assert [p["step"] for p in full["eval_curve"]] == [1, 2, 3, 4]
     assert {k: v for k, v in full["eval_curve"][-1].items() if k != "step"} == full["eval"]
     plain = run(bert_dir, tmp_path / "plain", retrain_init="warm", **cola())
     assert plain["eval"] == full["eval"] and plain["eval_curve"] is None  # scoring left training alone
-    real_run_phase, calls = pipeline_mod.run_phase, {"n": 0}
 
-    def cut_retrain(**kwargs):
-        step_fn = kwargs["step_fn"]
+    def cut(n, trainer, step):
+        if n == 3:
+            raise KeyboardInterrupt  # as if killed after the checkpoint of retraining step 2
+        return step()
 
-        def step(done):
-            calls["n"] += 1
-            if calls["n"] == 3:
-                raise KeyboardInterrupt  # as if killed after the checkpoint of retraining step 2
-            return step_fn(done)
-
-        if kwargs["name"] == "retrain":
-            kwargs["step_fn"] = step
-        return real_run_phase(**kwargs)
-
-    monkeypatch.setattr(pipeline_mod, "run_phase", cut_retrain)
+    restore = on_retrain_step(monkeypatch, cut)
     with pytest.raises(KeyboardInterrupt):
         run(bert_dir, tmp_path / "cut", retrain_init="warm", eval_every=1, **cola())
-    assert torch.load(tmp_path / "cut/checkpoints/retrain.pt", weights_only=False)["step"] == 2
-    monkeypatch.setattr(pipeline_mod, "run_phase", real_run_phase)
+    assert [p.name for p in (tmp_path / "cut/retrain").glob("checkpoint-*")] == ["checkpoint-2"]
+    restore()
     resumed = run(bert_dir, tmp_path / "cut", retrain_init="warm", resume=True, eval_every=1, **cola())
     assert resumed["ranks"] == full["ranks"]
     assert resumed["eval"] == full["eval"] and resumed["eval_curve"] == full["eval_curve"]
-    from safetensors.torch import load_file
-
-    weights = [load_file(tmp_path / d / "autolora_adapter" / WEIGHTS_NAME) for d in ("full", "cut")]
-    assert weights[0].keys() == weights[1].keys()
-    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert _adapters_equal(tmp_path, "full", "cut")
 
 
 def test_linear_retrain_schedule_falls_to_zero_and_resumes_where_it_was(bert_dir, tmp_path, monkeypatch):
-    """--retrain-schedule linear: step n of N runs at lr * (1 - n / N); a run cut during retraining
-    resumes on the same rates and ends with the same adapters; a checkpoint of the constant schedule
-    is refused by name rather than resumed at the wrong rate."""
-    import autolora.pipeline as pipeline_mod
+    """--retrain-schedule linear: step n of N runs at lr * (1 - (n - 1) / N); a run cut during
+    retraining resumes on the same rates and ends with the same adapters; resuming the constant
+    schedule's run with the linear one is refused, naming the option."""
+    lrs, cut = [], {"at": None}
 
-    real_run_phase, lrs, cut = pipeline_mod.run_phase, [], {"at": None, "n": 0}
+    def watched(n, trainer, step):
+        if n == cut["at"]:
+            raise KeyboardInterrupt  # as if killed after the checkpoint of retraining step 2
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])
+        return step()
 
-    def watched(**kwargs):
-        if kwargs["name"] == "retrain":
-            opt, step_fn = kwargs["stateful"]["opt"], kwargs["step_fn"]
-
-            def step(done):
-                cut["n"] += 1
-                if cut["n"] == cut["at"]:
-                    raise KeyboardInterrupt  # as if killed after the checkpoint of retraining step 2
-                lrs.append(opt.param_groups[0]["lr"])
-                return step_fn(done)
-
-            kwargs["step_fn"] = step
-        return real_run_phase(**kwargs)
-
-    monkeypatch.setattr(pipeline_mod, "run_phase", watched)
+    on_retrain_step(monkeypatch, watched)
     run(bert_dir, tmp_path / "constant", **cola())
     assert lrs == pytest.approx([1e-2] * 4)
     lrs.clear()
     run(bert_dir, tmp_path / "full", retrain_schedule="linear", **cola())
     assert lrs == pytest.approx([1e-2, 0.75e-2, 0.5e-2, 0.25e-2])
     lrs.clear()
-    cut.update(at=3, n=0)
+    cut["at"] = 3
     with pytest.raises(KeyboardInterrupt):
         run(bert_dir, tmp_path / "cut", retrain_schedule="linear", **cola())
-    cut.update(at=None)
+    cut["at"] = None
     resumed = run(bert_dir, tmp_path / "cut", retrain_schedule="linear", resume=True, **cola())
     assert lrs == pytest.approx([1e-2, 0.75e-2, 0.5e-2, 0.25e-2])  # two before the cut, two after
-    from safetensors.torch import load_file
-
-    weights = [load_file(tmp_path / d / "autolora_adapter" / WEIGHTS_NAME) for d in ("full", "cut")]
-    assert weights[0].keys() == weights[1].keys()
-    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert _adapters_equal(tmp_path, "full", "cut")
     assert resumed["eval"] == json.loads((tmp_path / "full/metrics.json").read_text())["eval"]
-    with pytest.raises(ValueError, match="retrain.pt holds no schedule state"):
+    with pytest.raises(ValueError, match="resume: .* retrain_schedule: was 'constant', now 'linear'"):
         run(bert_dir, tmp_path / "constant", retrain_schedule="linear", resume=True, **cola())
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(bert_dir, tmp_path, monkeypatch):
     def nan_at_3(n, step):
         out = step()
-        return {**out, "loss_tr": float("nan")} if n == 3 else out
+        return {**out, "loss_tr": torch.tensor(float("nan"))} if n == 3 else out
 
     on_search_step(monkeypatch, nan_at_3)
-    with pytest.raises(NonFiniteLoss, match=r"search: non-finite loss .* at step 3.*search\.pt is kept"):
+    with pytest.raises(NonFiniteLoss, match=r"search: non-finite loss .* at step 3; the checkpoints"):
         run(bert_dir, tmp_path / "run", **cola())
-    assert torch.load(tmp_path / "run/checkpoints/search.pt", weights_only=False)["step"] == 2
+    assert [p.name for p in (tmp_path / "run/search").glob("checkpoint-*")] == ["checkpoint-2"]
 
 
 @pytest.mark.parametrize(
@@ -265,7 +245,7 @@ def test_bad_input_fails_before_training(bert_dir, tmp_path, overrides, words, c
         args += [flag, *(value if isinstance(value, list) else [str(value)])]
     assert main(args) == 2
     assert words in capsys.readouterr().err
-    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert not (tmp_path / "run").exists()  # nothing written, not even the folder
 
 
 def test_unwritable_output_dir_fails_before_training(bert_dir, tmp_path, capsys):
@@ -301,10 +281,9 @@ def test_large_batch_options_end_to_end(bert_dir, tmp_path):
 def test_trainable_head_alias_adds_modules_to_the_new_head(bert_dir, tmp_path):
     options = {"model": str(bert_dir), "output_dir": str(tmp_path / "run"), **FAST, **cola()}
     cfg = load_config(None, {**options, "trainable": ["@head", "pooler"]})
-    pipe = Pipeline(cfg)
-    pipe.prepare()
-    assert pipe.trainable == ["classifier", "pooler"]
-    trained = {n.rsplit(".", 1)[0] for n, p in pipe._search_model.named_parameters() if p.requires_grad}
+    prep = prepare(cfg)
+    assert prep.trainable == ["classifier", "pooler"]
+    trained = {n.rsplit(".", 1)[0] for n, p in prep.model.named_parameters() if p.requires_grad}
     assert {"classifier", "bert.pooler.dense"} <= trained
     assert not any(n.startswith("bert.encoder") and not n.endswith(("query", "value")) for n in trained)
 

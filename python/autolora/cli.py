@@ -232,9 +232,11 @@ def _run(config: PipelineConfig, dry: bool) -> int:
         print(format_config(report))  # stdout: `--dry-run > run.json` gives a --config file
         print(format_dry_run(report), file=sys.stderr)
         return 0
-    from autolora.pipeline import Pipeline
+    from autolora.pipeline import run_pipeline
 
-    summary = Pipeline(config).run()
+    summary = run_pipeline(config)
+    if "task" not in summary:  # not the main process: it prints nothing
+        return 0
     print(format_summary(summary))
     print(
         f"artifacts in {config.output_dir}: ranks.json, metrics.json, adapter/, "

@@ -1,7 +1,8 @@
 """`autolora run --dry-run`: what a run would train on and how much, checked as a real run checks it.
 
-It goes through Pipeline.prepare() (tokenizer, data, D_tr/D_val split, the search model), so every
-input error a run would report is reported here; it trains nothing and writes nothing.
+It goes through autolora.pipeline.prepare() (the output folder's state, tokenizer, data, D_tr/D_val
+split, the model), so every input error a run would report before training is reported here; it
+trains nothing and writes nothing.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from autolora.config import PipelineConfig
 
 def dry_run(config: PipelineConfig) -> dict:
     """The resolved config, the data sizes and the search model's parameter counts."""
-    from autolora.pipeline import Pipeline
+    from autolora.pipeline import prepare
 
-    pipeline = Pipeline(config)
-    task = pipeline.prepare(create_output=False)
-    model = pipeline.search_model
+    prep = prepare(config)
+    task, model = prep.task, prep.model
     adapters = [a for _, a in autolora.adapters(model)]
     return {
         "config": config.to_dict(),
@@ -26,8 +26,8 @@ def dry_run(config: PipelineConfig) -> dict:
         "metric": task.metric,
         "sizes": {
             "train": len(task.train),
-            "d_tr": len(pipeline.d_tr),
-            "d_val": len(pipeline.d_val),
+            "d_tr": prep.d_tr,
+            "d_val": prep.d_val,
             "eval": len(task.eval),
         },
         "num_labels": task.num_labels,
@@ -36,7 +36,9 @@ def dry_run(config: PipelineConfig) -> dict:
         "components": sum(a.rank for a in adapters),
         "trainable_parameters": autolora.count_trainable(model),
         "total_parameters": sum(p.numel() for p in model.parameters()),
-        "device": str(pipeline.device),
+        "device": str(prep.device),
+        "search_steps": prep.search_steps,
+        "retrain_steps": prep.retrain_steps,
     }
 
 

@@ -60,6 +60,7 @@ from autolora.io.peft_export import export_peft
 from autolora.search import BilevelSearch, beta_moves, rng_state, set_rng_state
 from autolora.search.tracker import SearchTracker
 from autolora.train.distributed import DistContext
+from autolora.train.host import NonFiniteLoss
 from autolora.train.state import load_checkpoint, load_trainable_state, save_checkpoint, trainable_state
 from autolora.train.stream import BatchStream
 from autolora.tuner.allocation import RankPolicy
@@ -340,6 +341,12 @@ class AutoLoraTrainer(Trainer):
                 b.requires_grad_(True)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        loss = logs.get("loss")
+        if self.phase == "retrain" and isinstance(loss, float) and not math.isfinite(loss):
+            raise NonFiniteLoss(
+                f"retrain: non-finite loss {loss} by step {self.state.global_step}; the checkpoints "
+                "before it are kept"
+            )
         history = self._recorder.history if self._recorder is not None else []
         if self.phase == "search" and "loss" in logs and history:  # read at this logging step
             last = history[-1]
