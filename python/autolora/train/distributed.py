@@ -17,6 +17,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from autolora.devices import resolve_device
+
 
 class DistributedError(RuntimeError):
     """A collective failed: another rank died, or did not answer within the timeout."""
@@ -72,13 +74,16 @@ class DistContext:
 
 
 def init_distributed(device: str = "auto", timeout_s: float = 1800.0) -> tuple[DistContext, torch.device]:
-    """Join the launcher's process group if WORLD_SIZE > 1; returns the context and this rank's device."""
+    """Join the launcher's process group if WORLD_SIZE > 1; returns the context and this rank's device.
+
+    Raises:
+        InputError: `device` is one this machine cannot run (autolora.devices.resolve_device).
+    """
+    resolved = resolve_device(device)  # first: "cuda" without CUDA fails here, named, not at .to()
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    use_cuda = torch.cuda.is_available() and device in ("auto", "cuda")
+    use_cuda = resolved.type == "cuda"
     if world <= 1:
-        if device == "auto":
-            return DistContext(), torch.device("cuda" if use_cuda else "cpu")
-        return DistContext(), torch.device(device)
+        return DistContext(), resolved
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if use_cuda:
         torch.cuda.set_device(local_rank)
