@@ -1,7 +1,8 @@
 """`autolora run --dry-run`: what a run would train on and how much, checked as a real run checks it.
 
 It goes through Pipeline.prepare() (tokenizer, data, D_tr/D_val split, the search model), so every
-input error a run would report is reported here; it trains nothing and writes nothing.
+input error a run would report is reported here, and k and data.max_length are checked against the
+model (autolora.fits); it trains nothing and writes nothing.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 
 import autolora
 from autolora.config import PipelineConfig
+from autolora.fits import check_fits
 
 
 def dry_run(config: PipelineConfig) -> dict:
@@ -19,6 +21,7 @@ def dry_run(config: PipelineConfig) -> dict:
     pipeline = Pipeline(config)
     task = pipeline.prepare(create_output=False)
     model = pipeline.search_model
+    check_fits(model, config.k, config.data.max_length)
     adapters = [a for _, a in autolora.adapters(model)]
     return {
         "config": config.to_dict(),
