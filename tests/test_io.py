@@ -10,6 +10,7 @@ import torch
 from helpers import randomize_adapters, tiny_model
 
 import autolora
+from autolora.tuner.pooling import pooling_of
 
 IDS = torch.tensor([[1, 5, 7, 9, 11, 2]])
 
@@ -110,3 +111,57 @@ def test_an_adapter_saved_before_the_package_layout_change_loads():
     assert autolora.current_ranks(model)["bert.encoder.layer.1.attention.self.value"] == 3
     with torch.no_grad():
         torch.testing.assert_close(model(input_ids=expected["input_ids"]).logits, expected["logits"])
+
+
+def _snapshot(model: torch.nn.Module) -> tuple:
+    """Everything a failed load must leave as it was: weights, module tree, trainable flags, pooling."""
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    modules = [(n, type(m).__name__) for n, m in model.named_modules()]
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    return state, modules, flags, pooling_of(model)
+
+
+def _assert_unchanged(model: torch.nn.Module, before: tuple) -> None:
+    state, modules, flags, pooling = _snapshot(model)
+    assert state.keys() == before[0].keys()
+    assert all(torch.equal(state[k], before[0][k]) for k in state)
+    assert (modules, flags, pooling) == before[1:]
+
+
+def _saved(tmp_path: Path, **model_config) -> Path:
+    """A search-mode adapter (mean pooling, classifier trained) of a tiny BERT, hidden 32 unless given."""
+    model = tiny_model("bert", **model_config)
+    autolora.mean_pooling(model)
+    autolora.inject(model, trainable=["classifier"])
+    randomize_adapters(model)
+    return autolora.save_adapter(model, tmp_path / "adapter", trainable=["classifier"])
+
+
+def test_a_failed_load_leaves_the_model_as_it_was(tmp_path):
+    """Before: mean pooling and the adapters went in, then the first wrong shape raised mid-copy."""
+    directory = _saved(tmp_path)
+    wider = tiny_model("bert", hidden=48)  # the same names, other shapes
+    before = _snapshot(wider)
+    with pytest.raises(
+        ValueError, match=r"saved shape\(s\) differ from the model's: .*saved \(32, 8\), model has \(48, 8\)"
+    ):
+        autolora.load_adapter(wider, directory)
+    _assert_unchanged(wider, before)
+
+
+def test_a_saved_name_the_model_lacks_leaves_it_as_it_was(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    directory = _saved(tmp_path)
+    weights = directory / "autolora_adapter.safetensors"
+    state = load_file(weights)
+    state["bert.encoder.layer.0.attention.self.extra"] = torch.zeros(2)
+    save_file(state, weights)
+    model = tiny_model("bert")
+    before = _snapshot(model)
+    with pytest.raises(
+        KeyError, match=r"saved tensors not in the model: \['bert.encoder.layer.0.attention.self.extra'\]"
+    ):
+        autolora.load_adapter(model, directory)
+    _assert_unchanged(model, before)
+    autolora.load_adapter(tiny_model("bert"), _saved(tmp_path / "again"))  # the good one still loads
