@@ -165,3 +165,50 @@ def test_a_saved_name_the_model_lacks_leaves_it_as_it_was(tmp_path):
         autolora.load_adapter(model, directory)
     _assert_unchanged(model, before)
     autolora.load_adapter(tiny_model("bert"), _saved(tmp_path / "again"))  # the good one still loads
+
+
+WRITE_EVERYTHING = """
+import os, sys
+os.umask({umask})
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+import autolora
+from helpers import tiny_model
+from autolora.io.atomic import atomic_write_json
+from autolora.io.peft_export import export_peft, save_merged
+from autolora.train.state import save_checkpoint
+out = Path({out!r})
+model = tiny_model("bert")
+autolora.inject(model, mode="fixed", rank=2, trainable=["classifier"])
+autolora.save_adapter(model, out / "autolora_adapter", trainable=["classifier"])
+export_peft(model, out / "adapter")
+save_merged(model, out / "merged")
+save_checkpoint(out / "checkpoints" / "search.pt", {{"step": 1}})
+atomic_write_json(out / "metrics.json", {{"ok": 1}})
+"""
+
+
+@pytest.mark.parametrize(
+    "umask, file_mode, dir_mode",
+    [
+        pytest.param(0o022, 0o644, 0o755, id="umask 022"),
+        pytest.param(0o077, 0o600, 0o700, marks=pytest.mark.slow, id="umask 077"),
+    ],
+)
+def test_every_file_a_run_writes_follows_the_umask(tmp_path, umask, file_mode, dir_mode):
+    """Before, under umask 022: the .safetensors files (adapter, PEFT export, merged model) came out
+    0600, as safetensors writes them, and merged/ 0700, as mkdtemp makes it."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    code = WRITE_EVERYTHING.format(umask=umask, tests=str(Path(__file__).parent), out=str(out))
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300, capture_output=True)
+    written = sorted(out.rglob("*"))
+    names = {p.relative_to(out).as_posix() for p in written}
+    assert {"autolora_adapter/autolora_adapter.safetensors", "adapter/adapter_model.safetensors",
+            "merged/model.safetensors", "checkpoints/search.pt", "metrics.json"} <= names  # fmt: skip
+    modes = {p.relative_to(out).as_posix(): oct(os.stat(p).st_mode & 0o777) for p in written}
+    want = {p.relative_to(out).as_posix(): oct(dir_mode if p.is_dir() else file_mode) for p in written}
+    assert modes == want
