@@ -168,6 +168,16 @@ CASES = [
         r"has label '2', which no training example has; .* the train labels \[1, 1000000\]",
         id="eval integer unseen after mapping",
     ),
+    pytest.param(  # the seeded sample of 4 leaves out line 3, the only 2
+        data(
+            "sentence\tlabel\na\t0\nb\t2\nc\t1\nd\t0\ne\t1\n", "sentence\tlabel\nx\t2\n", max_train_samples=4
+        ),
+        "data.eval_file",
+        E,
+        2,
+        r"has label '2', which no training example has; .*\[0, 1\]; max_train_samples drew no",
+        id="eval integer unseen after subsampling",
+    ),
     pytest.param(
         data(
             TOKENS.replace("B-LOC", "O").replace("B-PER", "O"),

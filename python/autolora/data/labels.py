@@ -95,13 +95,18 @@ def encode_class_labels(
             _check_not_mixed(train, ints, column)
         # Before the eval labels: a single train class is the train file's fault.
         _check_classes([str(v) for v in train] if named else ints, column, subsampled)
-        return _encode_named(train, evals, column) if named else _encode_integers(ints, evals, column)
+        hint = "; max_train_samples drew no training example of it" if subsampled else ""
+        if named:
+            return _encode_named(train, evals, column, hint)
+        return _encode_integers(ints, evals, column, hint)
     _check_classes([out[2][c] for c in out[0]], column, subsampled)
     _check_seen(*out, evals, column, subsampled)
     return out
 
 
-def _encode_integers(ints: list[int], evals: list, column: str) -> tuple[list[int], list[int], list[str]]:
+def _encode_integers(
+    ints: list[int], evals: list, column: str, hint: str = ""
+) -> tuple[list[int], list[int], list[str]]:
     """Integer labels without names: the class count is the number of labels seen, never max + 1
     (a stray 1000000 would otherwise build a head of a million classes)."""
     seen = sorted(set(ints))
@@ -114,7 +119,7 @@ def _encode_integers(ints: list[int], evals: list, column: str) -> tuple[list[in
                 "eval",
                 i,
                 f"has label {raw!r}, which no training example has; the eval labels must be among "
-                f"the train labels {_brief(seen)}",
+                f"the train labels {_brief(seen)}{hint}",
             )
         eval_ids.append(index[v])
     return [index[v] for v in ints], eval_ids, [str(v) for v in seen]
@@ -206,18 +211,21 @@ def warn_rare_labels(train_ids: list[int], names: list[str], column: str, where:
         )
 
 
-def _encode_named(train: list, evals: list, column: str) -> tuple[list[int], list[int], list[str]]:
+def _encode_named(
+    train: list, evals: list, column: str, hint: str = ""
+) -> tuple[list[int], list[int], list[str]]:
     found = sorted({str(v) for v in train})
     index = {n: i for i, n in enumerate(found)}
     train_ids = _map([str(v) for v in train], index, column, "train")
-    return train_ids, _map([str(v) for v in evals], index, column, "eval"), found
+    return train_ids, _map([str(v) for v in evals], index, column, "eval", hint), found
 
 
-def _map(values: list, index: dict[str, int], column: str, split: str) -> list[int]:
+def _map(values: list, index: dict[str, int], column: str, split: str, hint: str = "") -> list[int]:
     out = []
     for i, v in enumerate(values):
         if v not in index:
-            raise LabelError(column, split, i, f"has label {v!r}, not one of the known labels {list(index)}")
+            known = _brief(list(index))
+            raise LabelError(column, split, i, f"has label {v!r}, not one of the known labels {known}{hint}")
         out.append(index[v])
     return out
 
