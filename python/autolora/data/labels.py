@@ -1,7 +1,9 @@
 """Labels: raw cells to class ids (with their names) or regression scores, every bad row named.
 
 A bad label raises a LabelError naming the split and row; load_task, which knows the file, turns it
-into an InputError at the file's line. Legal but suspicious labels (a class seen once) warn once.
+into an InputError at the file's line; a training set of a single class is an error of the training
+file. The classes are the labels seen, never sized by the largest id. Legal but suspicious labels (a
+class seen once) warn once.
 """
 
 from __future__ import annotations
