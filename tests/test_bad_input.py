@@ -67,6 +67,7 @@ def touch(tmp: Path, name: str) -> str:
 
 
 JSON_GOOD = json.dumps([{"text": "a", "label": 0}, {"text": "b", "label": 1}])
+MNLI = "index\tpromptID\tsentence1\tsentence2\tlabel1\tgold_label\n"
 ROW = "sentence\tlabel\na good film\t1\n"  # line 2; the bad row of each case is line 3
 T, E = "train", "dev"  # the file stems: train.<ext>, dev.<ext>
 # (case, the argument named, the file named or None, the line or None, what the message says), id
@@ -123,15 +124,80 @@ CASES = [
         id="eval class not in train",
     ),
     pytest.param(
-        data("sentence\tlabel\na\t0\nb\t0\n", "sentence\tlabel\nc\t1\n", format="sst2"),
+        data(
+            MNLI + "0\t1\ta\tb\t-\tentailment\n1\t1\tc\td\t-\tneutral\n",
+            MNLI + "0\t1\te\tf\t-\tcontradiction\n",
+            format="mnli",
+        ),
         "data.eval_file",
         E,
         2,
-        "which no training example has",
+        "'contradiction'.*which no training example has",
         id="layout class not in train",
+    ),  # fmt: skip
+    # A single training class used to warn only (and integers built a head of max id + 1 classes).
+    pytest.param(
+        data("sentence\tlabel\na\t0\nb\t0\n", "sentence\tlabel\nc\t1\n", format="sst2"),
+        "data.train_file",
+        T,
+        None,
+        "every training example has the class 'negative'; classification needs at least 2 classes",
+        id="layout single class",
     ),
     pytest.param(
-        data(evals=ROW + "c\t7\n"), "data.eval_file", E, 3, "integers in 0..1", id="eval label out of range"
+        data("sentence\tlabel\na\t1\nb\t1\n", "sentence\tlabel\nc\t1\n"),
+        "data.train_file",
+        T,
+        None,
+        "column 'label': every training example has the class 1;",
+        id="integer single class",
+    ),
+    pytest.param(
+        data("sentence\tlabel\na\tpos\nb\tpos\n", "sentence\tlabel\nc\tneg\n"),
+        "data.train_file",
+        T,
+        None,
+        "every training example has the class 'pos';",
+        id="named single class",
+    ),
+    pytest.param(
+        data("sentence\tlabel\na\t1\nb\t1000000\n", "sentence\tlabel\nc\t1\nd\t2\n"),
+        "data.eval_file",
+        E,
+        3,
+        r"has label '2', which no training example has; .* the train labels \[1, 1000000\]",
+        id="eval integer unseen after mapping",
+    ),
+    pytest.param(  # the seeded sample of 4 leaves out line 3, the only 2
+        data(
+            "sentence\tlabel\na\t0\nb\t2\nc\t1\nd\t0\ne\t1\n", "sentence\tlabel\nx\t2\n", max_train_samples=4
+        ),
+        "data.eval_file",
+        E,
+        2,
+        r"has label '2', which no training example has; .*\[0, 1\]; max_train_samples drew no",
+        id="eval integer unseen after subsampling",
+    ),
+    pytest.param(
+        data(
+            TOKENS.replace("B-LOC", "O").replace("B-PER", "O"),
+            TOKENS,
+            ext=".jsonl",
+            task="token-classification",
+        ),
+        "data.train_file",
+        T,
+        None,
+        "column 'ner_tags': every training example has the class 'O'",
+        id="token single tag",
+    ),  # fmt: skip
+    pytest.param(
+        data(evals=ROW + "c\t7\n"),
+        "data.eval_file",
+        E,
+        3,
+        "'7', which no training",
+        id="eval label out of range",
     ),
     pytest.param(
         data(ROW.encode() + b"caf\xe9\t0\n"),
@@ -422,9 +488,10 @@ def test_cli_bad_config_file(tmp_path, capsys):
 
 def test_unseen_eval_class_after_subsampling_warns(tmp_path, tok):
     """max_train_samples may draw no example of a class: a warning then, not the error above."""
-    train, evals = "sentence\tlabel\na\t0\nb\t0\nc\t0\n", "sentence\tlabel\nd\t1\ne\t0\n"
+    rows = "".join(f"{i}\t1\ta\tb\t-\t{c}\n" for i, c in enumerate(["entailment"] * 2 + ["neutral"] * 2))
+    train, evals = MNLI + rows, MNLI + "0\t1\te\tf\t-\tcontradiction\n"
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        data(train, evals, format="sst2", max_train_samples=2)(tmp_path, tok)
+        data(train, evals, format="mnli", max_train_samples=3)(tmp_path, tok)  # any 3 of 4 hold both
     messages = [str(w.message) for w in record if "eval class" in str(w.message)]
-    assert len(messages) == 1 and "['positive']" in messages[0], messages
+    assert len(messages) == 1 and "['contradiction']" in messages[0], messages

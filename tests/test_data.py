@@ -18,6 +18,7 @@ from autolora.data import (
     load_task,
     split_train_val,
 )
+from autolora.eval.metrics import compute_metrics
 
 MODEL_COLUMNS = ["input_ids", "attention_mask", "token_type_ids", "labels"]
 
@@ -191,6 +192,35 @@ def test_integer_labels_written_as_floats(tmp_path, tok):
     body = "sentence,label\na,1.0\nb,0.0\nc,2\n"
     data = load_task(DataConfig(**pair_files(tmp_path, body, body, ".csv")), tok)
     assert data.train["labels"] == [1, 0, 2] and data.label_names == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize(
+    "labels, ids, names",
+    [
+        # Before: a head of max id + 1 classes (1000001 for the first: 385M parameters), no error.
+        (["0", "1", "1000000", "1"], [0, 1, 2, 1], ["0", "1", "1000000"]),
+        (["2", "1", "2"], [1, 0, 1], ["1", "2"]),  # before: 3 classes, class 0 never seen
+        (["1", "-1", "0", "10"], [2, 0, 1, 3], ["-1", "0", "1", "10"]),  # numeric order, not "-1" < "10"
+        (["1", "0", "2"], [1, 0, 2], ["0", "1", "2"]),  # exactly 0..n-1: ids as they are
+    ],
+)
+def test_integer_labels_are_classes_not_sizes(tmp_path, tok, labels, ids, names):
+    body = "sentence\tlabel\n" + "".join(f"s{i}\t{v}\n" for i, v in enumerate(labels))
+    data = load_task(DataConfig(**pair_files(tmp_path, body, body)), tok)
+    assert data.num_labels == len(names) and data.label_names == names
+    assert data.train["labels"] == ids and data.eval["labels"] == ids
+
+
+def test_integer_tags_are_classes_not_sizes(tmp_path, tok):
+    """Tags {0, 3, 7}: 3 classes whose names keep the tags; scored as the integer tags they were."""
+    body = "tokens\ttags\nPeter lives here\t7 0 0\nin Paris\t0 3\n"
+    data = load_task(DataConfig(task="token-classification", **pair_files(tmp_path, body, body)), tok)
+    assert data.num_labels == 3 and data.label_names == ["0", "3", "7"]
+    assert data.train[1]["labels"] == [-100, 0, 1, -100]
+    refs = [[-100, 2, 0, 0, -100], [-100, 0, 1, -100]]
+    with pytest.warns(UserWarning, match="integer tags"):  # token-level over the tags != 0, as for ids
+        scores = compute_metrics("token-classification", refs, refs, data.label_names)
+    assert scores["f1"] == 1.0
 
 
 def test_guessed_pair_columns(tmp_path, tok):
@@ -397,14 +427,9 @@ def test_label_errors(tmp_path, tok):
     bad(
         tmp_path,
         tok,
-        r"data.eval_file: .*dev.tsv, line 2: column 'label' has label '2'; labels must be integers in 0..1",
+        r"data.eval_file: .*dev.tsv, line 2: column 'label' has label '2', which no training example has; "
+        r"the eval labels must be among the train labels \[0, 1\]",
         evals="sentence\tlabel\nx\t2\n",
-    )
-    bad(
-        tmp_path,
-        tok,
-        r"data.train_file: .*train.tsv, line 3: column 'label' has label '-1'",
-        train="sentence\tlabel\na\t0\nb\t-1\nc\t1\n",
     )
     bad(tmp_path, tok, r"line 2: column 'label' has label 'maybe', not one of the known .*\['neg', 'pos'\]",
         train="sentence\tlabel\na\tpos\nb\tneg\n", evals="sentence\tlabel\nc\tmaybe\n")  # fmt: skip

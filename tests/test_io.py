@@ -10,6 +10,7 @@ import torch
 from helpers import randomize_adapters, tiny_model
 
 import autolora
+from autolora.tuner.pooling import pooling_of
 
 IDS = torch.tensor([[1, 5, 7, 9, 11, 2]])
 
@@ -110,3 +111,104 @@ def test_an_adapter_saved_before_the_package_layout_change_loads():
     assert autolora.current_ranks(model)["bert.encoder.layer.1.attention.self.value"] == 3
     with torch.no_grad():
         torch.testing.assert_close(model(input_ids=expected["input_ids"]).logits, expected["logits"])
+
+
+def _snapshot(model: torch.nn.Module) -> tuple:
+    """Everything a failed load must leave as it was: weights, module tree, trainable flags, pooling."""
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    modules = [(n, type(m).__name__) for n, m in model.named_modules()]
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    return state, modules, flags, pooling_of(model)
+
+
+def _assert_unchanged(model: torch.nn.Module, before: tuple) -> None:
+    state, modules, flags, pooling = _snapshot(model)
+    assert state.keys() == before[0].keys()
+    assert all(torch.equal(state[k], before[0][k]) for k in state)
+    assert (modules, flags, pooling) == before[1:]
+
+
+def _saved(tmp_path: Path, **model_config) -> Path:
+    """A search-mode adapter (mean pooling, classifier trained) of a tiny BERT, hidden 32 unless given."""
+    model = tiny_model("bert", **model_config)
+    autolora.mean_pooling(model)
+    autolora.inject(model, trainable=["classifier"])
+    randomize_adapters(model)
+    return autolora.save_adapter(model, tmp_path / "adapter", trainable=["classifier"])
+
+
+def test_a_failed_load_leaves_the_model_as_it_was(tmp_path):
+    """Before: mean pooling and the adapters went in, then the first wrong shape raised mid-copy."""
+    directory = _saved(tmp_path)
+    wider = tiny_model("bert", hidden=48)  # the same names, other shapes
+    before = _snapshot(wider)
+    with pytest.raises(
+        ValueError, match=r"saved shape\(s\) differ from the model's: .*saved \(32, 8\), model has \(48, 8\)"
+    ):
+        autolora.load_adapter(wider, directory)
+    _assert_unchanged(wider, before)
+
+
+def test_a_saved_name_the_model_lacks_leaves_it_as_it_was(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    directory = _saved(tmp_path)
+    weights = directory / "autolora_adapter.safetensors"
+    state = load_file(weights)
+    state["bert.encoder.layer.0.attention.self.extra"] = torch.zeros(2)
+    save_file(state, weights)
+    model = tiny_model("bert")
+    before = _snapshot(model)
+    with pytest.raises(
+        KeyError, match=r"saved tensors not in the model: \['bert.encoder.layer.0.attention.self.extra'\]"
+    ):
+        autolora.load_adapter(model, directory)
+    _assert_unchanged(model, before)
+    autolora.load_adapter(tiny_model("bert"), _saved(tmp_path / "again"))  # the good one still loads
+
+
+WRITE_EVERYTHING = """
+import os, sys
+os.umask({umask})
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+import autolora
+from helpers import tiny_model
+from autolora.io.atomic import atomic_write_json
+from autolora.io.peft_export import export_peft, save_merged
+from autolora.train.state import save_checkpoint
+out = Path({out!r})
+model = tiny_model("bert")
+autolora.inject(model, mode="fixed", rank=2, trainable=["classifier"])
+autolora.save_adapter(model, out / "autolora_adapter", trainable=["classifier"])
+export_peft(model, out / "adapter")
+save_merged(model, out / "merged")
+save_checkpoint(out / "checkpoints" / "search.pt", {{"step": 1}})
+atomic_write_json(out / "metrics.json", {{"ok": 1}})
+"""
+
+
+@pytest.mark.parametrize(
+    "umask, file_mode, dir_mode",
+    [
+        pytest.param(0o022, 0o644, 0o755, id="umask 022"),
+        pytest.param(0o077, 0o600, 0o700, marks=pytest.mark.slow, id="umask 077"),
+    ],
+)
+def test_every_file_a_run_writes_follows_the_umask(tmp_path, umask, file_mode, dir_mode):
+    """Before, under umask 022: the .safetensors files (adapter, PEFT export, merged model) came out
+    0600, as safetensors writes them, and merged/ 0700, as mkdtemp makes it."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    code = WRITE_EVERYTHING.format(umask=umask, tests=str(Path(__file__).parent), out=str(out))
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300, capture_output=True)
+    written = sorted(out.rglob("*"))
+    names = {p.relative_to(out).as_posix() for p in written}
+    assert {"autolora_adapter/autolora_adapter.safetensors", "adapter/adapter_model.safetensors",
+            "merged/model.safetensors", "checkpoints/search.pt", "metrics.json"} <= names  # fmt: skip
+    modes = {p.relative_to(out).as_posix(): oct(os.stat(p).st_mode & 0o777) for p in written}
+    want = {p.relative_to(out).as_posix(): oct(dir_mode if p.is_dir() else file_mode) for p in written}
+    assert modes == want

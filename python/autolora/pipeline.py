@@ -28,11 +28,14 @@ from torch import nn
 import autolora
 from autolora.config import PipelineConfig
 from autolora.data import TaskData, load_task
+from autolora.devices import resolve_device
+from autolora.errors import InputError
 from autolora.eval.evaluation import evaluate
+from autolora.fits import check_fits
 from autolora.io.atomic import atomic_write_json
 from autolora.io.peft_export import export_peft, save_merged
 from autolora.models import load_model, load_tokenizer
-from autolora.run_args import autolora_arguments, phase_steps, training_arguments
+from autolora.run_args import autolora_arguments, phase_steps, training_arguments, world_size
 from autolora.run_folder import CONFIG_NAME, check_run_folder, clear_checkpoints, run_record
 from autolora.train.activation_checkpointing import enable_activation_checkpointing
 from autolora.tuner.ranks import check_ranks, check_total, read_ranks, scaled_ranks
@@ -62,11 +65,19 @@ def spare_core(device: torch.device) -> bool:
     return cores > (torch.get_num_threads() if device.type == "cpu" else 1)
 
 
-def resolve_device(spec: str) -> torch.device:
-    """auto: CUDA when available, else the CPU; otherwise the device named."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(spec)
+def run_device(spec: str) -> torch.device:
+    """The device the Trainer will train on: autolora.devices.resolve_device's, where the Trainer can
+    place a run (one process takes the first GPU; torchrun gives each process its own)."""
+    device = resolve_device(spec)
+    if device.type == "cuda" and (device.index or 0) > 0 and world_size() == 1:
+        raise InputError(
+            "device",
+            f"{spec!r}: a single process trains on the first visible GPU; choose it with "
+            f"CUDA_VISIBLE_DEVICES={device.index} and --device cuda",
+        )
+    if device.type not in ("cpu", "cuda"):
+        raise InputError("device", f"{spec!r}: autolora run trains on cpu or cuda")
+    return device
 
 
 @dataclass
@@ -129,7 +140,7 @@ def prepare(config: PipelineConfig) -> Prepared:
     cfg = config
     check_output_dir(Path(cfg.output_dir), create=False)  # created once every check has passed
     check_run_folder(cfg)
-    device = resolve_device(cfg.device)
+    device = run_device(cfg.device)
     torch.manual_seed(cfg.seed)
     task = load_task(cfg.data, load_tokenizer(cfg.model))
     d_tr, d_val = default_split(task.train, cfg.seed)
@@ -145,6 +156,7 @@ def prepare(config: PipelineConfig) -> Prepared:
         del probe
         torch.manual_seed(cfg.seed)
     model, trainable = build_model(cfg, task, "fixed" if given else "search", given)
+    check_fits(model, cfg.k, cfg.data.max_length)
     if given is None and cfg.rank_total is not None:
         check_total(len(list(autolora.adapters(model))), cfg.rank_total, cfg.k, where="rank_total")
     search = 0 if given else phase_steps(cfg.search_epochs, len(d_tr), cfg, cfg.max_search_steps)
@@ -203,6 +215,8 @@ def run_pipeline(config: PipelineConfig) -> dict:
     curve.trainer = figures.trainer = trainer
     if trainer.is_world_process_zero():
         atomic_write_json(out / CONFIG_NAME, run_record(cfg))
+        if prep.task.label_names:  # class id -> the label the data spelled it with
+            atomic_write_json(out / "labels.json", dict(enumerate(map(str, prep.task.label_names))))
     trainer.train(resume_from_checkpoint=True if cfg.resume else None)
     model = trainer.model
     if not trainer.is_world_process_zero():  # evaluation and artifacts are the main process's

@@ -282,8 +282,10 @@ def _encode_tokens(config, layout, tokenizer, train, evals, features, where) -> 
             flat[0], flat[1], tags, names, subsampled=config.max_train_samples is not None
         )
     warn_rare_labels(flat_train, all_names, tags, f"{train.arg}: {train.source}")
-    # Integer tags without names: which id is B-/I-/O is unknown, so no label names (autolora.eval.metrics).
-    unnamed = names is None and all(as_int(t) is not None for t in flat[0])
+    # Integer tags without names: which id is B-/I-/O is unknown, so no label names (autolora.eval.metrics),
+    # unless they were mapped to 0..n-1 ({0, 3, 7}): then the names keep the tags as read.
+    ids_as_read = all_names == [str(i) for i in range(len(all_names))]
+    unnamed = names is None and ids_as_read and all(as_int(t) is not None for t in flat[0])
     encoded = []
     for (words, row_tags), ids in zip(splits, (flat_train, flat_eval), strict=True):
         enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=config.max_length)

@@ -1,7 +1,9 @@
 """Labels: raw cells to class ids (with their names) or regression scores, every bad row named.
 
 A bad label raises a LabelError naming the split and row; load_task, which knows the file, turns it
-into an InputError at the file's line. Legal but suspicious labels (a class seen once) warn once.
+into an InputError at the file's line; a training set of a single class is an error of the training
+file. The classes are the labels seen, never sized by the largest id. Legal but suspicious labels (a
+class seen once) warn once.
 """
 
 from __future__ import annotations
@@ -66,8 +68,13 @@ def encode_class_labels(
     """Map raw labels to ids 0..n-1. Returns (train ids, eval ids, label names).
 
     names + string_labels: cells hold names, id = position in `names`. names alone: cells hold ids in
-    range(len(names)). No names: integer cells are ids (n = max train id + 1); other cells are names,
-    mapped through the sorted names found in the training set.
+    range(len(names)). No names: the classes are the labels the training set holds. Integers that are
+    exactly 0..n-1 stay ids; any other set ({1, 2}, {0, 1, 1000000}) is mapped in numeric order, and
+    other cells (names) in sorted order; the names returned keep the mapping (id -> the label as read).
+
+    Raises:
+        LabelError: a missing or out-of-range label, or an eval label no training example has.
+        ValueError: the training labels hold a single class (nothing to tell apart).
     """
     for split, values in (("train", train), ("eval", evals)):
         for i, v in enumerate(values):
@@ -76,20 +83,63 @@ def encode_class_labels(
     if names is not None and string_labels:
         index = {n: i for i, n in enumerate(names)}
         out = _map(train, index, column, "train"), _map(evals, index, column, "eval"), list(names)
-        _check_seen(*out, evals, column, subsampled)
-        return out
-    ints = [as_int(v) for v in train]
-    if names is None and any(i is None for i in ints):
-        _check_not_mixed(train, ints, column)
-        return _encode_named(train, evals, column)
-    n = len(names) if names is not None else max(ints) + 1
-    train_ids = _check_ids(ints, train, n, column, "train")
-    eval_ids = _check_ids([as_int(v) for v in evals], evals, n, column, "eval")
-    if n < 2:
-        raise ValueError(f"{column}: classification needs at least 2 classes; every train label is 0")
-    out = train_ids, eval_ids, list(names) if names is not None else [str(i) for i in range(n)]
+    elif names is not None:
+        n = len(names)
+        out = (
+            _check_ids([as_int(v) for v in train], train, n, column, "train"),
+            _check_ids([as_int(v) for v in evals], evals, n, column, "eval"),
+            list(names),
+        )
+    else:
+        ints = [as_int(v) for v in train]
+        named = any(i is None for i in ints)
+        if named:
+            _check_not_mixed(train, ints, column)
+        # Before the eval labels: a single train class is the train file's fault.
+        _check_classes([str(v) for v in train] if named else ints, column, subsampled)
+        hint = "; max_train_samples drew no training example of it" if subsampled else ""
+        if named:
+            return _encode_named(train, evals, column, hint)
+        return _encode_integers(ints, evals, column, hint)
+    _check_classes([out[2][c] for c in out[0]], column, subsampled)
     _check_seen(*out, evals, column, subsampled)
     return out
+
+
+def _encode_integers(
+    ints: list[int], evals: list, column: str, hint: str = ""
+) -> tuple[list[int], list[int], list[str]]:
+    """Integer labels without names: the class count is the number of labels seen, never max + 1
+    (a stray 1000000 would otherwise build a head of a million classes)."""
+    seen = sorted(set(ints))
+    index = {v: i for i, v in enumerate(seen)}  # identity when the labels are exactly 0..n-1
+    eval_ids = []
+    for i, (v, raw) in enumerate(zip([as_int(v) for v in evals], evals, strict=True)):
+        if v not in index:
+            raise LabelError(
+                column,
+                "eval",
+                i,
+                f"has label {raw!r}, which no training example has; the eval labels must be among "
+                f"the train labels {_brief(seen)}{hint}",
+            )
+        eval_ids.append(index[v])
+    return [index[v] for v in ints], eval_ids, [str(v) for v in seen]
+
+
+def _brief(values: list) -> str:
+    return str(values) if len(values) <= 10 else f"{values[:10]} (and {len(values) - 10} more)"
+
+
+def _check_classes(classes: list, column: str, subsampled: bool) -> None:
+    """A single class in training: the model could only ever predict it. Raised, not warned."""
+    found = sorted(set(classes), key=str)
+    if len(found) < 2:
+        hint = " (max_train_samples drew no other: raise it)" if subsampled else ""
+        raise ValueError(
+            f"column {column!r}: every training example has the class {found[0]!r}; classification "
+            f"needs at least 2 classes{hint}"
+        )
 
 
 def _check_not_mixed(train: list, ints: list[int | None], column: str) -> None:
@@ -158,25 +208,26 @@ def warn_rare_labels(train_ids: list[int], names: list[str], column: str, where:
     if never:
         warnings.warn(
             f"{where}: class(es) {never} of column {column!r} have no training example "
-            "(integer labels with a gap?)",
+            "(the format's label names include them)",
             stacklevel=3,
         )
 
 
-def _encode_named(train: list, evals: list, column: str) -> tuple[list[int], list[int], list[str]]:
+def _encode_named(
+    train: list, evals: list, column: str, hint: str = ""
+) -> tuple[list[int], list[int], list[str]]:
     found = sorted({str(v) for v in train})
-    if len(found) < 2:
-        raise ValueError(f"{column}: classification needs at least 2 classes; train has only {found}")
     index = {n: i for i, n in enumerate(found)}
     train_ids = _map([str(v) for v in train], index, column, "train")
-    return train_ids, _map([str(v) for v in evals], index, column, "eval"), found
+    return train_ids, _map([str(v) for v in evals], index, column, "eval", hint), found
 
 
-def _map(values: list, index: dict[str, int], column: str, split: str) -> list[int]:
+def _map(values: list, index: dict[str, int], column: str, split: str, hint: str = "") -> list[int]:
     out = []
     for i, v in enumerate(values):
         if v not in index:
-            raise LabelError(column, split, i, f"has label {v!r}, not one of the known labels {list(index)}")
+            known = _brief(list(index))
+            raise LabelError(column, split, i, f"has label {v!r}, not one of the known labels {known}{hint}")
         out.append(index[v])
     return out
 

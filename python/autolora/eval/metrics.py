@@ -126,6 +126,14 @@ def _split_tag(tag: str) -> tuple[str, str]:
     return prefix, kind
 
 
+def _tags_as_read(label_names: Sequence[str]) -> Sequence:
+    """Integer tags mapped to 0..n-1 ({0, 3, 7} -> 0, 1, 2) carry their own numbers as names: back to
+    those integers, scored as integer tags (0 = "O"), since their numbers say nothing of B-/I-."""
+    if all(str(n).lstrip("-").isdigit() for n in label_names):
+        return [int(n) for n in label_names]
+    return label_names
+
+
 def _scored_sequences(predictions: Any, references: Any, label_names: Sequence[str] | None):
     """Per sentence: (predicted tags, reference tags) at the scored positions (reference != -100)."""
     if len(predictions) != len(references):
@@ -141,7 +149,8 @@ def _scored_sequences(predictions: Any, references: Any, label_names: Sequence[s
         if len(pred) != len(ref):
             raise ValueError(f"predictions: a sentence has {len(pred)} tags but its reference has {len(ref)}")
         if label_names is not None and ref.dtype.kind in "iu":
-            pred, ref = [label_names[i] for i in pred], [label_names[i] for i in ref]
+            names = _tags_as_read(label_names)
+            pred, ref = [names[i] for i in pred], [names[i] for i in ref]
         out.append((list(pred), list(ref)))
     if not any(ref for _, ref in out):
         raise ValueError("references: no scored token (all -100); nothing to score")

@@ -11,7 +11,7 @@ from torch import nn
 
 from autolora.io.atomic import atomic_write, atomic_write_json
 from autolora.nn.sliced import SlicedAutoLoraLinear
-from autolora.tuner.injection import inject
+from autolora.tuner.injection import attach_adapters, build_adapters
 from autolora.tuner.params import adapter_layers, adapters
 from autolora.tuner.pooling import mean_pooling, pooling_of
 from autolora.tuner.targets import name_matches
@@ -116,7 +116,8 @@ def load_adapter(model: nn.Module, directory: str | Path) -> nn.Module:
     """Load adapters saved by `save_adapter` into `model`, in place.
 
     Injects the adapters as saved (unless the model has them already), applies mean pooling if it
-    was saved with it, and copies the saved tensors.
+    was saved with it, and copies the saved tensors. Every saved name and shape is checked first: a
+    load that fails leaves the model as it was.
 
     Args:
         model: the base model the adapters were trained on (a fresh copy), or one with the same
@@ -136,29 +137,69 @@ def load_adapter(model: nn.Module, directory: str | Path) -> nn.Module:
     if config.get("format") != "autolora" or config.get("version") != FORMAT_VERSION:
         raise ValueError(f"directory: {directory} holds no autolora adapter of version {FORMAT_VERSION}")
     state = load_file(str(directory / WEIGHTS_NAME))
-    if config.get("pooling", "model") == "mean":  # before inject: the pooler it replaces is no target
+    mean = config.get("pooling", "model") == "mean" and pooling_of(model) != "mean"
+    pooler = getattr(getattr(model, "base_model", model), "pooler", None)
+    frozen = {p: p.requires_grad for p in model.parameters()}  # building adapters freezes their bases
+    try:
+        if mean and pooler is None:
+            mean_pooling(model)  # raises its ValueError (no pooler to replace), changing nothing
+        built = {} if any(True for _ in adapter_layers(model)) else _build_saved(model, config)
+        _check_state(state, _shapes_after(model, built, pooler if mean else None), directory)
+    except BaseException:
+        for p, flag in frozen.items():
+            p.requires_grad_(flag)
+        raise
+    # Checked: from here on nothing fails.
+    if mean:
         mean_pooling(model)
-    if not any(True for _ in adapter_layers(model)):
-        inject(
-            model,
-            config["targets"],
-            mode=config["mode"],
-            selection=config.get("selection", "softmax"),
-            lora_alpha=config["lora_alpha"],
-            dropout=config["dropout"],
-            ranks=config["ranks"],
-            rank=max(config["ranks"].values()),
-            trainable=config["trainable"],
-        )
+    if built:
+        attach_adapters(model, built, config["trainable"])
     params = dict(model.named_parameters())
-    missing = sorted(set(state) - set(params))
-    if missing:
-        raise KeyError(f"directory: saved tensors not in the model: {missing[:10]}")
     with torch.no_grad():
         for key, value in state.items():
-            if params[key].shape != value.shape:
-                raise ValueError(
-                    f"{key}: saved shape {tuple(value.shape)}, model has {tuple(params[key].shape)}"
-                )
             params[key].copy_(value)
     return model
+
+
+def _build_saved(model: nn.Module, config: dict) -> dict[str, nn.Module]:
+    """The saved adapters, built for `model` but not attached. The saved targets are full module names,
+    so the pooler that mean pooling replaces is never one of them."""
+    return build_adapters(
+        model,
+        config["targets"],
+        mode=config["mode"],
+        selection=config.get("selection", "softmax"),
+        lora_alpha=config["lora_alpha"],
+        dropout=config["dropout"],
+        ranks=config["ranks"],
+        rank=max(config["ranks"].values()),
+        trainable=config["trainable"],
+    )
+
+
+def _shapes_after(
+    model: nn.Module, built: dict[str, nn.Module], pooler: nn.Module | None
+) -> dict[str, torch.Size]:
+    """Parameter name -> shape, as the model will have them once `built` is attached and `pooler` (if
+    not None) is replaced by mean pooling, which has no parameters."""
+    gone = [n for n, m in model.named_modules() if m is pooler] + list(built)
+    shapes = {n: p.shape for n, p in model.named_parameters() if not any(n.startswith(f"{m}.") for m in gone)}
+    for name, layer in built.items():
+        shapes.update({f"{name}.{n}": p.shape for n, p in layer.named_parameters()})
+    return shapes
+
+
+def _check_state(state: dict[str, torch.Tensor], shapes: dict[str, torch.Size], directory: Path) -> None:
+    missing = sorted(set(state) - set(shapes))
+    if missing:
+        raise KeyError(f"directory: {directory}: saved tensors not in the model: {missing[:10]}")
+    wrong = [
+        f"{k}: saved {tuple(v.shape)}, model has {tuple(shapes[k])}"
+        for k, v in state.items()
+        if v.shape != shapes[k]
+    ]
+    if wrong:
+        shown = "; ".join(wrong[:5])
+        raise ValueError(
+            f"directory: {directory}: {len(wrong)} saved shape(s) differ from the model's: {shown}"
+        )

@@ -17,12 +17,14 @@ def _umask() -> int:
 
 # Read once, at import: os.umask is process-wide, so reading it in a running program would race.
 _FILE_MODE = 0o666 & ~_umask()
+_DIR_MODE = 0o777 & ~_umask()
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Call write(tmp_path) for a temporary file in path's folder, then rename it onto path.
 
-    The file gets the mode open() would give it (0666 less the umask), not mkstemp's private 0600.
+    The file gets the mode open() would give it (0666 less the umask), not mkstemp's private 0600,
+    whatever `write` does: safetensors' save_file replaces the file with a 0600 one of its own.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -31,6 +33,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, _FILE_MODE)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -39,6 +42,23 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def default_modes(directory: str | os.PathLike) -> Path:
+    """Give `directory` and everything in it the modes mkdir() and open() would give (0777 / 0666 less
+    the umask), for a folder built in a mkdtemp (0700) by writers that make 0600 files (safetensors).
+
+    Returns:
+        The directory.
+    """
+    directory = Path(directory)
+    os.chmod(directory, _DIR_MODE)
+    for root, dirs, files in os.walk(directory):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), _DIR_MODE)
+        for name in files:
+            os.chmod(os.path.join(root, name), _FILE_MODE)
+    return directory
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from autolora.extras import MissingExtra, missing
-from autolora.io.atomic import atomic_write, atomic_write_text
+from autolora.io.atomic import atomic_write, atomic_write_text, default_modes
 from autolora.nn.layer import FusedAutoLoraLinear
 from autolora.nn.sliced import SlicedAutoLoraLinear
 from autolora.tuner.params import adapter_layers
@@ -148,6 +148,7 @@ def save_merged(model: nn.Module, directory: str | Path, tokenizer=None) -> Path
         merged.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        default_modes(tmp)  # mkdtemp's 0700 and safetensors' 0600 would make the model private
         if directory.exists():
             shutil.rmtree(directory)
         tmp.rename(directory)

@@ -80,6 +80,32 @@ def inject(
     Raises:
         ValueError: the model has adapters already, or a target or trainable pattern matches no module.
     """
+    kw = dict(lora_alpha=lora_alpha, dropout=dropout, mode=mode, selection=selection)
+    built = build_adapters(model, targets, rank=rank, ranks=ranks, trainable=trainable, **kw)
+    return attach_adapters(model, built, trainable)
+
+
+def build_adapters(
+    model: nn.Module,
+    targets: Sequence[str] | None = None,
+    *,
+    rank: int = 8,
+    ranks: Mapping[str, int] | None = None,
+    trainable: Sequence[str] = (),
+    **kw,
+) -> dict[str, nn.Module]:
+    """The adapter layers `inject` would put into `model`, built but not attached.
+
+    The model keeps its modules and weights; only its targeted base layers are frozen (each adapter
+    layer freezes the layer it wraps). Arguments as for `inject`; kw: lora_alpha, dropout, mode,
+    selection.
+
+    Returns:
+        Module name -> the adapter layer wrapping that module.
+
+    Raises:
+        ValueError: as `inject`.
+    """
     if any(True for _ in adapter_layers(model)):
         raise ValueError("model: already has AutoLoRA adapters; call autolora.unload(model) first")
     if isinstance(targets, str):
@@ -91,9 +117,19 @@ def inject(
             raise ValueError(f"trainable: {pattern!r} matches no module of the model")
     plan = _plan(model, parsed)
     modules = dict(model.named_modules())
-    kw = dict(lora_alpha=lora_alpha, dropout=dropout, mode=mode, selection=selection)
-    built = {n: _build(n, modules[n], t, rank, dict(ranks or {}), **kw) for n, t in plan.items()}
-    # Nothing above touched the model; from here on nothing can fail.
+    return {n: _build(n, modules[n], t, rank, dict(ranks or {}), **kw) for n, t in plan.items()}
+
+
+def attach_adapters(
+    model: nn.Module, built: Mapping[str, nn.Module], trainable: Sequence[str] = ()
+) -> list[str]:
+    """Put `build_adapters`' layers into `model` and freeze all but them and `trainable`; cannot fail.
+
+    Returns:
+        The names of the wrapped modules.
+    """
+    trainable = [trainable] if isinstance(trainable, str) else list(trainable)
+    modules = dict(model.named_modules())
     for p in model.parameters():
         p.requires_grad_(False)
     for name, new in built.items():
