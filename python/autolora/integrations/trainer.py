@@ -55,7 +55,7 @@ from autolora.integrations.trainer_state import (
     head_modules,
     load_state,
 )
-from autolora.io.atomic import atomic_write_json, default_modes
+from autolora.io.atomic import atomic_write_json
 from autolora.io.peft_export import export_peft
 from autolora.search import BilevelSearch, beta_moves, rng_state, set_rng_state
 from autolora.search.tracker import SearchTracker
@@ -398,7 +398,6 @@ class AutoLoraTrainer(Trainer):
         export_peft(self.model, out, head_modules(self.model), base)
         if self.processing_class is not None:
             self.processing_class.save_pretrained(out)
-            default_modes(out)  # save_pretrained's files, as open() would make them
         if _internal_call:
             save_checkpoint(out / STATE_NAME, self._state())
 
