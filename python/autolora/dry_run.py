@@ -1,14 +1,8 @@
 """`autolora run --dry-run`: what a run would train on and how much, checked as a real run checks it.
 
-<<<<<<< HEAD
 It goes through autolora.pipeline.prepare() (the output folder's state, tokenizer, data, D_tr/D_val
-split, the model), so every input error a run would report before training is reported here; it
-trains nothing and writes nothing.
-=======
-It goes through Pipeline.prepare() (tokenizer, data, D_tr/D_val split, the search model), so every
-input error a run would report is reported here, and k and data.max_length are checked against the
-model (autolora.fits); it trains nothing and writes nothing.
->>>>>>> h-checks
+split, the model, k and data.max_length against it: autolora.fits), so every input error a run would
+report before training is reported here; it trains nothing and writes nothing.
 """
 
 from __future__ import annotations
@@ -17,22 +11,14 @@ import json
 
 import autolora
 from autolora.config import PipelineConfig
-from autolora.fits import check_fits
 
 
 def dry_run(config: PipelineConfig) -> dict:
     """The resolved config, the data sizes and the search model's parameter counts."""
     from autolora.pipeline import prepare
 
-<<<<<<< HEAD
     prep = prepare(config)
     task, model = prep.task, prep.model
-=======
-    pipeline = Pipeline(config)
-    task = pipeline.prepare(create_output=False)
-    model = pipeline.search_model
-    check_fits(model, config.k, config.data.max_length)
->>>>>>> h-checks
     adapters = [a for _, a in autolora.adapters(model)]
     return {
         "config": config.to_dict(),
