@@ -19,8 +19,9 @@ def run_rank(rank: int, world: int, port: int, overrides: dict, result: str, die
 
     torch.set_num_threads(1)
     from autolora.config import load_config
-    from autolora.pipeline import Pipeline
-    from autolora.train.distributed import shutdown
+    import torch.distributed as dist
+
+    from autolora.pipeline import run_pipeline
 
     if die_at_step:
         import pytest
@@ -33,11 +34,12 @@ def run_rank(rank: int, world: int, port: int, overrides: dict, result: str, die
 
         on_search_step(pytest.MonkeyPatch(), dying)  # this process's own: it ends with the run
     try:
-        summary = Pipeline(load_config(None, overrides)).run()
+        summary = run_pipeline(load_config(None, overrides))
         out = {"ok": True, "summary": summary}
     except Exception as err:  # reported to the test, which judges it
         out = {"ok": False, "type": type(err).__name__, "message": str(err)}
     finally:
-        shutdown()
+        if dist.is_initialized():
+            dist.destroy_process_group()
     with open(result, "w") as f:
         json.dump(out, f, default=str)

@@ -29,7 +29,6 @@ __version__ = "0.1.0"
 # `from autolora import FusedAutoLoraLinear` stays light.
 _LAZY = {
     "run_pipeline": "autolora.pipeline",
-    "Pipeline": "autolora.pipeline",
     "PipelineConfig": "autolora.config",
     "load_config": "autolora.config",
 }
@@ -59,7 +58,6 @@ __all__ = [
     "load_config",
     "mean_pooling",
     "merge",
-    "Pipeline",
     "PipelineConfig",
     "run_pipeline",
     "rank_summary",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from autolora.train.loop import BatchStream
+from autolora.train.stream import BatchStream
 
 
 def collate(rows):
@@ -37,14 +37,3 @@ def test_last_batch_is_topped_up_from_the_epoch_start():
     order = torch.randperm(5, generator=torch.Generator().manual_seed(0)).tolist()
     assert first == order[:4] and second == [order[4]] + order[:3]
     assert s.state_dict() == {"epoch": 1, "index": 0}
-
-
-def test_lr_schedule_names_a_bad_schedule_or_length():
-    from autolora.train import lr_schedule
-
-    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=1.0)
-    assert lr_schedule(opt, "constant", 4) is None
-    with pytest.raises(ValueError, match="schedule: expected one of .*got 'cosine'"):
-        lr_schedule(opt, "cosine", 4)
-    with pytest.raises(ValueError, match="steps: expected >= 1"):
-        lr_schedule(opt, "linear", 0)
