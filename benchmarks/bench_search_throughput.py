@@ -35,15 +35,15 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def measure(pipeline, global_batch: int, micro: int, iters: int) -> dict:
+def measure(cfg, prep, global_batch: int, micro: int, iters: int) -> dict:
     import autolora
+    from autolora.pipeline import build_model
     from autolora.search import BilevelSearch, SearchStepConfig
-    from autolora.train.loop import BatchStream
+    from autolora.train.stream import BatchStream
 
-    cfg = pipeline.config
     accum = max(1, global_batch // micro)
     per = global_batch // accum
-    model = pipeline.new_model("search").train()
+    model = build_model(cfg, prep.task, "search")[0].to(prep.device).train()
     inner, outer = autolora.inner_parameters(model), autolora.selection_parameters(model)
     search = BilevelSearch(
         model,
@@ -54,18 +54,18 @@ def measure(pipeline, global_batch: int, micro: int, iters: int) -> dict:
         SearchStepConfig(xi=cfg.lr_w),
         autocast=cfg.autocast_dtype,
     )
-    tr = BatchStream(pipeline.d_tr, per, pipeline.task.collate, 0, pipeline.device, accum=accum)
-    val = BatchStream(pipeline.d_val, per, pipeline.task.collate, 1, pipeline.device, accum=accum)
-    if pipeline.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(pipeline.device)
+    tr = BatchStream(prep.d_tr, per, prep.task.collate, 0, prep.device, accum=accum)
+    val = BatchStream(prep.d_val, per, prep.task.collate, 1, prep.device, accum=accum)
+    if prep.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(prep.device)
     times = []
     for i in range(iters + 1):
         b_tr, b_val = tr.next(), val.next()
-        if pipeline.device.type == "cuda":
+        if prep.device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         search.step(b_tr, b_val)
-        if pipeline.device.type == "cuda":
+        if prep.device.type == "cuda":
             torch.cuda.synchronize()
         if i:  # the first iteration warms up (allocator, kernel selection)
             times.append(time.perf_counter() - t0)
@@ -76,7 +76,7 @@ def measure(pipeline, global_batch: int, micro: int, iters: int) -> dict:
         "accum": accum,
         "seconds_per_iter": sec,
         "examples_per_s": global_batch / sec,
-        "peak_memory_mb": round(peak_memory_mb(pipeline.device), 1),
+        "peak_memory_mb": round(peak_memory_mb(prep.device), 1),
     }
 
 
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from autolora.config import load_config
-    from autolora.pipeline import Pipeline
+    from autolora.pipeline import prepare
 
     cfg = load_config(
         None,
@@ -130,12 +130,11 @@ def main(argv: list[str] | None = None) -> int:
             "data.format": "cola",
         },
     )
-    pipeline = Pipeline(cfg)
-    pipeline.prepare()
+    prep = prepare(cfg)
     meta = {
         **machine(),
-        "device": device_name(pipeline.device),
-        "device_type": pipeline.device.type,
+        "device": device_name(prep.device),
+        "device_type": prep.device.type,
         "torch": torch.__version__,
         "precision": args.precision,
         "checkpointing": args.checkpointing,
@@ -144,11 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(),
         "command": command_line(),
     }
-    stem = f"search_throughput_{pipeline.device.type}"
+    stem = f"search_throughput_{prep.device.type}"
     rows = []
     for gb in args.batches:
         try:
-            rows.append(measure(pipeline, gb, min(gb, args.micro), args.iters))
+            rows.append(measure(cfg, prep, gb, min(gb, args.micro), args.iters))
         except torch.cuda.OutOfMemoryError:
             rows.append({"global_batch": gb, "oom": True})
         print(json.dumps(rows[-1]), flush=True)

@@ -22,8 +22,9 @@ from tasks import dataset_presets
 
 import autolora
 from autolora.config import load_config
-from autolora.pipeline import Pipeline
+from autolora.pipeline import prepare
 from autolora.search import BilevelSearch, SearchStepConfig, model_loss
+from autolora.train.stream import BatchStream
 
 TASKS = dataset_presets()
 
@@ -86,9 +87,8 @@ def main() -> None:
             **{f"data.{k}": v for k, v in TASKS[args.task].items()},
         },
     )
-    pipe = Pipeline(config)
-    pipe.prepare()
-    model = pipe._search_model
+    prep = prepare(config)
+    model = prep.model
     reinit_(model, args.seed if args.init_seed is None else args.init_seed)
     model.train()
     inner, outer = autolora.inner_parameters(model), autolora.selection_parameters(model)
@@ -103,7 +103,10 @@ def main() -> None:
         SearchStepConfig(config.hypergradient, config.lr_w, config.fd_r, "sgd", "forward"),
         model_loss,
     )
-    tr, val = pipe.stream(pipe.d_tr, config.seed), pipe.stream(pipe.d_val, config.seed + 1)
+    stream = lambda data, seed: BatchStream(  # noqa: E731
+        data, config.batch_size, prep.task.collate, seed, prep.device
+    )
+    tr, val = stream(prep.d_tr, config.seed), stream(prep.d_val, config.seed + 1)
     named = [(n, a) for n, a in autolora.adapters(model) if a.beta is not None]
     records, losses, snapshots, t0 = [], [], {}, time.perf_counter()
     for step in range(1, args.steps + 1):

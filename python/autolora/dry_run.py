@@ -26,8 +26,8 @@ def dry_run(config: PipelineConfig) -> dict:
         "metric": task.metric,
         "sizes": {
             "train": len(task.train),
-            "d_tr": prep.d_tr,
-            "d_val": prep.d_val,
+            "d_tr": len(prep.d_tr),
+            "d_val": len(prep.d_val),
             "eval": len(task.eval),
         },
         "num_labels": task.num_labels,

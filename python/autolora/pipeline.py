@@ -21,6 +21,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -92,7 +93,8 @@ class Prepared:
         device: where training runs.
         search_steps: the search's optimizer steps (0 with given ranks).
         retrain_steps: retraining's optimizer steps.
-        d_tr, d_val: the sizes of the search's two halves of the training data.
+        d_tr, d_val: the search's two halves of the training data (W's and beta's), as the trainer
+            splits it.
     """
 
     task: TaskData
@@ -102,8 +104,8 @@ class Prepared:
     device: torch.device
     search_steps: int
     retrain_steps: int
-    d_tr: int
-    d_val: int
+    d_tr: Any
+    d_val: Any
 
 
 def build_model(
@@ -161,7 +163,7 @@ def prepare(config: PipelineConfig) -> Prepared:
         check_total(len(list(autolora.adapters(model))), cfg.rank_total, cfg.k, where="rank_total")
     search = 0 if given else phase_steps(cfg.search_epochs, len(d_tr), cfg, cfg.max_search_steps)
     retrain = phase_steps(cfg.retrain_epochs, len(task.train), cfg, cfg.max_retrain_steps)
-    return Prepared(task, model, trainable, given, device, search, retrain, len(d_tr), len(d_val))
+    return Prepared(task, model, trainable, given, device, search, retrain, d_tr, d_val)
 
 
 def build_trainer(config: PipelineConfig, prep: Prepared, callbacks: list):
