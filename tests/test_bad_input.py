@@ -437,10 +437,11 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
 def previous_run(tmp_path) -> Path:
     """An output directory with a previous run's files, checkpoints included."""
     out = tmp_path / "out"
-    (out / "checkpoints").mkdir(parents=True)
+    (out / "search" / "checkpoint-2").mkdir(parents=True)
+    (out / "retrain" / "checkpoint-2").mkdir(parents=True)
     (out / "adapter").mkdir()
     for name, body in (("config.json", b"{}"), ("ranks.json", b'{"ranks": {}}'), ("metrics.json", b"{}"),
-                       ("checkpoints/search.pt", b"\x00search"), ("checkpoints/retrain.pt", b"\x00retrain"),
+                       ("search/result.pt", b"\x00search"), ("retrain/checkpoint-2/optimizer.pt", b"\x00opt"),
                        ("adapter/adapter_model.safetensors", b"\x01" * 64)):  # fmt: skip
         (out / name).write_bytes(body)
     return out
@@ -463,6 +464,7 @@ def previous_run(tmp_path) -> Path:
     ],
 )
 def test_cli_error_exits_2_and_leaves_the_output_dir(flags, says, tmp_path, previous_run, capsys):
+    """With --overwrite-output-dir every check runs before the previous run is touched."""
     bad = tmp_path / "train.tsv"
     bad.write_text(ROW + "fine\tx\nbad\t0\nok\t1\n")
     (tmp_path / "latin1.tsv").write_bytes(b"sentence\tlabel\nna\xefve\t1\nbad\t0\n")
@@ -472,12 +474,32 @@ def test_cli_error_exits_2_and_leaves_the_output_dir(flags, says, tmp_path, prev
     flags = [f.format(bad=bad, latin1=tmp_path / "latin1.tsv") for f in flags]
     before = snapshot(previous_run)
     code, err = cli(
-        capsys, *flags, "--eval-file", str(tmp_path / "dev.tsv"), "--output-dir", str(previous_run)
-    )
+        capsys, *flags, "--eval-file", str(tmp_path / "dev.tsv"), "--output-dir", str(previous_run),
+        "--overwrite-output-dir",
+    )  # fmt: skip
     assert code == 2, err
     assert err.startswith("autolora: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
     assert re.search(says, err), err
     assert snapshot(previous_run) == before  # byte-identical, not even rewritten
+
+
+@pytest.mark.parametrize(
+    "remove, flags, says",
+    [
+        ([], [], r"output_dir: .* holds a finished run \(metrics.json\); .* --overwrite-output-dir"),
+        (["metrics.json"], [], r"output_dir: .* holds an unfinished run .* pass --resume"),
+        (["metrics.json"], ["--resume", "--k", "4"], r"resume: .* other options or data.* k: was None, now 4"),
+    ],
+    ids=["finished", "unfinished", "resume-other-options"],
+)
+def test_a_previous_run_is_refused_and_left_as_it_was(remove, flags, says, tmp_path, previous_run, capsys):
+    for name in remove:
+        (previous_run / name).unlink()
+    (tmp_path / "dev.tsv").write_text(GOOD)
+    before = snapshot(previous_run)
+    code, err = cli(capsys, "--train-file", str(tmp_path / "dev.tsv"), "--output-dir", str(previous_run), *flags)
+    assert code == 2 and re.search(says, err) and "Traceback" not in err, err
+    assert snapshot(previous_run) == before
 
 
 def test_cli_bad_config_file(tmp_path, capsys):

@@ -93,8 +93,8 @@ class Prepared:
         device: where training runs.
         search_steps: the search's optimizer steps (0 with given ranks).
         retrain_steps: retraining's optimizer steps.
-        d_tr, d_val: the search's two halves of the training data (W's and beta's), as the trainer
-            splits it.
+        d_tr: the search's half of the training data W learns on, as the trainer splits it.
+        d_val: the other half, beta's.
     """
 
     task: TaskData
@@ -136,7 +136,18 @@ def build_model(
 
 def prepare(config: PipelineConfig) -> Prepared:
     """Everything that can fail on bad input, checked before any training starts and before anything
-    is written (a dry run stops here)."""
+    is written (a dry run stops here): the output folder's state (autolora.run_folder), the device,
+    the data, the model, k and max_length against it, --ranks and rank_total.
+
+    Args:
+        config: the run's options, validated.
+
+    Returns:
+        The data, the model and the phases' lengths.
+
+    Raises:
+        ValueError: bad input, named (autolora.errors.InputError: the option, the file and the line).
+    """
     from autolora.integrations.trainer_state import default_split
 
     cfg = config

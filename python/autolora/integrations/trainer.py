@@ -42,7 +42,7 @@ if absent := missing("trainer"):
 
 from transformers import Trainer, TrainerState, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import TrainOutput, get_last_checkpoint
 
 from autolora.integrations.arguments import AutoLoraArguments
 from autolora.integrations.search_phase import SearchRecorder, ranks_report
@@ -241,7 +241,10 @@ class AutoLoraTrainer(Trainer):
             self.args = retrain_args
             self.model_wrapped = self.model  # the accelerator wraps the retraining model anew (DDP)
             self.optimizer = self.lr_scheduler = None
-            return super().train(checkpoint if phase == "retrain" else None, **kwargs)
+            checkpoint = checkpoint if phase == "retrain" else None
+            if checkpoint is not None and _global_step(checkpoint) >= retrain_args.max_steps:
+                return self._finished(checkpoint)  # the Trainer would take one more step
+            return super().train(checkpoint, **kwargs)
         finally:
             self.args = base
 
@@ -272,6 +275,12 @@ class AutoLoraTrainer(Trainer):
                 f"{result} (the finished search it retrains)"
             )
         return phase, str(path), result if phase == "retrain" else None
+
+    def _finished(self, checkpoint: str) -> TrainOutput:
+        """A retraining whose last step is in `checkpoint`: its state, nothing run."""
+        self._load_from_checkpoint(checkpoint)
+        self.state = TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE_NAME))
+        return TrainOutput(self.state.global_step, float("nan"), {})
 
     def _retrain_args(self, base: TrainingArguments, folder: Path) -> TrainingArguments:
         if self.retrain_args is not None:
