@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from _compare_trainer import AdaLoraAllocation, EvalCurve, last_checkpoint, train
+from _compare_trainer import AdaLoraAllocation, EvalCurve, adalora_final, last_checkpoint, peft_model, train
 
 import autolora
 from autolora.config import PipelineConfig, load_config
@@ -61,10 +61,9 @@ AUTOLORA_VARIANTS = {  # method -> (hypergradient, selection)
     "autolora-sigmoid": ("second-order", "sigmoid"),  # the paper's element-wise sigmoid ablation
     "autolora-w-alone": ("none", "softmax"),  # not the paper's: beta never moves (docs/METHOD.md 6.3)
     # the control: autolora's search (same seed, same ranks), then a seeded random allocation of the
-    # same total retrained the same way; only how the total is shared across layers differs
+    # same total, retrained from fresh adapters (the pipeline's given-ranks run)
     "autolora-random": ("second-order", "softmax"),
 }
-TARGETS = ["query", "value"]  # the paper's q and v projections (BERT/MiniLM names)
 NO_CHECKPOINTS = 10**9  # checkpoint_every when a run keeps no work directory
 
 
@@ -122,53 +121,6 @@ def load_data(spec: RunSpec) -> tuple[object, TaskData]:
     return tokenizer, load_task(DataConfig(**spec.data), tokenizer)
 
 
-def _peft_model(spec: RunSpec, model, new_modules: list[str], kind: str, ranks: tuple[int, int] | None):
-    from peft import AdaLoraConfig, LoraConfig, TaskType, get_peft_model
-
-    names = [n for n, _ in model.named_modules()]
-    for extra in spec.extra_trainable:  # PEFT would skip a name that matches nothing; say so instead
-        if not any(n == extra or n.endswith("." + extra) for n in names):
-            raise ValueError(f"extra_trainable: {extra!r} matches no module of {spec.model}")
-    common = dict(
-        task_type=TaskType.SEQ_CLS,
-        target_modules=TARGETS,
-        lora_alpha=spec.lora_alpha,
-        lora_dropout=0.0,  # AutoLoRA's default dropout is 0 too
-        modules_to_save=[*new_modules, *spec.extra_trainable],
-    )
-    if kind == "adalora":
-        n = spec.steps
-        cfg = AdaLoraConfig(
-            init_r=spec.adalora_init_r,
-            target_r=spec.adalora_target_r,
-            tinit=max(1, round(0.1 * n)),  # warm-up 10%, final fine-tuning 20% of the budget
-            tfinal=max(1, round(0.2 * n)),
-            deltaT=max(1, n // 50),
-            total_step=n,
-            **common,
-        )
-    else:
-        r_q, r_v = ranks or (spec.lora_r, spec.lora_r)
-        cfg = LoraConfig(r=r_q, rank_pattern={"value": r_v} if r_v != r_q else {}, **common)
-    return get_peft_model(model, cfg)
-
-
-def _adalora_final(model) -> dict:
-    """Final ranks (kept triplets per matrix; PEFT keys rank_pattern by the lora_E parameter names)
-    and the adapter parameters they hold, r * (in + out + 1) per matrix (rows of A, columns of B, E)."""
-    pattern = model.peft_config["default"].rank_pattern or {}
-    params = dict(model.named_parameters())
-    params.update(model.base_model.model.named_parameters())  # PEFT may key without the wrapper prefix
-    ranks, total = {}, 0
-    for key, mask in pattern.items():
-        r = int(sum(bool(m) for m in mask))
-        a, b = params[key.replace("lora_E", "lora_A")], params[key.replace("lora_E", "lora_B")]
-        name = key.removeprefix("base_model.model.").removesuffix(".lora_E.default")
-        ranks[name] = r
-        total += r * (a.shape[1] + b.shape[0] + 1)
-    return {"ranks": ranks, "effective_adapter_params": total}
-
-
 def _memory_reset(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -196,7 +148,7 @@ def run_baseline(
     model, new_modules = load_model(spec.model, task.task, task.num_labels, tokenizer, pooling=spec.pooling)
     lr = spec.lr_full
     if spec.method != "full-ft":
-        model = _peft_model(spec, model, new_modules, "adalora" if spec.method == "adalora" else "lora", None)
+        model = peft_model(spec, model, new_modules, "adalora" if spec.method == "adalora" else "lora", None)
         lr = spec.lr_lora
     model.to(device)
     trainable = autolora.count_trainable(model)
@@ -204,17 +156,22 @@ def run_baseline(
     needs = (AdaLoraAllocation.FILE,) if spec.method == "adalora" else ()
     resume = last_checkpoint(checkpoints, needs)
     callbacks = [AdaLoraAllocation(model, resume)] if spec.method == "adalora" else []
-    curve = EvalCurve(task, spec.eval_every, spec.steps, spec.eval_batch_size, device) if spec.eval_every else None
+    curve = None
+    if spec.eval_every:
+        curve = EvalCurve(task, spec.eval_every, spec.steps, spec.eval_batch_size, device)
+        callbacks.append(curve)
     args = _trainer_args(spec, seed, lr, every_ckpt if work is not None else None)
-    loss, history = train(model, task.train, task.collate, args, callbacks + ([curve] if curve else []),
-                          checkpoints, resume)  # fmt: skip
+    loss, history = train(model, task.train, task.collate, args, callbacks, checkpoints, resume)
     t_train = time.perf_counter() - t0 - (curve.seconds if curve else 0.0)  # this process's curve share
-    extra = {"adalora": _adalora_final(model)} if spec.method == "adalora" else {}
+    extra = {"adalora": adalora_final(model)} if spec.method == "adalora" else {}
     t1 = time.perf_counter()
     metrics = evaluate(model, task, spec.eval_batch_size, device)
-    points = [r for r in history if "curve" in r]  # every process's points: they resume with the history
-    curve_out = {"eval_curve": [*({"step": r["step"], **r["curve"]} for r in points), {"step": spec.steps, **metrics}],
-                 "curve_eval_seconds": sum(r["curve_seconds"] for r in points)} if curve else {}  # fmt: skip
+    curve_out = {}
+    if curve:  # every process's points: they resume with the Trainer's history
+        points = [r for r in history if "curve" in r]
+        curve_out = {"eval_curve": [*({"step": r["step"], **r["curve"]} for r in points),
+                                    {"step": spec.steps, **metrics}],
+                     "curve_eval_seconds": sum(r["curve_seconds"] for r in points)}  # fmt: skip
     return {
         "seed": seed,
         "metric": task.metric,
@@ -349,9 +306,10 @@ def run_grid(spec: RunSpec, seed: int) -> dict:
         model, new_modules = load_model(
             spec.model, task.task, task.num_labels, tokenizer, pooling=spec.pooling
         )
-        model = _peft_model(spec, model, new_modules, "lora", (r_q, r_v)).to(device)
+        model = peft_model(spec, model, new_modules, "lora", (r_q, r_v)).to(device)
         trainable = autolora.count_trainable(model)
-        train(model, d_tr, task.collate, {**_trainer_args(spec, seed, spec.lr_lora, None), "schedule": "constant"})
+        args = dict(_trainer_args(spec, seed, spec.lr_lora, None), schedule="constant")
+        train(model, d_tr, task.collate, args)
         t_train = time.perf_counter() - t0
         t1 = time.perf_counter()
         score = evaluate(model, val_task, spec.eval_batch_size, device)[task.metric]

@@ -1,5 +1,6 @@
-"""bench_compare's baselines on transformers.Trainer: the training arguments of the shared budget, the
-eval curve and PEFT AdaLoRA's rank allocation as TrainerCallbacks (experiments only, not the package).
+"""bench_compare's baselines on transformers.Trainer: their PEFT models, the training arguments of the
+shared budget, the eval curve and PEFT AdaLoRA's rank allocation as TrainerCallbacks (experiments
+only, not the package).
 
 The Trainer runs the step loop, the optimiser (AdamW, weight decay 0, no gradient clipping), the lr
 schedule, the shuffled batches and the checkpoints (`save_steps`, `resume_from_checkpoint`); nothing
@@ -21,6 +22,63 @@ from autolora.data import TaskData
 from autolora.eval.evaluation import evaluate
 
 CHECKPOINT_PREFIX = "checkpoint-"  # the Trainer's checkpoint folders: checkpoint-<global step>
+
+
+TARGETS = ["query", "value"]  # the paper's q and v projections (BERT/MiniLM names)
+
+
+def peft_model(spec, model, new_modules: list[str], kind: str, ranks: tuple[int, int] | None):
+    """The PEFT model of a baseline: LoRA (r=spec.lora_r, or (r_q, r_v) = ranks) or AdaLoRA (init_r ->
+    target_r, its schedule over spec.steps), on TARGETS, training the new head modules and
+    spec.extra_trainable beside the adapters; spec is a _compare_methods.RunSpec.
+
+    Raises:
+        ValueError: an extra_trainable name that matches no module.
+    """
+    from peft import AdaLoraConfig, LoraConfig, TaskType, get_peft_model
+
+    names = [n for n, _ in model.named_modules()]
+    for extra in spec.extra_trainable:  # PEFT would skip a name that matches nothing; say so instead
+        if not any(n == extra or n.endswith("." + extra) for n in names):
+            raise ValueError(f"extra_trainable: {extra!r} matches no module of {spec.model}")
+    common = dict(
+        task_type=TaskType.SEQ_CLS,
+        target_modules=TARGETS,
+        lora_alpha=spec.lora_alpha,
+        lora_dropout=0.0,  # AutoLoRA's default dropout is 0 too
+        modules_to_save=[*new_modules, *spec.extra_trainable],
+    )
+    if kind == "adalora":
+        n = spec.steps
+        cfg = AdaLoraConfig(
+            init_r=spec.adalora_init_r,
+            target_r=spec.adalora_target_r,
+            tinit=max(1, round(0.1 * n)),  # warm-up 10%, final fine-tuning 20% of the budget
+            tfinal=max(1, round(0.2 * n)),
+            deltaT=max(1, n // 50),
+            total_step=n,  # the run's max_steps: the allocation's schedule is laid over it
+            **common,
+        )
+    else:
+        r_q, r_v = ranks or (spec.lora_r, spec.lora_r)
+        cfg = LoraConfig(r=r_q, rank_pattern={"value": r_v} if r_v != r_q else {}, **common)
+    return get_peft_model(model, cfg)
+
+
+def adalora_final(model) -> dict:
+    """Final ranks (kept triplets per matrix; PEFT keys rank_pattern by the lora_E parameter names)
+    and the adapter parameters they hold, r * (in + out + 1) per matrix (rows of A, columns of B, E)."""
+    pattern = model.peft_config["default"].rank_pattern or {}
+    params = dict(model.named_parameters())
+    params.update(model.base_model.model.named_parameters())  # PEFT may key without the wrapper prefix
+    ranks, total = {}, 0
+    for key, mask in pattern.items():
+        r = int(sum(bool(m) for m in mask))
+        a, b = params[key.replace("lora_E", "lora_A")], params[key.replace("lora_E", "lora_B")]
+        name = key.removeprefix("base_model.model.").removesuffix(".lora_E.default")
+        ranks[name] = r
+        total += r * (a.shape[1] + b.shape[0] + 1)
+    return {"ranks": ranks, "effective_adapter_params": total}
 
 
 class EvalCurve(TrainerCallback):
@@ -177,7 +235,8 @@ def train(
         ValueError: fewer training examples than one batch.
     """
     if len(dataset) < args["batch_size"]:
-        raise ValueError(f"batch_size: {args['batch_size']} is more than the {len(dataset)} training examples")
+        raise ValueError(f"batch_size: {args['batch_size']} is more than the {len(dataset)} training "
+                         "examples")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench_trainer_") as tmp:
         out = checkpoints if checkpoints is not None else Path(tmp)
         trainer = Trainer(model=model, args=training_arguments(out, **args), train_dataset=dataset,

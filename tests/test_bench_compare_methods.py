@@ -59,8 +59,9 @@ def test_autolora_curve_lies_in_retraining_and_changes_nothing(methods):
     assert curved["score"] == plain["score"] and curved["ranks"] == plain["ranks"]
     # the pipeline's summary says what scoring the curve cost (0 where it does not say); out of the wall
     seconds = curved["pipeline_seconds"]
-    assert curved["curve_eval_seconds"] == seconds.get("eval_curve", 0.0)
-    assert curved["train_seconds"] == pytest.approx(seconds["search"] + seconds["retrain"] - seconds.get("eval_curve", 0.0))
+    curve = seconds.get("eval_curve", 0.0)
+    assert curved["curve_eval_seconds"] == curve
+    assert curved["train_seconds"] == pytest.approx(seconds["search"] + seconds["retrain"] - curve)
 
 
 def test_random_control_is_autoloras_search_with_a_random_allocation_of_its_total(methods):
@@ -136,14 +137,14 @@ def test_a_cut_baseline_resumes_to_the_uncut_run(methods, tmp_path, monkeypatch)
 
 def adalora_model(methods, s):
     import torch
+    from _compare_trainer import peft_model
 
     from autolora.models import load_model
 
-    module = methods[0]
-    tokenizer, task = module.load_data(s)
+    tokenizer, task = methods[0].load_data(s)
     torch.manual_seed(0)
     model, new = load_model(s.model, task.task, task.num_labels, tokenizer)
-    return module._peft_model(s, model, new, "adalora", None), task
+    return peft_model(s, model, new, "adalora", None), task
 
 
 def test_adaloras_allocator_state_comes_back_from_the_checkpoint(methods, tmp_path):
