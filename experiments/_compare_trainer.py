@@ -22,8 +22,6 @@ from autolora.data import TaskData
 from autolora.eval.evaluation import evaluate
 
 CHECKPOINT_PREFIX = "checkpoint-"  # the Trainer's checkpoint folders: checkpoint-<global step>
-
-
 TARGETS = ["query", "value"]  # the paper's q and v projections (BERT/MiniLM names)
 
 
@@ -88,6 +86,13 @@ class EvalCurve(TrainerCallback):
     Each point goes into the Trainer's log_history as {"step", "curve": metrics, "curve_seconds"}, so
     it is saved with a checkpoint and comes back on resume; `seconds` is this process's share, kept out
     of the wall time by the caller.
+
+    Args:
+        task: the task whose eval split is scored.
+        every: steps between points.
+        steps: the run's max_steps (no point there).
+        batch_size: evaluation batch size.
+        device: where the eval batches go.
     """
 
     def __init__(self, task: TaskData, every: int, steps: int, batch_size: int, device: torch.device):
@@ -118,6 +123,10 @@ class AdaLoraAllocation(TrainerCallback):
     config's rank_pattern is held here between steps and set only while PEFT allocates: PEFT saves an
     adapter cut down to a set rank_pattern, which would not load back into the uncut model a resumed
     run trains (the masked entries of lora_E are zeros in the saved parameters, so nothing is lost).
+
+    Args:
+        model: the PEFT AdaLoRA model the Trainer trains (adapter "default").
+        resume_from: the Trainer checkpoint the run resumes from (None: a fresh run).
     """
 
     FILE = "adalora_allocator.pt"

@@ -174,11 +174,11 @@ def test_adaloras_allocator_state_comes_back_from_the_checkpoint(methods, tmp_pa
 
 def test_adalora_allocates_only_with_its_callback(methods):
     # Under a plain Trainer nothing calls update_and_allocate: every lora_E keeps its init_r = 6 entries.
-    # With the callback, 12 steps (tinit 1, tfinal 2, deltaT 1) mask the budget down to target_r = 4.
+    # With the callback, 8 steps (tinit 1, tfinal 2, deltaT 1) mask the budget down to target_r = 4.
     from _compare_trainer import AdaLoraAllocation, train
 
-    s = spec(methods, "adalora", steps=12)
-    args = dict(steps=12, batch_size=8, lr=1e-3, schedule="constant", seed=0, device="cpu", save_every=None)
+    s = spec(methods, "adalora", steps=8)
+    args = dict(steps=8, batch_size=8, lr=1e-3, schedule="constant", seed=0, device="cpu", save_every=None)
 
     def kept(with_callback: bool) -> tuple[dict, object]:
         model, task = adalora_model(methods, s)
