@@ -1,20 +1,25 @@
 """The methods bench_compare.py runs, each under one training budget (experiments only, not the package).
 
-Every method reads its data through autolora.data (load_task, split_train_val, the task's collate via
-autolora.train.BatchStream) and is scored by autolora.eval.evaluate, so the comparison differs only
-in what is trained and how.
+Every method reads its data through autolora.data (load_task, split_train_val, the task's collate) and
+is scored by autolora.eval.evaluate, so the comparison differs only in what is trained and how.
 
 Budget: `steps` optimiser updates of the model's weights, each on one batch of `batch_size` training
-examples drawn from the same (sub-sampled) training set. AutoLoRA's search and retraining both count:
-the search takes round(steps * search_fraction) bilevel iterations (each one AdamW update of W on a
-D_tr batch, plus one Adam update of beta on a D_val batch), retraining the rest. A method's wall time
-covers tokenizer + data loading, model construction and all training (search included); the final
-evaluation is timed separately. With eval_points P, every method also scores the eval split every
-steps // P steps (AutoLoRA: every steps // P retraining steps, recorded at their budget step, search
-steps + n), the curve a reader checks convergence by; that scoring is timed apart and kept out of
-the wall time, and changes no training (tests/test_bench_compare_methods.py). run(..., work) makes a run
-resumable (the baselines through autolora.train.loop.run_phase, AutoLoRA through the pipeline's own
-phase checkpoints); a cut run resumes to the uncut run's result (the same tests).
+examples drawn from the same (sub-sampled) training set. The baselines (full fine-tuning, LoRA r=4,
+AdaLoRA, the LoRA grid) train on transformers.Trainer (_compare_trainer.py). AutoLoRA's variants run
+through the package's public entry point, autolora.pipeline.run_pipeline, and are read from the
+summary it returns; its search and retraining both count: the search takes round(steps *
+search_fraction) bilevel iterations (each one AdamW update of W on a D_tr batch, plus one Adam update
+of beta on a D_val batch), retraining the rest. autolora-random is that search (same seed, same
+ranks), then a seeded random allocation of the same total, retrained from fresh adapters (the
+pipeline's given-ranks run).
+
+A method's wall time covers tokenizer + data loading, model construction and all training (search
+included); the final evaluation is timed separately. With eval_points P, every method also scores the
+eval split every steps // P steps (AutoLoRA: every steps // P retraining steps, recorded at their
+budget step, search steps + n), the curve a reader checks convergence by; that scoring is timed apart
+and kept out of the wall time, and changes no training (tests/test_bench_compare_methods.py).
+run(..., work) makes a run resumable (the baselines through the Trainer's checkpoints, AutoLoRA
+through the pipeline's own); a cut run resumes to the uncut run's result (the same tests).
 """
 
 from __future__ import annotations
@@ -23,24 +28,21 @@ import contextlib
 import dataclasses
 import json
 import shutil
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from _compare_trainer import AdaLoraAllocation, EvalCurve, adalora_final, last_checkpoint, peft_model, train
 
 import autolora
-from autolora.config import PipelineConfig
+from autolora.config import PipelineConfig, load_config
 from autolora.data import DataConfig, TaskData, load_task, split_train_val
 from autolora.eval.evaluation import evaluate
 from autolora.io.atomic import atomic_write_json
 from autolora.models import load_model, load_tokenizer
-from autolora.pipeline import Pipeline
-from autolora.train.loop import run_phase
-from autolora.train.lr_schedule import lr_schedule
+from autolora.pipeline import run_pipeline
 from autolora.tuner.ranks import random_ranks
 
 METHODS = (
@@ -59,10 +61,9 @@ AUTOLORA_VARIANTS = {  # method -> (hypergradient, selection)
     "autolora-sigmoid": ("second-order", "sigmoid"),  # the paper's element-wise sigmoid ablation
     "autolora-w-alone": ("none", "softmax"),  # not the paper's: beta never moves (docs/METHOD.md 6.3)
     # the control: autolora's search (same seed, same ranks), then a seeded random allocation of the
-    # same total retrained the same way; only how the total is shared across layers differs
+    # same total, retrained from fresh adapters (the pipeline's given-ranks run)
     "autolora-random": ("second-order", "softmax"),
 }
-TARGETS = ["query", "value"]  # the paper's q and v projections (BERT/MiniLM names)
 NO_CHECKPOINTS = 10**9  # checkpoint_every when a run keeps no work directory
 
 
@@ -115,162 +116,9 @@ class RunSpec:
         return max(1, self.steps // self.eval_points) if self.eval_points else None
 
 
-def timed_evaluate(model: torch.nn.Module, task: TaskData, batch_size: int, device: torch.device):
-    """The eval split's metrics and the seconds they took (a curve point: nothing is chosen by it)."""
-    t0 = time.perf_counter()
-    metrics = evaluate(model, task, batch_size, device)
-    return metrics, time.perf_counter() - t0
-
-
-class Batches:
-    """Endless shuffled batches (a fresh seeded permutation per epoch) collated by the task's collate.
-
-    The baselines' own stream: autolora.train.loop.BatchStream's interface is being changed (micro-batch
-    lists), and the baselines only need the plain single-process case.
-    """
-
-    def __init__(self, dataset, batch_size: int, collate: Callable, seed: int, device: torch.device):
-        self.dataset, self.batch_size, self.collate, self.device = dataset, batch_size, collate, device
-        self.gen = torch.Generator().manual_seed(seed)
-        self.order: list[int] = []
-
-    def next(self) -> dict[str, torch.Tensor]:
-        if len(self.order) < self.batch_size:
-            self.order += torch.randperm(len(self.dataset), generator=self.gen).tolist()
-        idx, self.order = self.order[: self.batch_size], self.order[self.batch_size :]
-        return {k: v.to(self.device) for k, v in self.collate([self.dataset[i] for i in idx]).items()}
-
-    def state_dict(self) -> dict:
-        return {"generator": self.gen.get_state(), "order": list(self.order)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.gen.set_state(state["generator"])
-        self.order = list(state["order"])
-
-
-class AdaLoraState:
-    """What PEFT's AdaLoRA keeps outside the parameters, for a checkpoint: the rank allocator's
-    importance averages and the rank pattern it has allocated so far (lora_E's masked entries are
-    parameters, saved with them)."""
-
-    KEYS = ("ipt", "exp_avg_ipt", "exp_avg_unc")
-
-    def __init__(self, model) -> None:
-        self.allocator = model.base_model.rankallocator
-        self.config = model.peft_config["default"]
-
-    def state_dict(self) -> dict:
-        state = {k: dict(getattr(self.allocator, k)) for k in self.KEYS}
-        return {**state, "rank_pattern": self.config.rank_pattern}
-
-    def load_state_dict(self, state: dict) -> None:
-        for k in self.KEYS:
-            setattr(self.allocator, k, dict(state[k]))
-        self.config.rank_pattern = state["rank_pattern"]
-
-
 def load_data(spec: RunSpec) -> tuple[object, TaskData]:
     tokenizer = load_tokenizer(spec.model)
     return tokenizer, load_task(DataConfig(**spec.data), tokenizer)
-
-
-def train_loop(
-    model: torch.nn.Module,
-    stream: Batches,
-    steps: int,
-    lr: float,
-    after_backward: Callable[[int], None] | None = None,
-    score: Callable[[], tuple[dict, float]] | None = None,
-    every: int | None = None,
-    checkpoint: Path | None = None,
-    checkpoint_every: int = NO_CHECKPOINTS,
-    extra_state: dict | None = None,
-    schedule: str = "constant",
-) -> tuple[float, list[dict]]:
-    """`steps` AdamW updates of the trainable parameters through autolora.train.loop.run_phase (so a
-    cut run resumes from `checkpoint`, written every checkpoint_every steps, with its optimiser, batch
-    order, RNG, lr schedule and extra_state); returns the mean loss of the last 5 steps and the history.
-
-    after_backward(step): AdaLoRA's update_and_allocate, called after optimizer.step() and before
-    zero_grad() as PEFT documents. score() -> (metrics, seconds): the eval curve, every `every` steps
-    after the update is complete (not at the last step: the caller's final evaluation is that point),
-    kept in the history as "eval" and "eval_seconds" so it resumes with the run.
-    """
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    lr_at = lr_schedule(opt, schedule, steps)
-    model.train()
-    history: list[dict] = []
-
-    def step(done: int) -> dict[str, float]:
-        loss = model(**stream.next()).loss
-        loss.backward()
-        opt.step()
-        if lr_at is not None:
-            lr_at.step()
-        if after_backward is not None:
-            after_backward(done + 1)
-        opt.zero_grad(set_to_none=True)
-        return {"loss": float(loss.detach())}
-
-    def on_step(n: int, losses: dict, readings: None) -> dict:
-        record = {"step": n, **losses}
-        if score is not None and every and n % every == 0 and n < steps:
-            record["eval"], record["eval_seconds"] = score()
-        return record
-
-    stateful = {"opt": opt, "stream": stream, **({"schedule": lr_at} if lr_at else {}), **(extra_state or {})}
-    run_phase(name="train", total_steps=steps, step_fn=step, model=model, stateful=stateful,
-              checkpoint=checkpoint, checkpoint_every=checkpoint_every, history=history, on_step=on_step,
-              progress=False)  # fmt: skip
-    return statistics.fmean(r["loss"] for r in history[-5:]), history
-
-
-def _peft_model(spec: RunSpec, model, new_modules: list[str], kind: str, ranks: tuple[int, int] | None):
-    from peft import AdaLoraConfig, LoraConfig, TaskType, get_peft_model
-
-    names = [n for n, _ in model.named_modules()]
-    for extra in spec.extra_trainable:  # PEFT would skip a name that matches nothing; say so instead
-        if not any(n == extra or n.endswith("." + extra) for n in names):
-            raise ValueError(f"extra_trainable: {extra!r} matches no module of {spec.model}")
-    common = dict(
-        task_type=TaskType.SEQ_CLS,
-        target_modules=TARGETS,
-        lora_alpha=spec.lora_alpha,
-        lora_dropout=0.0,  # AutoLoRA's default dropout is 0 too
-        modules_to_save=[*new_modules, *spec.extra_trainable],
-    )
-    if kind == "adalora":
-        n = spec.steps
-        cfg = AdaLoraConfig(
-            init_r=spec.adalora_init_r,
-            target_r=spec.adalora_target_r,
-            tinit=max(1, round(0.1 * n)),  # warm-up 10%, final fine-tuning 20% of the budget
-            tfinal=max(1, round(0.2 * n)),
-            deltaT=max(1, n // 50),
-            total_step=n,
-            **common,
-        )
-    else:
-        r_q, r_v = ranks or (spec.lora_r, spec.lora_r)
-        cfg = LoraConfig(r=r_q, rank_pattern={"value": r_v} if r_v != r_q else {}, **common)
-    return get_peft_model(model, cfg)
-
-
-def _adalora_final(model) -> dict:
-    """Final ranks (kept triplets per matrix; PEFT keys rank_pattern by the lora_E parameter names)
-    and the adapter parameters they hold, r * (in + out + 1) per matrix (rows of A, columns of B, E)."""
-    pattern = model.peft_config["default"].rank_pattern or {}
-    params = dict(model.named_parameters())
-    params.update(model.base_model.model.named_parameters())  # PEFT may key without the wrapper prefix
-    ranks, total = {}, 0
-    for key, mask in pattern.items():
-        r = int(sum(bool(m) for m in mask))
-        a, b = params[key.replace("lora_E", "lora_A")], params[key.replace("lora_E", "lora_B")]
-        name = key.removeprefix("base_model.model.").removesuffix(".lora_E.default")
-        ranks[name] = r
-        total += r * (a.shape[1] + b.shape[0] + 1)
-    return {"ranks": ranks, "effective_adapter_params": total}
 
 
 def _memory_reset(device: torch.device) -> None:
@@ -282,51 +130,48 @@ def _memory_peak(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
 
 
+def _trainer_args(spec: RunSpec, seed: int, lr: float, save_every: int | None) -> dict:
+    return dict(steps=spec.steps, batch_size=spec.batch_size, lr=lr, schedule=spec.schedule, seed=seed,
+                device=spec.device, save_every=save_every)  # fmt: skip
+
+
 def run_baseline(
     spec: RunSpec, seed: int, work: Path | None = None, every_ckpt: int = NO_CHECKPOINTS
 ) -> dict:
-    """full-ft, lora-r4 or adalora: train on the whole training set for spec.steps updates (from work's
-    checkpoint when it holds one)."""
+    """full-ft, lora-r4 or adalora on transformers.Trainer: spec.steps updates on the whole training
+    set (from work's newest checkpoint when it holds one, checkpointing every every_ckpt steps)."""
     device = torch.device(spec.device)
     _memory_reset(device)
     t0 = time.perf_counter()
     tokenizer, task = load_data(spec)
     torch.manual_seed(seed)  # the new classifier's initialisation
     model, new_modules = load_model(spec.model, task.task, task.num_labels, tokenizer, pooling=spec.pooling)
-    extra: dict = {}
-    hook, state = None, {}
-    if spec.method == "full-ft":
-        lr = spec.lr_full
-    else:
-        kind = "adalora" if spec.method == "adalora" else "lora"
-        model = _peft_model(spec, model, new_modules, kind, None)
+    lr = spec.lr_full
+    if spec.method != "full-ft":
+        model = peft_model(spec, model, new_modules, "adalora" if spec.method == "adalora" else "lora", None)
         lr = spec.lr_lora
-        if kind == "adalora":
-            hook, state = model.base_model.update_and_allocate, {"adalora": AdaLoraState(model)}
     model.to(device)
     trainable = autolora.count_trainable(model)
-    stream = Batches(task.train, spec.batch_size, task.collate, seed, device)
-    checkpoint = work / "checkpoints" / "train.pt" if work is not None else None
-    resumed = checkpoint is not None and checkpoint.exists()
-    curve_seconds = 0.0  # this process's share (the history holds every process's points)
-
-    def score() -> tuple[dict, float]:
-        nonlocal curve_seconds
-        metrics, seconds = timed_evaluate(model, task, spec.eval_batch_size, device)
-        curve_seconds += seconds
-        return metrics, seconds
-
-    loss, history = train_loop(model, stream, spec.steps, lr, hook, score, spec.eval_every, checkpoint,
-                               every_ckpt, state, spec.schedule)  # fmt: skip
-    t_train = time.perf_counter() - t0 - curve_seconds
-    if spec.method == "adalora":
-        extra["adalora"] = _adalora_final(model)
+    checkpoints = work / "checkpoints" if work is not None else None
+    needs = (AdaLoraAllocation.FILE,) if spec.method == "adalora" else ()
+    resume = last_checkpoint(checkpoints, needs)
+    callbacks = [AdaLoraAllocation(model, resume)] if spec.method == "adalora" else []
+    curve = None
+    if spec.eval_every:
+        curve = EvalCurve(task, spec.eval_every, spec.steps, spec.eval_batch_size, device)
+        callbacks.append(curve)
+    args = _trainer_args(spec, seed, lr, every_ckpt if work is not None else None)
+    loss, history = train(model, task.train, task.collate, args, callbacks, checkpoints, resume)
+    t_train = time.perf_counter() - t0 - (curve.seconds if curve else 0.0)  # this process's curve share
+    extra = {"adalora": adalora_final(model)} if spec.method == "adalora" else {}
     t1 = time.perf_counter()
     metrics = evaluate(model, task, spec.eval_batch_size, device)
-    points = [{"step": r["step"], **r["eval"]} for r in history if "eval" in r]
-    curve_out = {"eval_curve": [*points, {"step": spec.steps, **metrics}],
-                 "curve_eval_seconds": sum(r["eval_seconds"] for r in history if "eval" in r)
-                 } if spec.eval_every else {}  # fmt: skip
+    curve_out = {}
+    if curve:  # every process's points: they resume with the Trainer's history
+        points = [r for r in history if "curve" in r]
+        curve_out = {"eval_curve": [*({"step": r["step"], **r["curve"]} for r in points),
+                                    {"step": spec.steps, **metrics}],
+                     "curve_eval_seconds": sum(r["curve_seconds"] for r in points)}  # fmt: skip
     return {
         "seed": seed,
         "metric": task.metric,
@@ -336,118 +181,115 @@ def run_baseline(
         "final_train_loss": loss,
         "trainable_parameters": trainable,
         "train_seconds": t_train,
-        "resumed": resumed,
+        "resumed": resume is not None,
         "eval_seconds": time.perf_counter() - t1,
         "gpu_peak_mb": _memory_peak(device),
         **extra,
     }
 
 
+def pipeline_config(spec: RunSpec, seed: int, out: str, every_ckpt: int, **changes) -> PipelineConfig:
+    """The AutoLoRA variant's options for autolora.pipeline.run_pipeline (`changes` win): its budget
+    split into max_search_steps and max_retrain_steps, the curve every eval_every retraining steps,
+    resuming from out's checkpoints when it holds any."""
+    hypergradient, selection = AUTOLORA_VARIANTS[spec.method]
+    overrides = dict(
+        model=spec.model, pooling=spec.pooling, output_dir=out, seed=seed, device=spec.device, k=spec.k,
+        lora_alpha=spec.lora_alpha, selection=selection, trainable=["@head", *spec.extra_trainable],
+        retrain_init=spec.retrain_init, retrain_schedule=spec.schedule, hypergradient=hypergradient,
+        lr_w=spec.lr_lora, lr_beta=spec.lr_beta, rank_rule=spec.rank_rule,
+        rank_budget=None,  # the studies retrain the rule's own ranks (the totals it selects)
+        beta_every=spec.beta_every, batch_size=spec.batch_size,
+        search_epochs=1e6, max_search_steps=spec.search_steps,  # the step caps bind
+        retrain_epochs=1e6, max_retrain_steps=spec.retrain_steps,
+        eval_batch_size=spec.eval_batch_size,
+        eval_every=spec.eval_every,  # counted in retraining steps: budget step = search_steps + n
+        checkpoint_every=every_ckpt,  # without a work directory: each phase's final one, as a user gets
+        resume=True, progress=False,
+    )  # fmt: skip
+    data = {f"data.{k}": v for k, v in spec.data.items()}
+    return load_config(None, {**overrides, **data, **changes})
+
+
+def _output(work: Path | None, name: str):
+    """The pipeline's output_dir: work/name, kept (its checkpoints resume a cut run), or a temporary one."""
+    if work is not None:
+        return contextlib.nullcontext(str(work / name))
+    return tempfile.TemporaryDirectory(prefix="bench_autolora_")
+
+
+def _has_checkpoints(out: str) -> bool:
+    folder = Path(out) / "checkpoints"
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def _searched(spec: RunSpec, seed: int, work: Path | None, every_ckpt: int) -> tuple[dict, bool]:
+    """autolora-random's search: the autolora run of this seed (the same search) with one retraining
+    step; its summary (metrics.json, read back when a cut run had finished it) and whether it resumed."""
+    with _output(work, "search") as out:
+        done = Path(out) / "metrics.json"
+        if done.exists():
+            return json.loads(done.read_text()), True
+        resumed = _has_checkpoints(out)
+        config = pipeline_config(spec, seed, out, every_ckpt, max_retrain_steps=1, eval_every=None)
+        return run_pipeline(config), resumed
+
+
 def run_autolora(
     spec: RunSpec, seed: int, work: Path | None = None, every_ckpt: int = NO_CHECKPOINTS
 ) -> dict:
-    """The package's Pipeline (prepare -> search -> retrain), evaluated with the same evaluate(); with
-    a work directory its output (and the phases' checkpoints, which it resumes from) stays there."""
-    hypergradient, selection = AUTOLORA_VARIANTS[spec.method]
+    """An AutoLoRA variant through autolora.pipeline.run_pipeline (prepare -> search -> retrain),
+    everything read from the summary it returns; with a work directory its output (and the phases'
+    checkpoints, which it resumes from) stays there. autolora-random: the search's ranks, then a seeded
+    random allocation of their total retrained from fresh adapters (the pipeline's given-ranks run)."""
     device = torch.device(spec.device)
     _memory_reset(device)
-    keep = contextlib.nullcontext(str(work / "pipeline")) if work is not None else None
-    with keep or tempfile.TemporaryDirectory(prefix="bench_autolora_") as out:
-        resumed = any((Path(out) / "checkpoints" / f).exists() for f in ("search.pt", "retrain.pt"))
-        cfg = PipelineConfig(
-            model=spec.model,
-            pooling=spec.pooling,
-            data=DataConfig(**spec.data),
-            output_dir=out,
-            seed=seed,
-            device=spec.device,
-            k=spec.k,
-            lora_alpha=spec.lora_alpha,
-            selection=selection,
-            trainable=["@head", *spec.extra_trainable],
-            retrain_init=spec.retrain_init,
-            retrain_schedule=spec.schedule,
-            hypergradient=hypergradient,
-            lr_w=spec.lr_lora,
-            lr_beta=spec.lr_beta,
-            rank_rule=spec.rank_rule,
-            rank_budget=None,  # the studies retrain the rule's own ranks (the totals it selects)
-            beta_every=spec.beta_every,
-            batch_size=spec.batch_size,
-            search_epochs=1e6,  # the step caps below bind
-            max_search_steps=spec.search_steps,
-            retrain_epochs=1e6,
-            max_retrain_steps=spec.retrain_steps,
-            eval_batch_size=spec.eval_batch_size,
-            eval_every=spec.eval_every,  # counted in retraining steps: budget step = search_steps + n
-            checkpoint_every=every_ckpt,  # without a work directory: each phase's final one, as a user gets
-            progress=False,
-        )
-        t0 = time.perf_counter()
-        pipe = Pipeline(cfg)
-        curve_seconds = 0.0
-        score = pipe.evaluate
-
-        def timed(model):  # the pipeline's eval-curve scoring, kept out of the wall time
-            nonlocal curve_seconds
-            t = time.perf_counter()
-            out = score(model)
-            curve_seconds += time.perf_counter() - t
-            return out
-
-        pipe.evaluate = timed
-        pipe.prepare()
-        t_prepare = time.perf_counter() - t0
-        ranks, history, searched = pipe.search()  # the plots: drawn at once, or in a child process
-        searched_ranks = ranks
+    searched, resumed, changes = None, False, {}
+    with contextlib.ExitStack() as stack:
         if spec.method == "autolora-random":
-            ranks = random_ranks(list(ranks), sum(ranks.values()), spec.k, seed)
-        t_search = time.perf_counter() - t0 - t_prepare
-        search_trainable = autolora.count_trainable(searched)
-        if spec.retrain_init == "fresh":
-            searched = None  # as Pipeline.run: one model in memory at a time (warm retrains it in place)
-        model = pipe.retrain(ranks, searched)
-        t_wait = time.perf_counter()
-        pipe.wait_for_figures()  # what a child process drawing beside retraining left to wait for
-        plot_wait = time.perf_counter() - t_wait
-        t_train = time.perf_counter() - t0 - curve_seconds
-        t1 = time.perf_counter()
-        metrics = evaluate(model, pipe.task, spec.eval_batch_size, pipe.device)
-    last = history[-1] if history else {}
+            searched, resumed = _searched(spec, seed, work, every_ckpt)
+            ranks = random_ranks(list(searched["ranks"]), searched["rank_total"], spec.k, seed)
+            path = Path(stack.enter_context(_output(work, "random"))) / "random_ranks.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(path, ranks)
+            changes = dict(ranks=str(path), retrain_init="fresh")  # given ranks: no searched components
+        out = stack.enter_context(_output(work, "pipeline"))
+        resumed = resumed or _has_checkpoints(out)
+        summary = run_pipeline(pipeline_config(spec, seed, out, every_ckpt, **changes))
+    seconds = summary["seconds"]
+    curve_seconds = seconds.get("eval_curve", 0.0)  # the curve's scoring, kept out of the wall time
+    search = seconds["search"] + (searched["seconds"]["search"] if searched else 0.0)
     curve_out = {}
     if spec.eval_every:
-        points = [{**p, "step": spec.search_steps + p["step"]} for p in pipe.eval_curve]
-        curve_out = {"eval_curve": [*points, {"step": spec.steps, **metrics}],
-                     "curve_eval_seconds": curve_seconds}  # fmt: skip
+        points = [{**p, "step": spec.search_steps + p["step"]} for p in summary["eval_curve"]]
+        curve_out = {"eval_curve": points, "curve_eval_seconds": curve_seconds}
     return {
         "seed": seed,
-        "metric": pipe.task.metric,
-        "score": metrics[pipe.task.metric],
-        "eval": metrics,
-        "trainable_parameters": autolora.count_trainable(model),
-        "search_trainable_parameters": search_trainable,
+        "metric": summary["metric"],
+        "score": summary["eval"][summary["metric"]],
+        "eval": summary["eval"],
+        "trainable_parameters": summary["trainable_parameters"],
         **curve_out,
-        "ranks": ranks,
-        **({"searched_ranks": searched_ranks} if spec.method == "autolora-random" else {}),
-        "rank_total": sum(ranks.values()),
+        "ranks": summary["ranks"],
+        **({"searched_ranks": searched["ranks"]} if searched else {}),
+        "rank_total": summary["rank_total"],
         "search_steps": spec.search_steps,
         "retrain_steps": spec.retrain_steps,
-        "final_search_loss": {k: last.get(k) for k in ("loss_tr", "loss_val")},
-        "train_seconds": t_train,
+        "selection": (searched or summary)["selection"],
+        "pipeline_seconds": seconds,
+        "train_seconds": search + seconds["retrain"] - curve_seconds,
         "resumed": resumed,
-        "phase_seconds": {
-            "prepare": t_prepare,
-            "search": t_search,
-            "retrain": t_train - t_prepare - t_search - plot_wait,
-            "plots_wait": plot_wait,  # what drawing in a child process left on the critical path
-        },
-        "eval_seconds": time.perf_counter() - t1,
+        # search: prepare included (and for autolora-random the retraining run's own prepare)
+        "phase_seconds": {"search": search, "retrain": seconds["retrain"] - curve_seconds},
+        # the final evaluation and what the pipeline writes after it (adapters, plots)
+        "eval_seconds": seconds["total"] - seconds["search"] - seconds["retrain"],
         "gpu_peak_mb": _memory_peak(device),
     }
 
 
 def run_grid(spec: RunSpec, seed: int) -> dict:
-    """A LoRA rank grid search: each (r_q, r_v) trained on D_tr for spec.steps, scored on D_val.
+    """A LoRA rank grid search: each (r_q, r_v) trained on D_tr for spec.steps on transformers.Trainer
+    (constant lr), scored on D_val.
 
     D_tr/D_val is the package's seeded 1:1 split of the training set, so the grid chooses without
     looking at the eval split. Returns each config's score and times and the chosen config.
@@ -464,10 +306,10 @@ def run_grid(spec: RunSpec, seed: int) -> dict:
         model, new_modules = load_model(
             spec.model, task.task, task.num_labels, tokenizer, pooling=spec.pooling
         )
-        model = _peft_model(spec, model, new_modules, "lora", (r_q, r_v)).to(device)
+        model = peft_model(spec, model, new_modules, "lora", (r_q, r_v)).to(device)
         trainable = autolora.count_trainable(model)
-        stream = Batches(d_tr, spec.batch_size, task.collate, seed, device)
-        train_loop(model, stream, spec.steps, spec.lr_lora)
+        args = dict(_trainer_args(spec, seed, spec.lr_lora, None), schedule="constant")
+        train(model, d_tr, task.collate, args)
         t_train = time.perf_counter() - t0
         t1 = time.perf_counter()
         score = evaluate(model, val_task, spec.eval_batch_size, device)[task.metric]
@@ -539,6 +381,6 @@ def run(spec: RunSpec, seed: int, work: Path | None = None, checkpoint_every: in
         return {**json.loads(done.read_text()), "reused": True}
     result = fn(spec, seed, work, checkpoint_every)
     atomic_write_json(done, result)
-    for ckpt in (work / "checkpoints", work / "pipeline" / "checkpoints"):
+    for ckpt in (work / "checkpoints", *(work / name / "checkpoints" for name in ("search", "pipeline"))):
         shutil.rmtree(ckpt, ignore_errors=True)  # the result holds what they were for
     return result

@@ -331,7 +331,8 @@ def main(argv: list[str] | None = None) -> None:
             f"on one batch of {args.batch_size} examples from the same training subset; AutoLoRA spends "
             f"{args.search_fraction:.0%} of them as bilevel search iterations (each also draws one D_val "
             f"batch for beta) and the rest retraining the selected ranks on D_tr + D_val, starting "
-            f"{'from the searched components (warm)' if args.retrain_init == 'warm' else 'fresh'}."
+            f"{'from the searched components (warm)' if args.retrain_init == 'warm' else 'fresh'} "
+            "(the random control: fresh)."
         ),
         "hyperparameters": (
             f"AdamW, batch {args.batch_size}, weight decay 0; lr full FT {args.lr_full:g}; lr LoRA/AdaLoRA/"

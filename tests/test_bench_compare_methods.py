@@ -55,8 +55,13 @@ def test_autolora_curve_lies_in_retraining_and_changes_nothing(methods):
     # 8 steps: 2 search, 6 retraining; a point every 2 budget steps -> retraining steps 2, 4 (budget 4, 6)
     plain, curved = both(methods, "autolora", steps=8, points=4)
     assert [p["step"] for p in curved["eval_curve"]] == [4, 6, 8]
+    assert curved["eval_curve"][-1]["accuracy"] == curved["score"]
     assert curved["score"] == plain["score"] and curved["ranks"] == plain["ranks"]
-    assert curved["curve_eval_seconds"] > 0
+    # the pipeline's summary says what scoring the curve cost (0 where it does not say); out of the wall
+    seconds = curved["pipeline_seconds"]
+    curve = seconds.get("eval_curve", 0.0)
+    assert curved["curve_eval_seconds"] == curve
+    assert curved["train_seconds"] == pytest.approx(seconds["search"] + seconds["retrain"] - curve)
 
 
 def test_random_control_is_autoloras_search_with_a_random_allocation_of_its_total(methods):
@@ -95,82 +100,118 @@ class Cut(Exception):
     """The process dying mid-run."""
 
 
-def run_cut(methods, monkeypatch, stream_class, cuts: list[int], method: str, steps: int, points: int, work,
+def run_cut(methods, monkeypatch, cuts: list[int], method: str, steps: int, points: int, work,
             schedule: str = "constant"):  # fmt: skip
-    """Run in `work` with a checkpoint every step, dying at the cuts[i]-th batch drawn by the i-th
-    process, then once more to the end."""
-    real = stream_class.next
-    for cut in cuts:
-        drawn = []
+    """Run in `work` with a checkpoint every step, dying at the cuts[i]-th update of the weights (an
+    AdamW step, whoever runs the loop) made by the i-th process, then once more to the end."""
+    import torch
 
-        def next_(self, cut=cut, drawn=drawn):
-            drawn.append(1)
-            if len(drawn) == cut:
+    real = torch.optim.AdamW.step
+    for cut in cuts:
+        taken = []
+
+        def step(self, *args, cut=cut, taken=taken, **kwargs):
+            taken.append(1)
+            if len(taken) == cut:
                 raise Cut
-            return real(self)
+            return real(self, *args, **kwargs)
 
         with monkeypatch.context() as m:
-            m.setattr(stream_class, "next", next_)
+            m.setattr(torch.optim.AdamW, "step", step)
             with pytest.raises(Cut):
                 methods[0].run(spec(methods, method, steps, points, schedule), 3, work, checkpoint_every=1)
     return methods[0].run(spec(methods, method, steps, points, schedule), 3, work, checkpoint_every=1)
 
 
 def test_a_cut_baseline_resumes_to_the_uncut_run(methods, tmp_path, monkeypatch):
-    # AdaLoRA, the baseline with most state (LoRA r=4 and full FT share its loop): dies in step 4
+    # AdaLoRA, the baseline with most state (LoRA r=4 and full FT share its Trainer): dies in step 4
     # (resumes from 3), then in step 6 (from 5: after the final allocation at step 5 = total - tfinal,
     # its rank pattern masks step 6); curve points at 2 and 4 come back from the history
     uncut = run(methods, "adalora", steps=6, points=3)
-    cut = run_cut(methods, monkeypatch, methods[0].Batches, [4, 3], "adalora", 6, 3, tmp_path)
+    cut = run_cut(methods, monkeypatch, [4, 3], "adalora", 6, 3, tmp_path)
     assert cut["resumed"] and not uncut["resumed"]
     for key in ("score", "final_train_loss", "eval_curve", "adalora"):
         assert cut.get(key) == uncut.get(key), key
     assert not (tmp_path / "checkpoints").exists() and (tmp_path / "result.json").exists()
 
 
-def test_adaloras_allocator_state_comes_back_from_the_checkpoint(methods, tmp_path):
+def adalora_model(methods, s):
     import torch
+    from _compare_trainer import peft_model
 
     from autolora.models import load_model
 
-    module = methods[0]
+    tokenizer, task = methods[0].load_data(s)
+    torch.manual_seed(0)
+    model, new = load_model(s.model, task.task, task.num_labels, tokenizer)
+    return peft_model(s, model, new, "adalora", None), task
+
+
+def test_adaloras_allocator_state_comes_back_from_the_checkpoint(methods, tmp_path):
+    import torch
+    from _compare_trainer import AdaLoraAllocation, last_checkpoint, train
+
     s = spec(methods, "adalora", steps=6)  # allocation from step 2 (tinit 1, deltaT 1)
-    tokenizer, task = module.load_data(s)
+    args = dict(steps=3, batch_size=8, lr=1e-3, schedule="constant", seed=0, device="cpu", save_every=1)
 
-    def train(steps: int):
-        torch.manual_seed(0)
-        model, new = load_model(s.model, task.task, task.num_labels, tokenizer)
-        model = module._peft_model(s, model, new, "adalora", None)
-        stream = module.Batches(task.train, 8, task.collate, 0, torch.device("cpu"))
-        state = module.AdaLoraState(model)
-        module.train_loop(model, stream, steps, 1e-3, model.base_model.update_and_allocate,
-                          checkpoint=tmp_path / "train.pt", extra_state={"adalora": state})  # fmt: skip
-        return state.state_dict()
+    def train_3(resume: bool):
+        model, task = adalora_model(methods, s)
+        start = last_checkpoint(tmp_path, (AdaLoraAllocation.FILE,)) if resume else None
+        allocation = AdaLoraAllocation(model, start)
+        train(model, task.train, task.collate, args, [allocation], tmp_path, start)
+        return allocation.state_dict(), start
 
-    trained = train(3)
-    resumed = train(3)  # a fresh model at the checkpoint's end: it loads and takes no step
+    trained, _ = train_3(resume=False)
+    # a fresh model from the last checkpoint, step 2 (none is written at the last step): it loads the
+    # allocator's state and takes step 3 again, to the same state only if that state came back
+    resumed, start = train_3(resume=True)
+    assert start.name == "checkpoint-2"
     assert trained["rank_pattern"] and resumed["rank_pattern"] == trained["rank_pattern"]
-    for key in module.AdaLoraState.KEYS:
+    for key in AdaLoraAllocation.KEYS:
         assert trained[key] and trained[key].keys() == resumed[key].keys(), key
         assert all(torch.equal(v, resumed[key][name]) for name, v in trained[key].items()), key
 
 
-def test_a_run_cut_in_the_search_and_in_retraining_resumes_to_the_uncut_run(methods, tmp_path, monkeypatch):
-    from autolora.train.loop import BatchStream
+def test_adalora_allocates_only_with_its_callback(methods):
+    # Under a plain Trainer nothing calls update_and_allocate: every lora_E keeps its init_r = 6 entries.
+    # With the callback, 8 steps (tinit 1, tfinal 2, deltaT 1) mask the budget down to target_r = 4.
+    from _compare_trainer import AdaLoraAllocation, train
 
-    # 2 search steps draw 3 batches (beta moves at step 1: a D_tr and a D_val batch; W alone at 2):
-    # die in search step 2 (resume from 1), then in retraining step 3 (resume from 2)
+    s = spec(methods, "adalora", steps=8)
+    args = dict(steps=8, batch_size=8, lr=1e-3, schedule="constant", seed=0, device="cpu", save_every=None)
+
+    def kept(with_callback: bool) -> tuple[dict, object]:
+        model, task = adalora_model(methods, s)
+        callbacks = [AdaLoraAllocation(model)] if with_callback else []
+        train(model, task.train, task.collate, args, callbacks)
+        e = {n: int((p != 0).sum()) for n, p in model.named_parameters() if "lora_E" in n}
+        return e, model.peft_config["default"].rank_pattern
+
+    plain, plain_pattern = kept(False)
+    allocated, pattern = kept(True)
+    assert len(plain) == 12 and set(plain.values()) == {6}  # 6 layers x (query, value), untouched
+    assert plain_pattern is None
+    assert allocated.keys() == plain.keys() and allocated != plain
+    assert sum(allocated.values()) == 4 * len(allocated)  # the budget: target_r per matrix on average
+    assert pattern and {n: sum(m) for n, m in pattern.items()} != {n: 6 for n in pattern}
+
+
+def test_a_run_cut_in_the_search_and_in_retraining_resumes_to_the_uncut_run(methods, tmp_path, monkeypatch):
+    # 2 search steps, one update of W each: die in search step 2 (resume from 1), then (search step 2,
+    # retraining steps 1, 2, 3) in retraining step 3 (resume from 2)
     uncut = run(methods, "autolora", steps=8, points=4)
-    cut = run_cut(methods, monkeypatch, BatchStream, [3, 4], "autolora", 8, 4, tmp_path)
+    cut = run_cut(methods, monkeypatch, [2, 4], "autolora", 8, 4, tmp_path)
     assert cut["resumed"]
-    for key in ("score", "ranks", "final_search_loss", "eval_curve"):
+    for key in ("score", "ranks", "selection", "eval_curve"):
         assert cut[key] == uncut[key], key
     assert not (tmp_path / "pipeline" / "checkpoints").exists()
 
 
 def test_a_finished_run_is_reused_and_a_work_dir_serves_one_setting(methods, tmp_path, monkeypatch):
     first = methods[0].run(spec(methods, "lora-r4", 2), 3, tmp_path)
-    monkeypatch.setattr(methods[0].Batches, "next", lambda self: pytest.fail("trained again"))
+    import torch
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", lambda self, *a, **k: pytest.fail("trained again"))
     assert methods[0].run(spec(methods, "lora-r4", 2), 3, tmp_path) == {**first, "reused": True}
     with pytest.raises(ValueError, match=r"work_dir: .* \(steps differ"):
         methods[0].run(spec(methods, "lora-r4", 3), 3, tmp_path)
@@ -195,24 +236,26 @@ def test_linear_schedule_falls_to_zero_and_a_cut_run_resumes_where_it_was(method
     assert lrs == pytest.approx([lr, 0.75 * lr, 0.5 * lr, 0.25 * lr])  # step n of 4 at lr * (1 - n / 4)
     assert linear["final_train_loss"] != run(methods, "lora-r4", steps=4)["final_train_loss"]
     # cut in step 3 (resumes from 2): the schedule comes back with the optimiser, not from its start
-    cut = run_cut(methods, monkeypatch, methods[0].Batches, [3], "lora-r4", 4, 0, tmp_path, "linear")
+    cut = run_cut(methods, monkeypatch, [3], "lora-r4", 4, 0, tmp_path, "linear")
     assert cut["resumed"]
     assert (cut["score"], cut["final_train_loss"]) == (linear["score"], linear["final_train_loss"])
 
 
 def test_autoloras_linear_schedule_is_its_retrainings(methods, monkeypatch):
-    import autolora.pipeline
+    import torch
 
-    built = []
-    real = autolora.pipeline.lr_schedule
+    lrs: list[float] = []
+    real_step = torch.optim.AdamW.step
 
-    def spy(opt, name, steps):
-        built.append((name, steps))
-        return real(opt, name, steps)
+    def spy(self, *args, **kwargs):  # W's updates (beta's optimiser is Adam)
+        lrs.append(self.param_groups[0]["lr"])
+        return real_step(self, *args, **kwargs)
 
-    monkeypatch.setattr(autolora.pipeline, "lr_schedule", spy)
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
     methods[0].run(spec(methods, "autolora", steps=8, schedule="linear"), 3)
-    assert built == [("linear", 6)]  # 8 steps: 2 search (constant lr), 6 retraining falling to 0
+    lr = spec(methods, "autolora", 8).lr_lora
+    # 8 steps: 2 search (constant lr), 6 retraining falling to 0
+    assert lrs == pytest.approx([lr, lr, *(lr * (1 - n / 6) for n in range(6))])
 
 
 def test_a_work_dir_older_than_the_schedule_setting_ran_at_a_constant_lr(methods, tmp_path):
