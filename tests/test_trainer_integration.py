@@ -303,8 +303,8 @@ def uninterrupted(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "cut", ["search/checkpoint-2", "search/checkpoint-4", "retrain/checkpoint-2"],
-    ids=["mid-search", "search-done", "mid-retrain"],
+    "cut", ["search/checkpoint-2", "search/checkpoint-4", "retrain/checkpoint-2", "retrain/checkpoint-4"],
+    ids=["mid-search", "search-done", "mid-retrain", "retrain-done"],
 )
 def test_resume_reproduces_the_uninterrupted_run(tmp_path, uninterrupted, cut):
     """Dropout on: the resumed run must also restore the RNG, beta's Adam, the stream positions and

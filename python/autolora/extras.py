@@ -35,6 +35,7 @@ PACKAGES: dict[str, tuple[tuple[str, str], ...]] = {
         ("xdist", "pytest-xdist"),
         ("ruff", "ruff"),
         ("future", "future"),
+        ("tensorboard", "tensorboard"),
     ),
     "nlg": (("sacrebleu", "sacrebleu"), ("pycocoevalcap", "pycocoevalcap"), ("nltk", "nltk")),
     "docs": (("mkdocs", "mkdocs"), ("material", "mkdocs-material"), ("mkdocstrings", "mkdocstrings")),
@@ -42,7 +43,7 @@ PACKAGES: dict[str, tuple[tuple[str, str], ...]] = {
 }
 # extra -> the extras it installs too (pyproject writes them as "autolora[plots,peft]").
 INCLUDES: dict[str, tuple[str, ...]] = {
-    "cli": ("peft", "plots"),  # the pipeline exports a PEFT adapter and draws the rank figures
+    "cli": ("trainer", "peft", "plots"),  # runs AutoLoraTrainer, exports PEFT, draws the rank figures
     "trainer": ("peft",),  # AutoLoraTrainer.save_model writes a PEFT adapter
     "demo": ("cli",),
     "all": ("cli", "trainer", "peft", "plots", "triton", "nlg"),

@@ -359,7 +359,8 @@ class AutoLoraTrainer(Trainer):
         history = self._recorder.history if self._recorder is not None else []
         if self.phase == "search" and "loss" in logs and history:  # read at this logging step
             last = history[-1]
-            extra = {"search_val_loss": last["loss_val"]} if "loss_val" in last else {}
+            val = next((r["loss_val"] for r in reversed(history) if "loss_val" in r), None)
+            extra = {} if val is None else {"search_val_loss": val}  # beta's latest outer loss
             ranks = list(last["ranks"].values())
             logs = {**logs, **extra, "rank_sum": sum(ranks), "rank_max": max(ranks)}
         super().log(logs, start_time)
