@@ -1,0 +1,122 @@
+"""One rank of the sharded-base runs (spawned by tests/test_sharding.py): a few search steps and a few
+retraining steps on its half of each global batch, with the tiny BERT's frozen base sharded over the
+ranks (FSDP2, gloo). Also what one process runs on the whole batch, for the comparison."""
+
+from __future__ import annotations
+
+import json
+import os
+import traceback
+
+import torch
+
+GLOBAL_BATCH, STEPS, LR, LR_BETA = 8, 3, 1e-2, 5e-2
+
+
+def build(mode: str) -> torch.nn.Module:
+    """The tiny BERT classifier (dropout off: one process and two must see the same computation;
+    eager attention: CPU SDPA has no double backward, which the 'exact' check needs) with q/v adapters
+    of rank 4, U and beta moved off zero so every gradient and hypergradient is non-trivial."""
+    from helpers import randomize_adapters, tiny_model
+
+    import autolora
+
+    torch.manual_seed(0)
+    model = tiny_model(
+        "bert", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, attn_implementation="eager"
+    )
+    autolora.inject(model, ["query", "value"], rank=4, mode=mode, trainable=["classifier"])
+    torch.manual_seed(1)
+    randomize_adapters(model)
+    return model.train()
+
+
+def batches() -> list[dict]:
+    """2 * STEPS global batches of GLOBAL_BATCH random sequences of length 10 with binary labels."""
+    g = torch.Generator().manual_seed(2)
+    return [
+        {
+            "input_ids": torch.randint(0, 100, (GLOBAL_BATCH, 10), generator=g),
+            "labels": torch.randint(0, 2, (GLOBAL_BATCH,), generator=g),
+        }
+        for _ in range(2 * STEPS)
+    ]
+
+
+def share(batch: dict, rank: int, world: int) -> dict:
+    """This rank's contiguous part of a global batch."""
+    n = GLOBAL_BATCH // world
+    return {k: v[rank * n : (rank + 1) * n] for k, v in batch.items()}
+
+
+def search(model, parts: list[dict], reduce=None, hypergradient: str = "second-order") -> dict:
+    """STEPS BilevelSearch steps (b_tr, b_val alternate through `parts`); returns the trainable
+    parameters by name (whole tensors)."""
+    import autolora
+    from autolora.search import BilevelSearch, SearchStepConfig
+
+    inner, outer = autolora.inner_parameters(model), autolora.selection_parameters(model)
+    step = BilevelSearch(
+        model,
+        inner,
+        outer,
+        torch.optim.AdamW(inner, lr=LR),
+        torch.optim.Adam(outer, lr=LR_BETA),
+        SearchStepConfig(hypergradient, xi=LR),
+        reduce=reduce,
+    )
+    for i in range(STEPS):
+        step.step(parts[2 * i], parts[2 * i + 1])
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def retrain(model, parts: list[dict]) -> torch.nn.Module:
+    """STEPS plain AdamW steps on the first STEPS batches: what retraining does."""
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LR)
+    for batch in parts[:STEPS]:
+        model(**batch).loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return model
+
+
+def run_rank(rank: int, world: int, port: int, result: str) -> None:
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), HF_HUB_OFFLINE="1",
+    )  # fmt: skip
+    torch.set_num_threads(1)
+    from autolora.train.distributed import init_distributed, shutdown
+    from autolora.train.sharding import local_parameter_bytes, shard_frozen_base, unshard_state_dict
+
+    out: dict = {"ok": True}
+    try:
+        ctx, _ = init_distributed("cpu")
+        parts = [share(b, rank, world) for b in batches()]
+        model = build("search")
+        out["frozen_bytes_whole"] = local_parameter_bytes(model)
+        shard_frozen_base(model)
+        out["frozen_bytes_local"] = local_parameter_bytes(model)
+        out["trainable_is_whole"] = all(
+            not hasattr(p, "to_local") for p in model.parameters() if p.requires_grad
+        )
+        out["search"] = {n: t.tolist() for n, t in search(model, parts, ctx.allreduce_mean_).items()}
+
+        fixed = shard_frozen_base(build("fixed"), shard_trainable=True)
+        state = unshard_state_dict(retrain(fixed, parts))
+        trainable = [n for n, p in fixed.named_parameters() if p.requires_grad]
+        out["retrain"] = {n: state[n].tolist() for n in trainable}
+
+        # 'exact' on a sharded base, each rank on its own (BilevelSearch refuses it with a reduce):
+        # does the second backward find the base weights it needs?
+        try:
+            search(shard_frozen_base(build("search")), parts, None, "exact")
+            out["exact"] = "ran"
+        except RuntimeError as err:
+            out["exact"] = f"RuntimeError: {err}"
+    except Exception:  # the test reports the traceback
+        out = {"ok": False, "error": traceback.format_exc()}
+    finally:
+        shutdown()
+    with open(result, "w") as f:
+        json.dump(out, f)
