@@ -107,6 +107,13 @@ def run_rank(rank: int, world: int, port: int, result: str) -> None:
         trainable = [n for n, p in fixed.named_parameters() if p.requires_grad]
         out["retrain"] = {n: state[n].tolist() for n in trainable}
 
+        # The search refuses W sharded (autograd.grad would give it no gradient: a silent no-op).
+        try:
+            search(shard_frozen_base(build("search"), shard_trainable=True), parts)
+            out["sharded_w"] = "ran"
+        except ValueError as err:
+            out["sharded_w"] = str(err)
+
         # 'exact' on a sharded base, each rank on its own (BilevelSearch refuses it with a reduce):
         # does the second backward find the base weights it needs?
         try:
@@ -118,5 +125,49 @@ def run_rank(rank: int, world: int, port: int, result: str) -> None:
         out = {"ok": False, "error": traceback.format_exc()}
     finally:
         shutdown()
+    with open(result, "w") as f:
+        json.dump(out, f)
+
+
+def dataset():
+    """The rows of batches() as a datasets.Dataset, for transformers.Trainer."""
+    import datasets
+
+    rows = batches()
+    ids = torch.cat([b["input_ids"] for b in rows]).tolist()
+    return datasets.Dataset.from_dict(
+        {"input_ids": ids, "labels": torch.cat([b["labels"] for b in rows]).tolist()}
+    )
+
+
+def run_trainer_rank(rank: int, world: int, port: int, result: str, shard: bool) -> None:
+    """STEPS steps of transformers.Trainer on the fixed-rank model: the base sharded by
+    shard_for_trainer (shard=True) or the Trainer's own DDP (shard=False)."""
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+    )  # fmt: skip
+    torch.set_num_threads(1)
+    out: dict = {"ok": True}
+    try:
+        from transformers import Trainer, TrainingArguments
+
+        from autolora.train.sharding import local_parameter_bytes, shard_for_trainer
+
+        args = TrainingArguments(  # creating them starts the process group
+            output_dir=os.path.dirname(result), per_device_train_batch_size=GLOBAL_BATCH // world,
+            learning_rate=LR, lr_scheduler_type="constant", max_steps=STEPS, save_strategy="no",
+            report_to=[], use_cpu=True, seed=42, disable_tqdm=True,
+        )  # fmt: skip
+        model = build("fixed")
+        if shard:
+            shard_for_trainer(model)
+        out["frozen_bytes_local"] = local_parameter_bytes(model)
+        trainer = Trainer(model=model, args=args, train_dataset=dataset())
+        trainer.train()
+        out["wrapper"] = type(trainer.model_wrapped).__name__
+        out["params"] = {n: p.detach().tolist() for n, p in model.named_parameters() if p.requires_grad}
+    except Exception:  # the test reports the traceback
+        out = {"ok": False, "error": traceback.format_exc()}
     with open(result, "w") as f:
         json.dump(out, f)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 import torch
-from sharding_worker import batches, build, retrain, run_rank, search, share
+from sharding_worker import batches, build, retrain, run_rank, run_trainer_rank, search, share
 
 from autolora.search import SearchStepConfig
 from autolora.train.sharding import check_shardable, shard_frozen_base, transformer_blocks
@@ -32,15 +32,13 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    """Both ranks' results: one launch of 2 processes runs every sharded case."""
-    tmp = tmp_path_factory.mktemp("sharded")
+def _launch(target, tmp, *extra) -> list[dict]:
+    """Run target(rank, 2, port, result, *extra) in 2 spawned processes; their JSON results."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     ctx, results = mp.get_context("spawn"), [tmp / f"rank{r}.json" for r in range(2)]
-    procs = [ctx.Process(target=run_rank, args=(r, 2, port, str(results[r]))) for r in range(2)]
+    procs = [ctx.Process(target=target, args=(r, 2, port, str(results[r]), *extra)) for r in range(2)]
     for p in procs:
         p.start()
     deadline = time.monotonic() + 240
@@ -53,6 +51,12 @@ def pair(tmp_path_factory):
     out = [json.loads(r.read_text()) if r.exists() else {"ok": False, "error": "no result"} for r in results]
     assert all(r["ok"] for r in out), [r.get("error") for r in out]
     return out
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """Both ranks' results: one launch of 2 processes runs every sharded case of run_rank."""
+    return _launch(run_rank, tmp_path_factory.mktemp("sharded"))
 
 
 def _assert_matches(got: dict, ref: dict[str, torch.Tensor]) -> None:
@@ -108,6 +112,32 @@ def test_exact_hypergradient_fails_on_a_sharded_base(pair):
         # the first backward resharded the base: its gathered weights have no storage left
         message = rank["exact"]
         assert message.startswith("RuntimeError") and "storage of size 0" in message, message
+
+
+@pytest.mark.slow
+def test_the_search_refuses_sharded_w(pair):
+    """autograd.grad gives no gradient to a parameter FSDP shards: W would silently never move."""
+    for rank in pair:
+        assert rank["sharded_w"].startswith("inner/outer: a parameter is sharded"), rank["sharded_w"]
+
+
+@pytest.mark.slow
+def test_trainer_with_a_sharded_base_matches_its_ddp(tmp_path):
+    """transformers.Trainer on 2 processes: the base sharded by shard_for_trainer (the Trainer's own
+    averaging of the whole trainable parameters' gradients) against the Trainer's DDP on the whole
+    model. Both shard the data alike (not as one process does), so DDP is the reference."""
+    sharded = _launch(run_trainer_rank, tmp_path / "sharded", True)
+    ddp = _launch(run_trainer_rank, tmp_path / "ddp", False)
+    assert [r["wrapper"] for r in sharded] == ["FSDPBertForSequenceClassification"] * 2  # no DDP wrap
+    assert [r["wrapper"] for r in ddp] == ["DistributedDataParallel"] * 2
+    start = {n: p for n, p in build("fixed").named_parameters() if p.requires_grad}
+    for name, value in ddp[0]["params"].items():
+        ref = torch.tensor(value)
+        assert (ref - start[name]).abs().max() > 1e-3, name  # it trained
+        for rank in sharded:
+            torch.testing.assert_close(torch.tensor(rank["params"][name]), ref, rtol=0, atol=ATOL, msg=name)
+    for rank, whole in zip(sharded, ddp, strict=True):
+        assert rank["frozen_bytes_local"] <= 0.55 * whole["frozen_bytes_local"]
 
 
 def test_exact_is_refused_with_the_option_named():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 # The hypergradients that cannot run with a sharded base, and why.
 UNSHARDABLE = {
@@ -93,7 +94,7 @@ def shard_frozen_base(
 
     if not (dist.is_available() and dist.is_initialized()):
         raise ValueError("fsdp: the process group is not initialised (run under torchrun or accelerate)")
-    if any(hasattr(p, "to_local") for p in model.parameters()):
+    if any(isinstance(p, DTensor) for p in model.parameters()):
         raise ValueError("model: already sharded (it holds DTensor parameters); shard it once")
     trainable = {p for p in model.parameters() if p.requires_grad}
     if not trainable:
@@ -103,6 +104,34 @@ def shard_frozen_base(
     for block in transformer_blocks(model):
         fully_shard(block, **kw)
     fully_shard(model, **kw)
+    return model
+
+
+def shard_for_trainer(model: nn.Module, hypergradient: str = "second-order") -> nn.Module:
+    """Shard the frozen base for transformers.Trainer (AutoLoraTrainer): torch and transformers then
+    average the trainable parameters' gradients, not autolora.
+
+    Marks the model as transformers marks one sharded at load time (`from_pretrained(...,
+    distributed_config=...)`): the Trainer then neither wraps it in DDP (accelerate refuses DTensor
+    parameters in DDP, and on CPU ignores `TrainingArguments(fsdp=...)`) nor moves it, broadcasts every
+    whole trainable parameter from rank 0 and averages its gradient after each accumulation window
+    (`Trainer._sync_replicated_trainable_parameters`). Call after TrainingArguments exist (they start
+    the process group) and before the Trainer is built.
+
+    Args:
+        model: a model with adapters injected (autolora.inject).
+        hypergradient: the search's hypergradient, checked by check_shardable.
+
+    Returns:
+        The same model, sharded in place (shard_frozen_base) and marked.
+
+    Raises:
+        ValueError: from check_shardable or shard_frozen_base.
+    """
+    check_shardable(hypergradient)
+    shard_frozen_base(model)
+    # The flag transformers' Trainer reads (PreTrainedModel.is_distributed_loading_by_transformers).
+    model._is_distributed_loading_by_transformers = True
     return model
 
 
@@ -119,7 +148,7 @@ def local_parameter_bytes(model: nn.Module, trainable: bool = False) -> int:
     total = 0
     for p in model.parameters():
         if p.requires_grad == trainable:
-            local = p.to_local() if hasattr(p, "to_local") else p
+            local = p.to_local() if isinstance(p, DTensor) else p
             total += local.numel() * local.element_size()
     return total
 
@@ -135,5 +164,5 @@ def unshard_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """
     out = {}
     for name, t in model.state_dict().items():
-        out[name] = t.full_tensor() if hasattr(t, "full_tensor") else t
+        out[name] = t.full_tensor() if isinstance(t, DTensor) else t
     return out
