@@ -171,3 +171,41 @@ def run_trainer_rank(rank: int, world: int, port: int, result: str, shard: bool)
         out = {"ok": False, "error": traceback.format_exc()}
     with open(result, "w") as f:
         json.dump(out, f)
+
+
+def run_autolora_trainer_rank(rank: int, world: int, port: int, result: str, shard: bool) -> None:
+    """AutoLoraTrainer's whole run (2 search steps, the switch, 2 retraining steps) on
+    test_trainer_integration's tiny model and data, the base sharded by shard_for_trainer or not."""
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+    )  # fmt: skip
+    torch.set_num_threads(1)
+    out: dict = {"ok": True}
+    try:
+        import test_trainer_integration as t
+
+        from autolora.integrations.arguments import AutoLoraArguments
+        from autolora.integrations.trainer import AutoLoraTrainer
+        from autolora.train.sharding import local_parameter_bytes, shard_for_trainer
+
+        args = t._args(
+            os.path.dirname(result), per_device_train_batch_size=GLOBAL_BATCH // world, max_steps=4
+        )
+        model = t._model()
+        if shard:
+            shard_for_trainer(model)
+        out["frozen_bytes_local"] = local_parameter_bytes(model)
+        trainer = AutoLoraTrainer(
+            model=model,
+            args=args,
+            train_dataset=t.EXAMPLE.tiny_data(),
+            autolora=AutoLoraArguments(search_steps=2, lr_beta=t.LR_BETA),
+        )
+        trainer.train()
+        out["ranks"] = trainer.ranks
+        out["params"] = {n: p.detach().tolist() for n, p in model.named_parameters() if p.requires_grad}
+    except Exception:  # the test reports the traceback
+        out = {"ok": False, "error": traceback.format_exc()}
+    with open(result, "w") as f:
+        json.dump(out, f)

@@ -11,7 +11,16 @@ import time
 
 import pytest
 import torch
-from sharding_worker import batches, build, retrain, run_rank, run_trainer_rank, search, share
+from sharding_worker import (
+    batches,
+    build,
+    retrain,
+    run_autolora_trainer_rank,
+    run_rank,
+    run_trainer_rank,
+    search,
+    share,
+)
 
 from autolora.search import SearchStepConfig
 from autolora.train.sharding import check_shardable, shard_frozen_base, transformer_blocks
@@ -138,6 +147,22 @@ def test_trainer_with_a_sharded_base_matches_its_ddp(tmp_path):
             torch.testing.assert_close(torch.tensor(rank["params"][name]), ref, rtol=0, atol=ATOL, msg=name)
     for rank, whole in zip(sharded, ddp, strict=True):
         assert rank["frozen_bytes_local"] <= 0.55 * whole["frozen_bytes_local"]
+
+
+@pytest.mark.slow
+def test_autolora_trainer_with_a_sharded_base_matches_it_unsharded(tmp_path):
+    """The search (whole adapters, its own reduce), the switch and retraining under AutoLoraTrainer:
+    the same ranks and weights whether the base is sharded or every rank holds it whole."""
+    sharded = _launch(run_autolora_trainer_rank, tmp_path / "sharded", True)
+    whole = _launch(run_autolora_trainer_rank, tmp_path / "whole", False)
+    assert sharded[0]["ranks"] == sharded[1]["ranks"] == whole[0]["ranks"]
+    for name, value in whole[0]["params"].items():
+        for rank in sharded:
+            torch.testing.assert_close(
+                torch.tensor(rank["params"][name]), torch.tensor(value), rtol=0, atol=ATOL
+            )
+    for rank, ref in zip(sharded, whole, strict=True):
+        assert rank["frozen_bytes_local"] <= 0.55 * ref["frozen_bytes_local"]
 
 
 def test_exact_is_refused_with_the_option_named():
