@@ -13,34 +13,42 @@ import torch
 GLOBAL_BATCH, STEPS, LR, LR_BETA = 8, 3, 1e-2, 5e-2
 
 
-def build(mode: str) -> torch.nn.Module:
-    """The tiny BERT classifier (dropout off: one process and two must see the same computation;
-    eager attention: CPU SDPA has no double backward, which the 'exact' check needs) with q/v adapters
-    of rank 4, U and beta moved off zero so every gradient and hypergradient is non-trivial."""
+def build(mode: str, family: str = "bert") -> torch.nn.Module:
+    """A tiny model with adapters of rank 4, U and beta moved off zero so every gradient and
+    hypergradient is non-trivial; dropout off (one process and two must see the same computation),
+    eager attention (CPU SDPA has no double backward, which the 'exact' check needs).
+
+    family: "bert" (a classifier, q/v adapters, the head trainable) or "gpt2" (an LM whose head is
+    tied to the input embeddings, adapters on the fused c_attn's q and v slices)."""
     from helpers import randomize_adapters, tiny_model
 
     import autolora
 
     torch.manual_seed(0)
-    model = tiny_model(
-        "bert", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, attn_implementation="eager"
-    )
-    autolora.inject(model, ["query", "value"], rank=4, mode=mode, trainable=["classifier"])
+    if family == "bert":
+        model = tiny_model(
+            "bert", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, attn_implementation="eager"
+        )
+        autolora.inject(model, ["query", "value"], rank=4, mode=mode, trainable=["classifier"])
+    else:
+        drop = dict(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+        model = tiny_model("gpt2", **drop, attn_implementation="eager", bos_token_id=0, eos_token_id=0)
+        autolora.inject(model, ["c_attn[q,v]"], rank=4, mode=mode)
     torch.manual_seed(1)
     randomize_adapters(model)
     return model.train()
 
 
-def batches() -> list[dict]:
-    """2 * STEPS global batches of GLOBAL_BATCH random sequences of length 10 with binary labels."""
+def batches(family: str = "bert") -> list[dict]:
+    """2 * STEPS global batches of GLOBAL_BATCH random sequences of length 10: binary labels for
+    BERT, the sequence itself (next-token loss) for GPT-2."""
     g = torch.Generator().manual_seed(2)
-    return [
-        {
-            "input_ids": torch.randint(0, 100, (GLOBAL_BATCH, 10), generator=g),
-            "labels": torch.randint(0, 2, (GLOBAL_BATCH,), generator=g),
-        }
-        for _ in range(2 * STEPS)
-    ]
+    out = []
+    for _ in range(2 * STEPS):
+        ids = torch.randint(0, 100, (GLOBAL_BATCH, 10), generator=g)
+        labels = torch.randint(0, 2, (GLOBAL_BATCH,), generator=g)
+        out.append({"input_ids": ids, "labels": labels if family == "bert" else ids})
+    return out
 
 
 def share(batch: dict, rank: int, world: int) -> dict:
@@ -101,6 +109,11 @@ def run_rank(rank: int, world: int, port: int, result: str) -> None:
             not hasattr(p, "to_local") for p in model.parameters() if p.requires_grad
         )
         out["search"] = {n: t.tolist() for n, t in search(model, parts, ctx.allreduce_mean_).items()}
+
+        # GPT-2: an LM head tied to the sharded embeddings, Conv1D projections, sliced adapters.
+        gpt2_parts = [share(b, rank, world) for b in batches("gpt2")]
+        gpt2 = search(shard_frozen_base(build("search", "gpt2")), gpt2_parts, ctx.allreduce_mean_)
+        out["search_gpt2"] = {n: t.tolist() for n, t in gpt2.items()}
 
         fixed = shard_frozen_base(build("fixed"), shard_trainable=True)
         state = unshard_state_dict(retrain(fixed, parts))

@@ -75,15 +75,16 @@ def _assert_matches(got: dict, ref: dict[str, torch.Tensor]) -> None:
 
 
 @pytest.mark.slow
-def test_sharded_search_matches_one_process_on_the_whole_batch(pair):
-    start = {n: p.detach().clone() for n, p in build("search").named_parameters() if p.requires_grad}
-    ref = search(build("search"), batches())
+@pytest.mark.parametrize("family", ["bert", "gpt2"])
+def test_sharded_search_matches_one_process_on_the_whole_batch(pair, family):
+    start = {n: p.detach().clone() for n, p in build("search", family).named_parameters() if p.requires_grad}
+    ref = search(build("search", family), batches(family))
     assert any(n.endswith(".beta") for n in ref)
     for name in ref:  # every U, V, beta and the head moved: the comparison is not of starting points
         assert (ref[name] - start[name]).abs().max() > 1e-3, name
     for rank in pair:
-        assert rank["trainable_is_whole"]
-        _assert_matches(rank["search"], ref)
+        _assert_matches(rank["search" if family == "bert" else "search_gpt2"], ref)
+    assert all(rank["trainable_is_whole"] for rank in pair)
 
 
 @pytest.mark.slow
