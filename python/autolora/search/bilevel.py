@@ -96,6 +96,21 @@ def _grads(loss: torch.Tensor, params: list[torch.Tensor], **kw) -> list[torch.T
     return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
 
 
+def _check_whole(params: list[torch.Tensor]) -> None:
+    """torch.autograd.grad gives no gradient for a parameter FSDP shards (its forward runs on the
+    gathered copy), so W and A must stay whole: the search would otherwise silently never move them."""
+    if not torch.distributed.is_available():
+        return
+    from torch.distributed.tensor import DTensor
+
+    if any(isinstance(p, DTensor) for p in params):
+        raise ValueError(
+            "inner/outer: a parameter is sharded (a DTensor, e.g. from fully_shard or from_pretrained's "
+            "distributed_config); the search differentiates with torch.autograd.grad and needs W and beta "
+            "whole: shard only the frozen base (autolora.train.sharding.shard_frozen_base)"
+        )
+
+
 def _no_reduce(tensors: list[torch.Tensor]) -> None:
     """Single process: nothing to average."""
 
@@ -127,7 +142,8 @@ class BilevelSearch:
             lookahead's moments).
 
     Raises:
-        ValueError: `outer` is empty, or "exact" is asked of several processes.
+        ValueError: `outer` is empty, a parameter of `inner` or `outer` is sharded (a DTensor), or
+            "exact" is asked of several processes.
     """
 
     def __init__(
@@ -150,6 +166,7 @@ class BilevelSearch:
             raise ValueError(
                 "hypergradient: 'exact' runs in a single process only (it is the small-model oracle)"
             )
+        _check_whole(inner + outer)
         self.model, self.inner, self.outer = model, inner, outer
         self.inner_opt, self.outer_opt = inner_opt, outer_opt
         self.config, self.loss_fn, self.autocast = config, loss_fn, autocast
