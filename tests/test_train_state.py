@@ -66,16 +66,21 @@ def test_a_foreign_object_is_no_checkpoint(tmp_path):
 
 
 def test_cli_resume_from_a_torn_checkpoint_exits_2(tmp_path, capsys):
+    from autolora.config import load_config
+    from autolora.io.atomic import atomic_write_json
+    from autolora.run_folder import run_record
+
     bert = save_tiny_bert(tmp_path / "bert")
     out = tmp_path / "out"
-    (out / "checkpoints").mkdir(parents=True)
-    (out / "checkpoints" / "search.pt").write_bytes(b"\x00search")
+    options = {"model": str(bert), "data.format": "cola", "data.max_train_samples": 16,
+               "data.max_eval_samples": 8, "output_dir": str(out), "progress": False}  # fmt: skip
+    atomic_write_json(out / "config.json", run_record(load_config(None, options)))
+    (out / "search").mkdir(parents=True)
+    (out / "search" / "result.pt").write_bytes(b"\x00search")
     args = ["run", "--resume", "--model", str(bert), "--format", "cola", "--max-train-samples", "16"]
     code = main([*args, "--max-eval-samples", "8", "--output-dir", str(out), "--no-progress"])
     full = capsys.readouterr().err
     err = full.splitlines()[-1]  # after the loading bars
     assert "Traceback" not in full, full
-    assert (
-        code == 2 and err.startswith("autolora: error: resume: ") and "search.pt: corrupt or truncated" in err
-    )
-    assert (out / "checkpoints" / "search.pt").read_bytes() == b"\x00search"  # left for the user to judge
+    assert code == 2 and err.startswith("autolora: error: resume: ") and "result.pt: corrupt or truncated" in err
+    assert (out / "search" / "result.pt").read_bytes() == b"\x00search"  # left for the user to judge

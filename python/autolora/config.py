@@ -145,6 +145,19 @@ class PipelineConfig(
                 "expected selection with ranks ('norm' reads the searched updates; --ranks skips the "
                 "search), got 'norm'",
             )
+        if self.fsdp and self.hypergradient == "exact":
+            raise InputError(
+                "fsdp",
+                "expected off with hypergradient 'exact' (it differentiates through the lookahead's "
+                "gradient, and that second backward needs the base weights the first already freed back "
+                "to their shards; use 'second-order'), got on",
+            )
+        if self.fsdp and self.resume:
+            raise InputError(
+                "resume",
+                "expected off with fsdp: transformers checkpoints no optimizer state for a model sharded "
+                "this way, so a resumed run could not continue exactly; got on",
+            )
 
     @property
     def autocast_dtype(self):

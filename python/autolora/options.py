@@ -66,15 +66,3 @@ def opt(default: Any, doc: str, group: str, unit: str = "", choices: tuple[str, 
     """A documented option: `autolora run --help` (and anything else that documents the config) reads
     doc, group, unit and choices from this metadata, so the docs cannot drift from the defaults."""
     return field(default=default, metadata={"help": doc, "group": group, "unit": unit, "choices": choices})
-
-
-# The words of transformers' TrainingArguments.fsdp (space-separated, e.g. "full_shard auto_wrap").
-FSDP_OPTIONS = (
-    "full_shard",
-    "shard_grad_op",
-    "hybrid_shard",
-    "hybrid_shard_zero2",
-    "no_shard",
-    "offload",
-    "auto_wrap",
-)

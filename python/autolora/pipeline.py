@@ -180,6 +180,7 @@ def prepare(config: PipelineConfig) -> Prepared:
 def build_trainer(config: PipelineConfig, prep: Prepared, callbacks: list):
     """The AutoLoraTrainer of a run: the search's and retraining's TrainingArguments from the options."""
     from autolora.integrations.trainer import AutoLoraTrainer
+    from autolora.train.sharding import shard_for_trainer
 
     kind = prep.device.type
     retrain_args = training_arguments(config, kind, retrain=True, steps=prep.retrain_steps)
@@ -187,6 +188,8 @@ def build_trainer(config: PipelineConfig, prep: Prepared, callbacks: list):
         args, search = retrain_args, 1
     else:
         args, search = training_arguments(config, kind, retrain=False, steps=prep.search_steps), prep.search_steps
+    if config.fsdp:  # the process group exists now (TrainingArguments started it)
+        shard_for_trainer(prep.model, config.hypergradient)
     return AutoLoraTrainer(
         model=prep.model,
         args=args,

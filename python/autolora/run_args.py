@@ -37,7 +37,7 @@ def training_arguments(config: PipelineConfig, device_type: str, *, retrain: boo
     Args:
         config: the run's options.
         device_type: "cpu" or "cuda" (resolved from config.device).
-        retrain: retraining's (lr_retrain, retrain_schedule, FSDP/DeepSpeed) or the search's.
+        retrain: retraining's (lr_retrain, retrain_schedule) or the search's.
         steps: the phase's optimizer steps.
 
     Returns:
@@ -47,13 +47,6 @@ def training_arguments(config: PipelineConfig, device_type: str, *, retrain: boo
     from transformers import TrainingArguments
 
     cfg = config
-    sharding = {}
-    if retrain and cfg.fsdp is not None:
-        sharding["fsdp"] = cfg.fsdp
-        if cfg.fsdp_config is not None:
-            sharding["fsdp_config"] = cfg.fsdp_config
-    if retrain and cfg.deepspeed is not None:
-        sharding["deepspeed"] = cfg.deepspeed
     return TrainingArguments(
         output_dir=cfg.output_dir,
         max_steps=steps,
@@ -78,7 +71,8 @@ def training_arguments(config: PipelineConfig, device_type: str, *, retrain: boo
         ddp_timeout=int(cfg.dist_timeout),
         remove_unused_columns=False,  # the task's collate takes the tokenized columns as they are
         dataloader_pin_memory=device_type == "cuda",
-        **sharding,
+        # A sharded base (fsdp): the Trainer checkpoints no optimizer state for such a model.
+        save_only_model=cfg.fsdp,
     )
 
 

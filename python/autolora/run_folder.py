@@ -78,8 +78,12 @@ def check_run_folder(config: PipelineConfig) -> None:
         return
     if config.resume:
         saved = out / CONFIG_NAME
-        if not started or not saved.is_file():
+        if not started:
             return  # nothing to resume: the run starts afresh
+        if not saved.is_file():
+            raise InputError(
+                "resume", f"{out} holds checkpoints but no {CONFIG_NAME}: not a run autolora can resume"
+            )
         import json
 
         try:
@@ -94,6 +98,7 @@ def check_run_folder(config: PipelineConfig) -> None:
                 "ones, or start afresh in another folder (or with --overwrite-output-dir): "
                 + "; ".join(diff),
             )
+        check_checkpoints(out)
         return
     if (out / FINISHED).exists():
         raise InputError(
@@ -107,6 +112,24 @@ def check_run_folder(config: PipelineConfig) -> None:
             f"{out} holds an unfinished run (its checkpoints in {', '.join(PHASE_DIRS)}/); pass --resume "
             "to continue it, or --overwrite-output-dir to start afresh",
         )
+
+
+def check_checkpoints(out: Path) -> None:
+    """Read what a resume will read (search/result.pt and each phase's latest autolora_state.pt), so a
+    torn file is named now rather than after a phase has run again.
+
+    Raises:
+        InputError: a corrupt or truncated file, named (autolora.train.state.load_checkpoint).
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from autolora.train.state import load_checkpoint
+
+    load_checkpoint(out / "search" / "result.pt")
+    for d in PHASE_DIRS:
+        last = get_last_checkpoint(str(out / d)) if (out / d).is_dir() else None
+        if last is not None:
+            load_checkpoint(Path(last) / "autolora_state.pt")
 
 
 def clear_checkpoints(config: PipelineConfig) -> None:

@@ -13,13 +13,11 @@ from autolora.checks import (
     check_choice,
     check_float,
     check_int,
-    check_json_file,
     check_names,
     check_text,
 )
 from autolora.errors import InputError
 from autolora.options import (
-    FSDP_OPTIONS,
     POOLINGS,
     PRECISIONS,
     RETRAIN_SCHEDULES,
@@ -177,17 +175,11 @@ class RuntimeOptions:
     dist_timeout: float = opt(
         1800.0, "how long a collective waits for the other ranks", "distributed", "seconds"
     )
-    fsdp: str | None = opt(
-        None,
-        "the Trainer's fsdp setting under torchrun / accelerate launch: space-separated words of "
-        f"{', '.join(FSDP_OPTIONS)} (e.g. 'full_shard auto_wrap'); none: no FSDP",
+    fsdp: bool = opt(
+        False,
+        "shard the frozen base over the processes (FSDP2, under torchrun / accelerate launch): each "
+        "holds 1/N of it; the adapters and the head stay whole (docs/distributed.md)",
         "distributed",
-    )
-    fsdp_config: str | None = opt(
-        None, "a JSON file of the Trainer's fsdp_config (with fsdp); none: its defaults", "distributed"
-    )
-    deepspeed: str | None = opt(
-        None, "a DeepSpeed JSON config file (not with fsdp); none: no DeepSpeed", "distributed"
     )
 
     def validate_runtime(self) -> None:
@@ -197,17 +189,7 @@ class RuntimeOptions:
         check_float("loss_scale", self.loss_scale, 0, low_open=True)
         check_bool("gradient_checkpointing", self.gradient_checkpointing)
         check_float("dist_timeout", self.dist_timeout, 0, MAX_DIST_TIMEOUT, low_open=True)
-        check_text("fsdp", self.fsdp, none=True)
-        words = None if self.fsdp is None else self.fsdp.split()
-        if words is not None and (not words or any(w not in FSDP_OPTIONS for w in words)):
-            raise InputError("fsdp", f"expected none or words of {one_of(FSDP_OPTIONS)}, got {self.fsdp!r}")
-        check_json_file("fsdp_config", self.fsdp_config)
-        check_json_file("deepspeed", self.deepspeed)
-        if self.fsdp_config is not None and self.fsdp is None:
-            raise InputError("fsdp_config", f"given without fsdp, got {self.fsdp_config!r}")
-        if self.deepspeed is not None and self.fsdp is not None:
-            raise InputError("deepspeed", f"expected none with fsdp {self.fsdp!r}, got {self.deepspeed!r}")
-
+        check_bool("fsdp", self.fsdp)
 
 @dataclass
 class EvaluationOptions:
