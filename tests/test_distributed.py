@@ -61,14 +61,24 @@ def bert_dir(tmp_path_factory):
     return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert-nodrop"), dropout=0.0)
 
 
-def test_two_ranks_match_one_process_with_twice_the_batch(bert_dir, tmp_path):
-    base = {"model": str(bert_dir), **STEPS}
-    single = launch(1, {**base, "batch_size": 8, "output_dir": str(tmp_path / "one")}, tmp_path / "one")[0]
+@pytest.fixture(scope="module")
+def single(bert_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("one")
+    result = launch(1, {"model": str(bert_dir), **STEPS, "batch_size": 8, "output_dir": str(out / "run")}, out)[0]
+    assert result["ok"], result
+    return result["summary"], json.loads((out / "run/alpha_history.json").read_text())["history"]
+
+
+@pytest.mark.parametrize("fsdp", [False, True], ids=["ddp", "fsdp"])
+def test_two_ranks_match_one_process_with_twice_the_batch(bert_dir, single, tmp_path, fsdp):
+    """DDP: every rank holds the whole model; fsdp: each holds half the frozen base (FSDP2) and the
+    whole adapters. Either way the search and retraining match one process with twice the batch."""
+    summary, one = single
+    base = {"model": str(bert_dir), **STEPS, "fsdp": fsdp}
     pair = launch(2, {**base, "batch_size": 4, "output_dir": str(tmp_path / "two")}, tmp_path)
-    assert single["ok"] and all(r["ok"] for r in pair), (single, pair)
+    assert all(r["ok"] for r in pair), pair
     assert pair[0]["summary"]["world_size"] == 2
-    assert pair[0]["summary"]["ranks"] == pair[1]["summary"]["ranks"] == single["summary"]["ranks"]
-    one = json.loads((tmp_path / "one/alpha_history.json").read_text())["history"]
+    assert pair[0]["summary"]["ranks"] == pair[1]["summary"]["ranks"] == summary["ranks"]
     two = json.loads((tmp_path / "two/alpha_history.json").read_text())["history"]
     # fp32 sums in another order (per-rank means, then the all-reduce): relative error ~1e-6 per
     # step; after 6 Adam steps 1e-4 leaves room while any real mismatch (other data, a missing
