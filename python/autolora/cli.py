@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 import sys
 
-from autolora.config import NESTED, PipelineConfig, load_config
+from autolora.config import NESTED, REMOVED, PipelineConfig, load_config
 from autolora.extras import MissingExtra, missing
 
 _TYPES = {"int": int, "float": float, "str": str}
@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: off)",
     )
     groups = {name: run.add_argument_group(name, about) for name, about in GROUPS.items()}
+    for name in REMOVED:  # accepted here so that load_config names what replaces them
+        run.add_argument("--" + name.replace("_", "-"), dest=name, default=None, help=argparse.SUPPRESS)
     _add_fields(run, PipelineConfig, groups)
     for name, cls in NESTED.items():
         _add_fields(run, cls, groups, prefix=f"{name}.")

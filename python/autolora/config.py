@@ -173,7 +173,16 @@ class PipelineConfig(
 NESTED = {"data": DataConfig, "decoding": DecodingConfig}
 
 
+# Options that are gone, and what replaces them: a flag or a config key naming one fails with this.
+REMOVED = {
+    "loss_scale": "removed: fp16 runs scale their losses dynamically (the Trainer's GradScaler), the "
+    "search's too; drop the option",
+}
+
+
 def _merge(cls, values: dict, where: str):
+    for key in sorted(set(values) & set(REMOVED)):
+        raise InputError(key, REMOVED[key])
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(names))
     if unknown:

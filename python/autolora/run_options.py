@@ -164,11 +164,6 @@ class RuntimeOptions:
         "distributed",
         choices=PRECISIONS,
     )
-    loss_scale: float = opt(
-        1024.0,
-        "fp16 only: static scale of the search's losses (retraining scales dynamically)",
-        "distributed",
-    )
     gradient_checkpointing: bool = opt(
         False, "recompute activations in backward: less memory, more time", "distributed"
     )
@@ -186,7 +181,6 @@ class RuntimeOptions:
         """Raises InputError naming the first runtime option out of range, or a file not found."""
         check_int("grad_accum", self.grad_accum, 1)
         check_choice("precision", self.precision, PRECISIONS)
-        check_float("loss_scale", self.loss_scale, 0, low_open=True)
         check_bool("gradient_checkpointing", self.gradient_checkpointing)
         check_float("dist_timeout", self.dist_timeout, 0, MAX_DIST_TIMEOUT, low_open=True)
         check_bool("fsdp", self.fsdp)

@@ -306,7 +306,7 @@ class AutoLoraTrainer(Trainer):
         if not self.accelerator.sync_gradients:
             return torch.zeros((), device=self.args.device)
         searcher, (tr, val) = self._get_searcher(), self._search_streams()
-        searcher.grad_scale = self._grad_scale()
+        searcher.loss_scale = searcher.grad_scale = self._grad_scale()  # fp16: the scaler's scale
         self.model.train()
         a, done = self.autolora_args, self.state.global_step
         if beta_moves(done, a.hypergradient, a.beta_warmup_steps, a.beta_every):
