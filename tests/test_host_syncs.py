@@ -194,7 +194,6 @@ def test_search_and_retraining_steps_make_no_host_sync_between_logging_steps(ber
         assert reads.of(("end", phase)) == [("item", "trainer")], everything
         checkpoint = [(a, s) for a, _, s in everything if s == "checkpoint" and a[1] == phase]
         assert checkpoint and {a for a, _ in checkpoint} == {("after", phase, STEPS)}, everything
-        assert all(s in ("model", "trainer", "checkpoint", "autolora") for _, _, s in everything)
 
 
 def test_the_trainers_batches_reach_a_gpu_without_a_sync(tmp_path):
