@@ -70,7 +70,10 @@ def training_arguments(config: PipelineConfig, device_type: str, *, retrain: boo
         disable_tqdm=not cfg.progress,
         ddp_timeout=int(cfg.dist_timeout),
         remove_unused_columns=False,  # the task's collate takes the tokenized columns as they are
+        # On a GPU the Trainer's batches go to the device from pinned memory without a sync: a
+        # blocking host-to-device copy waits for the device's queue, every step.
         dataloader_pin_memory=device_type == "cuda",
+        accelerator_config={"non_blocking": device_type == "cuda"},
         # A sharded base (fsdp): the Trainer checkpoints no optimizer state for such a model.
         save_only_model=cfg.fsdp,
     )
