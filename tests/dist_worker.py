@@ -18,9 +18,9 @@ def run_rank(rank: int, world: int, port: int, overrides: dict, result: str, die
     import torch
 
     torch.set_num_threads(1)
-    from autolora.config import load_config
     import torch.distributed as dist
 
+    from autolora.config import load_config
     from autolora.pipeline import run_pipeline
 
     if die_at_step:

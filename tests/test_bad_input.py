@@ -488,7 +488,11 @@ def test_cli_error_exits_2_and_leaves_the_output_dir(flags, says, tmp_path, prev
     [
         ([], [], r"output_dir: .* holds a finished run \(metrics.json\); .* --overwrite-output-dir"),
         (["metrics.json"], [], r"output_dir: .* holds an unfinished run .* pass --resume"),
-        (["metrics.json"], ["--resume", "--k", "4"], r"resume: .* other options or data.* k: was None, now 4"),
+        (
+            ["metrics.json"],
+            ["--resume", "--k", "4"],
+            r"resume: .* other options or data.* k: was None, now 4",
+        ),
     ],
     ids=["finished", "unfinished", "resume-other-options"],
 )
@@ -497,7 +501,9 @@ def test_a_previous_run_is_refused_and_left_as_it_was(remove, flags, says, tmp_p
         (previous_run / name).unlink()
     (tmp_path / "dev.tsv").write_text(GOOD)
     before = snapshot(previous_run)
-    code, err = cli(capsys, "--train-file", str(tmp_path / "dev.tsv"), "--output-dir", str(previous_run), *flags)
+    code, err = cli(
+        capsys, "--train-file", str(tmp_path / "dev.tsv"), "--output-dir", str(previous_run), *flags
+    )
     assert code == 2 and re.search(says, err) and "Traceback" not in err, err
     assert snapshot(previous_run) == before
 

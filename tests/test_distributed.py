@@ -64,7 +64,9 @@ def bert_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def single(bert_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("one")
-    result = launch(1, {"model": str(bert_dir), **STEPS, "batch_size": 8, "output_dir": str(out / "run")}, out)[0]
+    result = launch(
+        1, {"model": str(bert_dir), **STEPS, "batch_size": 8, "output_dir": str(out / "run")}, out
+    )[0]
     assert result["ok"], result
     return result["summary"], json.loads((out / "run/alpha_history.json").read_text())["history"]
 

@@ -127,7 +127,10 @@ def test_resume_after_interruption_gives_identical_ranks(bert_dir, tmp_path, mon
     restore = on_search_step(monkeypatch, dying)
     with pytest.raises(KeyboardInterrupt):
         run(bert_dir, tmp_path / "cut", **cola())
-    assert sorted(p.name for p in (tmp_path / "cut/search").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    assert sorted(p.name for p in (tmp_path / "cut/search").glob("checkpoint-*")) == [
+        "checkpoint-2",
+        "checkpoint-4",
+    ]
     restore()
     resumed = run(bert_dir, tmp_path / "cut", resume=True, **cola())
     assert resumed["ranks"] == full["ranks"]
@@ -148,7 +151,9 @@ def _adapters_equal(tmp_path, a: str, b: str) -> bool:
     from safetensors.torch import load_file
 
     weights = [load_file(tmp_path / d / "autolora_adapter" / WEIGHTS_NAME) for d in (a, b)]
-    return weights[0].keys() == weights[1].keys() and all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    return weights[0].keys() == weights[1].keys() and all(
+        torch.equal(weights[0][k], weights[1][k]) for k in weights[0]
+    )
 
 
 def test_warm_retraining_resumes_inside_the_retrain_phase(bert_dir, tmp_path, monkeypatch):

@@ -82,5 +82,7 @@ def test_cli_resume_from_a_torn_checkpoint_exits_2(tmp_path, capsys):
     full = capsys.readouterr().err
     err = full.splitlines()[-1]  # after the loading bars
     assert "Traceback" not in full, full
-    assert code == 2 and err.startswith("autolora: error: resume: ") and "result.pt: corrupt or truncated" in err
+    assert (
+        code == 2 and err.startswith("autolora: error: resume: ") and "result.pt: corrupt or truncated" in err
+    )
     assert (out / "search" / "result.pt").read_bytes() == b"\x00search"  # left for the user to judge

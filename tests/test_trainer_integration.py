@@ -268,7 +268,10 @@ def test_example_runs_search_switch_and_retrain(example_run):
     assert not autolora.selection_parameters(trainer.model)  # fixed-rank adapters, no beta left
     assert all(1 <= r <= 8 for r in trainer.ranks.values())
     assert (out / "search" / "result.pt").exists()
-    assert torch.load(out / "retrain" / "checkpoint-2" / "autolora_state.pt", weights_only=False)["phase"] == "retrain"
+    assert (
+        torch.load(out / "retrain" / "checkpoint-2" / "autolora_state.pt", weights_only=False)["phase"]
+        == "retrain"
+    )
 
 
 @pytest.mark.slow
@@ -303,7 +306,8 @@ def uninterrupted(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "cut", ["search/checkpoint-2", "search/checkpoint-4", "retrain/checkpoint-2", "retrain/checkpoint-4"],
+    "cut",
+    ["search/checkpoint-2", "search/checkpoint-4", "retrain/checkpoint-2", "retrain/checkpoint-4"],
     ids=["mid-search", "search-done", "mid-retrain", "retrain-done"],
 )
 def test_resume_reproduces_the_uninterrupted_run(tmp_path, uninterrupted, cut):

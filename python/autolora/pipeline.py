@@ -187,7 +187,10 @@ def build_trainer(config: PipelineConfig, prep: Prepared, callbacks: list):
     if prep.given_ranks is not None:  # retraining alone
         args, search = retrain_args, 1
     else:
-        args, search = training_arguments(config, kind, retrain=False, steps=prep.search_steps), prep.search_steps
+        args, search = (
+            training_arguments(config, kind, retrain=False, steps=prep.search_steps),
+            prep.search_steps,
+        )
     if config.fsdp:  # the process group exists now (TrainingArguments started it)
         shard_for_trainer(prep.model, config.hypergradient)
     return AutoLoraTrainer(
@@ -283,4 +286,3 @@ def _summary(cfg, prep: Prepared, trainer, metrics: dict, clock, curve, t0: floa
         "device": str(prep.device),
         "world_size": trainer.args.world_size,
     }  # fmt: skip
-

@@ -16,13 +16,11 @@ from autolora.checks import (
     check_names,
     check_text,
 )
-from autolora.errors import InputError
 from autolora.options import (
     POOLINGS,
     PRECISIONS,
     RETRAIN_SCHEDULES,
     SELECTIONS,
-    one_of,
     opt,
 )
 
@@ -184,6 +182,7 @@ class RuntimeOptions:
         check_bool("gradient_checkpointing", self.gradient_checkpointing)
         check_float("dist_timeout", self.dist_timeout, 0, MAX_DIST_TIMEOUT, low_open=True)
         check_bool("fsdp", self.fsdp)
+
 
 @dataclass
 class EvaluationOptions:

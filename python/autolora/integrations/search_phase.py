@@ -20,6 +20,7 @@ from transformers import TrainerCallback
 from autolora.search.diagnostics import json_safe
 from autolora.search.tracker import SearchTracker
 from autolora.train.host import NonFiniteLoss, to_host
+from autolora.train.stream import BatchStream
 from autolora.tuner.retraining import SearchResult
 from autolora.tuner.selection import update_norms
 
@@ -92,6 +93,36 @@ class SearchRecorder(TrainerCallback):
             diagnostics=json_safe(tracker.diagnose(history)),
             history=history,
         )
+
+
+def search_streams(args, collate, d_tr, d_val, seed: int) -> tuple[BatchStream, BatchStream]:
+    """The search's seeded streams over D_tr (seed) and D_val (seed + 1): each step, this rank's
+    `gradient_accumulation_steps` micro-batches of per_device_train_batch_size of one global batch.
+
+    Args:
+        args: the search's TrainingArguments.
+        collate: the Trainer's data collator.
+        d_tr: W's half of the training data.
+        d_val: beta's half.
+        seed: the split's seed.
+
+    Returns:
+        (the D_tr stream, the D_val stream).
+    """
+
+    def stream(dataset, seed: int) -> BatchStream:
+        return BatchStream(
+            dataset,
+            args.per_device_train_batch_size,
+            collate,
+            seed,
+            args.device,
+            args.process_index,
+            args.world_size,
+            args.gradient_accumulation_steps,
+        )
+
+    return stream(d_tr, seed), stream(d_val, seed + 1)
 
 
 def ranks_report(result: SearchResult, tracker: SearchTracker, k: dict[str, int], share: str) -> dict:

@@ -29,8 +29,8 @@ not see, so the bilevel step averages its own gradients (autolora.train.distribu
 
 from __future__ import annotations
 
-import copy
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -42,18 +42,21 @@ if absent := missing("trainer"):
 
 from transformers import Trainer, TrainerState, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import TrainOutput, get_last_checkpoint
+from transformers.trainer_utils import TrainOutput
 
 from autolora.integrations.arguments import AutoLoraArguments
-from autolora.integrations.search_phase import SearchRecorder, ranks_report
+from autolora.integrations.search_phase import SearchRecorder, ranks_report, search_streams
 from autolora.integrations.trainer_state import (
     RESULT_NAME,
     STATE_NAME,
     check_setup,
     default_split,
     fixed_layout_,
+    global_step,
     head_modules,
     load_state,
+    resume_point,
+    with_values,
 )
 from autolora.io.atomic import atomic_write_json
 from autolora.io.peft_export import export_peft
@@ -69,18 +72,6 @@ from autolora.tuner.retraining import SearchResult, pre_search_state, start_retr
 
 RANKS_NAME = "ranks.json"
 HISTORY_NAME = "alpha_history.json"
-
-
-def _with(args: TrainingArguments, **fields) -> TrainingArguments:
-    """A copy of a phase's arguments with other values. Not dataclasses.replace: building
-    TrainingArguments again resets the accelerator state the Trainer already holds."""
-    args = copy.copy(args)
-    for name, value in fields.items():
-        setattr(args, name, value)
-    return args
-def _global_step(checkpoint: str) -> int:
-    """The optimizer steps a Trainer checkpoint had taken."""
-    return TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE_NAME)).global_step
 
 
 class AutoLoraTrainer(Trainer):
@@ -168,22 +159,11 @@ class AutoLoraTrainer(Trainer):
         """Seeded streams over D_tr and D_val: this rank's `gradient_accumulation_steps` micro-batches of
         per_device_train_batch_size each step, with the columns the model does not take removed."""
         if self._streams is None:
-            args = self.args
-
-            def stream(dataset, seed: int) -> BatchStream:
-                dataset = self._remove_unused_columns(dataset, description="autolora search")
-                return BatchStream(
-                    dataset,
-                    args.per_device_train_batch_size,
-                    self.data_collator,
-                    seed,
-                    args.device,
-                    args.process_index,
-                    args.world_size,
-                    args.gradient_accumulation_steps,
-                )
-
-            self._streams = (stream(self._d_tr, self._seed), stream(self._d_val, self._seed + 1))
+            data = [
+                self._remove_unused_columns(d, description="autolora search")
+                for d in (self._d_tr, self._d_val)
+            ]
+            self._streams = search_streams(self.args, self.data_collator, *data, self._seed)
             if self._resumed is not None:
                 for s, key in zip(self._streams, ("tr", "val"), strict=True):
                     s.load_state_dict(self._resumed["streams"][key])
@@ -225,14 +205,14 @@ class AutoLoraTrainer(Trainer):
         """
         base = self.args
         out = Path(base.output_dir)
-        phase, checkpoint, result_file = self._resume_point(resume_from_checkpoint, out)
+        phase, checkpoint, result_file = resume_point(resume_from_checkpoint, out, self.phase)
         retrain_args = self._retrain_args(base, out / "retrain")  # its length is checked before the search
         try:
             if self.phase == "search" and phase == "retrain":
                 self._restore_switch(load_checkpoint(result_file), out)
             elif self.phase == "search":
-                self.args = _with(base, output_dir=str(out / "search"), max_steps=self.search_steps)
-                if checkpoint is not None and _global_step(checkpoint) >= self.search_steps:
+                self.args = with_values(base, output_dir=str(out / "search"), max_steps=self.search_steps)
+                if checkpoint is not None and global_step(checkpoint) >= self.search_steps:
                     self._load_from_checkpoint(checkpoint)  # the search's last step: nothing to run
                     self._load_rng_state(checkpoint)
                 else:
@@ -242,49 +222,21 @@ class AutoLoraTrainer(Trainer):
             self.model_wrapped = self.model  # the accelerator wraps the retraining model anew (DDP)
             self.optimizer = self.lr_scheduler = None
             checkpoint = checkpoint if phase == "retrain" else None
-            if checkpoint is not None and _global_step(checkpoint) >= retrain_args.max_steps:
+            if checkpoint is not None and global_step(checkpoint) >= retrain_args.max_steps:
                 return self._finished(checkpoint)  # the Trainer would take one more step
             return super().train(checkpoint, **kwargs)
         finally:
             self.args = base
 
-    def _resume_point(self, resume: str | bool | None, out: Path) -> tuple[str, str | None, Path | None]:
-        """(the phase to resume in, its checkpoint or None, the finished search's result.pt or None).
-
-        True: a finished search (output_dir/search/result.pt) resumes retraining from its latest
-        checkpoint, else the search from its latest one. A path: that checkpoint (its autolora_state.pt
-        names the phase; retraining's needs the result.pt of the run it came from).
-        """
-        if not resume:
-            return self.phase, None, None
-        if resume is True and self.phase == "retrain":  # given ranks: there is no search to resume
-            folder = out / "retrain"
-            return "retrain", get_last_checkpoint(str(folder)) if folder.is_dir() else None, None
-        if resume is True:
-            result = out / "search" / RESULT_NAME
-            phase = "retrain" if result.exists() else "search"
-            folder = out / phase
-            last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
-            return phase, last, result if phase == "retrain" else None
-        path = Path(resume)
-        phase = load_state(path)["phase"]
-        result = path.parent.parent / "search" / RESULT_NAME
-        if phase == "retrain" and self.phase == "search" and not result.exists():
-            raise ValueError(
-                f"resume_from_checkpoint: {path} is a retraining checkpoint, and its run has no "
-                f"{result} (the finished search it retrains)"
-            )
-        return phase, str(path), result if phase == "retrain" else None
-
     def _finished(self, checkpoint: str) -> TrainOutput:
         """A retraining whose last step is in `checkpoint`: its state, nothing run."""
         self._load_from_checkpoint(checkpoint)
-        self.state = TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE_NAME))
+        self.state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
         return TrainOutput(self.state.global_step, float("nan"), {})
 
     def _retrain_args(self, base: TrainingArguments, folder: Path) -> TrainingArguments:
         if self.retrain_args is not None:
-            return _with(self.retrain_args, output_dir=str(folder))
+            return with_values(self.retrain_args, output_dir=str(folder))
         total = base.max_steps
         if total <= 0:  # num_train_epochs over the Trainer's own batches, as it counts them
             per_epoch = max(len(self.get_train_dataloader()) // base.gradient_accumulation_steps, 1)
@@ -295,7 +247,7 @@ class AutoLoraTrainer(Trainer):
                 f"search_steps: the search takes {search} of the run's {total} optimizer steps and leaves "
                 "none to retrain; raise max_steps/num_train_epochs or shorten the search"
             )
-        return _with(base, output_dir=str(folder), max_steps=total - search)
+        return with_values(base, output_dir=str(folder), max_steps=total - search)
 
     # -- steps ---------------------------------------------------------------------------------------
     def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:

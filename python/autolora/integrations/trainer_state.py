@@ -4,10 +4,14 @@ Trainer settings it refuses before training."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
 from torch import nn
+from transformers import TrainerState, TrainingArguments
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import get_last_checkpoint
 
 from autolora.data.splits import split_train_val
 from autolora.train.state import load_checkpoint
@@ -29,6 +33,57 @@ def load_state(checkpoint: str | Path) -> dict:
     if state.get("phase") not in PHASES:
         raise ValueError(f"resume_from_checkpoint: {Path(checkpoint) / STATE_NAME} has no valid phase")
     return state
+
+
+def with_values(args: TrainingArguments, **fields) -> TrainingArguments:
+    """A copy of a phase's arguments with other values. Not dataclasses.replace: building
+    TrainingArguments again resets the accelerator state the Trainer already holds."""
+    args = copy.copy(args)
+    for name, value in fields.items():
+        setattr(args, name, value)
+    return args
+
+
+def global_step(checkpoint: str) -> int:
+    """The optimizer steps a Trainer checkpoint had taken."""
+    return TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE_NAME)).global_step
+
+
+def resume_point(resume: str | bool | None, out: Path, phase: str) -> tuple[str, str | None, Path | None]:
+    """Where AutoLoraTrainer.train() resumes: (the phase, its checkpoint or None, the finished
+    search's result.pt or None).
+
+    Args:
+        resume: train()'s resume_from_checkpoint. True: a finished search (out/search/result.pt)
+            resumes retraining from its latest checkpoint, else the search from its latest one. A
+            path: that checkpoint (its autolora_state.pt names the phase; retraining's needs the
+            result.pt of the run it came from).
+        out: the run's output_dir.
+        phase: the trainer's phase now: "search", or "retrain" for a model with given ranks.
+
+    Returns:
+        The phase to run first, its checkpoint, and the result.pt retraining starts from.
+
+    Raises:
+        ValueError: a retraining checkpoint whose run has no result.pt.
+    """
+    if not resume:
+        return phase, None, None
+    if resume is True:
+        result = out / "search" / RESULT_NAME
+        start = "retrain" if phase == "retrain" or result.exists() else "search"
+        folder = out / start
+        last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+        return start, last, result if start == "retrain" and phase == "search" else None
+    path = Path(resume)
+    start = load_state(path)["phase"]
+    result = path.parent.parent / "search" / RESULT_NAME
+    if start == "retrain" and phase == "search" and not result.exists():
+        raise ValueError(
+            f"resume_from_checkpoint: {path} is a retraining checkpoint, and its run has no "
+            f"{result} (the finished search it retrains)"
+        )
+    return start, str(path), result if start == "retrain" else None
 
 
 @torch.no_grad()

@@ -15,7 +15,6 @@ import torch
 import torch.distributed as dist
 
 
-
 class DistributedError(RuntimeError):
     """A collective failed: another rank died, or did not answer within the timeout."""
 
