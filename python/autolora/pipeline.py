@@ -179,6 +179,8 @@ def prepare(config: PipelineConfig) -> Prepared:
 
 def build_trainer(config: PipelineConfig, prep: Prepared, callbacks: list):
     """The AutoLoraTrainer of a run: the search's and retraining's TrainingArguments from the options."""
+    from transformers.trainer_callback import PrinterCallback
+
     from autolora.integrations.trainer import AutoLoraTrainer
     from autolora.train.sharding import shard_for_trainer
 
@@ -193,7 +195,7 @@ def build_trainer(config: PipelineConfig, prep: Prepared, callbacks: list):
         )
     if config.fsdp:  # the process group exists now (TrainingArguments started it)
         shard_for_trainer(prep.model, config.hypergradient)
-    return AutoLoraTrainer(
+    trainer = AutoLoraTrainer(
         model=prep.model,
         args=args,
         retrain_args=retrain_args,
@@ -202,6 +204,9 @@ def build_trainer(config: PipelineConfig, prep: Prepared, callbacks: list):
         callbacks=callbacks,
         autolora=autolora_arguments(config, search),
     )
+    if not config.progress:  # --no-progress: quiet, no log line printed every log_every steps
+        trainer.remove_callback(PrinterCallback)
+    return trainer
 
 
 def run_pipeline(config: PipelineConfig) -> dict:
