@@ -508,6 +508,44 @@ def test_a_previous_run_is_refused_and_left_as_it_was(remove, flags, says, tmp_p
     assert snapshot(previous_run) == before
 
 
+@pytest.mark.parametrize(
+    "flags, says",
+    [
+        (["--seed", "3"], r"seed: was 0, now 3"),
+        (["--lr-beta", "0.5"], r"lr_beta: was 0.01, now 0.5"),
+        (
+            ["--train-file", "{other}"],
+            r"data.train_file: was '.*dev.tsv', now '.*other.tsv'; data_fingerprint",
+        ),
+        (["--k", "4"], r"k: was 8, now 4"),
+    ],
+    ids=["seed", "lr_beta", "train_file", "k"],
+)
+def test_resume_lists_what_differs_from_the_run_it_continues(flags, says, tmp_path, capsys):
+    """The folder's config.json is the run's; --resume with another option or other data stops before
+    anything is read or written, naming each difference (and only those)."""
+    from autolora.config import load_config
+    from autolora.io.atomic import atomic_write_json
+    from autolora.run_folder import run_record
+
+    (tmp_path / "dev.tsv").write_text(GOOD)
+    (tmp_path / "other.tsv").write_text(GOOD + "another\t1\n")
+    out = tmp_path / "out"
+    started = {"data.train_file": str(tmp_path / "dev.tsv"), "output_dir": str(out), "progress": False}
+    atomic_write_json(out / "config.json", run_record(load_config(None, started)))
+    (out / "search" / "checkpoint-2").mkdir(parents=True)
+    before = snapshot(out)
+    flags = [f.format(other=tmp_path / "other.tsv") for f in flags]
+    if "--train-file" not in flags:
+        flags += ["--train-file", str(tmp_path / "dev.tsv")]
+    code, err = cli(capsys, "--resume", "--output-dir", str(out), *flags)
+    assert code == 2 and "Traceback" not in err, err
+    assert re.search(r"^autolora: error: resume: .* other options or data", err), err
+    assert re.search(says, err), err
+    assert err.count(" was ") == (2 if "--train-file" in flags[:1] else 1), err
+    assert snapshot(out) == before
+
+
 def test_cli_bad_config_file(tmp_path, capsys):
     (tmp_path / "c.yaml").write_text("k: [1\n")
     code, err = cli(capsys, "--config", str(tmp_path / "c.yaml"), "--output-dir", str(tmp_path / "o"))

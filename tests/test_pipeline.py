@@ -116,7 +116,7 @@ def test_causal_lm_end_to_end_on_gpt2(gpt2_dir, tmp_path, hypergradient, fd_sche
     assert all(name.endswith(("adapters.q", "adapters.v")) for name in summary["ranks"])
 
 
-def test_resume_after_interruption_gives_identical_ranks(bert_dir, tmp_path, monkeypatch):
+def test_resume_after_interruption_gives_identical_ranks(bert_dir, tmp_path, monkeypatch, capsys):
     full = run(bert_dir, tmp_path / "full", **cola())
 
     def dying(n, step):
@@ -132,7 +132,9 @@ def test_resume_after_interruption_gives_identical_ranks(bert_dir, tmp_path, mon
         "checkpoint-4",
     ]
     restore()
+    capsys.readouterr()
     resumed = run(bert_dir, tmp_path / "cut", resume=True, **cola())
+    assert "autolora: resuming the search after step 4 (" in capsys.readouterr().err
     assert resumed["ranks"] == full["ranks"]
     alpha = [json.loads((tmp_path / d / "ranks.json").read_text())["alpha"] for d in ("full", "cut")]
     assert alpha[0] == alpha[1]

@@ -11,6 +11,7 @@ import json
 
 import autolora
 from autolora.config import PipelineConfig
+from autolora.run_args import autolora_arguments, training_arguments
 
 
 def dry_run(config: PipelineConfig) -> dict:
@@ -19,6 +20,9 @@ def dry_run(config: PipelineConfig) -> dict:
 
     prep = prepare(config)
     task, model = prep.task, prep.model
+    for retrain, steps in ((False, prep.search_steps), (True, prep.retrain_steps)):  # as a run builds them
+        training_arguments(config, prep.device.type, retrain=retrain, steps=max(steps, 1))
+    autolora_arguments(config, max(prep.search_steps, 1))
     adapters = [a for _, a in autolora.adapters(model)]
     return {
         "config": config.to_dict(),

@@ -18,6 +18,7 @@ Artifacts in the output directory (each written atomically):
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,6 +210,19 @@ def build_trainer(config: PipelineConfig, prep: Prepared, callbacks: list):
     return trainer
 
 
+def resume_message(out: Path, phase: str) -> str:
+    """What --resume will continue: the phase and the step, or that nothing was there to resume."""
+    from autolora.integrations.trainer_state import global_step, resume_point
+
+    start, checkpoint, _ = resume_point(True, out, phase)
+    if checkpoint is not None:
+        name = "the search" if start == "search" else "retraining"
+        return f"autolora: resuming {name} after step {global_step(checkpoint)} ({checkpoint})"
+    if start == "retrain" and phase == "search":
+        return "autolora: resuming after the finished search: retraining from its first step"
+    return f"autolora: --resume: nothing to resume in {out}; starting afresh"
+
+
 def run_pipeline(config: PipelineConfig) -> dict:
     """Run the whole pipeline, as `autolora run` does.
 
@@ -241,6 +255,8 @@ def run_pipeline(config: PipelineConfig) -> dict:
         atomic_write_json(out / CONFIG_NAME, run_record(cfg))
         if prep.task.label_names:  # class id -> the label the data spelled it with
             atomic_write_json(out / "labels.json", dict(enumerate(map(str, prep.task.label_names))))
+    if cfg.resume and trainer.is_world_process_zero():
+        print(resume_message(out, trainer.phase), file=sys.stderr)
     trainer.train(resume_from_checkpoint=True if cfg.resume else None)
     model = trainer.model
     if not trainer.is_world_process_zero():  # evaluation and artifacts are the main process's
