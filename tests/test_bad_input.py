@@ -514,8 +514,7 @@ def test_a_previous_run_is_refused_and_left_as_it_was(remove, flags, says, tmp_p
         (["--seed", "3"], r"seed: was 0, now 3"),
         (["--lr-beta", "0.5"], r"lr_beta: was 0.01, now 0.5"),
         (
-            r"data.train_file: was '.*dev.tsv', now '.*other.tsv'; "
-            r"data_fingerprint",
+            ["--train-file", "{other}"],
             r"data.train_file: was '.*dev.tsv', now '.*other.tsv'; data_fingerprint",
         ),
         (["--k", "4"], r"k: was 8, now 4"),
