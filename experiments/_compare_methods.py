@@ -43,6 +43,7 @@ from autolora.eval.evaluation import evaluate
 from autolora.io.atomic import atomic_write_json
 from autolora.models import load_model, load_tokenizer
 from autolora.pipeline import run_pipeline
+from autolora.run_folder import PHASE_DIRS
 from autolora.tuner.ranks import random_ranks
 
 METHODS = (
@@ -219,8 +220,8 @@ def _output(work: Path | None, name: str):
 
 
 def _has_checkpoints(out: str) -> bool:
-    folder = Path(out) / "checkpoints"
-    return folder.is_dir() and any(folder.iterdir())
+    """Whether the pipeline's output_dir holds a phase's checkpoints (search/ or retrain/)."""
+    return any((Path(out) / phase).is_dir() and any((Path(out) / phase).iterdir()) for phase in PHASE_DIRS)
 
 
 def _searched(spec: RunSpec, seed: int, work: Path | None, every_ckpt: int) -> tuple[dict, bool]:
