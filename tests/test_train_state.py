@@ -86,3 +86,18 @@ def test_cli_resume_from_a_torn_checkpoint_exits_2(tmp_path, capsys):
         code == 2 and err.startswith("autolora: error: resume: ") and "result.pt: corrupt or truncated" in err
     )
     assert (out / "search" / "result.pt").read_bytes() == b"\x00search"  # left for the user to judge
+
+
+def test_a_checkpoint_torn_while_saving_is_passed_over(tmp_path):
+    """The Trainer writes trainer_state.json last: a newer folder without a readable one (killed while
+    saving) is skipped for the one before it."""
+    from autolora.integrations.trainer_state import last_complete_checkpoint
+
+    for step, state in ((2, '{"global_step": 2}'), (4, '{"global_step": 4}'), (6, '{"global_st')):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "trainer_state.json").write_text(state)
+        (folder / "autolora_state.pt").write_bytes(b"")
+    (tmp_path / "checkpoint-8").mkdir()  # killed before its trainer_state.json
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+    assert last_complete_checkpoint(tmp_path / "missing") is None

@@ -121,13 +121,12 @@ def check_checkpoints(out: Path) -> None:
     Raises:
         InputError: a corrupt or truncated file, named (autolora.train.state.load_checkpoint).
     """
-    from transformers.trainer_utils import get_last_checkpoint
-
+    from autolora.integrations.trainer_state import last_complete_checkpoint
     from autolora.train.state import load_checkpoint
 
     load_checkpoint(out / "search" / "result.pt")
     for d in PHASE_DIRS:
-        last = get_last_checkpoint(str(out / d)) if (out / d).is_dir() else None
+        last = last_complete_checkpoint(out / d)
         if last is not None:
             load_checkpoint(Path(last) / "autolora_state.pt")
 

@@ -11,7 +11,6 @@ import torch
 from torch import nn
 from transformers import TrainerState, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import get_last_checkpoint
 
 from autolora.data.splits import split_train_val
 from autolora.train.state import load_checkpoint
@@ -49,6 +48,23 @@ def global_step(checkpoint: str) -> int:
     return TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE_NAME)).global_step
 
 
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The latest checkpoint-N in `folder` a resume can read, or None: the Trainer writes its
+    trainer_state.json last, so a run killed while saving leaves a newer folder without a readable
+    one (and save_total_limit >= 2 keeps the one before it)."""
+    if not folder.is_dir():
+        return None
+    found = [p for p in folder.glob("checkpoint-*") if p.name.removeprefix("checkpoint-").isdigit()]
+    for path in sorted(found, key=lambda p: int(p.name.removeprefix("checkpoint-")), reverse=True):
+        try:
+            TrainerState.load_from_json(str(path / TRAINER_STATE_NAME))
+        except (OSError, ValueError):
+            continue
+        if (path / STATE_NAME).is_file():
+            return str(path)
+    return None
+
+
 def resume_point(resume: str | bool | None, out: Path, phase: str) -> tuple[str, str | None, Path | None]:
     """Where AutoLoraTrainer.train() resumes: (the phase, its checkpoint or None, the finished
     search's result.pt or None).
@@ -72,8 +88,7 @@ def resume_point(resume: str | bool | None, out: Path, phase: str) -> tuple[str,
     if resume is True:
         result = out / "search" / RESULT_NAME
         start = "retrain" if phase == "retrain" or result.exists() else "search"
-        folder = out / start
-        last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+        last = last_complete_checkpoint(out / start)
         return start, last, result if start == "retrain" and phase == "search" else None
     path = Path(resume)
     start = load_state(path)["phase"]
