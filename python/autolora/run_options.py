@@ -215,7 +215,12 @@ class OutputOptions:
     """Artifacts, checkpoints, logging and progress (`--output-dir`, `--resume`, `--report-to` ...)."""
 
     output_dir: str = opt("runs/autolora", "where the artifacts and checkpoints go", "output")
-    checkpoint_every: int = opt(100, "how often each phase writes a checkpoint (a resume takes the latest complete one)", "output", "steps")
+    checkpoint_every: int = opt(
+        100,
+        "how often each phase writes a checkpoint (a resume takes the latest complete one)",
+        "output",
+        "steps",
+    )
     log_every: int = opt(
         10,
         "how often the losses and the search's readings are read on the host (each read waits for the "
