@@ -382,6 +382,7 @@ def run(spec: RunSpec, seed: int, work: Path | None = None, checkpoint_every: in
         return {**json.loads(done.read_text()), "reused": True}
     result = fn(spec, seed, work, checkpoint_every)
     atomic_write_json(done, result)
-    for ckpt in (work / "checkpoints", *(work / name / "checkpoints" for name in ("search", "pipeline"))):
+    pipelines = [work / name / phase for name in ("search", "pipeline") for phase in PHASE_DIRS]
+    for ckpt in (work / "checkpoints", *pipelines):
         shutil.rmtree(ckpt, ignore_errors=True)  # the result holds what they were for
     return result

@@ -335,7 +335,7 @@ def test_rank_share_norm_gives_the_total_by_the_size_of_each_searched_update(ber
     """--rank-share norm: the total shared in proportion to |s U diag(alpha) V|_F of the searched
     adapters (read here from the search's final checkpoint), the selection kept in ranks.json."""
     result = run(bert_dir, tmp_path / "n", rank_total=30, rank_share="norm", **cola())
-    params = torch.load(tmp_path / "n/checkpoints/search.pt", weights_only=False)["params"]
+    params = torch.load(tmp_path / "n/search/checkpoint-6/autolora_state.pt", weights_only=False)["params"]
     selected = json.loads((tmp_path / "n/ranks.json").read_text())["ranks_selected"]
     norms = {}
     for name in selected:

@@ -90,7 +90,8 @@ class Prepared:
         task: the tokenized data and what the task needs.
         model: the model to train: search-mode adapters, or fixed ones of given ranks.
         trainable: the modules trained beside the adapters (the head).
-        given_ranks: --ranks' ranks (no search), else None.
+        given_ranks: --ranks' ranks (no search), carried to rank_total when it is set, else None.
+        listed_ranks: --ranks' ranks as the file lists them, else None.
         device: where training runs.
         search_steps: the search's optimizer steps (0 with given ranks).
         retrain_steps: retraining's optimizer steps.
@@ -102,6 +103,7 @@ class Prepared:
     model: nn.Module
     trainable: list[str]
     given_ranks: dict[str, int] | None
+    listed_ranks: dict[str, int] | None
     device: torch.device
     search_steps: int
     retrain_steps: int
@@ -158,9 +160,9 @@ def prepare(config: PipelineConfig) -> Prepared:
     torch.manual_seed(cfg.seed)
     task = load_task(cfg.data, load_tokenizer(cfg.model))
     d_tr, d_val = default_split(task.train, cfg.seed)
-    given = None
+    given = listed = None
     if cfg.ranks is not None:  # --ranks: no search; checked against this model's adapters
-        given = read_ranks(cfg.ranks)
+        given = listed = read_ranks(cfg.ranks)
         probe, _ = build_model(cfg, task, "search")
         names = [n for n, _ in autolora.adapters(probe)]
         check_ranks(given, names, cfg.k, where=f"ranks ({cfg.ranks})")
@@ -175,7 +177,7 @@ def prepare(config: PipelineConfig) -> Prepared:
         check_total(len(list(autolora.adapters(model))), cfg.rank_total, cfg.k, where="rank_total")
     search = 0 if given else phase_steps(cfg.search_epochs, len(d_tr), cfg, cfg.max_search_steps)
     retrain = phase_steps(cfg.retrain_epochs, len(task.train), cfg, cfg.max_retrain_steps)
-    return Prepared(task, model, trainable, given, device, search, retrain, d_tr, d_val)
+    return Prepared(task, model, trainable, given, listed, device, search, retrain, d_tr, d_val)
 
 
 def build_trainer(config: PipelineConfig, prep: Prepared, callbacks: list):
@@ -289,7 +291,7 @@ def _summary(cfg, prep: Prepared, trainer, metrics: dict, clock, curve, t0: floa
     selection = None
     if searched and result is not None and result.diagnostics is not None:
         selection = {k: v for k, v in result.diagnostics.items() if k != "per_adapter"}
-    rule_ranks = result.rule_ranks if searched and result is not None else None
+    rule_ranks = result.rule_ranks if searched and result is not None else prep.listed_ranks
     return {
         "task": prep.task.task,
         "metric": prep.task.metric,
@@ -302,7 +304,7 @@ def _summary(cfg, prep: Prepared, trainer, metrics: dict, clock, curve, t0: floa
         "update_norms": result.update_norms if searched and result is not None else None,
         "selection": selection,
         "trainable_parameters": autolora.count_trainable(trainer.model),
-        "seconds": {**clock.seconds(), "eval_curve": round(curve.seconds, 2),
+        "seconds": {**clock.seconds(searched), "eval_curve": round(curve.seconds, 2),
                     "total": round(time.perf_counter() - t0, 2)},
         "device": str(prep.device),
         "world_size": trainer.args.world_size,

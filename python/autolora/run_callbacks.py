@@ -24,10 +24,12 @@ class PhaseClock(TrainerCallback):
         self.ends.append(time.perf_counter())
         return control
 
-    def seconds(self) -> dict[str, float]:
-        if len(self.ends) < 2:  # retraining alone (given ranks): no search
-            return {"search": 0.0, "retrain": round(self.ends[-1] - self.t0, 2)}
-        return {"search": round(self.ends[0] - self.t0, 2), "retrain": round(self.ends[1] - self.ends[0], 2)}
+    def seconds(self, searched: bool) -> dict[str, float]:
+        """{"search": s, "retrain": s} of this process; a phase a resume found finished took 0 s."""
+        ends = [self.t0] * (1 + searched - len(self.ends)) + self.ends
+        if not searched:  # retraining alone (given ranks): no search
+            return {"search": 0.0, "retrain": round(ends[-1] - self.t0, 2)}
+        return {"search": round(ends[0] - self.t0, 2), "retrain": round(ends[1] - ends[0], 2)}
 
 
 class EvalCurve(TrainerCallback):
