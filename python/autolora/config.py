@@ -152,6 +152,12 @@ class PipelineConfig(
                 "gradient, and that second backward needs the base weights the first already freed back "
                 "to their shards; use 'second-order'), got on",
             )
+        if self.fsdp and self.save_merged:
+            raise InputError(
+                "save_merged",
+                "expected off with fsdp: merging needs the whole base in one process; merge the "
+                "saved adapter/ into the base model afterwards, got on",
+            )
         if self.fsdp and self.resume:
             raise InputError(
                 "resume",

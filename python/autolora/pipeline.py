@@ -249,7 +249,7 @@ def run_pipeline(config: PipelineConfig) -> dict:
         model, prep.task, cfg.eval_batch_size, prep.device, False, cfg.max_generate, cfg.decoding
     )
     clock = PhaseClock(t0)
-    curve = EvalCurve(cfg.eval_every, score)
+    curve = EvalCurve(cfg.eval_every, score, every_process=cfg.fsdp)
     figures = RunFiguresAtSwitch(out, spare_core(prep.device))
     trainer = build_trainer(cfg, prep, [clock, curve, figures])
     curve.trainer = figures.trainer = trainer
@@ -261,12 +261,17 @@ def run_pipeline(config: PipelineConfig) -> dict:
         print(resume_message(out, trainer.phase), file=sys.stderr)
     trainer.train(resume_from_checkpoint=True if cfg.resume else None)
     model = trainer.model
-    if not trainer.is_world_process_zero():  # evaluation and artifacts are the main process's
+    main = trainer.is_world_process_zero()
+    if not main and not cfg.fsdp:  # evaluation and artifacts are the main process's
         return {"ranks": trainer.ranks, "rank": trainer.args.process_index}
+    # A sharded base: every process runs the evaluation's forward passes (each gathers the base's
+    # shards from the others); the main one keeps the scores and writes.
     metrics = evaluate(
-        model, prep.task, cfg.eval_batch_size, prep.device, cfg.progress, cfg.max_generate, cfg.decoding,
-        out / "generations.jsonl",
+        model, prep.task, cfg.eval_batch_size, prep.device, cfg.progress and main, cfg.max_generate,
+        cfg.decoding, out / "generations.jsonl" if main else None,
     )  # fmt: skip
+    if not main:
+        return {"ranks": trainer.ranks, "rank": trainer.args.process_index}
     figures.wait()
     export_peft(model, out / "adapter", prep.trainable, cfg.model)
     autolora.save_adapter(model, out / "autolora_adapter", prep.trainable)

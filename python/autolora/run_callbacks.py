@@ -39,10 +39,12 @@ class EvalCurve(TrainerCallback):
     Args:
         every: the steps between scores; None: no curve.
         score: model -> metrics.
+        every_process: score in every process (a sharded base: each forward pass gathers the shards
+            from all of them); the main one logs.
     """
 
-    def __init__(self, every: int | None, score: Callable) -> None:
-        self.every, self.score = every, score
+    def __init__(self, every: int | None, score: Callable, every_process: bool = False) -> None:
+        self.every, self.score, self.every_process = every, score, every_process
         self.trainer = None  # set once the trainer exists
         self.seconds = 0.0
 
@@ -51,12 +53,13 @@ class EvalCurve(TrainerCallback):
         step = state.global_step
         if not self.every or t.phase != "retrain" or step % self.every or step >= state.max_steps:
             return control
-        if t.is_world_process_zero():
+        if t.is_world_process_zero() or self.every_process:
             start = time.perf_counter()
             metrics = self.score(t.model)
             t.model.train()
             self.seconds += time.perf_counter() - start
-            t.log({CURVE_PREFIX + k: v for k, v in metrics.items() if isinstance(v, int | float)})
+            if t.is_world_process_zero():
+                t.log({CURVE_PREFIX + k: v for k, v in metrics.items() if isinstance(v, int | float)})
         return control
 
     def records(self) -> list[dict]:
