@@ -13,7 +13,7 @@ from pipeline_fixtures import save_tiny_bert
 
 from autolora import options
 from autolora.cli import GROUPS, _add_fields, build_parser, main
-from autolora.config import NESTED, PipelineConfig, load_config, opt
+from autolora.config import NESTED, REMOVED, PipelineConfig, load_config, opt
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -38,7 +38,9 @@ def _parse_default(text: str, default: object, action: argparse.Action) -> objec
 
 def test_every_run_flag_has_help_with_its_default():
     run = _run_parser()
-    actions = [a for a in run._actions if not isinstance(a, argparse._HelpAction)]
+    removed = [a for a in run._actions if a.dest in REMOVED]  # hidden: they only name their replacement
+    assert {a.dest for a in removed} == set(REMOVED) and all(a.help == argparse.SUPPRESS for a in removed)
+    actions = [a for a in run._actions if not isinstance(a, argparse._HelpAction) and a.dest not in REMOVED]
     fields = {f.name for f in dataclasses.fields(PipelineConfig) if f.name not in NESTED}
     fields |= {f"{group}.{f.name}" for group, cls in NESTED.items() for f in dataclasses.fields(cls)}
     assert {a.dest for a in actions} == fields | {"config", "dry_run"}
@@ -206,3 +208,9 @@ def test_a_user_error_from_the_run_is_one_line(tmp_path, capsys, monkeypatch):
         assert main(["run", "--output-dir", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err
         assert err.startswith("autolora: error: ") and err.count("\n") == 1 and says in err, err
+
+
+def test_a_removed_option_names_its_replacement(capsys):
+    assert main(["run", "--loss-scale", "512", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("autolora: error: loss_scale: removed: fp16 runs scale their losses dynamically")

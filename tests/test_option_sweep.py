@@ -76,7 +76,6 @@ HUGE_VALID = {
     "weight_decay",
     "search_epochs",
     "retrain_epochs",
-    "loss_scale",
     "decoding.length_penalty",
 }
 EXCLUDED = {"0": ZERO_VALID, "-1": MINUS_ONE_VALID, "1e30": HUGE_VALID}
