@@ -1,9 +1,9 @@
 """What AutoLoraTrainer keeps of its search, step by step: the records, their NaN check and the stop
 rule (autolora.search.tracker), read on the host at logging steps only.
 
-After each search step the trainer hands its losses (0-d tensors left on the device) to `push`, which
-also takes the tracker's readings of the adapters (alpha, and the Grams of each update for the
-spectral rules), still on the device. At the Trainer's logging and saving steps, and at the last
+After each search step the trainer hands its losses (0-d tensors left on the device) to `push`; at
+the step's end, once the Trainer's optimizer has stepped W, `on_step_end` takes the tracker's readings
+of the adapters (alpha, and the Grams of each update for the spectral rules), still on the device. At the Trainer's logging and saving steps, and at the last
 step, `on_step_end` brings everything pending to the host in one transfer, appends one record per
 step to the history (complete up to any checkpoint: a checkpoint step reads too), raises
 NonFiniteLoss at the first non-finite loss, and ends the search when the stop rule says it has settled
@@ -36,11 +36,17 @@ class SearchRecorder(TrainerCallback):
     def __init__(self, tracker: SearchTracker, is_search) -> None:
         self.tracker, self.is_search = tracker, is_search
         self.history: list[dict] = []
-        self._pending: list[tuple[int, dict[str, torch.Tensor], torch.Tensor]] = []
+        self._pending: list[tuple[int, dict[str, torch.Tensor], torch.Tensor | None]] = []
 
     def push(self, step: int, losses: dict[str, torch.Tensor]) -> None:
-        """Step `step`'s losses and the adapters' readings, left on the device."""
-        self._pending.append((step, losses, self.tracker.observe()))
+        """Step `step`'s losses, left on the device; its readings are taken at its end (on_step_end),
+        once the Trainer's optimizer has stepped W."""
+        self._pending.append((step, losses, None))
+
+    def _observe(self) -> None:
+        if self._pending and self._pending[-1][2] is None:
+            step, losses, _ = self._pending[-1]
+            self._pending[-1] = (step, losses, self.tracker.observe())
 
     def flush(self) -> None:
         """The pending steps' records, from one host transfer.
@@ -66,6 +72,7 @@ class SearchRecorder(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if not self.is_search():
             return control
+        self._observe()  # after W's update: the step's state, as the records say
         last = state.global_step >= state.max_steps
         if control.should_log or control.should_save or control.should_training_stop or last:
             self.flush()

@@ -115,6 +115,10 @@ class AutoLoraTrainer(Trainer):
                 "optimizers: AutoLoraTrainer builds each phase's optimizer and schedule itself (retraining "
                 "has new parameters); choose them with TrainingArguments.optim or optimizer_cls_and_kwargs"
             )
+        # The search's own RNG stream (its dropout): it starts as the caller left the RNG and is put
+        # back before each search step, so what the Trainer draws between steps (its reseeding, a
+        # new epoch of its unused batches) changes nothing the search draws.
+        self._search_rng: dict = rng_state()
         super().__init__(*args, **kwargs)
         self.autolora_args, self.retrain_args = autolora, retrain_args
         self._searched = [(n, a) for n, a in adapters(self.model) if a.beta is not None]
@@ -257,6 +261,7 @@ class AutoLoraTrainer(Trainer):
         # accumulation micro-batches from D_tr and D_val; the others add nothing.
         if not self.accelerator.sync_gradients:
             return torch.zeros((), device=self.args.device)
+        set_rng_state(self._search_rng)
         searcher, (tr, val) = self._get_searcher(), self._search_streams()
         searcher.loss_scale = searcher.grad_scale = self._grad_scale()  # fp16: the scaler's scale
         self.model.train()
@@ -266,6 +271,7 @@ class AutoLoraTrainer(Trainer):
         else:  # W alone (beta stays where it is) on the steps beta does not move
             losses = searcher.inner_step(tr.next())
         self._recorder.push(done + 1, losses)
+        self._search_rng = rng_state()
         return losses["loss_tr"].to(self.args.device)
 
     def _get_searcher(self) -> BilevelSearch:
@@ -372,6 +378,7 @@ class AutoLoraTrainer(Trainer):
                 history=list(self._recorder.history),
                 beta_opt=self._beta_opt.state_dict() if self._beta_opt is not None else None,
                 streams={"tr": tr.state_dict(), "val": val.state_dict()},
+                search_rng=self._search_rng,
             )
         return state
 
@@ -391,6 +398,7 @@ class AutoLoraTrainer(Trainer):
                     f"{self.search_steps}; resume with the same AutoLoraArguments"
                 )
             self._recorder.history = list(state["history"])
+            self._search_rng = state["search_rng"]
             self._resumed = state
             if self._streams is not None:  # built already (search_epochs): put them where the run was
                 for s, key in zip(self._streams, ("tr", "val"), strict=True):
