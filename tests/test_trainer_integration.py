@@ -165,6 +165,46 @@ def test_search_step_equals_bilevel_search(tmp_path, checkpointing, hypergradien
 
 
 @pytest.mark.slow
+def test_the_search_records_equal_a_bilevel_loop_with_dropout(tmp_path):
+    """Six search steps with dropout on (beta every 2): the trainer's records (losses, alpha, sizes and
+    ranks, read after W's step) equal those of BilevelSearch driven by hand on the same streams, from
+    the same RNG state: the Trainer's own draws between steps do not reach the search's dropout."""
+    from transformers import default_data_collator
+
+    from autolora.search import beta_moves
+    from autolora.search.tracker import SearchTracker
+    from autolora.tuner.allocation import RankPolicy
+
+    steps, every = 6, 2
+    torch.manual_seed(7)
+    model = _model(dropout=True)
+    d_tr, d_val = split_train_val(EXAMPLE.tiny_data(), SEED, stratify=True)
+    tr = BatchStream(d_tr, 8, default_data_collator, SEED, torch.device("cpu"))
+    val = BatchStream(d_val, 8, default_data_collator, SEED + 1, torch.device("cpu"))
+    inner, outer = autolora.inner_parameters(model), autolora.selection_parameters(model)
+    search = BilevelSearch(
+        model, inner, outer, torch.optim.AdamW(inner, lr=LR, weight_decay=0.0),
+        torch.optim.Adam(outer, lr=LR_BETA), SearchStepConfig(xi=LR),
+    )  # fmt: skip
+    named = [(n, a) for n, a in autolora.adapters(model) if a.beta is not None]
+    tracker = SearchTracker(named, policy=RankPolicy.of(len(named), 4), window=50)
+    expected: list[dict] = []
+    model.train()
+    for done in range(steps):
+        losses = (
+            search.step(tr.next(), val.next())
+            if beta_moves(done, "second-order", 0, every)
+            else search.inner_step(tr.next())
+        )
+        expected.append(tracker.record(done + 1, losses, expected))
+    torch.manual_seed(7)
+    trainer = _trainer(tmp_path, _model(dropout=True), search_steps=steps, max_steps=steps + 1,
+                       search={"beta_every": every})  # fmt: skip
+    trainer.train()
+    assert trainer.search_result.history == expected
+
+
+@pytest.mark.slow
 def test_beta_moves_after_its_warm_up_and_every_beta_every_steps(tmp_path):
     """Warm-up 1, beta every 2, four search steps: beta moves at steps 1 and 3 (0-based), W at all."""
     model = _model()
