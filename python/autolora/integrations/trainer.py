@@ -7,24 +7,17 @@ inside one `trainer.train()`. `autolora run` drives the same trainer.
     trainer.train()
     trainer.save_model()                                               # PEFT layout + ranks.json
 
-`train()` runs two Trainer runs on one model, each with the Trainer's own loop, optimizer, schedule,
-logging, checkpoints (output_dir/search/checkpoint-N, output_dir/retrain/checkpoint-N) and resume:
-  search   search_steps optimizer steps, each one BilevelSearch step (autolora.search) on its own seeded
-           streams over D_tr and D_val (val_dataset, or the pipeline's 1:1 split of train_dataset), so
-           W never trains on the examples beta is judged on; the Trainer's batches of those steps are
-           drawn and not used. W's gradient goes into .grad, so the Trainer's clipping, optimizer and
-           schedule update W; beta takes its own Adam step (lr_beta). The records of every step
-           (autolora.integrations.search_phase) give the ranks, the diagnostics and the stop rule.
-  switch   the ranks (rank_rule, carried to rank_budget / rank_total, shared by the search) turn the
-           adapters in place into fixed-rank ones (autolora.tuner.retraining: warm keeps the selected
-           components, fresh starts new ones and puts the head back); ranks.json and
-           search/result.pt are written, so a resumed run never searches again.
-  retrain  the Trainer's own step on the whole train_dataset for the run's remaining steps
-           (retrain_args: its own TrainingArguments, e.g. another learning rate or length).
-
-Several processes (torchrun, accelerate launch): retraining runs under the accelerator's DDP, which
-averages its gradients. The search differentiates with torch.autograd.grad, which DDP's reducer does
-not see, so the bilevel step averages its own gradients (autolora.train.distributed).
+`train()` is two Trainer runs on one model, each with the Trainer's loop, optimizer, schedule,
+logging, checkpoints (output_dir/search/, output_dir/retrain/) and resume:
+  search   each optimizer step one BilevelSearch step (autolora.search) on its own seeded streams over
+           D_tr and D_val (val_dataset, or a seeded 1:1 split of train_dataset); the Trainer's batches
+           are drawn and not used. W's gradient goes into .grad for the Trainer's optimizer; beta
+           takes its own Adam step. Every step's record: autolora.integrations.search_phase.
+  switch   the ranks turn the adapters in place into fixed-rank ones (autolora.tuner.retraining:
+           warm or fresh); ranks.json and search/result.pt are written (a resume never searches again).
+  retrain  the Trainer's own step on train_dataset (retrain_args: its own TrainingArguments).
+Several processes: retraining runs under the accelerator's DDP; the search differentiates with
+torch.autograd.grad, which DDP does not see, so the bilevel step averages its own gradients.
 """
 
 from __future__ import annotations
