@@ -4,10 +4,10 @@ rule (autolora.search.tracker), read on the host at logging steps only.
 After each search step the trainer hands its losses (0-d tensors left on the device) to `push`; at
 the step's end, once the Trainer's optimizer has stepped W, `on_step_end` takes the tracker's readings
 of the adapters (alpha, and the Grams of each update for the spectral rules), still on the device.
-At the Trainer's logging and saving steps, and at the last step, `on_step_end` brings everything pending to the host in one transfer, appends one record per
-step to the history (complete up to any checkpoint: a checkpoint step reads too), raises
-NonFiniteLoss at the first non-finite loss, and ends the search when the stop rule says it has settled
-(stop_when_stable).
+At the Trainer's logging and saving steps, and at the last step, `on_step_end` brings everything
+pending to the host in one transfer, appends one record per step to the history (complete up to any
+checkpoint: a checkpoint step reads too), raises NonFiniteLoss at the first non-finite loss, and
+ends the search when the stop rule says it has settled (stop_when_stable).
 """
 
 from __future__ import annotations
