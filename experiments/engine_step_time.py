@@ -40,7 +40,7 @@ the cores, so it is the steadier measure on a shared machine. The first --warmup
 are dropped from every statistic but phase/step and the phase boundaries.
 
 Usage (from the repository root; --old is a checkout of the old engine):
-  python experiments/engine_step_time.py --old /work/wt-old --reps 3 --search-steps 20 \\
+  python experiments/engine_step_time.py --old ../autolora-8fbc016 --reps 3 --search-steps 20 \\
       --retrain-steps 20 --threads 1 --name engine_step_time
 """
 
