@@ -168,3 +168,36 @@ def experiment_module(name: str):
 def benchmark_module(name: str):
     """A script of benchmarks/ imported as a module, with its folder on sys.path (for _harness)."""
     yield from _script_module("benchmarks", name)
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now (for a process group's MASTER_PORT)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn_ranks(target, args_of, results: list, timeout: float = 240.0) -> tuple[list, bool]:
+    """Run target(*args_of(rank, port)) in one spawned process per entry of `results` (each rank's
+    JSON result file), all on one free port; kill those still alive after `timeout` seconds.
+
+    Returns:
+        (each rank's parsed result, None where it wrote none; whether any rank hung and was killed).
+    """
+    import json
+    import multiprocessing as mp
+    import time
+
+    ctx, port = mp.get_context("spawn"), free_port()
+    procs = [ctx.Process(target=target, args=args_of(r, port)) for r in range(len(results))]
+    for p in procs:
+        p.start()
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        p.join(max(1.0, deadline - time.monotonic()))
+    alive = [p for p in procs if p.is_alive()]
+    for p in alive:
+        p.kill()
+    return [json.loads(r.read_text()) if r.exists() else None for r in results], bool(alive)

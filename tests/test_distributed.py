@@ -4,12 +4,11 @@ batch, and a killed rank that makes the other fail with a clear error instead of
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
-import socket
 import time
 
 import pytest
 from dist_worker import run_rank
+from helpers import spawn_ranks
 from pipeline_fixtures import save_tiny_bert
 
 pytestmark = pytest.mark.slow  # launches torchrun processes
@@ -30,29 +29,12 @@ STEPS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch(world: int, overrides: dict, tmp_path, die: dict | None = None, timeout: float = 240.0) -> list:
-    ctx, port = mp.get_context("spawn"), free_port()
     results = [tmp_path / f"rank{r}.json" for r in range(world)]
-    procs = [
-        ctx.Process(target=run_rank, args=(r, world, port, overrides, str(results[r]), (die or {}).get(r, 0)))
-        for r in range(world)
-    ]
-    for p in procs:
-        p.start()
-    deadline = time.monotonic() + timeout
-    for p in procs:
-        p.join(max(1.0, deadline - time.monotonic()))
-    alive = [p for p in procs if p.is_alive()]
-    for p in alive:
-        p.kill()
-    assert not alive, "a rank hung past the deadline"
-    return [json.loads(r.read_text()) if r.exists() else None for r in results]
+    args_of = lambda r, port: (r, world, port, overrides, str(results[r]), (die or {}).get(r, 0))  # noqa: E731
+    out, hung = spawn_ranks(run_rank, args_of, results, timeout)
+    assert not hung, "a rank hung past the deadline"
+    return out
 
 
 @pytest.fixture(scope="module")

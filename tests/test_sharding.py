@@ -4,13 +4,9 @@ sharded says so."""
 
 from __future__ import annotations
 
-import json
-import multiprocessing as mp
-import socket
-import time
-
 import pytest
 import torch
+from helpers import spawn_ranks
 from sharding_worker import (
     batches,
     build,
@@ -32,32 +28,15 @@ from autolora.train.sharding import check_shardable, shard_frozen_base, transfor
 ATOL = 1e-5
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two busy cores: one torch thread per process is faster than two fighting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _launch(target, tmp, *extra) -> list[dict]:
     """Run target(rank, 2, port, result, *extra) in 2 spawned processes; their JSON results."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx, results = mp.get_context("spawn"), [tmp / f"rank{r}.json" for r in range(2)]
-    procs = [ctx.Process(target=target, args=(r, 2, port, str(results[r]), *extra)) for r in range(2)]
-    for p in procs:
-        p.start()
-    deadline = time.monotonic() + 240
-    for p in procs:
-        p.join(max(1.0, deadline - time.monotonic()))
-    alive = [p for p in procs if p.is_alive()]
-    for p in alive:
-        p.kill()
-    assert not alive, "a rank hung past the deadline"
-    out = [json.loads(r.read_text()) if r.exists() else {"ok": False, "error": "no result"} for r in results]
+    results = [tmp / f"rank{r}.json" for r in range(2)]
+    out, hung = spawn_ranks(target, lambda r, port: (r, 2, port, str(results[r]), *extra), results)
+    assert not hung, "a rank hung past the deadline"
+    out = [{"ok": False, "error": "no result"} if r is None else r for r in out]
     assert all(r["ok"] for r in out), [r.get("error") for r in out]
     return out
 

@@ -41,13 +41,7 @@ def _example():
 EXAMPLE = _example()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two busy cores: one torch thread per test process is faster than two fighting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(dropout: bool = False) -> nn.Module:
@@ -409,33 +403,14 @@ def test_bad_input_is_refused_before_training(tmp_path):
 def test_two_processes_match_one_with_twice_the_batch(tmp_path):
     """gloo, 2 CPU processes with batch 4 against 1 with batch 8 (dropout off): the same examples, the
     search's gradients, v and hypergradients and retraining's gradients averaged across ranks."""
-    import multiprocessing as mp
-    import socket
-    import time
-
+    from helpers import spawn_ranks
     from trainer_dist_worker import run_rank
 
     def launch(world: int, batch: int) -> list[dict]:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        ctx, results = mp.get_context("spawn"), [tmp_path / f"w{world}r{r}.json" for r in range(world)]
+        results = [tmp_path / f"w{world}r{r}.json" for r in range(world)]
         out = str(tmp_path / f"out{world}")
-        procs = [
-            ctx.Process(target=run_rank, args=(r, world, port, out, str(results[r]), batch))
-            for r in range(world)
-        ]
-        for p in procs:
-            p.start()
-        deadline = time.monotonic() + 240
-        for p in procs:
-            p.join(max(1.0, deadline - time.monotonic()))
-        for p in procs:
-            if p.is_alive():
-                p.kill()
-        return [
-            json.loads(r.read_text()) if r.exists() else {"ok": False, "error": "no result"} for r in results
-        ]
+        got, _ = spawn_ranks(run_rank, lambda r, port: (r, world, port, out, str(results[r]), batch), results)
+        return [{"ok": False, "error": "no result"} if r is None else r for r in got]
 
     single = _trainer(tmp_path / "out1", _model(), search_steps=2, max_steps=3)
     single.train()
