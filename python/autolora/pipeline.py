@@ -245,32 +245,29 @@ def run_pipeline(config: PipelineConfig) -> dict:
     clear_checkpoints(cfg)
     if cfg.ranks is not None and cfg.retrain_init == "warm":
         print(f"autolora: --ranks {cfg.ranks}: no searched components to start from, retraining fresh")
-    score = lambda model: evaluate(  # noqa: E731
-        model, prep.task, cfg.eval_batch_size, prep.device, False, cfg.max_generate, cfg.decoding
-    )
+
+    def score(model: nn.Module, progress: bool = False, generations: Path | None = None) -> dict:
+        args = (cfg.eval_batch_size, prep.device, progress, cfg.max_generate, cfg.decoding, generations)
+        return evaluate(model, prep.task, *args)
+
     clock = PhaseClock(t0)
     curve = EvalCurve(cfg.eval_every, score, every_process=cfg.fsdp)
     figures = RunFiguresAtSwitch(out, spare_core(prep.device))
     trainer = build_trainer(cfg, prep, [clock, curve, figures])
     curve.trainer = figures.trainer = trainer
-    if trainer.is_world_process_zero():
+    main = trainer.is_world_process_zero()
+    if main:
         atomic_write_json(out / CONFIG_NAME, run_record(cfg))
         if prep.task.label_names:  # class id -> the label the data spelled it with
             atomic_write_json(out / "labels.json", dict(enumerate(map(str, prep.task.label_names))))
-    if cfg.resume and trainer.is_world_process_zero():
-        print(resume_message(out, trainer.phase), file=sys.stderr)
+        if cfg.resume:
+            print(resume_message(out, trainer.phase), file=sys.stderr)
     trainer.train(resume_from_checkpoint=True if cfg.resume else None)
     model = trainer.model
-    main = trainer.is_world_process_zero()
-    if not main and not cfg.fsdp:  # evaluation and artifacts are the main process's
-        return {"ranks": trainer.ranks, "rank": trainer.args.process_index}
-    # A sharded base: every process runs the evaluation's forward passes (each gathers the base's
-    # shards from the others); the main one keeps the scores and writes.
-    metrics = evaluate(
-        model, prep.task, cfg.eval_batch_size, prep.device, cfg.progress and main, cfg.max_generate,
-        cfg.decoding, out / "generations.jsonl" if main else None,
-    )  # fmt: skip
-    if not main:
+    if main or cfg.fsdp:  # a sharded base: every process runs the forward passes (each gathers the
+        # base's shards from the others); the main one keeps the scores and writes
+        metrics = score(model, cfg.progress and main, out / "generations.jsonl" if main else None)
+    if not main:  # evaluation and artifacts are the main process's
         return {"ranks": trainer.ranks, "rank": trainer.args.process_index}
     figures.wait()
     export_peft(model, out / "adapter", prep.trainable, cfg.model)

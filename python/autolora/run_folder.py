@@ -10,6 +10,7 @@ that only change how a run is shown or where it logs may differ).
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -84,8 +85,6 @@ def check_run_folder(config: PipelineConfig) -> None:
             raise InputError(
                 "resume", f"{out} holds checkpoints but no {CONFIG_NAME}: not a run autolora can resume"
             )
-        import json
-
         try:
             record = json.loads(saved.read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:

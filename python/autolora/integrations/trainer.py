@@ -117,8 +117,6 @@ class AutoLoraTrainer(Trainer):
         self._searched = [(n, a) for n, a in adapters(self.model) if a.beta is not None]
         self.phase = "search" if self._searched else "retrain"
         check_setup(self, self._searched)
-        if self._searched and (autolora.rank_total is not None or autolora.rank_budget is not None):
-            self._policy()  # an explicit rank_total outside n..n*k fails here
         self._seed = self.args.seed if autolora.split_seed is None else autolora.split_seed
         if val_dataset is None:
             self._d_tr, self._d_val = default_split(self.train_dataset, self._seed)
@@ -138,7 +136,7 @@ class AutoLoraTrainer(Trainer):
             a = autolora
             tracker = SearchTracker(
                 self._searched,
-                policy=self._policy(),
+                policy=self._policy(),  # an explicit rank_total outside n..n*k fails here
                 window=a.stability_window,
                 stop_when_stable=a.stop_when_stable,
                 min_steps=a.min_search_steps,
